@@ -1,0 +1,15 @@
+# One image for every role (web, worker, beat); the role is the command.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_ENV=production CARTWATCH_VAR_DIR=/var/lib/cartwatch
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY config ./config
+COPY surveillance ./surveillance
+RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --home /app cartwatch \
+    && mkdir -p /var/lib/cartwatch && chown cartwatch /var/lib/cartwatch
+COPY manage.py ./
+COPY seeds ./seeds
+RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
+USER cartwatch
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -1,0 +1,49 @@
+# Two commands: `make run` (install, migrate, seed, serve with a worker and beat) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_PATIENTS ?= 300
+
+.PHONY: run test install lint format browser deploy-check bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_seeds
+	$(PY) manage.py seed_demo --patients $(DEMO_PATIENTS)
+	$(PY) manage.py ensure_demo_users
+	bin/serve
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+deploy-check: install
+	DJANGO_ENV=production DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-deploy-check-$$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')} \
+	DJANGO_ALLOWED_HOSTS=$${DJANGO_ALLOWED_HOSTS:-cartwatch.example.org} \
+	$(PY) manage.py check --deploy --fail-level WARNING
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf var .pytest_cache .hypothesis

@@ -1,0 +1,54 @@
+"""The surveillance domain, one concept a module."""
+
+from surveillance.models.audit import AuditEntry
+from surveillance.models.centres import CentreMembership, Role, TreatmentCentre
+from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
+from surveillance.models.patients import (
+    ContactAttempt,
+    Infusion,
+    LadderStage,
+    Patient,
+    PatientStatus,
+    RiskFlag,
+)
+from surveillance.models.products import CarTProduct, ProductCode
+from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
+from surveillance.models.reminders import Audience, Delivery, Reminder, ReminderStatus
+from surveillance.models.visits import (
+    ConditionDecision,
+    FollowUpVisit,
+    PatientRequest,
+    VisitChange,
+    VisitStatus,
+)
+
+__all__ = [
+    "Audience",
+    "AuditEntry",
+    "CarTProduct",
+    "CentreMembership",
+    "ConditionDecision",
+    "ContactAttempt",
+    "Delivery",
+    "FollowUpVisit",
+    "Infusion",
+    "LadderStage",
+    "MalignancyEvent",
+    "MalignancyType",
+    "Patient",
+    "PatientRequest",
+    "PatientStatus",
+    "ProductCode",
+    "Protocol",
+    "ProtocolRule",
+    "ProtocolStatus",
+    "Reminder",
+    "ReminderStatus",
+    "ReportingStep",
+    "RiskFlag",
+    "Role",
+    "TransgeneStatus",
+    "TreatmentCentre",
+    "VisitChange",
+    "VisitStatus",
+]

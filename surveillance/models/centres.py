@@ -1,0 +1,60 @@
+"""Treatment centres and which staff belong to them (the tenancy boundary)."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+def validate_time_zone(value: str) -> None:
+    """Reject a zone name the tz database does not know, so send times can always be computed."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"{value!r} is not a known IANA time zone") from exc
+
+
+class TreatmentCentre(models.Model):
+    """A clinic that infuses CAR-T and follows its patients; every patient belongs to exactly one."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    care_team_email = models.EmailField(help_text="Where window-open notices and escalations go.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class Role(models.TextChoices):
+    COORDINATOR = "coordinator", "Coordinator"
+    PHYSICIAN = "physician", "Physician"
+    AUDITOR = "auditor", "Auditor (read-only)"
+
+
+class CentreMembership(models.Model):
+    """A staff user's role at one centre; a user sees only the patients of centres they belong to."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    centre = models.ForeignKey(TreatmentCentre, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "centre"], name="membership_one_role_per_centre"),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} - {self.get_role_display()} at {self.centre}"

@@ -1,0 +1,91 @@
+"""Secondary malignancies after CAR-T and the reporting steps each one opens (clinical reference (e))."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from surveillance.models.patients import Infusion
+
+
+class MalignancyType(models.TextChoices):
+    T_CELL_LYMPHOMA = "t_cell_lymphoma", "T-cell lymphoma"
+    MDS_AML = "mds_aml", "MDS/AML"
+    OTHER_HAEMATOLOGIC = "other_haematologic", "Other haematologic"
+    SOLID = "solid", "Solid tumour"
+    NMSC = "nmsc", "Non-melanoma skin cancer"
+
+
+class TransgeneStatus(models.TextChoices):
+    NOT_REQUESTED = "not_requested", "Not requested"
+    KIT_REQUESTED = "kit_requested", "Sample kit requested"
+    SAMPLE_SENT = "sample_sent", "Sample sent"
+    POSITIVE = "positive", "CAR transgene detected"
+    NEGATIVE = "negative", "CAR transgene not detected"
+    NOT_TESTABLE = "not_testable", "Not testable"
+
+
+class MalignancyEvent(models.Model):
+    """A suspected or confirmed new malignancy after an infusion."""
+
+    infusion = models.ForeignKey(Infusion, on_delete=models.PROTECT, related_name="malignancy_events")
+    diagnosis_date = models.DateField()
+    malignancy_type = models.CharField(max_length=20, choices=MalignancyType.choices)
+    confirmed = models.BooleanField(default=True, help_text="False while only suspected.")
+    description = models.CharField(max_length=255, blank=True)
+    transgene_status = models.CharField(
+        max_length=16, choices=TransgeneStatus.choices, default=TransgeneStatus.NOT_REQUESTED
+    )
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-diagnosis_date"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(malignancy_type__in=MalignancyType.values), name="malignancy_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(transgene_status__in=TransgeneStatus.values),
+                name="malignancy_transgene_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_malignancy_type_display()} on {self.diagnosis_date}"
+
+
+class ReportingStepKind(models.TextChoices):
+    MANUFACTURER = "manufacturer", "Contact the manufacturer (sample kit, CAR-transgene testing)"
+    MEDWATCH = "medwatch", "FDA MedWatch report"
+    REGISTRY = "registry", "Registry follow-up form (CIBMTR / EBMT)"
+    SAMPLE_SHIPMENT = "sample_shipment", "Ship tumour and blood samples"
+
+
+class ReportingStep(models.Model):
+    """One obligation opened by a malignancy event, with its due date and who closed it, when."""
+
+    event = models.ForeignKey(MalignancyEvent, on_delete=models.CASCADE, related_name="reporting_steps")
+    kind = models.CharField(max_length=16, choices=ReportingStepKind.choices)
+    due_date = models.DateField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reference = models.CharField(max_length=128, blank=True, help_text="E.g. the MedWatch report number.")
+    notes = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["event", "due_date", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "kind"], name="reporting_step_one_per_kind"),
+            models.CheckConstraint(
+                condition=models.Q(completed_at__isnull=True) | models.Q(completed_by__isnull=False),
+                name="reporting_step_completion_attributed",
+            ),
+        ]
+        indexes = [
+            # the "reports to file" worklist: open steps by due date
+            models.Index(fields=["due_date"], condition=models.Q(completed_at__isnull=True), name="step_open_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.get_kind_display()

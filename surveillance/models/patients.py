@@ -1,0 +1,245 @@
+"""Patients, their CAR-T infusions and the risk factors that pick the surveillance variant."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from django.conf import settings
+from django.db import models
+
+from surveillance.models.centres import TreatmentCentre, validate_time_zone
+from surveillance.models.products import CarTProduct
+
+
+class PatientStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    LOST = "lost_to_follow_up", "Lost to follow-up"
+    DECEASED = "deceased", "Deceased"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    TRANSFERRED = "transferred", "Transferred"
+
+
+#: Statuses that take a patient off every worklist and stop every reminder.
+CLOSED_STATUSES = (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatus.TRANSFERRED)
+
+
+class LadderStage(models.TextChoices):
+    """How far an active patient has slipped: consecutive missed visits move them up the ladder."""
+
+    ON_TRACK = "on_track", "On track"
+    OVERDUE = "overdue", "Overdue"
+    TRACING = "tracing", "Tracing"
+    LOST = "lost", "Lost to follow-up"
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class PatientQuerySet(models.QuerySet):
+    def for_centres(self, centre_ids) -> PatientQuerySet:
+        return self.filter(centre_id__in=centre_ids)
+
+    def under_follow_up(self) -> PatientQuerySet:
+        """Patients who should still be on worklists (not deceased, withdrawn or transferred)."""
+        return self.exclude(status__in=CLOSED_STATUSES)
+
+
+class Patient(models.Model):
+    """A person followed after CAR-T. Their MRN is unique within their centre."""
+
+    centre = models.ForeignKey(TreatmentCentre, on_delete=models.PROTECT, related_name="patients")
+    mrn = models.CharField("MRN", max_length=64)
+    given_name = models.CharField(max_length=100, blank=True)
+    family_name = models.CharField(max_length=100, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    preferred_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone], help_text="Blank: the centre's time zone."
+    )
+    contact_consent = models.BooleanField(default=True, help_text="Consents to reminders by email.")
+    reminders_opted_out_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Unsubscribed from routine reminders (care-team escalations continue).",
+    )
+    status = models.CharField(max_length=20, choices=PatientStatus.choices, default=PatientStatus.ACTIVE)
+    status_date = models.DateField(null=True, blank=True)
+    status_reason = models.CharField(max_length=255, blank=True)
+    ladder_stage = models.CharField(max_length=10, choices=LadderStage.choices, default=LadderStage.ON_TRACK)
+    source_system = models.CharField(max_length=255, blank=True, help_text="EHR the record was imported from.")
+    source_id = models.CharField(max_length=128, blank=True, help_text="The record's id in that EHR.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["family_name", "given_name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["centre", "mrn"], name="patient_mrn_unique_per_centre"),
+            models.UniqueConstraint(
+                fields=["centre", "source_system", "source_id"],
+                condition=~models.Q(source_id=""),
+                name="patient_source_identity_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=PatientStatus.values), name="patient_status_valid"),
+            models.CheckConstraint(condition=~models.Q(mrn=""), name="patient_mrn_not_blank"),
+            models.CheckConstraint(
+                condition=models.Q(status=PatientStatus.ACTIVE) | models.Q(status_date__isnull=False),
+                name="patient_status_change_dated",
+            ),
+        ]
+        indexes = [
+            # the ladder worklist: active patients who are slipping
+            models.Index(fields=["centre", "ladder_stage"], name="patient_ladder_worklist_idx"),
+            models.Index(fields=["family_name", "given_name"], name="patient_name_search_idx"),
+        ]
+
+    def __str__(self) -> str:
+        # Names are PHI: string forms show up in logs and admin messages, so use the MRN and the primary key.
+        return f"Patient {self.pk} (MRN {self.mrn})"
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.family_name}, {self.given_name}".strip(", ")
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone) if self.time_zone else self.centre.tz
+
+    @property
+    def under_follow_up(self) -> bool:
+        return self.status not in CLOSED_STATUSES
+
+    def accepts_routine_reminders(self) -> bool:
+        """Routine patient reminders need consent, an address, an open follow-up and no opt-out."""
+        return (
+            self.under_follow_up and self.contact_consent and bool(self.email) and self.reminders_opted_out_at is None
+        )
+
+    def age_on(self, day: dt.date) -> int | None:
+        if self.birth_date is None:
+            return None
+        before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
+        return day.year - self.birth_date.year - before_birthday
+
+
+class Infusion(models.Model):
+    """One CAR-T infusion. It anchors a schedule; a re-infusion is a new Infusion with a schedule of its own."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="infusions")
+    product = models.ForeignKey(CarTProduct, on_delete=models.PROTECT, related_name="infusions")
+    infusion_date = models.DateField()
+    indication = models.CharField(max_length=255, blank=True)
+    lot_number = models.CharField(max_length=64, blank=True)
+    prior_lines = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Prior lines of therapy.")
+    protocol = models.ForeignKey(
+        "surveillance.Protocol", on_delete=models.PROTECT, related_name="infusions", null=True, blank=True
+    )
+    superseded_by = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="supersedes",
+        help_text="A later infusion (re-infusion) that restarted the schedule.",
+    )
+    source_system = models.CharField(max_length=255, blank=True)
+    source_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["patient", "infusion_date", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "source_system", "source_id"],
+                condition=~models.Q(source_id=""),
+                name="infusion_source_identity_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(infusion_date__gte=dt.date(2010, 1, 1)), name="infusion_date_plausible"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Infusion {self.pk} ({self.product_id}, {self.infusion_date})"
+
+    @property
+    def age_at_infusion(self) -> int | None:
+        return self.patient.age_on(self.infusion_date)
+
+
+class RiskFlagCode(models.TextChoices):
+    CLONAL_HAEMATOPOIESIS = "clonal_haematopoiesis", "Clonal haematopoiesis (CH/CHIP)"
+    PRIOR_AUTO_HCT = "prior_auto_hct", "Prior autologous transplant"
+    ALKYLATOR_EXPOSURE = "alkylator_exposure", "Heavy alkylator exposure"
+    RADIATION_EXPOSURE = "radiation_exposure", "Prior TBI / radiation"
+    PROLONGED_CYTOPENIA = "prolonged_cytopenia", "Late / prolonged cytopenia or CCUS"
+    EBV_POSITIVE = "ebv_positive", "EBV-positive lymphoma or EBV reactivation"
+
+
+class FlagSource(models.TextChoices):
+    NGS_REPORT = "ngs_report", "NGS report"
+    TREATMENT_HISTORY = "treatment_history", "Treatment history"
+    LAB_RESULT = "lab_result", "Lab result"
+    PATHOLOGY = "pathology", "Pathology"
+    CLINICIAN = "clinician", "Clinician assessment"
+    EHR_IMPORT = "ehr_import", "EHR import"
+
+
+class RiskFlag(models.Model):
+    """A risk factor for second cancers, with where it came from and when, so a re-plan can be justified."""
+
+    infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="risk_flags")
+    code = models.CharField(max_length=32, choices=RiskFlagCode.choices)
+    present = models.BooleanField(default=True)
+    detail = models.CharField(max_length=255, blank=True, help_text="E.g. CH genes and VAF: DNMT3A 4%, TET2 2%.")
+    source = models.CharField(max_length=20, choices=FlagSource.choices)
+    source_reference = models.CharField(max_length=255, blank=True)
+    observed_on = models.DateField()
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["infusion", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["infusion", "code"], name="risk_flag_one_per_code"),
+            models.CheckConstraint(condition=models.Q(code__in=RiskFlagCode.values), name="risk_flag_code_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_code_display()} ({'present' if self.present else 'absent'})"
+
+
+class ContactMethod(models.TextChoices):
+    PHONE = "phone", "Phone"
+    EMAIL = "email", "Email"
+    LETTER = "letter", "Letter"
+    REFERRING_PHYSICIAN = "referring", "Referring physician"
+    OTHER = "other", "Other"
+
+
+class ContactAttempt(models.Model):
+    """A coordinator's attempt to reach a patient who is slipping out of follow-up."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="contact_attempts")
+    attempted_at = models.DateTimeField()
+    method = models.CharField(max_length=16, choices=ContactMethod.choices)
+    reached = models.BooleanField(default=False)
+    note = models.CharField(max_length=500, blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-attempted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} on {self.attempted_at:%Y-%m-%d}"

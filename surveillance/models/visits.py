@@ -1,0 +1,197 @@
+"""Follow-up visits: what the planner writes from a protocol, and what clinicians record against it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import models
+
+from surveillance.models.patients import Infusion, Patient
+from surveillance.models.protocols import ProtocolRule, VisitKind
+
+
+class VisitStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    COMPLETED = "completed", "Completed"
+    MISSED = "missed", "Missed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+#: A visit in one of these states is history: re-planning never touches it.
+SETTLED_STATUSES = (VisitStatus.COMPLETED, VisitStatus.MISSED)
+
+
+class FollowUpVisitQuerySet(models.QuerySet):
+    def for_centres(self, centre_ids) -> FollowUpVisitQuerySet:
+        return self.filter(infusion__patient__centre_id__in=centre_ids)
+
+    def open(self) -> FollowUpVisitQuerySet:
+        return self.filter(status=VisitStatus.SCHEDULED)
+
+    def due_between(self, start: dt.date, end: dt.date) -> FollowUpVisitQuerySet:
+        return self.open().filter(due_date__range=(start, end))
+
+    def window_open_on(self, day: dt.date) -> FollowUpVisitQuerySet:
+        return self.open().filter(window_start__lte=day, window_end__gte=day)
+
+    def overdue_on(self, day: dt.date) -> FollowUpVisitQuerySet:
+        """Past the due date, window still open: the last chance to book it."""
+        return self.open().filter(due_date__lt=day, window_end__gte=day)
+
+    def past_window_on(self, day: dt.date) -> FollowUpVisitQuerySet:
+        """Still scheduled but the window has closed: the daily sweep marks these missed."""
+        return self.open().filter(window_end__lt=day)
+
+
+class FollowUpVisit(models.Model):
+    """A planned visit. Its identity is (infusion, rule code, occurrence), which makes re-planning idempotent."""
+
+    infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="visits")
+    rule = models.ForeignKey(ProtocolRule, on_delete=models.PROTECT, related_name="visits")
+    rule_code = models.CharField(max_length=32)
+    occurrence = models.PositiveSmallIntegerField()
+    label = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=VisitKind.choices)
+    due_date = models.DateField()
+    window_start = models.DateField()
+    window_end = models.DateField()
+    assessments = models.JSONField(default=list, help_text="Codes of the assessments this visit asks for.")
+    status = models.CharField(max_length=10, choices=VisitStatus.choices, default=VisitStatus.SCHEDULED)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status_reason = models.CharField(max_length=255, blank=True)
+    completed_on = models.DateField(null=True, blank=True)
+    results = models.JSONField(default=dict, blank=True)
+    sequence = models.PositiveIntegerField(default=0, help_text="iCalendar SEQUENCE: rises when the visit moves.")
+    planner_cancelled = models.BooleanField(
+        default=False, help_text="Cancelled by a re-plan (the plan no longer has it), not by a person."
+    )
+    reminders_planned_for = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The sequence the outbox rows were planned for (null: not yet)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FollowUpVisitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_date", "rule_code", "occurrence"]
+        constraints = [
+            models.UniqueConstraint(fields=["infusion", "rule_code", "occurrence"], name="visit_identity_unique"),
+            models.CheckConstraint(
+                condition=models.Q(window_start__lte=models.F("due_date"), window_end__gte=models.F("due_date")),
+                name="visit_window_contains_due_date",
+            ),
+            models.CheckConstraint(condition=models.Q(status__in=VisitStatus.values), name="visit_status_valid"),
+            models.CheckConstraint(
+                condition=~models.Q(status=VisitStatus.COMPLETED) | models.Q(completed_on__isnull=False),
+                name="visit_completion_dated",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=[VisitStatus.SCHEDULED, VisitStatus.COMPLETED])
+                | ~models.Q(status_reason=""),
+                name="visit_missed_or_cancelled_has_reason",
+            ),
+        ]
+        indexes = [
+            # the daily missed-visit sweep: scheduled visits whose window has closed
+            models.Index(
+                fields=["window_end"],
+                condition=models.Q(status="scheduled"),
+                name="visit_missed_sweep_idx",
+            ),
+            # worklists: due in the next 14 days / window open / overdue
+            models.Index(fields=["status", "due_date"], name="visit_worklist_due_idx"),
+            # the daily outbox top-up: scheduled visits entering the reminder look-ahead
+            models.Index(
+                fields=["due_date"],
+                condition=models.Q(status="scheduled", reminders_planned_for__isnull=True),
+                name="visit_outbox_topup_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_code}#{self.occurrence} due {self.due_date}"
+
+    @property
+    def patient(self) -> Patient:
+        return self.infusion.patient
+
+    def window(self) -> tuple[dt.date, dt.date]:
+        return self.window_start, self.window_end
+
+    def is_overdue(self, today: dt.date) -> bool:
+        return self.status == VisitStatus.SCHEDULED and self.due_date < today <= self.window_end
+
+    def is_past_window(self, today: dt.date) -> bool:
+        return self.status == VisitStatus.SCHEDULED and today > self.window_end
+
+    def ics_uid(self) -> str:
+        """Stable per visit identity (not per row), so a re-planned visit updates the same calendar entry."""
+        return f"visit-{self.infusion_id}-{self.rule_code}-{self.occurrence}@cartwatch"
+
+
+class VisitChange(models.Model):
+    """History of a visit: every move, status change and correction, written with the change itself."""
+
+    visit = models.ForeignKey(FollowUpVisit, on_delete=models.CASCADE, related_name="changes")
+    at = models.DateTimeField(auto_now_add=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=32)
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["visit", "at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ConditionDecision(models.Model):
+    """A clinician's recorded decision that a conditional rule applies (e.g. counts still low at day 28)."""
+
+    infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="condition_decisions")
+    condition = models.CharField(max_length=32)
+    active = models.BooleanField(help_text="Whether the condition holds, so its conditional visits are planned.")
+    until = models.DateField(null=True, blank=True, help_text="Last day the conditional visits run to.")
+    reason = models.CharField(max_length=255)
+    decided_on = models.DateField()
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["infusion", "condition"], name="decision_one_per_condition")]
+
+    def __str__(self) -> str:
+        return f"{self.condition}: {'applies' if self.active else 'does not apply'}"
+
+
+class RequestKind(models.TextChoices):
+    CONFIRM = "confirm", "Confirms the visit"
+    RESCHEDULE = "reschedule", "Asks to reschedule"
+    DONE_ELSEWHERE = "done_elsewhere", "Says it was done elsewhere"
+
+
+class PatientRequest(models.Model):
+    """What a patient said through a signed link in a reminder; a task on the coordinator's worklist."""
+
+    visit = models.ForeignKey(FollowUpVisit, on_delete=models.CASCADE, related_name="patient_requests")
+    kind = models.CharField(max_length=16, choices=RequestKind.choices)
+    message = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            # the coordinator's "patient requests" worklist: unhandled first
+            models.Index(fields=["handled_at", "received_at"], name="request_worklist_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.received_at:%Y-%m-%d})"

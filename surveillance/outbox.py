@@ -1,0 +1,173 @@
+"""Planning the reminder outbox: which messages a visit needs, and the moment each must go out.
+
+Rows are planned for visits due within a rolling look-ahead (``REMINDER_LOOKAHEAD_DAYS``) rather than for fifteen
+years at once: the outbox stays small enough for the dispatcher's claim query to be instant, and the daily sweep
+tops it up (``outbox_top_up``). A visit that moves gets new rows (its key carries the visit's iCalendar sequence),
+and its old pending rows are cancelled in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from surveillance import scheduling
+from surveillance.models import FollowUpVisit, Reminder, ReminderStatus, VisitStatus
+from surveillance.models.reminders import Audience, Purpose
+
+UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class ReminderPlan:
+    key: str
+    audience: str
+    purpose: str
+    days_before: int
+    send_after: dt.datetime
+
+
+def local_morning(day: dt.date, tz: zoneinfo.ZoneInfo, hour: int | None = None) -> dt.datetime:
+    """``hour`` o'clock on ``day`` in ``tz``, as UTC: reminders go out in the recipient's morning, never at night.
+
+    Computing from the local wall clock (not adding 24 h to a UTC instant) keeps the hour right across a
+    daylight-saving change.
+    """
+    hour = settings.CARTWATCH["REMINDER_HOUR"] if hour is None else hour
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=tz).astimezone(UTC)
+
+
+def cadence_of(visit: FollowUpVisit) -> scheduling.ReminderCadence:
+    """The reminder cadence of the rule the visit came from (the protocol's default when unset)."""
+    data = visit.rule.reminders or {}
+    default = scheduling.ReminderCadence()
+    return scheduling.ReminderCadence(
+        patient_days_before=tuple(data.get("patient_days_before", default.patient_days_before)),
+        care_team_window_open=bool(data.get("care_team_window_open", default.care_team_window_open)),
+        escalate_overdue=bool(data.get("escalate_overdue", default.escalate_overdue)),
+    )
+
+
+def reminder_key(visit: FollowUpVisit, audience: str, purpose: str, days_before: int = 0) -> str:
+    """Idempotency key: one row per visit identity x sequence x audience x purpose (x days before)."""
+    return (
+        f"{visit.infusion_id}:{visit.rule_code}:{visit.occurrence}:s{visit.sequence}:{audience}:{purpose}:{days_before}"
+    )
+
+
+def visit_reminder_plans(visit: FollowUpVisit, now: dt.datetime) -> list[ReminderPlan]:
+    """The outbox rows a scheduled visit needs from ``now`` on.
+
+    Moments already past are dropped, with two exceptions that keep a late-planned visit from going unannounced:
+    the latest past patient reminder is sent now if the visit is still ahead, and the window-open notice is sent
+    now if the window is still open.
+    """
+    cadence = cadence_of(visit)
+    patient = visit.infusion.patient
+    centre_tz = patient.centre.tz
+    today = now.astimezone(centre_tz).date()
+    plans: list[ReminderPlan] = []
+
+    upcoming = sorted(
+        (local_morning(visit.due_date - dt.timedelta(days=d), patient.tz), d) for d in cadence.patient_days_before
+    )
+    past = [(moment, d) for moment, d in upcoming if moment < now]
+    if past and visit.due_date > today:
+        _, d = past[-1]
+        plans.append(_plan(visit, Audience.PATIENT, Purpose.UPCOMING, d, now))
+    plans += [_plan(visit, Audience.PATIENT, Purpose.UPCOMING, d, m) for m, d in upcoming if m >= now]
+
+    if cadence.care_team_window_open:
+        moment = local_morning(visit.window_start, centre_tz)
+        if moment >= now:
+            plans.append(_plan(visit, Audience.CARE_TEAM, Purpose.WINDOW_OPEN, 0, moment))
+        elif visit.window_end >= today:
+            plans.append(_plan(visit, Audience.CARE_TEAM, Purpose.WINDOW_OPEN, 0, now))
+    if cadence.escalate_overdue:
+        moment = local_morning(visit.window_end + dt.timedelta(days=1), centre_tz)
+        if moment >= now:
+            plans.append(_plan(visit, Audience.CARE_TEAM, Purpose.OVERDUE, 0, moment))
+    return plans
+
+
+def _plan(visit: FollowUpVisit, audience: str, purpose: str, days_before: int, at: dt.datetime) -> ReminderPlan:
+    return ReminderPlan(reminder_key(visit, audience, purpose, days_before), audience, purpose, days_before, at)
+
+
+def visit_reminders_sync(visit: FollowUpVisit, now: dt.datetime | None = None) -> tuple[int, int]:
+    """Make the visit's pending outbox rows match what it needs now; returns (created, cancelled).
+
+    Sent rows are history and stay. Call inside the transaction that changed the visit.
+    """
+    now = now or timezone.now()
+    wanted: dict[str, ReminderPlan] = {}
+    if visit.status == VisitStatus.SCHEDULED and visit.infusion.patient.under_follow_up:
+        wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
+    cancelled = (
+        Reminder.objects.filter(visit=visit, status=ReminderStatus.PENDING)
+        .exclude(idempotency_key__in=wanted)
+        .update(status=ReminderStatus.CANCELLED, outcome_reason="visit re-planned or closed", updated_at=now)
+    )
+    existing = set(
+        Reminder.objects.filter(visit=visit, idempotency_key__in=wanted).values_list("idempotency_key", flat=True)
+    )
+    rows = [
+        Reminder(
+            visit=visit,
+            audience=plan.audience,
+            purpose=plan.purpose,
+            days_before=plan.days_before,
+            idempotency_key=key,
+            send_after=plan.send_after,
+            next_attempt_at=plan.send_after,
+        )
+        for key, plan in wanted.items()
+        if key not in existing
+    ]
+    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
+    FollowUpVisit.objects.filter(pk=visit.pk).update(reminders_planned_for=visit.sequence)
+    visit.reminders_planned_for = visit.sequence
+    return len(rows), cancelled
+
+
+def lookahead_end(today: dt.date) -> dt.date:
+    return today + dt.timedelta(days=settings.CARTWATCH["REMINDER_LOOKAHEAD_DAYS"])
+
+
+def in_lookahead(visit: FollowUpVisit, today: dt.date) -> bool:
+    return (
+        visit.status == VisitStatus.SCHEDULED and visit.window_end >= today and visit.due_date <= lookahead_end(today)
+    )
+
+
+def outbox_top_up(now: dt.datetime | None = None, batch_size: int = 500) -> int:
+    """Plan rows for scheduled visits that entered the look-ahead; returns how many visits were planned.
+
+    Each batch commits on its own so a large backlog never holds one long transaction.
+    """
+    now = now or timezone.now()
+    today = now.date()
+    planned = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                FollowUpVisit.objects.filter(
+                    Q(reminders_planned_for__isnull=True),
+                    status=VisitStatus.SCHEDULED,
+                    due_date__lte=lookahead_end(today),
+                    window_end__gte=today,
+                )
+                .select_related("rule", "infusion__patient__centre")
+                .order_by("due_date")[:batch_size]
+            )
+            for visit in batch:
+                visit_reminders_sync(visit, now)
+        planned += len(batch)
+        if len(batch) < batch_size:
+            return planned

@@ -1,0 +1,124 @@
+"""Shared fixtures: the seeded catalogue and protocols, and the personas every test module speaks of.
+
+Personas: a coordinator and a physician at centre A, a physician at centre B, an auditor of both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from surveillance.models import CentreMembership, Infusion, Patient, Role, TreatmentCentre
+from surveillance.models.patients import FlagSource, RiskFlag
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+UTC = dt.UTC
+
+
+def services_required() -> bool:
+    """In CI a test that needs PostgreSQL, Redis or a browser fails when it is missing; elsewhere it skips."""
+    return bool(os.environ.get("CARTWATCH_REQUIRE_SERVICES") or os.environ.get("CI"))
+
+
+def missing_service(message: str) -> None:
+    if services_required():
+        pytest.fail(f"required service unavailable: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Load the seeds once per test session: every test sees the product catalogue and both protocols."""
+    from surveillance.seeding import seeds_load
+
+    with django_db_blocker.unblock():
+        seeds_load(settings.CARTWATCH["SEEDS_DIR"])
+
+
+@pytest.fixture
+def centre_a(db) -> TreatmentCentre:
+    return TreatmentCentre.objects.create(
+        code="a", name="Centre A", time_zone="America/New_York", care_team_email="team-a@example.org"
+    )
+
+
+@pytest.fixture
+def centre_b(db) -> TreatmentCentre:
+    return TreatmentCentre.objects.create(
+        code="b", name="Centre B", time_zone="Europe/Madrid", care_team_email="team-b@example.org"
+    )
+
+
+def _staff(django_user_model, username: str, role: str, *centres: TreatmentCentre):
+    from surveillance.roles import roles_sync
+
+    group = roles_sync()[role]
+    user = django_user_model.objects.create_user(username=username, password="correct-horse-battery", is_staff=True)
+    user.groups.add(group)
+    for centre in centres:
+        CentreMembership.objects.create(user=user, centre=centre, role=role)
+    return user
+
+
+@pytest.fixture
+def coordinator_a(django_user_model, centre_a):
+    return _staff(django_user_model, "coordinator-a", Role.COORDINATOR, centre_a)
+
+
+@pytest.fixture
+def physician_a(django_user_model, centre_a):
+    return _staff(django_user_model, "physician-a", Role.PHYSICIAN, centre_a)
+
+
+@pytest.fixture
+def physician_b(django_user_model, centre_b):
+    return _staff(django_user_model, "physician-b", Role.PHYSICIAN, centre_b)
+
+
+@pytest.fixture
+def auditor(django_user_model, centre_a, centre_b):
+    return _staff(django_user_model, "auditor", Role.AUDITOR, centre_a, centre_b)
+
+
+@pytest.fixture
+def make_patient():
+    counter = iter(range(1, 10**6))
+
+    def make(centre: TreatmentCentre, **fields) -> Patient:
+        n = next(counter)
+        values = {
+            "mrn": f"MRN{n:05d}",
+            "given_name": "Alex",
+            "family_name": f"Rivera{n}",
+            "birth_date": dt.date(1970, 5, 17),
+            "email": f"patient{n}@example.org",
+        }
+        values.update(fields)
+        return Patient.objects.create(centre=centre, **values)
+
+    return make
+
+
+@pytest.fixture
+def make_infusion():
+    def make(patient: Patient, product: str = "yescarta", infusion_date=dt.date(2026, 1, 31), flags=(), **fields):
+        from surveillance.models import CarTProduct
+
+        infusion = Infusion.objects.create(
+            patient=patient,
+            product=CarTProduct.objects.get(code=product),
+            infusion_date=infusion_date,
+            **fields,
+        )
+        for code in flags:
+            RiskFlag.objects.create(
+                infusion=infusion, code=code, source=FlagSource.CLINICIAN, observed_on=infusion_date
+            )
+        return infusion
+
+    return make

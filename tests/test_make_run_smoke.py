@@ -1,0 +1,91 @@
+"""`make run`'s serving step on the embedded default: the admin answers over real HTTP and a demo login works.
+
+It runs the same commands as `make run` (migrate, load_seeds, seed_demo, ensure_demo_users, bin/serve) in a
+scratch folder, then stops everything with SIGINT as Ctrl-C would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(CARTWATCH_VAR_DIR=str(tmp_path), CARTWATCH_PORT=str(_free_port()), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _manage(env, *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, capture_output=True)
+
+
+def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
+    _manage(embedded_env, "migrate", "--noinput")
+    _manage(embedded_env, "load_seeds")
+    _manage(embedded_env, "seed_demo", "--patients", "12")
+    _manage(embedded_env, "ensure_demo_users")
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        ["bin/serve"],
+        cwd=REPO,
+        env=embedded_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{embedded_env['CARTWATCH_PORT']}"
+    try:
+        session = requests.Session()
+        for _ in range(100):
+            try:
+                login = session.get(f"{base}/admin/login/", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not answer: " + (tmp_path / "serve.log").read_text()[-2000:])
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        page = session.post(
+            f"{base}/admin/login/?next=/admin/",
+            data={"username": "coordinator-a", "password": "cartwatch-demo", "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{base}/admin/login/"},
+            timeout=10,
+        )
+        assert page.status_code == 200
+        assert "Log out" in page.text and "Patients" in page.text
+        patients = session.get(f"{base}/admin/surveillance/patient/", timeout=10)
+        assert re.search(r"NF-0000\d\d", patients.text)
+        assert "CS-0000" not in patients.text  # coordinator-a sees centre A only
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            pytest.fail("Ctrl-C did not stop the server, worker and beat")
+        log.close()
+    # nothing of the process group is left behind
+    leftover = subprocess.run(["pgrep", "-g", str(server.pid)], capture_output=True, text=True).stdout.strip()
+    assert leftover == ""
