@@ -1,0 +1,98 @@
+"""Production deployment: the compose file is valid, its commands are the documented ones, settings fail loudly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+COMPOSE = REPO / ".venv" / "bin" / "docker-compose"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def compose_config(tmp_path_factory) -> dict:
+    secret = tmp_path_factory.mktemp("secrets") / "django_secret_key"
+    secret.write_text("compose-validation-only")
+    binary = COMPOSE if COMPOSE.exists() else "docker-compose"
+    result = subprocess.run(
+        [str(binary), "-f", "docker-compose.yml", "config", "--format", "json"],
+        cwd=REPO,
+        env=_env(DJANGO_SECRET_KEY_FILE=str(secret)),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _command(service: dict) -> str:
+    command = service["command"]
+    return " ".join(command) if isinstance(command, list) else command
+
+
+def test_it_declares_every_production_role(compose_config):
+    services = compose_config["services"]
+    assert {"web", "worker", "beat", "postgres", "redis", "mailcatcher"} <= set(services)
+    assert services["beat"]["deploy"]["replicas"] == 1
+    for name in ("web", "worker", "postgres", "redis"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+    for name in ("web", "worker", "beat", "postgres", "redis"):
+        assert services[name]["restart"] == "unless-stopped"
+    assert {"postgres-data", "redis-data", "beat-state"} <= set(compose_config["volumes"])
+    assert services["web"]["environment"]["DJANGO_SECRET_KEY_FILE"] == "/run/secrets/django_secret_key"
+
+
+def test_it_runs_in_compose_the_commands_the_readme_documents(compose_config):
+    readme = (REPO / "README.md").read_text()
+    services = compose_config["services"]
+    for name in ("migrate", "web", "worker", "beat"):
+        command = _command(services[name])
+        for part in re.split(r"\s*&&\s*|^sh -c ", command):
+            part = part.strip()
+            if part:
+                assert part in readme, f"the README does not show the {name} command: {part}"
+
+
+def test_it_runs_the_deploy_check_and_the_tests_in_ci():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make lint" in ci and "make test" in ci and "make deploy-check" in ci
+    readme = (REPO / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme and "make deploy-check" in readme
+
+
+def test_it_refuses_to_start_in_production_without_a_secret_key():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO,
+        env=_env(DJANGO_ENV="production", DJANGO_ALLOWED_HOSTS="cartwatch.example.org"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_it_passes_the_deployment_checks_with_production_settings(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("a-long-random-production-secret-" + "x9" * 30)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=_env(DJANGO_ENV="production", DJANGO_SECRET_KEY_FILE=str(secret), DJANGO_ALLOWED_HOSTS="cw.example.org"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
