@@ -10,10 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-
-from surveillance.models import CentreMembership, Infusion, Patient, Role, TreatmentCentre
-from surveillance.models.patients import FlagSource, RiskFlag
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -34,6 +30,8 @@ def missing_service(message: str) -> None:
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Load the seeds once per test session: every test sees the product catalogue and both protocols."""
+    from django.conf import settings
+
     from surveillance.seeding import seeds_load
 
     with django_db_blocker.unblock():
@@ -41,20 +39,25 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def centre_a(db) -> TreatmentCentre:
+def centre_a(db):
+    from surveillance.models import TreatmentCentre
+
     return TreatmentCentre.objects.create(
         code="a", name="Centre A", time_zone="America/New_York", care_team_email="team-a@example.org"
     )
 
 
 @pytest.fixture
-def centre_b(db) -> TreatmentCentre:
+def centre_b(db):
+    from surveillance.models import TreatmentCentre
+
     return TreatmentCentre.objects.create(
         code="b", name="Centre B", time_zone="Europe/Madrid", care_team_email="team-b@example.org"
     )
 
 
-def _staff(django_user_model, username: str, role: str, *centres: TreatmentCentre):
+def _staff(django_user_model, username: str, role: str, *centres):
+    from surveillance.models import CentreMembership
     from surveillance.roles import roles_sync
 
     group = roles_sync()[role]
@@ -67,29 +70,31 @@ def _staff(django_user_model, username: str, role: str, *centres: TreatmentCentr
 
 @pytest.fixture
 def coordinator_a(django_user_model, centre_a):
-    return _staff(django_user_model, "coordinator-a", Role.COORDINATOR, centre_a)
+    return _staff(django_user_model, "coordinator-a", "coordinator", centre_a)
 
 
 @pytest.fixture
 def physician_a(django_user_model, centre_a):
-    return _staff(django_user_model, "physician-a", Role.PHYSICIAN, centre_a)
+    return _staff(django_user_model, "physician-a", "physician", centre_a)
 
 
 @pytest.fixture
 def physician_b(django_user_model, centre_b):
-    return _staff(django_user_model, "physician-b", Role.PHYSICIAN, centre_b)
+    return _staff(django_user_model, "physician-b", "physician", centre_b)
 
 
 @pytest.fixture
 def auditor(django_user_model, centre_a, centre_b):
-    return _staff(django_user_model, "auditor", Role.AUDITOR, centre_a, centre_b)
+    return _staff(django_user_model, "auditor", "auditor", centre_a, centre_b)
 
 
 @pytest.fixture
 def make_patient():
     counter = iter(range(1, 10**6))
 
-    def make(centre: TreatmentCentre, **fields) -> Patient:
+    def make(centre, **fields):
+        from surveillance.models import Patient
+
         n = next(counter)
         values = {
             "mrn": f"MRN{n:05d}",
@@ -106,8 +111,9 @@ def make_patient():
 
 @pytest.fixture
 def make_infusion():
-    def make(patient: Patient, product: str = "yescarta", infusion_date=dt.date(2026, 1, 31), flags=(), **fields):
-        from surveillance.models import CarTProduct
+    def make(patient, product: str = "yescarta", infusion_date=dt.date(2026, 1, 31), flags=(), **fields):
+        from surveillance.models import CarTProduct, Infusion
+        from surveillance.models.patients import FlagSource, RiskFlag
 
         infusion = Infusion.objects.create(
             patient=patient,

@@ -10,6 +10,7 @@ from django.db import models
 
 from surveillance.models.centres import TreatmentCentre, validate_time_zone
 from surveillance.models.products import CarTProduct
+from surveillance.scheduling import EARLIEST_INFUSION
 
 
 class PatientStatus(models.TextChoices):
@@ -166,7 +167,7 @@ class Infusion(models.Model):
                 name="infusion_source_identity_unique",
             ),
             models.CheckConstraint(
-                condition=models.Q(infusion_date__gte=dt.date(2010, 1, 1)), name="infusion_date_plausible"
+                condition=models.Q(infusion_date__gte=EARLIEST_INFUSION), name="infusion_date_plausible"
             ),
         ]
 

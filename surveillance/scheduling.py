@@ -1,0 +1,686 @@
+"""The schedule engine: protocol + infusion facts -> planned follow-up visits.
+
+Pure on purpose: no Django, no database, no clock. The planner (``planning.py``) compares what this module
+says the visits should be with what is stored, so the rules can be tested exhaustively (property tests)
+without a database, and the same plan comes out every time for the same inputs, which is what makes
+re-planning idempotent.
+
+Conventions (clinical-reference.md section (a)):
+
+- Day 0 is the infusion date. Every occurrence is computed from the infusion date directly
+  (``infusion + relativedelta(months=n)``), never chained from the previous occurrence: chaining would let a
+  31 Jan infusion drift to the 28th for good after February, while anchoring gives 28/29 Feb then 31 Mar.
+  A 29 Feb infusion's anniversaries fall on 28 Feb in common years (``relativedelta`` clamps to month end).
+- Month and year offsets are calendar offsets: annual visits fall on the calendar anniversary of the infusion,
+  as CIBMTR keys its forms to the "infusion anniversary".
+- A window is ``due - before`` to ``due + after`` days, both ends inclusive.
+- Nothing is planned past ``infusion + horizon_years``: lifelong rules stop there (the planner extends the
+  horizon by re-planning, and occurrence numbers do not depend on the horizon, so extending it only adds
+  visits).
+
+The protocol format parsed by :func:`protocol_from_dict` is the seed-file format (``seeds/protocols/*.yaml``);
+the Django models hand the same shape back (``Protocol.as_definition``), so there is one parser and one
+validator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+
+__all__ = [
+    "AGE_THRESHOLD",
+    "KIND_WITHOUT_REMINDERS",
+    "NO_REMINDERS",
+    "PRIOR_LINES_THRESHOLD",
+    "RISK_FLAGS",
+    "AssessmentSpec",
+    "ConditionState",
+    "InfusionFacts",
+    "OffsetUnit",
+    "PlannedVisit",
+    "ProtocolSpec",
+    "ReminderCadence",
+    "RuleSpec",
+    "VisitKind",
+    "age_on",
+    "choose_variant",
+    "intensified_reasons",
+    "load_protocol_file",
+    "occurrence_offsets",
+    "plan_visits",
+    "protocol_from_dict",
+    "rule_applies",
+]
+
+
+class OffsetUnit(StrEnum):
+    """The unit of a rule's offset and repetition. Months and years are calendar units (``relativedelta``)."""
+
+    DAY = "day"
+    MONTH = "month"
+    YEAR = "year"
+
+
+class VisitKind(StrEnum):
+    """What sort of contact a rule produces; the admin and the reminder texts differ by kind."""
+
+    BASELINE = "baseline"
+    INFUSION = "infusion"
+    ACUTE = "acute"
+    CLINIC = "clinic"
+    ANNUAL = "annual"
+    REMOTE = "remote"
+    LAB = "lab"
+
+
+#: No CAR-T product was infused before this day outside early trials: an earlier infusion date is a data error.
+EARLIEST_INFUSION = dt.date(2010, 1, 1)
+
+VARIANTS = ("standard", "intensified")
+
+# Risk flags recorded on an infusion that each call for the intensified variant.
+# clinical-reference (b) "Triggers": CH/CHIP, prior auto-HCT, heavy alkylator exposure, prior TBI/radiation,
+# late/prolonged cytopenia or CCUS, EBV-positive lymphoma or EBV reactivation. The threshold choices are [I].
+RISK_FLAGS: frozenset[str] = frozenset(
+    {
+        "clonal_haematopoiesis",
+        "prior_auto_hct",
+        "alkylator_exposure",
+        "radiation_exposure",
+        "prolonged_cytopenia",
+        "ebv_positive",
+    }
+)
+
+# Derived triggers, clinical-reference (b): ">=3 prior lines" (Tix meta-analysis; CIBMTR auto-HCT cohort:
+# HR 1.9 for >=3 prior chemotherapy lines [C]) and "age >= 65" (cut-off [I]; age is associated with second
+# cancers, MSK cohort [C]).
+# A BCMA-directed product is a trigger too (Carvykti boxed warning names MDS/AML [C]).
+PRIOR_LINES_THRESHOLD = 3
+AGE_THRESHOLD = 65
+REASON_PRIOR_LINES = f"prior_lines_ge_{PRIOR_LINES_THRESHOLD}"
+REASON_AGE = f"age_ge_{AGE_THRESHOLD}"
+REASON_BCMA = "target_bcma"
+
+# Keys a rule's ``applies_to`` may filter on, and those an assessment's ``when`` may (``offset`` selects
+# occurrences by their offset amount in the rule's unit, e.g. the CH panel at month 24 of a quarterly rule).
+APPLIES_TO_KEYS = frozenset({"target", "vector", "flags"})
+WHEN_KEYS = APPLIES_TO_KEYS | {"offset"}
+
+RULE_KEYS = frozenset(
+    {
+        "code",
+        "label",
+        "kind",
+        "offset",
+        "repeat",
+        "window",
+        "assessments",
+        "applies_to",
+        "condition",
+        "reminders",
+        "source",
+    }
+)
+RULE_CODE_RE = re.compile(r"^[A-Z0-9_]+$")
+RULE_CODE_MAX = 32  # ProtocolRule.code and FollowUpVisit.rule_code are CharField(max_length=32)
+SLUG_RE = re.compile(r"^[a-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class ReminderCadence:
+    """When reminders go out for a visit of a rule.
+
+    ``patient_days_before``: patient reminders this many days before the due date.
+    ``care_team_window_open``: tell the care team when the window opens. ``escalate_overdue``: escalate when
+    the window closes without a visit.
+    """
+
+    patient_days_before: tuple[int, ...] = (14, 2)
+    care_team_window_open: bool = True
+    escalate_overdue: bool = True
+
+
+# Acute, infusion and baseline contacts happen while the patient is under the treating team's daily care:
+# a reminder would be noise, and "overdue" has no meaning for a day-3 vitals check.
+NO_REMINDERS = ReminderCadence(patient_days_before=(), care_team_window_open=False, escalate_overdue=False)
+KIND_WITHOUT_REMINDERS = frozenset({VisitKind.BASELINE, VisitKind.INFUSION, VisitKind.ACUTE})
+
+
+def _frozen_filter(value: Mapping[str, Iterable[str]] | None) -> Mapping[str, tuple[str, ...]]:
+    """A read-only copy of a filter mapping, so a frozen spec cannot be changed through a shared dict."""
+    return MappingProxyType({str(k): tuple(str(v) for v in vs) for k, vs in (value or {}).items()})
+
+
+def _empty_filter() -> Mapping[str, tuple[str, ...]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class AssessmentSpec:
+    """One item a visit asks for; ``when`` narrows it to some patients (target, vector, flags) or offsets."""
+
+    code: str
+    label: str
+    when: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_filter, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "when", _frozen_filter(self.when))
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One protocol line: when its visits fall, with what window, asking for what, for whom.
+
+    ``repeat_until`` is the last offset amount (inclusive, same unit as the offset); ``lifelong`` repeats up
+    to the planning horizon instead. Both are unset for a single visit.
+    """
+
+    code: str
+    label: str
+    kind: str
+    offset_amount: int
+    offset_unit: OffsetUnit
+    repeat_every: int | None
+    repeat_until: int | None
+    lifelong: bool
+    window_before: int
+    window_after: int
+    assessments: tuple[AssessmentSpec, ...] = ()
+    applies_to: Mapping[str, tuple[str, ...]] = field(default_factory=_empty_filter, hash=False)
+    condition: str | None = None
+    reminders: ReminderCadence = field(default_factory=ReminderCadence)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "applies_to", _frozen_filter(self.applies_to))
+        object.__setattr__(self, "assessments", tuple(self.assessments))
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A protocol version as the engine sees it, with ``extends`` already resolved into ``rules``."""
+
+    code: str
+    version: int
+    variant: str
+    rules: tuple[RuleSpec, ...]
+
+    def rule(self, code: str) -> RuleSpec:
+        """The rule with this code (KeyError if none)."""
+        for rule in self.rules:
+            if rule.code == code:
+                return rule
+        raise KeyError(code)
+
+
+@dataclass(frozen=True)
+class ConditionState:
+    """A recorded decision that a condition holds (e.g. ``counts_low``), until a date or open-ended."""
+
+    active: bool
+    until: dt.date | None = None
+
+
+def _frozen_conditions(value: Mapping[str, ConditionState] | None = None) -> Mapping[str, ConditionState]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True)
+class InfusionFacts:
+    """What the engine needs to know about one infusion (read from the database by the planner)."""
+
+    infusion_date: dt.date
+    target_antigen: str
+    vector_type: str
+    birth_date: dt.date | None
+    risk_flags: frozenset[str]
+    prior_lines: int | None = None
+    conditions: Mapping[str, ConditionState] = field(default_factory=_frozen_conditions, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "risk_flags", frozenset(self.risk_flags))
+        object.__setattr__(self, "conditions", _frozen_conditions(self.conditions))
+
+
+@dataclass(frozen=True)
+class PlannedVisit:
+    """One visit the protocol asks for. Identity is (rule_code, occurrence): stable across re-plans."""
+
+    rule_code: str
+    occurrence: int
+    label: str
+    kind: str
+    due_date: dt.date
+    window_start: dt.date
+    window_end: dt.date
+    assessments: tuple[str, ...]
+    reminders: ReminderCadence
+
+
+# ----------------------------------------------------------------------------------------------------
+# Risk: which variant
+
+
+def age_on(birth_date: dt.date, on: dt.date) -> int:
+    """Age in completed years on ``on``. Someone born on 29 Feb turns a year older on 1 Mar in common
+    years."""
+    if on < birth_date:
+        raise ValueError(f"age_on: {on.isoformat()} is before the birth date {birth_date.isoformat()}")
+    return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
+
+
+def intensified_reasons(facts: InfusionFacts) -> tuple[str, ...]:
+    """Why this infusion calls for the intensified variant (clinical-reference (b) "Triggers").
+
+    Empty means standard. Recorded flags come first (sorted), then the derived triggers, so the same facts
+    always give the same text, which the planner stores with a re-plan to justify it.
+    """
+    reasons = sorted(RISK_FLAGS & facts.risk_flags)
+    if facts.prior_lines is not None and facts.prior_lines >= PRIOR_LINES_THRESHOLD:
+        reasons.append(REASON_PRIOR_LINES)
+    if facts.birth_date is not None and age_on(facts.birth_date, facts.infusion_date) >= AGE_THRESHOLD:
+        reasons.append(REASON_AGE)
+    if facts.target_antigen.casefold() == "bcma":
+        reasons.append(REASON_BCMA)
+    return tuple(reasons)
+
+
+def choose_variant(facts: InfusionFacts) -> str:
+    """``"intensified"`` if any single trigger applies (section (b): "if any one applies"), else standard."""
+    return "intensified" if intensified_reasons(facts) else "standard"
+
+
+def _effective_flags(facts: InfusionFacts) -> frozenset[str]:
+    # Filters on ``flags`` see recorded flags and the derived triggers alike, so a protocol can say
+    # {flags: [age_ge_65]} without knowing where the flag came from.
+    return facts.risk_flags | frozenset(intensified_reasons(facts))
+
+
+def _matches(
+    filters: Mapping[str, tuple[str, ...]],
+    facts: InfusionFacts,
+    flags: frozenset[str],
+    offset: int | None = None,
+) -> bool:
+    """AND across keys, OR within a key; comparisons ignore case ("BCMA" == "bcma")."""
+    for key, wanted in filters.items():
+        values = {w.casefold() for w in wanted}
+        if key == "target":
+            ok = facts.target_antigen.casefold() in values
+        elif key == "vector":
+            ok = facts.vector_type.casefold() in values
+        elif key == "flags":
+            ok = any(f.casefold() in values for f in flags)
+        elif key == "offset":
+            ok = offset is not None and str(offset) in values
+        else:  # protocol_from_dict refuses unknown keys; a hand-built spec with one matches nobody
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def rule_applies(rule: RuleSpec, facts: InfusionFacts) -> bool:
+    """Whether the rule's ``applies_to`` filter admits this infusion (empty filter: everyone).
+
+    The rule's ``condition`` is not checked here: it depends on each occurrence's due date (see plan_visits).
+    """
+    return _matches(rule.applies_to, facts, _effective_flags(facts))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dates
+
+
+def _shift(anchor: dt.date, amount: int, unit: OffsetUnit) -> dt.date:
+    """``anchor`` moved by ``amount`` units, always from the anchor (never chained)."""
+    if unit == OffsetUnit.DAY:
+        return anchor + dt.timedelta(days=amount)
+    if unit == OffsetUnit.MONTH:
+        return anchor + relativedelta(months=amount)
+    return anchor + relativedelta(years=amount)
+
+
+def _horizon_in_units(horizon_years: int, unit: OffsetUnit) -> int:
+    """An upper bound of the horizon in the rule's unit (days: 366 a year); plan_visits then cuts by date."""
+    return horizon_years * {OffsetUnit.DAY: 366, OffsetUnit.MONTH: 12, OffsetUnit.YEAR: 1}[unit]
+
+
+def occurrence_offsets(rule: RuleSpec, horizon_years: int) -> list[tuple[int, int]]:
+    """The rule's occurrences as (occurrence number from 1, offset amount in the rule's unit).
+
+    Numbering runs over the rule's whole sequence, so it never depends on the horizon: occurrence 3 of a rule
+    is the same visit whether the horizon is 10 years or 30. Offsets beyond the horizon (in the rule's unit, a
+    slight over-estimate for days) are left out, which is what bounds a lifelong rule.
+    """
+    if horizon_years < 0:
+        raise ValueError(f"horizon_years must be >= 0, got {horizon_years}")
+    bound = _horizon_in_units(horizon_years, OffsetUnit(rule.offset_unit))
+    if rule.repeat_every is None:
+        return [(1, rule.offset_amount)] if rule.offset_amount <= bound else []
+    if rule.repeat_every < 1:
+        raise ValueError(f"rule {rule.code!r}: repeat every must be >= 1, got {rule.repeat_every}")
+    until = bound if rule.lifelong or rule.repeat_until is None else rule.repeat_until
+    last = min(bound, until)
+    amounts = range(rule.offset_amount, last + 1, rule.repeat_every)
+    return [(n, amount) for n, amount in enumerate(amounts, start=1)]
+
+
+def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int = 30) -> list[PlannedVisit]:
+    """Every visit the protocol asks for after this infusion, up to ``infusion + horizon_years``.
+
+    Sorted by (due date, rule code, occurrence). A conditional rule yields an occurrence only while a
+    recorded decision says the condition holds and, if the decision has an end date, only up to it: no
+    decision, no visit (the default is not to burden a patient whose counts recovered).
+    """
+    if horizon_years < 0:
+        raise ValueError(f"horizon_years must be >= 0, got {horizon_years}")
+    start = facts.infusion_date
+    horizon_end = start + relativedelta(years=horizon_years)
+    flags = _effective_flags(facts)
+    visits: list[PlannedVisit] = []
+    for rule in protocol.rules:
+        if not _matches(rule.applies_to, facts, flags):
+            continue
+        state = facts.conditions.get(rule.condition) if rule.condition else None
+        if rule.condition and (state is None or not state.active):
+            continue
+        unit = OffsetUnit(rule.offset_unit)
+        for occurrence, amount in occurrence_offsets(rule, horizon_years):
+            due = _shift(start, amount, unit)
+            if due > horizon_end:
+                continue
+            if state is not None and state.until is not None and due > state.until:
+                continue
+            wanted = tuple(a.code for a in rule.assessments if _matches(a.when, facts, flags, amount))
+            visits.append(
+                PlannedVisit(
+                    rule_code=rule.code,
+                    occurrence=occurrence,
+                    label=rule.label,
+                    kind=str(rule.kind),
+                    due_date=due,
+                    window_start=due - dt.timedelta(days=rule.window_before),
+                    window_end=due + dt.timedelta(days=rule.window_after),
+                    assessments=wanted,
+                    reminders=rule.reminders,
+                )
+            )
+    visits.sort(key=lambda v: (v.due_date, v.rule_code, v.occurrence))
+    return visits
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parsing and validation of the seed-file format
+
+
+def _where(rule_ref: str, field_name: str, problem: str) -> ValueError:
+    return ValueError(f"rule {rule_ref}: {field_name}: {problem}")
+
+
+def _int(value: Any, rule_ref: str, field_name: str, minimum: int | None = None) -> int:
+    # bool is an int in Python; "yes" in YAML 1.1 becomes True, which is never a valid amount.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _where(rule_ref, field_name, f"expected a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise _where(rule_ref, field_name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _mapping(value: Any, rule_ref: str, field_name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _where(rule_ref, field_name, f"expected a mapping, got {value!r}")
+    return value
+
+
+def _filter(value: Any, allowed: frozenset[str], rule_ref: str, name: str) -> dict[str, tuple[str, ...]]:
+    result: dict[str, tuple[str, ...]] = {}
+    for key, wanted in _mapping(value, rule_ref, name).items():
+        if key not in allowed:
+            expected = ", ".join(sorted(allowed))
+            raise _where(rule_ref, name, f"unknown key {key!r} (expected one of {expected})")
+        items = wanted if isinstance(wanted, list | tuple) else [wanted]
+        if not items or any(isinstance(v, bool) or v is None or str(v) == "" for v in items):
+            raise _where(rule_ref, f"{name}.{key}", f"expected a non-empty list of values, got {wanted!r}")
+        if key == "offset" and not all(re.fullmatch(r"-?\d+", str(v)) for v in items):
+            raise _where(rule_ref, f"{name}.{key}", f"expected whole numbers, got {wanted!r}")
+        result[str(key)] = tuple(str(v) for v in items)
+    return result
+
+
+def _text(value: Any, rule_ref: str, field_name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _where(rule_ref, field_name, f"expected non-empty text, got {value!r}")
+    return value.strip()
+
+
+def _reminders(value: Any, kind: VisitKind, rule_ref: str) -> ReminderCadence:
+    default = NO_REMINDERS if kind in KIND_WITHOUT_REMINDERS else ReminderCadence()
+    data = _mapping(value, rule_ref, "reminders")
+    unknown = set(data) - {"patient_days_before", "care_team_window_open", "escalate_overdue"}
+    if unknown:
+        raise _where(rule_ref, "reminders", f"unknown key(s) {', '.join(sorted(unknown))}")
+    days = data.get("patient_days_before", default.patient_days_before)
+    if not isinstance(days, list | tuple):
+        raise _where(rule_ref, "reminders.patient_days_before", f"expected a list of days, got {days!r}")
+    days = {_int(d, rule_ref, "reminders.patient_days_before", minimum=0) for d in days}
+    flags = {}
+    for name in ("care_team_window_open", "escalate_overdue"):
+        flag = data.get(name, getattr(default, name))
+        if not isinstance(flag, bool):
+            raise _where(rule_ref, f"reminders.{name}", f"expected true or false, got {flag!r}")
+        flags[name] = flag
+    return ReminderCadence(patient_days_before=tuple(sorted(days, reverse=True)), **flags)
+
+
+def _assessments(value: Any, rule_ref: str) -> tuple[AssessmentSpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise _where(rule_ref, "assessments", f"expected a list, got {value!r}")
+    result: list[AssessmentSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value, start=1):
+        where = f"assessments[{i}]"
+        if not isinstance(item, Mapping):
+            raise _where(rule_ref, where, f"expected a mapping with code and label, got {item!r}")
+        unknown = set(item) - {"code", "label", "when"}
+        if unknown:
+            raise _where(rule_ref, where, f"unknown key(s) {', '.join(sorted(unknown))}")
+        code = _text(item.get("code"), rule_ref, f"{where}.code")
+        if not SLUG_RE.match(code):
+            raise _where(rule_ref, f"{where}.code", f"{code!r} must be lower-case letters, digits and _")
+        if code in seen:
+            raise _where(rule_ref, f"{where}.code", f"duplicate assessment code {code!r}")
+        seen.add(code)
+        label = _text(item.get("label"), rule_ref, f"{where}.label")
+        when = _filter(item.get("when"), WHEN_KEYS, rule_ref, f"{where}.when")
+        result.append(AssessmentSpec(code, label, when))
+    return tuple(result)
+
+
+def _rule_from_dict(data: Any, position: int) -> RuleSpec:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"rule #{position}: expected a mapping, got {data!r}")
+    raw_code = data.get("code")
+    rule_ref = f"{raw_code!r}" if isinstance(raw_code, str) and raw_code else f"#{position}"
+    unknown = set(data) - RULE_KEYS
+    if unknown:
+        raise _where(rule_ref, ", ".join(sorted(unknown)), "unknown field")
+
+    code = _text(raw_code, rule_ref, "code")
+    if not RULE_CODE_RE.match(code) or len(code) > RULE_CODE_MAX:
+        raise _where(rule_ref, "code", f"must be upper-case letters, digits and _ (at most {RULE_CODE_MAX})")
+    label = _text(data.get("label"), rule_ref, "label")
+    try:
+        kind = VisitKind(data.get("kind"))
+    except ValueError:
+        expected = ", ".join(k.value for k in VisitKind)
+        problem = f"unknown kind {data.get('kind')!r} (expected one of {expected})"
+        raise _where(rule_ref, "kind", problem) from None
+
+    offset = _mapping(data.get("offset"), rule_ref, "offset")
+    if not offset:
+        raise _where(rule_ref, "offset", "missing (expected {amount: N, unit: day|month|year})")
+    amount = _int(offset.get("amount"), rule_ref, "offset.amount")
+    try:
+        unit = OffsetUnit(offset.get("unit"))
+    except ValueError:
+        raise _where(
+            rule_ref, "offset.unit", f"unknown unit {offset.get('unit')!r} (expected day, month or year)"
+        ) from None
+
+    every = until = None
+    lifelong = False
+    repeat = _mapping(data.get("repeat"), rule_ref, "repeat")
+    if repeat:
+        unknown = set(repeat) - {"every", "until", "lifelong"}
+        if unknown:
+            raise _where(rule_ref, "repeat", f"unknown key(s) {', '.join(sorted(unknown))}")
+        every = _int(repeat.get("every"), rule_ref, "repeat.every", minimum=1)
+        lifelong = repeat.get("lifelong", False)
+        if not isinstance(lifelong, bool):
+            raise _where(rule_ref, "repeat.lifelong", f"expected true or false, got {lifelong!r}")
+        has_until = repeat.get("until") is not None
+        if lifelong and has_until:
+            raise _where(rule_ref, "repeat", "give either until or lifelong: true, not both")
+        if not lifelong and not has_until:
+            raise _where(rule_ref, "repeat", "needs until (last offset, inclusive) or lifelong: true")
+        if has_until:
+            until = _int(repeat.get("until"), rule_ref, "repeat.until")
+            if until < amount:
+                raise _where(rule_ref, "repeat.until", f"{until} is before the first offset {amount}")
+
+    window = _mapping(data.get("window"), rule_ref, "window")
+    if not window:
+        raise _where(rule_ref, "window", "missing (expected {before: days, after: days})")
+    before = _int(window.get("before"), rule_ref, "window.before", minimum=0)
+    after = _int(window.get("after"), rule_ref, "window.after", minimum=0)
+
+    condition = data.get("condition")
+    if condition is not None and (not isinstance(condition, str) or not SLUG_RE.match(condition)):
+        raise _where(rule_ref, "condition", f"expected a lower-case condition code, got {condition!r}")
+
+    return RuleSpec(
+        code=code,
+        label=label,
+        kind=kind,
+        offset_amount=amount,
+        offset_unit=unit,
+        repeat_every=every,
+        repeat_until=until,
+        lifelong=lifelong,
+        window_before=before,
+        window_after=after,
+        assessments=_assessments(data.get("assessments"), rule_ref),
+        applies_to=_filter(data.get("applies_to"), APPLIES_TO_KEYS, rule_ref, "applies_to"),
+        condition=condition or None,
+        reminders=_reminders(data.get("reminders"), kind, rule_ref),
+        source=_text(data.get("source"), rule_ref, "source"),
+    )
+
+
+def _rules_from_list(rules: Any, what: str) -> list[RuleSpec]:
+    if not isinstance(rules, list | tuple) or not rules:
+        raise ValueError(f"{what}: rules: expected a non-empty list")
+    parsed: list[RuleSpec] = []
+    seen: set[str] = set()
+    for position, data in enumerate(rules, start=1):
+        rule = _rule_from_dict(data, position)
+        if rule.code in seen:
+            raise ValueError(f"rule {rule.code!r}: code: duplicate code in {what}")
+        seen.add(rule.code)
+        parsed.append(rule)
+    return parsed
+
+
+def _header(data: Any, what: str) -> tuple[str, int, str]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what}: expected a mapping at the top level")
+    code = data.get("code")
+    if not isinstance(code, str) or not SLUG_RE.match(code):
+        raise ValueError(f"{what}: code: expected a lower-case protocol code, got {code!r}")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{what}: version: expected a whole number >= 1, got {version!r}")
+    variant = data.get("variant")
+    if variant not in VARIANTS:
+        raise ValueError(f"{what}: variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    return code, version, variant
+
+
+def protocol_from_dict(data: dict, base: dict | None = None) -> ProtocolSpec:
+    """Parse and validate a protocol in the seed-file format; ``base`` is the protocol ``extends`` names.
+
+    Inheritance: the base's rules come first, in order; a rule of ``data`` with a base rule's code replaces
+    it in place; the others are appended. Raises ValueError naming the rule and field for bad data, so a seed
+    file that would plan wrong visits is refused at load time rather than discovered in a patient's schedule.
+    """
+    code, version, variant = _header(data, "protocol")
+    what = f"protocol {code} v{version}"
+    extends = data.get("extends")
+    own = _rules_from_list(data.get("rules"), what)
+    if not extends:
+        if base is not None:
+            raise ValueError(f"{what}: extends: a base protocol was given but the protocol extends nothing")
+        return ProtocolSpec(code=code, version=version, variant=variant, rules=tuple(own))
+
+    if base is None:
+        raise ValueError(f"{what}: extends: {extends!r} needs its base protocol, and none was given")
+    base_code, base_version, _ = _header(base, f"{what}: base")
+    wanted_code, _, wanted_version = str(extends).partition("@")
+    if base_code != wanted_code or (wanted_version and wanted_version != str(base_version)):
+        raise ValueError(f"{what}: extends: {extends!r}, but the base given is {base_code} v{base_version}")
+    if base.get("extends"):
+        raise ValueError(f"{what}: extends: the base {base_code} v{base_version} extends another itself")
+    base_rules = _rules_from_list(base.get("rules"), f"base {base_code} v{base_version}")
+    merged = {rule.code: rule for rule in base_rules}
+    for rule in own:
+        merged[rule.code] = rule  # dict keeps the base position of a replaced rule
+    return ProtocolSpec(code=code, version=version, variant=variant, rules=tuple(merged.values()))
+
+
+def load_protocol_file(path: str | Path, base_path: str | Path | None = None) -> ProtocolSpec:
+    """Parse a protocol YAML file (tests and scripts; the seeding command has its own file handling).
+
+    Without ``base_path``, a protocol that ``extends`` another is resolved against the highest matching
+    version in the same folder. PyYAML is imported here, not at the top, so the engine itself needs only
+    dateutil.
+    """
+    import yaml
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: expected a mapping at the top level")
+    base = None
+    if base_path is not None:
+        base = yaml.safe_load(Path(base_path).read_text(encoding="utf-8"))
+    elif data.get("extends"):
+        code, _, version = str(data["extends"]).partition("@")
+        candidates = []
+        for sibling in sorted(path.parent.glob("*.yaml")):
+            other = yaml.safe_load(sibling.read_text(encoding="utf-8"))
+            if not isinstance(other, dict) or other.get("code") != code:
+                continue
+            if isinstance(other.get("version"), int) and (not version or str(other["version"]) == version):
+                candidates.append((other["version"], other))
+        if not candidates:
+            raise ValueError(f"{path.name}: extends {data['extends']!r}, which no sibling file defines")
+        base = max(candidates, key=lambda c: c[0])[1]
+    try:
+        return protocol_from_dict(data, base=base)
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: {exc}") from exc
