@@ -131,10 +131,12 @@ def _base_of(data: dict, found: dict, path: Path) -> dict | None:
     if not extends:
         return None
     code, _, version = str(extends).partition("@")
-    candidates = sorted(v for (c, v) in found if c == code and (not version or str(v) == version))
-    if not candidates:
+    if not version.isdigit():
+        # A base that floated to its newest version would change this protocol whenever the base gets a new one.
+        raise SeedError(f"{path.name}: extends must name a version, e.g. {code}@1, not {extends!r}")
+    if (code, int(version)) not in found:
         raise SeedError(f"{path.name}: extends {extends!r}, which no seed file defines")
-    return found[(code, candidates[-1])][1]
+    return found[(code, int(version))][1]
 
 
 def _rule_fields(rule: scheduling.RuleSpec) -> dict:

@@ -153,3 +153,31 @@ def test_it_stops_the_old_schedule_when_a_patient_is_re_infused(centre_a, make_p
     assert FollowUpVisit.objects.filter(infusion=second, status=VisitStatus.SCHEDULED).count() > 20
     first.refresh_from_db()
     assert first.superseded_by == second
+
+
+def test_it_plans_conditional_visits_only_after_a_recorded_decision(centre_a, physician_a, make_patient, make_infusion):
+    from surveillance.models import ConditionDecision
+
+    infusion = make_infusion(make_patient(centre_a), infusion_date=dt.date(2026, 1, 5))
+    planning.infusion_plan(infusion, now=dt.datetime(2026, 1, 4, tzinfo=dt.UTC))
+    assert not FollowUpVisit.objects.filter(infusion=infusion, rule_code="M2").exists()
+
+    ConditionDecision.objects.create(
+        infusion=infusion,
+        condition="counts_low",
+        active=True,
+        until=dt.date(2026, 5, 31),
+        reason="ANC 0.8 and IgG 310 mg/dL at day 28",
+        decided_on=dt.date(2026, 2, 2),
+        decided_by=physician_a,
+    )
+    diff = planning.infusion_plan(infusion, by=physician_a, reason="counts low at D28", now=NOW)
+    added = sorted((a.rule_code, a.occurrence, a.due_date) for a in diff.added)
+    assert added == [
+        ("M2", 1, dt.date(2026, 3, 5)),
+        ("M2", 2, dt.date(2026, 4, 5)),
+        ("M2", 3, dt.date(2026, 5, 5)),
+    ]
+    ConditionDecision.objects.filter(infusion=infusion).update(active=False)
+    diff = planning.infusion_plan(infusion, by=physician_a, reason="counts recovered", now=NOW)
+    assert {(r.rule_code, r.occurrence) for r in diff.removed} == {("M2", 1), ("M2", 2), ("M2", 3)}
