@@ -22,12 +22,10 @@ from django.utils import timezone
 from surveillance import outbox, scheduling
 from surveillance.models import (
     AuditEntry,
-    ConditionDecision,
     FollowUpVisit,
     Infusion,
     Protocol,
     ProtocolRule,
-    RiskFlag,
     VisitChange,
     VisitStatus,
 )
@@ -108,10 +106,11 @@ def protocol_spec(protocol: Protocol) -> scheduling.ProtocolSpec:
 
 def infusion_facts(infusion: Infusion) -> scheduling.InfusionFacts:
     """What the engine needs to know about an infusion, read from the database."""
-    flags = frozenset(flag.code for flag in RiskFlag.objects.filter(infusion=infusion, present=True))
+    # Through the related managers so that a caller planning many infusions can prefetch them.
+    flags = frozenset(flag.code for flag in infusion.risk_flags.all() if flag.present)
     conditions = {
         d.condition: scheduling.ConditionState(active=d.active, until=d.until)
-        for d in ConditionDecision.objects.filter(infusion=infusion)
+        for d in infusion.condition_decisions.all()
     }
     return scheduling.InfusionFacts(
         infusion_date=infusion.infusion_date,
@@ -329,7 +328,13 @@ def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: st
     FollowUpVisit.objects.bulk_update(relinked, ["rule"], batch_size=500)
     VisitChange.objects.bulk_create(changes)
 
-    for visit in [*created, *touched]:
+    for visit in created:
+        # A new visit has no outbox rows yet: only one in the look-ahead needs any (one planned already closed,
+        # its window past, has nothing to plan or cancel).
+        visit.infusion = infusion
+        if outbox.in_lookahead(visit, today):
+            outbox.visit_reminders_sync(visit, now)
+    for visit in touched:
         visit.infusion = infusion
         if outbox.in_lookahead(visit, today) or visit.status != VisitStatus.SCHEDULED:
             outbox.visit_reminders_sync(visit, now)

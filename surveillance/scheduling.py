@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -381,7 +381,9 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
 
     Sorted by (due date, rule code, occurrence). A conditional rule yields an occurrence only while a
     recorded decision says the condition holds and, if the decision has an end date, only up to it: no
-    decision, no visit (the default is not to burden a patient whose counts recovered).
+    decision, no visit (the default is not to burden a patient whose counts recovered). A conditional visit with
+    a regular visit due inside its window is done at that visit (its assessments are added there), so a patient
+    is never asked to come twice in the same days.
     """
     if horizon_years < 0:
         raise ValueError(f"horizon_years must be >= 0, got {horizon_years}")
@@ -416,8 +418,33 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
                     reminders=rule.reminders,
                 )
             )
+    visits = _absorb_conditional(visits, {rule.code for rule in protocol.rules if rule.condition})
     visits.sort(key=lambda v: (v.due_date, v.rule_code, v.occurrence))
     return visits
+
+
+def _absorb_conditional(visits: list[PlannedVisit], conditional_codes: set[str]) -> list[PlannedVisit]:
+    """Fold each conditional visit into a regular visit due within its window, if there is one."""
+    if not conditional_codes:
+        return visits
+    regular = [v for v in visits if v.rule_code not in conditional_codes and v.kind not in KIND_WITHOUT_REMINDERS]
+    kept: list[PlannedVisit] = []
+    extra: dict[int, list[str]] = {}
+    for visit in visits:
+        if visit.rule_code not in conditional_codes:
+            continue
+        # Same trip: the regular visit falls inside the conditional visit's own window (monthly stays monthly).
+        host = next((r for r in regular if visit.window_start <= r.due_date <= visit.window_end), None)
+        if host is None:
+            kept.append(visit)
+        else:
+            extra.setdefault(id(host), []).extend(a for a in visit.assessments if a not in host.assessments)
+    for visit in visits:
+        if visit.rule_code in conditional_codes:
+            continue
+        added = tuple(dict.fromkeys(extra.get(id(visit), ())))
+        kept.append(replace(visit, assessments=visit.assessments + added) if added else visit)
+    return kept
 
 
 # ----------------------------------------------------------------------------------------------------
