@@ -45,7 +45,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("CARTWATCH_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "surveillance.admin.apps.CartWatchAdminConfig",  # Django's admin with the CAR-T Watch site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "csp",
     "surveillance",
 ]
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "surveillance.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -89,6 +91,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'cartwatch.sqlite3'}")}
+if "DATABASE_URL" not in os.environ:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60 if PRODUCTION else 0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -173,12 +177,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": 3600}
 )
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _folder in ("out", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Deployments (or test runs) sharing one broker keep apart by queue name.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -190,10 +200,20 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A static schedule: the dispatcher every minute, the missed-visit sweep daily, the care-team digest weekly.
 # Each task only says "do this batch now"; what is due is decided from the database.
 CELERY_BEAT_SCHEDULE = {
-    "dispatch-due-reminders": {"task": "surveillance.tasks.dispatch_due_reminders", "schedule": 60.0},
+    "dispatch-due-reminders": {
+        "task": "surveillance.tasks.dispatch_due_reminders",
+        "schedule": env.float("CARTWATCH_DISPATCH_INTERVAL_SECONDS", default=60.0),
+        # a run that waited longer than the interval is superseded by the next one
+        "options": {"expires": env.float("CARTWATCH_DISPATCH_INTERVAL_SECONDS", default=60.0)},
+    },
     "daily-sweep": {
         "task": "surveillance.tasks.daily_sweep",
         "schedule": crontab(minute=15, hour=2),
+    },
+    "deliver-webhooks": {
+        "task": "surveillance.tasks_webhooks.deliver_webhooks",
+        "schedule": env.float("CARTWATCH_WEBHOOK_INTERVAL_SECONDS", default=60.0),
+        "options": {"expires": env.float("CARTWATCH_WEBHOOK_INTERVAL_SECONDS", default=60.0)},
     },
     "weekly-care-team-digest": {
         "task": "surveillance.tasks.weekly_digest",
@@ -202,8 +222,22 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Email --------------------------------------------------------------------------------------------------
-_email = env.email_url("EMAIL_URL", default="consolemail://" if not PRODUCTION else "smtp://localhost:25")
-vars().update(_email)
+# EMAIL_URL (smtp://, smtp+tls://, smtps://, consolemail://, filemail:///path) or, without it, the usual
+# EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER / EMAIL_HOST_PASSWORD(_FILE) / EMAIL_USE_TLS / EMAIL_USE_SSL.
+# The embedded default prints every message on the worker's console.
+if "EMAIL_URL" in os.environ or "EMAIL_HOST" not in os.environ:
+    _email = env.email_url("EMAIL_URL", default="consolemail://" if not PRODUCTION else "smtp://localhost:25")
+    vars().update(_email)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env.str("EMAIL_HOST")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD", "") or ""
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+    EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+    if EMAIL_USE_TLS and EMAIL_USE_SSL:
+        raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: pick one")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)  # an SMTP server that hangs must not hang a worker
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CAR-T Watch <no-reply@cartwatch.invalid>")
 
@@ -218,18 +252,83 @@ CARTWATCH = {
     "REMINDER_LOOKAHEAD_DAYS": env.int("CARTWATCH_REMINDER_LOOKAHEAD_DAYS", default=120),
     # Days after a window closes before the sweep marks the visit missed (time to enter a visit done late).
     "MISSED_GRACE_DAYS": env.int("CARTWATCH_MISSED_GRACE_DAYS", default=3),
+    # The dispatcher: rows claimed per batch (one SMTP connection each), how long a claim holds before another
+    # worker may take it back, attempts before a temporary failure becomes final, the first retry delay (doubling
+    # each time), and how long one run keeps draining before it hands back to beat.
+    "REMINDER_BATCH_SIZE": env.int("CARTWATCH_REMINDER_BATCH_SIZE", default=50),
+    "REMINDER_LEASE_SECONDS": env.int("CARTWATCH_REMINDER_LEASE_SECONDS", default=300),
+    "REMINDER_MAX_ATTEMPTS": env.int("CARTWATCH_REMINDER_MAX_ATTEMPTS", default=6),
+    "REMINDER_RETRY_SECONDS": env.int("CARTWATCH_REMINDER_RETRY_SECONDS", default=60),
+    "DISPATCH_BUDGET_SECONDS": env.int("CARTWATCH_DISPATCH_BUDGET_SECONDS", default=50),
+    # /health/ answers 503 when no dispatcher run has finished for this long, or a reminder is this late.
+    "HEALTH_DISPATCHER_STALL_SECONDS": env.int("CARTWATCH_HEALTH_DISPATCHER_STALL_SECONDS", default=300),
+    "HEALTH_REMINDER_LATE_SECONDS": env.int("CARTWATCH_HEALTH_REMINDER_LATE_SECONDS", default=900),
+    # Patient links in emails (confirm, reschedule, done elsewhere) stop working after this many days.
+    "LINK_MAX_AGE_DAYS": env.int("CARTWATCH_LINK_MAX_AGE_DAYS", default=180),
     # Days after diagnosis before an open malignancy reporting step escalates (clinical reference (e) 5).
     "REPORTING_STEP_DAYS": env.int("CARTWATCH_REPORTING_STEP_DAYS", default=7),
+    # EHR imports: a larger upload is refused with 413 before anything is read.
+    "IMPORT_MAX_BYTES": env.int("CARTWATCH_IMPORT_MAX_BYTES", default=50 * 1024 * 1024),
+    # Outbound webhooks: per-request timeout, attempts before a delivery fails (delays double from the first
+    # retry delay), how long a claim holds, rows per batch, and how long one run keeps draining.
+    "WEBHOOK_TIMEOUT_SECONDS": env.int("CARTWATCH_WEBHOOK_TIMEOUT_SECONDS", default=10),
+    "WEBHOOK_MAX_ATTEMPTS": env.int("CARTWATCH_WEBHOOK_MAX_ATTEMPTS", default=8),
+    "WEBHOOK_RETRY_SECONDS": env.int("CARTWATCH_WEBHOOK_RETRY_SECONDS", default=60),
+    "WEBHOOK_LEASE_SECONDS": env.int("CARTWATCH_WEBHOOK_LEASE_SECONDS", default=120),
+    "WEBHOOK_BATCH_SIZE": env.int("CARTWATCH_WEBHOOK_BATCH_SIZE", default=50),
+    "WEBHOOK_BUDGET_SECONDS": env.int("CARTWATCH_WEBHOOK_BUDGET_SECONDS", default=50),
+    # Sign-in throttle: failures within the lockout window, per username and per client address.
+    "LOGIN_FAILURES_PER_USER": env.int("CARTWATCH_LOGIN_FAILURES_PER_USER", default=5),
+    "LOGIN_FAILURES_PER_ADDRESS": env.int("CARTWATCH_LOGIN_FAILURES_PER_ADDRESS", default=20),
+    "LOGIN_LOCKOUT_SECONDS": env.int("CARTWATCH_LOGIN_LOCKOUT_SECONDS", default=15 * 60),
 }
 
 # --- REST API -----------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "surveillance.api.schema.ApiAutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "surveillance.api.auth.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["surveillance.api.permissions.CentreCaller"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "surveillance.api.pagination.ApiCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["surveillance.api.throttling.PerTokenRateThrottle"],
+    # Per token (integrations), per user (staff sessions); a cache shared by the web workers makes them global.
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env.str("CARTWATCH_API_RATE_TOKEN", default="600/min"),
+        "staff": env.str("CARTWATCH_API_RATE_STAFF", default="300/min"),
+        "anon": "60/min",
+    },
+    "EXCEPTION_HANDLER": "surveillance.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CAR-T Watch API",
     "DESCRIPTION": "Surveillance follow-up after CAR T-cell therapy: patients, infusions, visits, imports.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "VisitStatusEnum": "surveillance.models.visits.VisitStatus",
+        "PatientStatusEnum": "surveillance.models.patients.PatientStatus",
+        "ReminderStatusEnum": "surveillance.models.reminders.ReminderStatus",
+        "ProtocolStatusEnum": "surveillance.models.protocols.ProtocolStatus",
+        "VisitKindEnum": "surveillance.models.protocols.VisitKind",
+        "ReportingStepKindEnum": "surveillance.models.events.ReportingStepKind",
+    },
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # The docs page is served from the service itself (no CDN): clinics may be offline, and the CSP allows 'self'.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }

@@ -15,8 +15,10 @@ from django.utils import timezone
 from surveillance import outbox
 from surveillance.models import (
     AuditEntry,
+    ContactAttempt,
     FollowUpVisit,
     Patient,
+    PatientRequest,
     PatientStatus,
     Reminder,
     VisitChange,
@@ -225,3 +227,34 @@ def patient_close(
         )
     patient.refresh_from_db()
     return cancelled
+
+
+def contact_attempt_log(
+    patient: Patient,
+    *,
+    method: str,
+    reached: bool,
+    note: str = "",
+    by=None,
+    at: dt.datetime | None = None,
+):
+    """Record an attempt to reach a patient (the lost-to-follow-up ladder's log), audited."""
+    with transaction.atomic():
+        attempt = ContactAttempt.objects.create(
+            patient=patient, attempted_at=at or timezone.now(), method=method, reached=reached, note=note[:500], by=by
+        )
+        _audit("contact_attempt", attempt, patient.pk, by, {"method": method, "reached": reached})
+    return attempt
+
+
+def patient_request_handle(request_row, *, by, now: dt.datetime | None = None) -> bool:
+    """Mark a patient's request (confirm, reschedule, done elsewhere) handled; False if someone already did."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = PatientRequest.objects.filter(pk=request_row.pk, handled_at__isnull=True).update(
+            handled_at=now, handled_by=by
+        )
+        if updated:
+            patient_id = request_row.visit.infusion.patient_id
+            _audit("request_handled", request_row, patient_id, by, {"kind": request_row.kind})
+    return bool(updated)

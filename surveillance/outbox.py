@@ -96,6 +96,60 @@ def visit_reminder_plans(visit: FollowUpVisit, now: dt.datetime) -> list[Reminde
     return plans
 
 
+def visit_notice_plans(visit: FollowUpVisit, now: dt.datetime) -> list[ReminderPlan]:
+    """One-off notices a change of the visit calls for, due at once.
+
+    A missed visit tells the care team. A visit the patient has already been sent a calendar entry for updates
+    that entry when it moves (a new SEQUENCE) and cancels it when it is cancelled.
+    """
+    if visit.status == VisitStatus.MISSED:
+        return [_plan(visit, Audience.CARE_TEAM, Purpose.MISSED, 0, now)]
+    if visit.status not in (VisitStatus.SCHEDULED, VisitStatus.CANCELLED):
+        return []
+    announced = [
+        reminder.planned_sequence() or 0
+        for reminder in Reminder.objects.filter(
+            visit=visit,
+            audience=Audience.PATIENT,
+            purpose__in=(Purpose.UPCOMING, Purpose.MOVED),
+            status=ReminderStatus.SENT,
+        ).only("idempotency_key")
+    ]
+    if not announced:
+        return []
+    if visit.status == VisitStatus.CANCELLED:
+        return [_plan(visit, Audience.PATIENT, Purpose.CANCELLED, 0, now)]
+    if max(announced) < visit.sequence and visit.due_date >= now.astimezone(visit.infusion.patient.tz).date():
+        return [_plan(visit, Audience.PATIENT, Purpose.MOVED, 0, now)]
+    return []
+
+
+def _without_repeats(visit: FollowUpVisit, wanted: dict[str, ReminderPlan], now: dt.datetime) -> dict:
+    """Drop catch-up notices (due at once because their moment passed) that would repeat what was said.
+
+    After a move, the patient hears of it from the "moved" notice, not from a late reminder as well; the care
+    team hears once that a visit's window is open, whatever its sequence.
+    """
+    catch_ups = [plan for plan in wanted.values() if plan.send_after <= now]
+    if not catch_ups:
+        return wanted
+    sent = Reminder.objects.filter(visit=visit, status=ReminderStatus.SENT).values_list(
+        "audience", "purpose", "idempotency_key"
+    )
+    current = f":s{visit.sequence}:"
+    window_told = any(purpose == Purpose.WINDOW_OPEN for _, purpose, _ in sent)
+    patient_told = any(plan.purpose == Purpose.MOVED for plan in wanted.values()) or any(
+        audience == Audience.PATIENT and purpose in (Purpose.UPCOMING, Purpose.MOVED) and current in key
+        for audience, purpose, key in sent
+    )
+    repeats = {
+        plan.key
+        for plan in catch_ups
+        if (plan.purpose == Purpose.WINDOW_OPEN and window_told) or (plan.purpose == Purpose.UPCOMING and patient_told)
+    }
+    return {key: plan for key, plan in wanted.items() if key not in repeats}
+
+
 def _plan(visit: FollowUpVisit, audience: str, purpose: str, days_before: int, at: dt.datetime) -> ReminderPlan:
     return ReminderPlan(reminder_key(visit, audience, purpose, days_before), audience, purpose, days_before, at)
 
@@ -107,8 +161,11 @@ def visit_reminders_sync(visit: FollowUpVisit, now: dt.datetime | None = None) -
     """
     now = now or timezone.now()
     wanted: dict[str, ReminderPlan] = {}
-    if visit.status == VisitStatus.SCHEDULED and visit.infusion.patient.under_follow_up:
-        wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
+    if visit.infusion.patient.under_follow_up:
+        if visit.status == VisitStatus.SCHEDULED:
+            wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
+        wanted.update({plan.key: plan for plan in visit_notice_plans(visit, now)})
+        wanted = _without_repeats(visit, wanted, now)
     cancelled = (
         Reminder.objects.filter(visit=visit, status=ReminderStatus.PENDING)
         .exclude(idempotency_key__in=wanted)

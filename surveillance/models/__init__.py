@@ -3,6 +3,13 @@
 from surveillance.models.audit import AuditEntry
 from surveillance.models.centres import CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
+from surveillance.models.integrations import (
+    ApiToken,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookStatus,
+)
 from surveillance.models.patients import (
     ContactAttempt,
     Infusion,
@@ -23,6 +30,7 @@ from surveillance.models.visits import (
 )
 
 __all__ = [
+    "ApiToken",
     "Audience",
     "AuditEntry",
     "CarTProduct",
@@ -51,4 +59,8 @@ __all__ = [
     "TreatmentCentre",
     "VisitChange",
     "VisitStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookStatus",
 ]

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
+
 from django.conf import settings
 from django.db import models
+
+#: The client address of the request being served, set by ``surveillance.audit.AuditMiddleware``, so that rows
+#: written deep in a flow (lifecycle, planning, reporting) still say where the change came from.
+request_remote_addr: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_remote_addr", default=None)
+#: Who is acting when it is not a user row (an API token): rows written with no actor during the request carry it.
+request_actor_label: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_actor_label", default=None)
 
 
 class AuditEntry(models.Model):
@@ -23,3 +31,17 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type} {self.object_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        # Append-only: a stored entry is never rewritten (a database trigger refusing UPDATE/DELETE on PostgreSQL
+        # would also stop queryset updates; not installed yet).
+        if not self._state.adding:
+            raise ValueError("audit entries are append-only")
+        if self.remote_addr is None:
+            self.remote_addr = request_remote_addr.get()
+        if self.actor_id is None and request_actor_label.get():
+            self.actor_label = request_actor_label.get()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("audit entries are append-only")

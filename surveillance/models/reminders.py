@@ -23,6 +23,12 @@ class Purpose(models.TextChoices):
     WINDOW_OPEN = "window_open", "Visit window open"
     OVERDUE = "overdue", "Overdue escalation"
     MISSED = "missed", "Missed visit"
+    MOVED = "moved", "Visit moved"
+    CANCELLED = "cancelled", "Visit cancelled"
+
+
+#: Patient messages that carry the visit's calendar entry (REQUEST, or CANCEL for a cancelled visit).
+PATIENT_CALENDAR_PURPOSES = (Purpose.UPCOMING, Purpose.MOVED, Purpose.CANCELLED)
 
 
 class ReminderStatus(models.TextChoices):
@@ -88,12 +94,32 @@ class Reminder(models.Model):
         return f"Reminder {self.pk} ({self.audience}/{self.purpose}) {self.status}"
 
     def is_stale(self, now: dt.datetime) -> bool:
-        """A patient reminder for a visit whose window has closed must not go out late."""
-        visit_end = self.visit.window_end
-        return now.date() > visit_end and self.purpose in (Purpose.UPCOMING, Purpose.WINDOW_OPEN)
+        """A notice whose moment has passed must not go out late.
+
+        "Your visit is on ..." is stale once the due date has passed (in the recipient's time zone), "the window
+        is open" once the window has closed. Escalations (overdue, missed) are never stale: the care team must
+        hear of them however late.
+        """
+        visit = self.visit
+        patient = visit.infusion.patient
+        tz = patient.tz if self.audience == Audience.PATIENT else patient.centre.tz
+        today = now.astimezone(tz).date()
+        if self.purpose in (Purpose.UPCOMING, Purpose.MOVED):
+            return today > visit.due_date
+        if self.purpose == Purpose.WINDOW_OPEN:
+            return today > visit.window_end
+        return False
+
+    def planned_sequence(self) -> int | None:
+        """The visit sequence this row was planned for (it is part of the idempotency key)."""
+        for part in self.idempotency_key.split(":"):
+            if part[:1] == "s" and part[1:].isdigit():
+                return int(part[1:])
+        return None
 
 
 class DeliveryOutcome(models.TextChoices):
+    SENDING = "sending", "Handed to the mail server, outcome not yet recorded"
     SENT = "sent", "Sent"
     RETRY = "retry", "Temporary failure, will retry"
     FAILED = "failed", "Permanent failure"
@@ -122,3 +148,36 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.attempt}: {self.outcome}"
+
+
+class DispatcherRun(models.Model):
+    """When a dispatcher last completed a run (one row per worker id); the health probe reads the newest."""
+
+    worker = models.CharField(max_length=64, unique=True)
+    finished_at = models.DateTimeField()
+    handled = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-finished_at"]
+
+    def __str__(self) -> str:
+        return f"dispatcher {self.worker} at {self.finished_at:%Y-%m-%d %H:%M:%S}"
+
+
+class CareTeamDigest(models.Model):
+    """One weekly digest per centre and week: the unique key makes a second beat or a re-run send nothing."""
+
+    centre = models.ForeignKey("surveillance.TreatmentCentre", on_delete=models.CASCADE, related_name="digests")
+    week_start = models.DateField()
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-week_start", "centre"]
+        constraints = [models.UniqueConstraint(fields=["centre", "week_start"], name="digest_one_per_centre_week")]
+
+    def __str__(self) -> str:
+        return f"digest {self.centre_id} week of {self.week_start}"

@@ -1,0 +1,241 @@
+"""Dispatch throughput and claim query time.
+
+1. Messages per second from the dispatcher to a loopback SMTP server (aiosmtpd in its own process), beside the
+   same server's raw rate: the same message sent N times over one reused connection by a bare smtplib loop.
+   Target: dispatch at least 0.8 of raw.
+2. With 1,000,000 pending rows in PostgreSQL, the claim query's time (EXPLAIN ANALYZE printed). Target: < 20 ms.
+
+It works in a scratch database (``bench_<name>`` beside DATABASE_URL's, or an in-memory SQLite database), created and
+dropped here. ``BENCH_MESSAGES`` (default 2000) and ``BENCH_PENDING_ROWS`` (default 1000000) size the runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import smtplib
+import socket
+import statistics
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def _serve(port: int, ready, stop_event) -> None:
+    from aiosmtpd.controller import Controller
+
+    class Accept:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    controller = Controller(Accept(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    stop_event.wait()
+    controller.stop()
+
+
+def smtp_server() -> tuple[multiprocessing.Process, multiprocessing.Event, int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_serve, args=(port, ready, stop), daemon=True)
+    proc.start()
+    if not ready.wait(timeout=30):
+        raise RuntimeError("the SMTP server did not start")
+    return proc, stop, port
+
+
+def raw_rate(port: int, payload: bytes, sender: str, recipient: str, n: int) -> float:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo()
+        started = time.perf_counter()
+        for _ in range(n):
+            smtp.sendmail(sender, [recipient], payload)
+        return n / (time.perf_counter() - started)
+
+
+def _fixtures(n: int):
+    from django.conf import settings
+
+    from surveillance.models import (
+        CarTProduct,
+        FollowUpVisit,
+        Infusion,
+        Patient,
+        Protocol,
+        Reminder,
+        TreatmentCentre,
+    )
+    from surveillance.models.reminders import Audience, Purpose
+    from surveillance.outbox import reminder_key
+    from surveillance.seeding import seeds_load
+
+    seeds_load(settings.CARTWATCH["SEEDS_DIR"])
+    protocol = Protocol.objects.current("standard")
+    rule = protocol.rules.order_by("position").last()
+    centre = TreatmentCentre.objects.create(
+        code="bench", name="Bench Centre", time_zone="America/New_York", care_team_email="team@example.org"
+    )
+    now = dt.datetime.now(dt.UTC)
+    today = now.date()
+    visits = []
+    for i in range(max(1, n // 100)):
+        patient = Patient.objects.create(centre=centre, mrn=f"B{i:06d}", email=f"p{i}@example.org")
+        infusion = Infusion.objects.create(
+            patient=patient,
+            product=CarTProduct.objects.first(),
+            infusion_date=today - dt.timedelta(days=400),
+            protocol=protocol,
+        )
+        visits.append(
+            FollowUpVisit.objects.create(
+                infusion=infusion,
+                rule=rule,
+                rule_code=rule.code,
+                occurrence=1,
+                label=rule.label,
+                kind=rule.kind,
+                due_date=today + dt.timedelta(days=5),
+                window_start=today - dt.timedelta(days=10),
+                window_end=today + dt.timedelta(days=20),
+                reminders_planned_for=0,
+            )
+        )
+    due = now - dt.timedelta(seconds=1)
+    rows = [
+        Reminder(
+            visit=visits[i % len(visits)],
+            audience=Audience.PATIENT,
+            purpose=Purpose.UPCOMING,
+            days_before=1000 + i,
+            idempotency_key=reminder_key(visits[i % len(visits)], Audience.PATIENT, Purpose.UPCOMING, 1000 + i),
+            send_after=due,
+            next_attempt_at=due,
+        )
+        for i in range(n)
+    ]
+    Reminder.objects.bulk_create(rows, batch_size=1000)
+    return visits
+
+
+def throughput(n: int) -> bool:
+    from django.conf import settings
+
+    from surveillance import dispatch, messages
+    from surveillance.models import Reminder
+
+    server, stop, port = smtp_server()
+    try:
+        _fixtures(n)
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        sample = Reminder.objects.select_related("visit__infusion__patient__centre").first()
+        email = messages.reminder_message(sample, now=dt.datetime.now(dt.UTC))
+        payload = email.message().as_bytes(linesep="\r\n")
+        raw = raw_rate(port, payload, "no-reply@cartwatch.invalid", sample.visit.infusion.patient.email, n)
+
+        started = time.perf_counter()
+        result = dispatch.dispatch_run(budget_seconds=3600, batch_size=settings.CARTWATCH["REMINDER_BATCH_SIZE"])
+        elapsed = time.perf_counter() - started
+        assert result.sent == n, result
+        rate = n / elapsed
+    finally:
+        stop.set()
+        server.join(timeout=10)
+    ratio = rate / raw
+    print(f"messages: {n} ({len(payload)} bytes each), batch size {settings.CARTWATCH['REMINDER_BATCH_SIZE']}")
+    print(f"raw smtplib, one connection:  {raw:8.1f} msg/s")
+    print(f"dispatcher (render+record):   {rate:8.1f} msg/s")
+    print(f"ratio: {ratio:.2f} (target >= 0.80): {'OK' if ratio >= 0.8 else 'BELOW TARGET'}")
+    return ratio >= 0.8
+
+
+def claim_query(rows: int) -> bool:
+    from django.db import connection, transaction
+
+    from surveillance import dispatch
+    from surveillance.models import Reminder, ReminderStatus
+
+    if connection.vendor != "postgresql":
+        print("claim query: skipped (needs PostgreSQL: set DATABASE_URL)")
+        return True
+    table = Reminder._meta.db_table
+    visit_id = Reminder.objects.values_list("visit_id", flat=True).first()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        # a realistic outbox: most rows pending in the future, a batch due now, history sent
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (visit_id, audience, purpose, days_before, idempotency_key, send_after, status,
+                                 attempts, next_attempt_at, claimed_by, message_id, last_error, outcome_reason,
+                                 created_at, updated_at)
+            SELECT %s, 'patient', 'upcoming', 0, 'bench:' || g, now() + (g || ' minutes')::interval, 'pending', 0,
+                   now() + (g || ' minutes')::interval, '', '', '', '', now(), now()
+            FROM generate_series(1, %s) AS g
+            """,
+            [visit_id, rows],
+        )
+        cursor.execute(f"ANALYZE {table}")
+    print(f"inserted {rows} pending rows in {time.perf_counter() - started:.1f}s")
+    now = dt.datetime.now(dt.UTC)
+    # some due rows to claim
+    Reminder.objects.filter(idempotency_key__in=[f"bench:{g}" for g in range(1, 501)]).update(
+        next_attempt_at=now - dt.timedelta(minutes=1)
+    )
+    due = (
+        Reminder.objects.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .select_for_update(skip_locked=True)
+        .values_list("pk", flat=True)[:50]
+    )
+    with transaction.atomic():
+        plan = due.explain(analyze=True, buffers=True)
+    print("EXPLAIN ANALYZE of the claim query:")
+    print("  " + plan.replace("\n", "\n  "))
+    timings = []
+    for _ in range(9):
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            list(due.all())  # a fresh queryset each time: no result cache
+        timings.append((time.perf_counter() - t0) * 1000)
+    claims = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        won = dispatch.reminder_claim_due(now, 50, f"bench:{time.perf_counter_ns()}")
+        claims.append((time.perf_counter() - t0) * 1000)
+        assert len(won) == 50
+    query_ms, claim_ms = statistics.median(timings), statistics.median(claims)
+    print(f"claim SELECT ... FOR UPDATE SKIP LOCKED LIMIT 50: median {query_ms:.2f} ms over 9 runs")
+    print(f"whole claim (select + conditional UPDATE, committed): median {claim_ms:.2f} ms")
+    print(f"target < 20 ms: {'OK' if query_ms < 20 else 'ABOVE TARGET'}")
+    return query_ms < 20
+
+
+def main() -> int:
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+
+    settings.CARTWATCH = {**settings.CARTWATCH, "REMINDER_BATCH_SIZE": int(os.environ.get("BENCH_BATCH", "100"))}
+    old_name = connection.settings_dict["NAME"]
+    if connection.vendor != "sqlite":  # a scratch database of its own, never the test suite's
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{old_name}"
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        ok = throughput(int(os.environ.get("BENCH_MESSAGES", "2000")))
+        ok = claim_query(int(os.environ.get("BENCH_PENDING_ROWS", "1000000"))) and ok
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""What a reminder says: the email (plain text and HTML, in the patient's language), its calendar entry, and the
+signed links in it.
+
+Minimum necessary: a patient email names the centre, the date and what to bring; never a diagnosis, a product or
+an MRN, and nothing clinical in any subject line. Care-team emails identify the patient by the service's own id
+and link to the admin, where access is scoped and audited.
+
+The Message-ID is derived from the reminder's idempotency key, so a re-send after a crash carries the same id and
+a mail system (or a person) can recognise the duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from email.mime.text import MIMEText
+from email.utils import parseaddr
+
+import icalendar
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string, select_template
+from django.urls import reverse
+from django.utils import formats, translation
+
+from surveillance.models import FollowUpVisit, Patient, Reminder
+from surveillance.models.reminders import Audience, Purpose
+from surveillance.models.visits import RequestKind
+
+LANGUAGES = ("en", "es")
+LINK_SALT = "surveillance.visit-link"
+UNSUBSCRIBE_SALT = "surveillance.unsubscribe"
+
+#: Subjects carry the date and nothing clinical.
+PATIENT_SUBJECTS = {
+    "en": {
+        Purpose.UPCOMING: "Reminder: your follow-up visit on {date}",
+        Purpose.MOVED: "Your follow-up visit has moved to {date}",
+        Purpose.CANCELLED: "Your follow-up visit on {date} is cancelled",
+    },
+    "es": {
+        Purpose.UPCOMING: "Recordatorio: su visita de seguimiento el {date}",
+        Purpose.MOVED: "Su visita de seguimiento ha cambiado al {date}",
+        Purpose.CANCELLED: "Su visita de seguimiento del {date} se ha cancelado",
+    },
+}
+CARE_TEAM_SUBJECTS = {
+    Purpose.WINDOW_OPEN: "Visit window open: patient {patient_id}",
+    Purpose.OVERDUE: "Overdue visit: patient {patient_id}",
+    Purpose.MISSED: "Missed visit: patient {patient_id}",
+}
+CALENDAR_SUMMARY = {"en": "Follow-up visit at {centre}", "es": "Visita de seguimiento en {centre}"}
+
+
+def message_id_for(key: str) -> str:
+    """Deterministic Message-ID: the same reminder always carries the same id, whichever worker sends it."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@cartwatch>"
+
+
+def patient_language(patient: Patient) -> str:
+    return patient.preferred_language if patient.preferred_language in LANGUAGES else "en"
+
+
+# --- signed links -----------------------------------------------------------------------------------------------
+def site_url(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def visit_link_token(visit: FollowUpVisit, kind: str) -> str:
+    return signing.dumps({"v": visit.pk, "k": kind}, salt=LINK_SALT, compress=True)
+
+
+def visit_link_read(token: str) -> tuple[int, str]:
+    """The visit id and request kind a link stands for; ``signing.BadSignature`` if forged or expired."""
+    max_age = dt.timedelta(days=settings.CARTWATCH["LINK_MAX_AGE_DAYS"])
+    data = signing.loads(token, salt=LINK_SALT, max_age=max_age)
+    if not isinstance(data, dict) or data.get("k") not in RequestKind.values or not isinstance(data.get("v"), int):
+        raise signing.BadSignature("malformed link")
+    return data["v"], data["k"]
+
+
+@functools.cache
+def _route(name: str) -> str:
+    """The path of a token route with a placeholder for the token (``reverse`` once, not per message)."""
+    return reverse(name, args=["TOKEN"])
+
+
+def visit_link_url(visit: FollowUpVisit, kind: str) -> str:
+    return site_url(_route("surveillance:visit-link").replace("TOKEN", visit_link_token(visit, kind)))
+
+
+def unsubscribe_token(patient: Patient) -> str:
+    """Never expires: a one-click unsubscribe must keep working in an old email."""
+    return signing.dumps({"p": patient.pk}, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def unsubscribe_read(token: str) -> int:
+    data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    if not isinstance(data, dict) or not isinstance(data.get("p"), int):
+        raise signing.BadSignature("malformed link")
+    return data["p"]
+
+
+def unsubscribe_url(patient: Patient) -> str:
+    return site_url(_route("surveillance:unsubscribe").replace("TOKEN", unsubscribe_token(patient)))
+
+
+# --- calendar ---------------------------------------------------------------------------------------------------
+def visit_calendar(visit: FollowUpVisit, *, now: dt.datetime, cancel: bool = False, language: str = "en") -> str:
+    """An iCalendar (iTIP) entry for the visit day: the UID is stable per visit, SEQUENCE rises when it moves,
+    and a cancelled visit sends METHOD:CANCEL so the patient's calendar drops it."""
+    patient = visit.infusion.patient
+    organizer = parseaddr(settings.DEFAULT_FROM_EMAIL)[1] or "no-reply@cartwatch.invalid"
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//CAR-T Watch//Follow-up visits//EN")
+    cal.add("version", "2.0")
+    cal.add("method", "CANCEL" if cancel else "REQUEST")
+    event = icalendar.Event()
+    event.add("uid", visit.ics_uid())
+    event.add("sequence", visit.sequence)
+    event.add("dtstamp", now)
+    event.add("dtstart", visit.due_date)
+    event.add("dtend", visit.due_date + dt.timedelta(days=1))
+    event.add("summary", CALENDAR_SUMMARY[language].format(centre=patient.centre.name))
+    event.add("location", patient.centre.name)
+    event.add("status", "CANCELLED" if cancel else "CONFIRMED")
+    event.add("transp", "TRANSPARENT")
+    event.add("organizer", f"mailto:{organizer}")
+    attendee = icalendar.vCalAddress(f"mailto:{patient.email}")
+    attendee.params["RSVP"] = "FALSE"
+    event.add("attendee", attendee)
+    cal.add_component(event)
+    return cal.to_ical().decode()
+
+
+def _calendar_part(ics: str, method: str) -> MIMEText:
+    part = MIMEText(ics, "calendar", "utf-8")
+    part.set_param("method", method)
+    part.add_header("Content-Disposition", "attachment", filename="visit.ics")
+    return part
+
+
+# --- messages ---------------------------------------------------------------------------------------------------
+def reminder_message(reminder: Reminder, *, now: dt.datetime, connection=None) -> EmailMultiAlternatives:
+    """The email a reminder row stands for, ready to send."""
+    if reminder.audience == Audience.PATIENT:
+        message = _patient_message(reminder, now, connection)
+    else:
+        message = _care_team_message(reminder, now, connection)
+    message.extra_headers["Message-ID"] = reminder.message_id or message_id_for(reminder.idempotency_key)
+    message.extra_headers["Auto-Submitted"] = "auto-generated"
+    message.extra_headers["X-CARTWatch-Reminder"] = str(reminder.pk)
+    return message
+
+
+def _render(base: str, language: str, context: dict) -> tuple[str, str]:
+    with translation.override(language):
+        text = select_template([f"surveillance/email/{base}.{language}.txt", f"surveillance/email/{base}.en.txt"])
+        html = select_template([f"surveillance/email/{base}.{language}.html", f"surveillance/email/{base}.en.html"])
+        return text.render(context), html.render(context)
+
+
+LONG_DATE = {"en": "l, F j, Y", "es": "l j \\d\\e F \\d\\e Y"}
+
+
+def _long_date(day: dt.date, language: str) -> str:
+    """ "Saturday, November 7, 2026" / "sábado 7 de noviembre de 2026"."""
+    with translation.override(language):
+        return formats.date_format(day, LONG_DATE[language])
+
+
+def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> EmailMultiAlternatives:
+    visit = reminder.visit
+    patient = visit.infusion.patient
+    language = patient_language(patient)
+    purpose = Purpose(reminder.purpose)
+    cancel = purpose == Purpose.CANCELLED
+    context = {
+        "purpose": purpose.value,
+        "centre": patient.centre.name,
+        "visit": visit,
+        "due_date": _long_date(visit.due_date, language),
+        "window_start": _long_date(visit.window_start, language),
+        "window_end": _long_date(visit.window_end, language),
+        "days_before": reminder.days_before,
+        "confirm_url": "" if cancel else visit_link_url(visit, RequestKind.CONFIRM),
+        "reschedule_url": "" if cancel else visit_link_url(visit, RequestKind.RESCHEDULE),
+        "done_elsewhere_url": "" if cancel else visit_link_url(visit, RequestKind.DONE_ELSEWHERE),
+        "unsubscribe_url": unsubscribe_url(patient),
+    }
+    text, html = _render("patient", language, context)
+    message = EmailMultiAlternatives(
+        subject=PATIENT_SUBJECTS[language][purpose].format(date=context["due_date"]),
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[patient.email],
+        connection=connection,
+        headers={
+            "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Content-Language": language,
+        },
+    )
+    message.attach_alternative(html, "text/html")
+    method = "CANCEL" if cancel else "REQUEST"
+    message.attach(_calendar_part(visit_calendar(visit, now=now, cancel=cancel, language=language), method))
+    return message
+
+
+def care_team_context(visit: FollowUpVisit) -> dict:
+    return {
+        "patient_id": visit.infusion.patient_id,
+        "visit": visit,
+        "visit_url": site_url(reverse("admin:surveillance_followupvisit_change", args=[visit.pk])),
+        "centre": visit.infusion.patient.centre.name,
+    }
+
+
+def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> EmailMultiAlternatives:
+    visit = reminder.visit
+    centre = visit.infusion.patient.centre
+    context = {**care_team_context(visit), "purpose": reminder.purpose}
+    text, html = _render("care_team", "en", context)
+    message = EmailMultiAlternatives(
+        subject=CARE_TEAM_SUBJECTS[Purpose(reminder.purpose)].format(patient_id=visit.infusion.patient_id),
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[centre.care_team_email],
+        connection=connection,
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def digest_message(centre, context: dict, *, message_id: str, connection=None) -> EmailMultiAlternatives:
+    """The weekly care-team digest: counts and admin links, patients named by id only."""
+    text = render_to_string("surveillance/email/digest.en.txt", context)
+    html = render_to_string("surveillance/email/digest.en.html", context)
+    message = EmailMultiAlternatives(
+        subject=f"Weekly follow-up digest: {centre.name}, week of {context['week_start']:%d %b %Y}",
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[centre.care_team_email],
+        connection=connection,
+        headers={"Message-ID": message_id, "Auto-Submitted": "auto-generated"},
+    )
+    message.attach_alternative(html, "text/html")
+    return message
