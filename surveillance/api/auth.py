@@ -1,0 +1,116 @@
+"""Per-integration API tokens: ``Authorization: Bearer cwt_...``; and the principal a token stands for.
+
+A token is not a person: it authenticates as a ``TokenPrincipal`` that carries the token's centres (so
+``tenancy.user_centre_ids`` and ``tenancy.scope`` work unchanged), whether it may write, and the token's name,
+which audit rows record as the actor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from surveillance.models import ApiToken, TreatmentCentre
+from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
+
+#: ``last_used_at`` is refreshed at most this often, so a busy token does not write on every request.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+class TokenPrincipal(AnonymousUser):
+    """The caller behind an API token: authenticated, scoped to the token's centres, never a superuser."""
+
+    is_active = True
+    is_superuser = False
+    is_staff = False
+
+    def __init__(self, token: ApiToken, centre_ids: list[int]):
+        self.token = token
+        self._centre_ids = centre_ids  # read by tenancy.user_centre_ids
+        self.pk = self.id = None
+        self.username = f"token:{token.name}"
+
+    @property
+    def is_anonymous(self) -> bool:  # type: ignore[override]
+        return False
+
+    @property
+    def is_authenticated(self) -> bool:  # type: ignore[override]
+        return True
+
+    @property
+    def audit_label(self) -> str:
+        return f"token:{self.token.name}"[:128]
+
+    def __str__(self) -> str:
+        return self.username
+
+
+def api_token_create(name: str, centres: list[TreatmentCentre], *, read_only: bool = False) -> tuple[ApiToken, str]:
+    """Issue a token; returns the row and the raw key, which is shown once and never stored."""
+    if not centres:
+        raise ValueError("a token needs at least one centre")
+    prefix, raw = ApiToken.new_key()
+    with transaction.atomic():
+        token = ApiToken.objects.create(name=name, prefix=prefix, key_sha256=api_key_digest(raw), read_only=read_only)
+        token.centres.set(centres)
+    return token, raw
+
+
+def api_token_revoke(token: ApiToken, now: dt.datetime | None = None) -> bool:
+    """Revoke once (compare-and-set); False if it was already revoked."""
+    return bool(ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now or timezone.now()))
+
+
+def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPrincipal | None:
+    """The principal for a raw key, or None if it is unknown or revoked."""
+    if not raw.startswith(f"{TOKEN_PREFIX}_") or len(raw) > 200:
+        return None
+    token = ApiToken.objects.live().filter(key_sha256=api_key_digest(raw)).first()
+    if token is None:
+        return None
+    now = now or timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return TokenPrincipal(token, list(token.centres.values_list("pk", flat=True)))
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <key>`` (``Token <key>`` is accepted too)."""
+
+    keywords = ("bearer", "token")
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode("latin-1").lower() not in self.keywords:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <token>'.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        principal = api_token_authenticate(raw)
+        if principal is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        return principal, principal.token
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "surveillance.api.auth.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A per-integration token from `manage.py create_api_token --centre CODE`.",
+        }

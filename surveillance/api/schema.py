@@ -1,0 +1,44 @@
+"""OpenAPI generation: every operation documents the error responses it can give, in the one error format."""
+
+from __future__ import annotations
+
+from drf_spectacular.openapi import AutoSchema
+
+from surveillance.api.exceptions import ErrorSerializer
+
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid input: `fields` names each bad field and says why.",
+    "401": "No credentials, or an unknown or revoked token.",
+    "403": "The credentials may not do this (a read-only token writing, a role without the permission).",
+    "404": "No such object among the caller's centres.",
+    "405": "The method is not allowed on this path.",
+    "409": "The object changed meanwhile (e.g. the visit is no longer scheduled): reload and retry.",
+    "413": "The payload is larger than the import limit.",
+    "415": "The content type is not accepted here.",
+    "429": "Rate limit of the token (or user) exceeded; retry after the `Retry-After` seconds.",
+}
+
+
+class ApiAutoSchema(AutoSchema):
+    #: Error codes a view adds to the common ones (e.g. ``("409",)`` on state transitions).
+    def _error_codes(self) -> list[str]:
+        codes = ["401", "403", "429"]
+        has_path_params = "{" in self.path
+        if has_path_params:
+            codes.append("404")
+        if self.method in ("POST", "PUT", "PATCH") or self._is_list_view() or self.method == "GET":
+            codes.append("400")
+        codes.extend(getattr(self.view, "extra_error_codes", ()))
+        return codes
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for code in self._error_codes():
+            if code in responses:
+                continue
+            body = self._get_response_for_code(ErrorSerializer, code, ["application/json"], direction)
+            body["description"] = ERROR_DESCRIPTIONS.get(code, body.get("description", ""))
+            responses[code] = body
+        return responses

@@ -1,0 +1,459 @@
+"""What the API reads and writes. Output fields are listed explicitly (pinned by tests): nothing leaks by default.
+
+Fields that a state machine or the server owns (centre after creation, status, ladder stage, protocol, audit
+fields) are read-only: changing them takes an action endpoint that goes through ``lifecycle``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from surveillance.models import (
+    CarTProduct,
+    FollowUpVisit,
+    Infusion,
+    MalignancyEvent,
+    Patient,
+    Protocol,
+    ProtocolRule,
+    Reminder,
+    ReportingStep,
+    TreatmentCentre,
+    WebhookEndpoint,
+)
+from surveillance.models.integrations import WebhookEvent
+from surveillance.models.patients import RiskFlag
+from surveillance.tenancy import scope
+
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+EARLIEST_INFUSION = dt.date(2010, 1, 1)
+MAX_RESULT_KEYS = 50
+
+
+def _today() -> dt.date:
+    return timezone.localdate()
+
+
+class ScopedSlugField(serializers.SlugRelatedField):
+    """A related object named by slug, looked up only among the caller's centres (a foreign one does not exist)."""
+
+    def __init__(self, *, centre_path: str, **kwargs):
+        self.centre_path = centre_path
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return scope(super().get_queryset(), self.context["request"].user, self.centre_path)
+
+
+class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    def __init__(self, *, centre_path: str, **kwargs):
+        self.centre_path = centre_path
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return scope(super().get_queryset(), self.context["request"].user, self.centre_path)
+
+
+# --------------------------------------------------------------------------------------------- centres
+class CentreSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TreatmentCentre
+        fields = ["id", "code", "name", "time_zone"]
+        read_only_fields = fields
+
+
+# --------------------------------------------------------------------------------------------- patients
+class PatientSerializer(serializers.ModelSerializer):
+    centre = ScopedSlugField(
+        slug_field="code",
+        centre_path="",
+        queryset=TreatmentCentre.objects.all(),
+        required=False,
+        help_text="Centre code; optional when the caller has exactly one centre. Fixed once created.",
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "id",
+            "centre",
+            "mrn",
+            "given_name",
+            "family_name",
+            "birth_date",
+            "sex",
+            "email",
+            "phone",
+            "preferred_language",
+            "time_zone",
+            "contact_consent",
+            "status",
+            "status_date",
+            "status_reason",
+            "ladder_stage",
+            "source_system",
+            "source_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "status_date",
+            "status_reason",
+            "ladder_stage",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness (MRN, source identity) is checked in validate() within the centre; the database enforces it.
+        validators: list = []
+
+    def validate_birth_date(self, value):
+        if value is not None and not EARLIEST_BIRTH <= value <= _today():
+            raise serializers.ValidationError(f"must lie between {EARLIEST_BIRTH} and today")
+        return value
+
+    def validate_mrn(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("must not be blank")
+        return value.strip()
+
+    def validate(self, attrs):
+        request = self.context["request"]
+        if self.instance is not None:
+            if "centre" in attrs and attrs["centre"] != self.instance.centre:
+                raise serializers.ValidationError({"centre": ["cannot be changed; transfer the patient instead"]})
+            centre = self.instance.centre
+        else:
+            centre = attrs.get("centre")
+            if centre is None:
+                centres = list(scope(TreatmentCentre.objects.all(), request.user, "")[:2])
+                if len(centres) != 1:
+                    raise serializers.ValidationError({"centre": ["required: you have more than one centre"]})
+                centre = attrs["centre"] = centres[0]
+        others = Patient.objects.filter(centre=centre)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        mrn = attrs.get("mrn", getattr(self.instance, "mrn", None))
+        if mrn and others.filter(mrn=mrn).exists():
+            raise serializers.ValidationError({"mrn": ["another patient of this centre has this MRN"]})
+        source_id = attrs.get("source_id", getattr(self.instance, "source_id", ""))
+        source_system = attrs.get("source_system", getattr(self.instance, "source_system", ""))
+        if source_id and others.filter(source_system=source_system, source_id=source_id).exists():
+            raise serializers.ValidationError({"source_id": ["another patient of this centre has this source id"]})
+        return attrs
+
+
+# --------------------------------------------------------------------------------------------- infusions
+class RiskFlagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RiskFlag
+        fields = ["code", "present", "source", "observed_on"]
+        read_only_fields = fields
+
+
+class InfusionSerializer(serializers.ModelSerializer):
+    patient = ScopedPrimaryKeyField(centre_path="centre", queryset=Patient.objects.all())
+    product = serializers.SlugRelatedField(slug_field="code", queryset=CarTProduct.objects.all())
+    protocol = serializers.StringRelatedField(read_only=True, help_text="Protocol version, e.g. 'standard v1'.")
+    risk_flags = RiskFlagSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Infusion
+        fields = [
+            "id",
+            "patient",
+            "product",
+            "infusion_date",
+            "indication",
+            "lot_number",
+            "prior_lines",
+            "protocol",
+            "superseded_by",
+            "risk_flags",
+            "source_system",
+            "source_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "protocol", "superseded_by", "risk_flags", "created_at", "updated_at"]
+        validators: list = []
+        extra_kwargs = {"prior_lines": {"max_value": 30}}
+
+    def validate_infusion_date(self, value):
+        if not EARLIEST_INFUSION <= value <= _today():
+            raise serializers.ValidationError(f"must lie between {EARLIEST_INFUSION} and today")
+        return value
+
+    def validate(self, attrs):
+        if self.instance is not None and "patient" in attrs and attrs["patient"] != self.instance.patient:
+            raise serializers.ValidationError({"patient": ["cannot be changed"]})
+        patient = attrs.get("patient") or self.instance.patient
+        source_id = attrs.get("source_id", getattr(self.instance, "source_id", ""))
+        source_system = attrs.get("source_system", getattr(self.instance, "source_system", ""))
+        if source_id:
+            others = Infusion.objects.filter(patient=patient, source_system=source_system, source_id=source_id)
+            if self.instance is not None:
+                others = others.exclude(pk=self.instance.pk)
+            if others.exists():
+                raise serializers.ValidationError({"source_id": ["another infusion of this patient has it"]})
+        return attrs
+
+
+# --------------------------------------------------------------------------------------------- visits
+class VisitSerializer(serializers.ModelSerializer):
+    patient = serializers.IntegerField(source="infusion.patient_id", read_only=True)
+    centre = serializers.CharField(source="infusion.patient.centre.code", read_only=True)
+
+    class Meta:
+        model = FollowUpVisit
+        fields = [
+            "id",
+            "patient",
+            "centre",
+            "infusion",
+            "rule_code",
+            "occurrence",
+            "label",
+            "kind",
+            "due_date",
+            "window_start",
+            "window_end",
+            "assessments",
+            "status",
+            "status_reason",
+            "completed_on",
+            "results",
+            "sequence",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+def _validate_results(value):
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("must be an object of named results")
+    if len(value) > MAX_RESULT_KEYS:
+        raise serializers.ValidationError(f"at most {MAX_RESULT_KEYS} results")
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= 64:
+            raise serializers.ValidationError("result names are 1 to 64 characters")
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise serializers.ValidationError(f"{key}: a result is a string, number, boolean or null")
+        if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+            raise serializers.ValidationError("null characters are not allowed")
+        if isinstance(item, str) and len(item) > 500:
+            raise serializers.ValidationError(f"{key}: at most 500 characters")
+    return value
+
+
+class VisitCompleteSerializer(serializers.Serializer):
+    completed_on = serializers.DateField(help_text="The day it was done (not in the future).")
+    results = serializers.JSONField(required=False, default=dict, validators=[_validate_results])
+
+    def validate_completed_on(self, value):
+        if value > _today():
+            raise serializers.ValidationError("cannot be in the future")
+        if value < EARLIEST_INFUSION:
+            raise serializers.ValidationError(f"cannot be before {EARLIEST_INFUSION}")
+        return value
+
+
+class VisitRescheduleSerializer(serializers.Serializer):
+    due_date = serializers.DateField(help_text="The new date, within the visit's window.")
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+    def validate_due_date(self, value):
+        visit = self.context["visit"]
+        if not visit.window_start <= value <= visit.window_end:
+            raise serializers.ValidationError(
+                f"must lie within the visit window {visit.window_start} to {visit.window_end}"
+            )
+        return value
+
+
+class VisitCancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, help_text="Why the visit will not take place.")
+
+
+# --------------------------------------------------------------------------------------------- protocols
+class ProtocolRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProtocolRule
+        fields = [
+            "position",
+            "code",
+            "label",
+            "kind",
+            "offset_amount",
+            "offset_unit",
+            "repeat_every",
+            "repeat_until",
+            "lifelong",
+            "window_before_days",
+            "window_after_days",
+            "assessments",
+            "applies_to",
+            "condition",
+            "source",
+        ]
+        read_only_fields = fields
+
+
+class ProtocolSerializer(serializers.ModelSerializer):
+    rules = ProtocolRuleSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Protocol
+        fields = ["id", "code", "version", "name", "variant", "status", "description", "activated_at", "rules"]
+        read_only_fields = fields
+
+
+# --------------------------------------------------------------------------------------------- reminders
+class ReminderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Reminder
+        fields = [
+            "id",
+            "visit",
+            "audience",
+            "purpose",
+            "days_before",
+            "send_after",
+            "status",
+            "attempts",
+            "sent_at",
+            "outcome_reason",
+        ]
+        read_only_fields = fields
+
+
+# --------------------------------------------------------------------------------------------- malignancy events
+class ReportingStepSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReportingStep
+        fields = ["kind", "due_date", "completed_at", "reference"]
+        read_only_fields = fields
+
+
+class MalignancyEventSerializer(serializers.ModelSerializer):
+    infusion = ScopedPrimaryKeyField(centre_path="patient__centre", queryset=Infusion.objects.all())
+    patient = serializers.IntegerField(source="infusion.patient_id", read_only=True)
+    reporting_steps = ReportingStepSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = MalignancyEvent
+        fields = [
+            "id",
+            "patient",
+            "infusion",
+            "diagnosis_date",
+            "malignancy_type",
+            "confirmed",
+            "description",
+            "transgene_status",
+            "recorded_at",
+            "reporting_steps",
+        ]
+        read_only_fields = ["id", "patient", "transgene_status", "recorded_at", "reporting_steps"]
+
+    def validate(self, attrs):
+        infusion, day = attrs["infusion"], attrs["diagnosis_date"]
+        if day > _today():
+            raise serializers.ValidationError({"diagnosis_date": ["cannot be in the future"]})
+        if day < infusion.infusion_date:
+            raise serializers.ValidationError({"diagnosis_date": ["cannot be before the infusion"]})
+        return attrs
+
+
+# --------------------------------------------------------------------------------------------- webhooks
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    centre = ScopedSlugField(slug_field="code", centre_path="", queryset=TreatmentCentre.objects.all(), required=False)
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices),
+        required=False,
+        max_length=len(WebhookEvent.values),
+        help_text="Event types to receive; empty or absent means all.",
+    )
+    url = serializers.URLField(max_length=500, help_text="An https:// URL (http:// only to a loopback address).")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "centre", "url", "events", "active", "description", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_url(self, value: str) -> str:
+        from surveillance.webhooks import webhook_url_problem
+
+        problem = webhook_url_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            if "centre" in attrs and attrs["centre"] != self.instance.centre:
+                raise serializers.ValidationError({"centre": ["cannot be changed"]})
+        elif attrs.get("centre") is None:
+            centres = list(scope(TreatmentCentre.objects.all(), self.context["request"].user, "")[:2])
+            if len(centres) != 1:
+                raise serializers.ValidationError({"centre": ["required: you have more than one centre"]})
+            attrs["centre"] = centres[0]
+        return attrs
+
+
+class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+    secret = serializers.CharField(read_only=True, help_text="The signing secret; shown only in this response.")
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = [*WebhookEndpointSerializer.Meta.read_only_fields, "secret"]
+
+
+# --------------------------------------------------------------------------------------------- import reports
+class ImportCountsSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField(required=False)
+    replanned = serializers.IntegerField(required=False)
+    unchanged = serializers.IntegerField()
+    closed = serializers.IntegerField(required=False)
+
+
+class ImportIgnoredSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    by_reason = serializers.DictField(child=serializers.IntegerField())
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField(allow_null=True)
+    entry = serializers.IntegerField(allow_null=True)
+    field = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+    code = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    format = serializers.ChoiceField(choices=["bundle", "ndjson", "csv"])
+    patients = ImportCountsSerializer()
+    infusions = ImportCountsSerializer()
+    visits_planned = serializers.IntegerField()
+    ignored = ImportIgnoredSerializer()
+    lines = serializers.IntegerField()
+    error_count = serializers.IntegerField()
+    errors = ImportErrorSerializer(many=True)
+
+
+class OperationOutcomeIssueSerializer(serializers.Serializer):
+    severity = serializers.CharField()
+    code = serializers.CharField()
+    diagnostics = serializers.CharField(required=False)
+    expression = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class OperationOutcomeSerializer(serializers.Serializer):
+    resourceType = serializers.CharField()
+    issue = OperationOutcomeIssueSerializer(many=True)

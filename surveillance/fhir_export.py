@@ -1,0 +1,203 @@
+"""Export schedules for the EHR: a FHIR CarePlan with Appointments, CSV, iCalendar feeds, bulk NDJSON.
+
+Exports carry the schedule and ids, not demographics: the patient is referred to by the EHR's own id when it came
+from an import (``Patient/<source id>``), otherwise by this service's id as an identifier. Calendar entries use the
+visit's stable UID and its SEQUENCE, so a subscribed calendar updates an entry when a visit moves.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+import icalendar
+from django.conf import settings
+from django.utils import timezone
+from fhir.resources.R4B.bundle import Bundle
+
+from surveillance.models import FollowUpVisit, Patient, PatientStatus, VisitStatus
+
+PATIENT_ID_SYSTEM = "urn:cartwatch:patient"
+VISIT_ID_SYSTEM = "urn:cartwatch:visit"
+DUE_DATE_EXTENSION = f"{settings.SITE_URL}/fhir/StructureDefinition/visit-due-date"
+PRODID = "-//CAR-T Watch//Follow-up schedule//EN"
+
+CSV_COLUMNS = (
+    "visit_id",
+    "patient_id",
+    "patient_source_system",
+    "patient_source_id",
+    "infusion_id",
+    "rule_code",
+    "occurrence",
+    "label",
+    "kind",
+    "due_date",
+    "window_start",
+    "window_end",
+    "status",
+    "completed_on",
+    "sequence",
+)
+
+_ACTIVITY_STATUS = {
+    VisitStatus.SCHEDULED: "scheduled",
+    VisitStatus.COMPLETED: "completed",
+    VisitStatus.MISSED: "stopped",
+    VisitStatus.CANCELLED: "cancelled",
+}
+_CAREPLAN_STATUS = {
+    PatientStatus.ACTIVE: "active",
+    PatientStatus.LOST: "active",
+    PatientStatus.DECEASED: "completed",
+    PatientStatus.WITHDRAWN: "revoked",
+    PatientStatus.TRANSFERRED: "completed",
+}
+
+
+def patient_reference(patient: Patient) -> dict:
+    if patient.source_id:
+        return {"reference": f"Patient/{patient.source_id}"}
+    return {"identifier": {"system": PATIENT_ID_SYSTEM, "value": str(patient.pk)}}
+
+
+def schedule_visits(patient: Patient):
+    """The patient's visits in date order, the infusion and centre joined (one query)."""
+    return (
+        FollowUpVisit.objects.filter(infusion__patient=patient)
+        .select_related("infusion__patient__centre")
+        .order_by("due_date", "rule_code", "occurrence")
+    )
+
+
+def visit_appointment(visit: FollowUpVisit, subject: dict) -> dict:
+    """A proposed Appointment for an open visit: its window as the requested period, its due date an extension."""
+    return {
+        "resourceType": "Appointment",
+        "id": f"visit-{visit.pk}",
+        "identifier": [{"system": VISIT_ID_SYSTEM, "value": visit.ics_uid()}],
+        "status": "proposed",
+        "description": visit.label,
+        "extension": [{"url": DUE_DATE_EXTENSION, "valueDate": visit.due_date.isoformat()}],
+        "requestedPeriod": [{"start": visit.window_start.isoformat(), "end": visit.window_end.isoformat()}],
+        "participant": [{"actor": subject, "status": "needs-action"}],
+    }
+
+
+def patient_careplan_bundle(patient: Patient) -> dict:
+    """A Bundle (collection): the CarePlan, and an Appointment for each visit still to be booked.
+
+    Settled visits (completed, missed, cancelled) are CarePlan activities with their status and window; open
+    ones refer to their Appointment. Validated with fhir.resources before it is returned.
+    """
+    subject = patient_reference(patient)
+    visits = list(schedule_visits(patient))
+    activities, appointments = [], []
+    for visit in visits:
+        if visit.status == VisitStatus.SCHEDULED:
+            appointment = visit_appointment(visit, subject)
+            appointments.append(appointment)
+            activities.append({"reference": {"reference": f"Appointment/{appointment['id']}"}})
+        else:
+            activities.append(
+                {
+                    "detail": {
+                        "kind": "Appointment",
+                        "code": {"text": visit.label},
+                        "status": _ACTIVITY_STATUS[visit.status],
+                        "scheduledPeriod": {
+                            "start": visit.window_start.isoformat(),
+                            "end": visit.window_end.isoformat(),
+                        },
+                        "description": f"due {visit.due_date.isoformat()}"
+                        + (f", done {visit.completed_on.isoformat()}" if visit.completed_on else ""),
+                    }
+                }
+            )
+    careplan = {
+        "resourceType": "CarePlan",
+        "id": f"schedule-{patient.pk}",
+        "identifier": [{"system": PATIENT_ID_SYSTEM, "value": str(patient.pk)}],
+        "status": _CAREPLAN_STATUS.get(patient.status, "active"),
+        "intent": "plan",
+        "title": "Long-term follow-up after CAR T-cell therapy",
+        "subject": subject,
+        "activity": activities,
+    }
+    base = f"{settings.SITE_URL}/api/v1"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": timezone.now().isoformat(),
+        "entry": [
+            {"fullUrl": f"{base}/fhir/{resource['resourceType']}/{resource['id']}", "resource": resource}
+            for resource in (careplan, *appointments)
+        ],
+    }
+    Bundle.model_validate(bundle)  # a malformed export is a bug here, not the EHR's problem
+    return bundle
+
+
+def visit_row(visit: FollowUpVisit) -> dict:
+    patient = visit.infusion.patient
+    return {
+        "visit_id": visit.pk,
+        "patient_id": patient.pk,
+        "patient_source_system": patient.source_system,
+        "patient_source_id": patient.source_id,
+        "infusion_id": visit.infusion_id,
+        "rule_code": visit.rule_code,
+        "occurrence": visit.occurrence,
+        "label": visit.label,
+        "kind": visit.kind,
+        "due_date": visit.due_date.isoformat(),
+        "window_start": visit.window_start.isoformat(),
+        "window_end": visit.window_end.isoformat(),
+        "status": visit.status,
+        "completed_on": visit.completed_on.isoformat() if visit.completed_on else "",
+        "sequence": visit.sequence,
+    }
+
+
+def visits_csv(visits: Iterable[FollowUpVisit]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for visit in visits:
+        writer.writerow(visit_row(visit))
+    return out.getvalue()
+
+
+def visits_ndjson(visits: Iterable[FollowUpVisit]) -> Iterator[bytes]:
+    """One JSON object per line (the CSV columns), streamed."""
+    for visit in visits:
+        yield (json.dumps(visit_row(visit), separators=(",", ":")) + "\n").encode()
+
+
+def visits_calendar(visits: Iterable[FollowUpVisit], *, name: str, per_patient: bool) -> bytes:
+    """An iCalendar feed (all-day entries on the due date). Entries say the visit, never the patient's name."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("x-wr-calname", name)
+    now = timezone.now()
+    for visit in visits:
+        if visit.status not in (VisitStatus.SCHEDULED, VisitStatus.CANCELLED):
+            continue
+        event = icalendar.Event()
+        event.add("uid", visit.ics_uid())
+        event.add("sequence", visit.sequence)
+        event.add("dtstamp", now)
+        event.add("last-modified", visit.updated_at)
+        event.add("dtstart", visit.due_date)
+        event.add("dtend", visit.due_date + dt.timedelta(days=1))
+        summary = visit.label if per_patient else f"{visit.label} (patient {visit.infusion.patient_id})"
+        event.add("summary", summary)
+        event.add("description", f"Window {visit.window_start.isoformat()} to {visit.window_end.isoformat()}")
+        event.add("status", "CANCELLED" if visit.status == VisitStatus.CANCELLED else "CONFIRMED")
+        event.add("transp", "TRANSPARENT")
+        cal.add_component(event)
+    return cal.to_ical()

@@ -1,0 +1,70 @@
+"""Fixtures of the API tests: an integration token for centre A and one for centre B, clients carrying them, and a
+patient at centre A with an infusion planned (so visits and reminders exist)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from surveillance import planning
+from surveillance.api.auth import api_token_create
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()  # rate-limit counters live in the cache: each test starts with a full allowance
+    yield
+    cache.clear()
+
+
+def token_client(raw: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def token_a(centre_a):
+    return api_token_create("epic-a", [centre_a])
+
+
+@pytest.fixture
+def token_b(centre_b):
+    return api_token_create("cerner-b", [centre_b])
+
+
+@pytest.fixture
+def api_a(token_a) -> APIClient:
+    return token_client(token_a[1])
+
+
+@pytest.fixture
+def api_b(token_b) -> APIClient:
+    return token_client(token_b[1])
+
+
+@pytest.fixture
+def readonly_a(centre_a) -> APIClient:
+    return token_client(api_token_create("reporting-a", [centre_a], read_only=True)[1])
+
+
+@pytest.fixture
+def staff_client():
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def planned_a(centre_a, make_patient, make_infusion):
+    """A patient of centre A, infused 60 days ago, schedule planned."""
+    patient = make_patient(centre_a, source_system="epic", source_id="pat-1")
+    infusion = make_infusion(patient, infusion_date=dt.date.today() - dt.timedelta(days=60))
+    planning.infusion_plan(infusion)
+    return patient, infusion

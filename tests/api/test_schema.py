@@ -1,0 +1,79 @@
+"""The OpenAPI schema validates, documents the errors of every operation, and the API keeps to it under fuzzing.
+
+Schemathesis generates requests from the schema and sends them in-process to the WSGI application with a
+read-write token of centre A (bounded: a few examples per operation, derandomised, so CI stays quick). Every
+response must be no 5xx and match the documented status codes, content types and bodies.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+import yaml
+from django.core import signals
+from django.core.management import call_command
+from django.db import close_old_connections
+from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
+
+from config.wsgi import application
+from surveillance.api.auth import api_token_create
+
+
+def test_it_generates_a_valid_schema_without_warnings(tmp_path):
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schema = yaml.safe_load(out.read_text())
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert {"401", "403", "429"} <= set(operation["responses"]), (method, path)
+            if "{id}" in path:
+                assert "404" in operation["responses"], (method, path)
+
+
+def test_it_serves_the_schema_and_the_docs_without_a_token(client):
+    assert client.get("/api/schema/").status_code == 200
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+    assert b"cdn" not in docs.content.lower()  # served from the service itself
+
+
+FUZZ_CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
+
+
+@pytest.fixture
+def connection_kept_open():
+    """Requests sent straight to the WSGI application must not close the test's database connection (as Django's
+    test client arranges for its own requests)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+def test_it_keeps_to_its_schema_under_fuzzing(planned_a, centre_a, connection_kept_open):
+    raw = api_token_create("fuzzer", [centre_a])[1]
+    headers = {"Authorization": f"Bearer {raw}"}
+    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+    failures, operations = [], 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        def run(case):
+            case.call_and_validate(headers=headers, checks=FUZZ_CHECKS)
+
+        try:
+            run()
+        except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure, then report them together
+            failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:800]}")
+    assert operations >= 30
+    assert not failures, "\n\n".join(failures)
