@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from surveillance.models import AuditEntry, Infusion, MalignancyEvent, ReportingStep
 from surveillance.models.events import ReportingStepKind
@@ -44,3 +45,39 @@ def malignancy_event_record(
             changes={"malignancy_type": malignancy_type, "diagnosis_date": diagnosis_date.isoformat()},
         )
     return event
+
+
+class StepError(Exception):
+    """A reporting step cannot be closed as asked (already closed by someone, or a required reference missing)."""
+
+
+def reporting_step_complete(
+    step: ReportingStep, *, by, reference: str = "", notes: str = "", now: dt.datetime | None = None
+) -> ReportingStep:
+    """Close a step once, by compare-and-set, with who and when; a MedWatch report needs its reference."""
+    if by is None:
+        raise StepError("a reporting step is closed by a person")
+    if step.kind == ReportingStepKind.MEDWATCH and not reference.strip():
+        raise StepError("the MedWatch report number is required")
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = ReportingStep.objects.filter(pk=step.pk, completed_at__isnull=True).update(
+            completed_at=now, completed_by=by, reference=reference.strip()[:128], notes=notes.strip()[:500]
+        )
+        if updated != 1:
+            raise StepError(f"reporting step {step.pk} is already closed")
+        step.refresh_from_db()
+        AuditEntry.objects.create(
+            actor=by,
+            action="step_completed",
+            object_type="reporting_step",
+            object_id=str(step.pk),
+            patient_id=step.event.infusion.patient_id,
+            changes={"kind": step.kind, "event": step.event_id, "reference": step.reference},
+        )
+    return step
+
+
+def reporting_steps_escalated(steps, today: dt.date):
+    """Open steps left past their due date (the due date is diagnosis + ``REPORTING_STEP_DAYS``)."""
+    return steps.filter(completed_at__isnull=True, due_date__lt=today)

@@ -29,7 +29,10 @@ _ALL = (
     "malignancyevent",
     "reportingstep",
 )
+#: Coordinators work the lists, record visits and contact patients.
 _COORDINATOR_CHANGES = ("patient", "followupvisit", "contactattempt", "patientrequest")
+#: Physicians also record results and malignancy events, change risk flags and infusion dates (with a confirmed
+#: re-plan), and sign off protocol upgrades (``change_protocol``).
 _PHYSICIAN_CHANGES = (
     *_COORDINATOR_CHANGES,
     "infusion",
@@ -37,6 +40,7 @@ _PHYSICIAN_CHANGES = (
     "conditiondecision",
     "malignancyevent",
     "reportingstep",
+    "protocol",
 )
 
 ROLE_PERMISSIONS: dict[str, set[str]] = {
@@ -45,7 +49,8 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
     | {"add_contactattempt"},
     Role.PHYSICIAN: {f"view_{m}" for m in _ALL}
     | {f"change_{m}" for m in _PHYSICIAN_CHANGES}
-    | {"add_contactattempt", "add_riskflag", "add_malignancyevent", "add_conditiondecision"},
+    | {"add_contactattempt", "add_riskflag", "add_malignancyevent", "add_conditiondecision", "add_infusion"},
+    # Read-only: every list and page, and the audit trail; no change of any kind.
     Role.AUDITOR: {f"view_{m}" for m in _ALL} | {"view_auditentry"},
 }
 

@@ -1,3 +1,5 @@
-"""The clinician admin: every model registered, scoped to the user's centres."""
+"""The clinician admin: every model registered, scoped to the user's centres, with worklists and a dashboard.
 
-from surveillance.admin import registrations  # noqa: F401  (registers the ModelAdmins)
+The site is ``site.CartWatchAdminSite`` (installed by ``apps.CartWatchAdminConfig``, which also loads the
+registrations once the models are ready).
+"""

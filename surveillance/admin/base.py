@@ -1,25 +1,46 @@
-"""A ModelAdmin base that shows staff only their centres' rows, everywhere the admin lists or looks up."""
+"""A ModelAdmin base that shows staff only their centres' rows, everywhere the admin lists or looks up, and
+records in the audit trail every page of patient data it shows and every change made through it."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.options import IS_POPUP_VAR
 
+from surveillance.audit import audit_patients_viewed, audit_record
 from surveillance.models import Patient, TreatmentCentre
 from surveillance.tenancy import scope, user_centre_ids
 
 
+def patient_id_of(obj, patient_path: str) -> int | None:
+    """Follow ``patient_path`` (e.g. ``infusion__patient``) from ``obj`` to the patient's id."""
+    if patient_path == "":
+        return obj.pk
+    *hops, last = patient_path.split("__")
+    for hop in hops:
+        obj = getattr(obj, hop, None)
+        if obj is None:
+            return None
+    return getattr(obj, f"{last}_id", None)
+
+
 class CentreScopedAdmin(admin.ModelAdmin):
-    """``centre_path`` is the lookup from the model to its TreatmentCentre ("" for the centre itself)."""
+    """``centre_path`` is the lookup from the model to its TreatmentCentre ("" for the centre itself);
+    ``patient_path`` the lookup to its Patient ("" for the patient itself, ``None`` when it has none)."""
 
     centre_path: str = "centre"
+    patient_path: str | None = None
     list_per_page = 50
+    change_list_template = "surveillance/admin/change_list.html"
 
     def get_queryset(self, request):
         return scope(super().get_queryset(request), request.user, self.centre_path)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        # Choices in forms and autocompletes must not reveal another centre's patients.
-        if db_field.related_model is Patient:
+        # Choices in forms and autocompletes must not reveal another centre's rows.
+        related = self.admin_site._registry.get(db_field.related_model)
+        if isinstance(related, CentreScopedAdmin):
+            kwargs["queryset"] = related.get_queryset(request)
+        elif db_field.related_model is Patient:
             kwargs["queryset"] = scope(Patient.objects.all(), request.user, "centre")
         elif db_field.related_model is TreatmentCentre:
             kwargs["queryset"] = scope(TreatmentCentre.objects.all(), request.user, "")
@@ -27,3 +48,77 @@ class CentreScopedAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return super().has_module_permission(request) and user_centre_ids(request.user) != []
+
+    # --- audit ------------------------------------------------------------------------------------------------
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        if self.patient_path is not None and request.method == "GET" and hasattr(response, "context_data"):
+            cl = (response.context_data or {}).get("cl")
+            if cl is not None:
+                self.audit_list(request, [obj.pk for obj in cl.result_list])
+        return response
+
+    def audit_list(self, request, pks) -> None:
+        if not pks:
+            return
+        column = "pk" if self.patient_path == "" else f"{self.patient_path}_id"
+        ids = self.model._default_manager.filter(pk__in=pks).values_list(column, flat=True)
+        audit_patients_viewed(request, self.model._meta.model_name, ids)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if (
+            self.patient_path is not None
+            and request.method == "GET"
+            and IS_POPUP_VAR not in request.GET
+            and getattr(response, "status_code", 200) == 200
+        ):
+            obj = getattr(response, "context_data", {}).get("original") if hasattr(response, "context_data") else None
+            if obj is not None:
+                audit_record(
+                    request,
+                    "view",
+                    object_type=self.model._meta.model_name,
+                    object_id=obj.pk,
+                    patient_id=patient_id_of(obj, self.patient_path),
+                )
+        return response
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        request._audit_fields = list(form.changed_data) if form is not None else []
+        return super().construct_change_message(request, form, formsets, add)
+
+    def log_addition(self, request, obj, message):
+        self._audit_change(request, obj, "add", message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._audit_change(request, obj, "change", message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            self._audit_change(request, obj, "delete", [])
+        return super().log_deletions(request, queryset)
+
+    def _audit_change(self, request, obj, action: str, message) -> None:
+        fields = getattr(request, "_audit_fields", None)
+        if fields is None:
+            fields = [name for entry in message or [] for name in _changed_fields(entry)]
+        fields = sorted(set(fields))
+        audit_record(
+            request,
+            action,
+            object_type=self.model._meta.model_name,
+            object_id=obj.pk,
+            patient_id=patient_id_of(obj, self.patient_path) if self.patient_path is not None else None,
+            changes={"fields": fields},
+        )
+
+
+def _changed_fields(entry) -> list[str]:
+    if isinstance(entry, dict):
+        for value in entry.values():
+            if isinstance(value, dict):
+                return [str(f) for f in value.get("fields", [])] + ([str(value["name"])] if "name" in value else [])
+    return []

@@ -1,17 +1,51 @@
-"""ModelAdmin registrations. Lists are searchable by MRN and patient name wherever a patient is involved."""
+"""ModelAdmin registrations. Lists are searchable by MRN and patient name wherever a patient is involved; lists of
+visits, patients, reminders, requests and reporting steps carry the worklist filters and bulk actions."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Count, DateField, Max, Value
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from surveillance import models as m
+from surveillance import planning
+from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers the audit trail)
+from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
+from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
+from surveillance.admin.patient_page import (
+    infusion_replan_view,
+    patient_log_attempt_view,
+    patient_page_context,
+    visit_page_view,
+)
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
 
 
 def _via(prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}__{field}" for field in PATIENT_SEARCH)
+
+
+def _patient_link(patient) -> str:
+    url = reverse("admin:surveillance_patient_change", args=[patient.pk])
+    return format_html('<a href="{}">{}</a> <small class="cw-mrn">{}</small>', url, patient.display_name, patient.mrn)
+
+
+class ContactActionsMixin:
+    """The "mark contacted" and "log attempt" bulk actions for lists whose rows lead to a patient."""
+
+    def has_contact_permission(self, request):
+        return request.user.has_perm("surveillance.add_contactattempt")
+
+    @admin.action(description="Mark contacted (reached by phone)", permissions=["contact"])
+    def mark_contacted(self, request, queryset):
+        return wl.mark_contacted(self, request, queryset, patient_path=self.patient_path)
+
+    @admin.action(description="Log a contact attempt…", permissions=["contact"])
+    def log_attempt(self, request, queryset):
+        return wl.log_attempt(self, request, queryset, patient_path=self.patient_path)
 
 
 @admin.register(m.TreatmentCentre)
@@ -24,13 +58,13 @@ class TreatmentCentreAdmin(CentreScopedAdmin):
 @admin.register(m.CentreMembership)
 class CentreMembershipAdmin(CentreScopedAdmin):
     list_display = ("user", "centre", "role")
-    list_filter = ("role", "centre")
+    list_filter = ("role", ("centre", admin.RelatedOnlyFieldListFilter))
     search_fields = ("user__username",)
 
 
 @admin.register(m.CarTProduct)
 class CarTProductAdmin(admin.ModelAdmin):
-    list_display = ("brand", "generic_name", "target_antigen", "vector_type", "costimulation", "approved_on")
+    list_display = ("brand", "generic_name", "manufacturer", "target_antigen", "vector_type", "safety_contact_phone")
     list_filter = ("target_antigen", "vector_type")
     search_fields = ("brand", "generic_name", "abbreviation")
 
@@ -40,51 +74,158 @@ class ProductCodeAdmin(admin.ModelAdmin):
     list_display = ("code", "system", "product", "marks_infusion", "display")
     list_filter = ("system", "marks_infusion")
     search_fields = ("code", "display")
-
-
-class InfusionInline(admin.TabularInline):
-    model = m.Infusion
-    fk_name = "patient"
-    fields = ("product", "infusion_date", "lot_number", "protocol", "superseded_by")
-    readonly_fields = ("protocol", "superseded_by")
-    extra = 0
-    show_change_link = True
+    list_select_related = ("product",)
 
 
 @admin.register(m.Patient)
-class PatientAdmin(CentreScopedAdmin):
-    list_display = ("mrn", "family_name", "given_name", "centre", "status", "ladder_stage")
-    list_filter = ("status", "ladder_stage", "centre")
+class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
+    patient_path = ""
+    list_display = ("mrn", "name", "centre", "status", "ladder_stage", "last_contact", "attempts", "quick_log")
+    list_display_links = ("mrn",)
+    list_filter = (wl.WorklistFilter, "status", "ladder_stage", ("centre", admin.RelatedOnlyFieldListFilter))
     search_fields = PATIENT_SEARCH
     list_select_related = ("centre",)
     readonly_fields = ("status", "status_date", "status_reason", "ladder_stage", "created_at", "updated_at")
-    inlines = [InfusionInline]
+    fieldsets = (
+        ("Demographics", {"fields": ("centre", "mrn", "family_name", "given_name", "birth_date", "sex")}),
+        (
+            "Contact",
+            {
+                "fields": (
+                    "email",
+                    "phone",
+                    "preferred_language",
+                    "time_zone",
+                    "contact_consent",
+                    "reminders_opted_out_at",
+                )
+            },
+        ),
+        ("Follow-up", {"fields": ("status", "status_date", "status_reason", "ladder_stage")}),
+        ("Source", {"classes": ("collapse",), "fields": ("source_system", "source_id", "created_at", "updated_at")}),
+    )
+    change_form_template = "surveillance/admin/patient_page.html"
+    actions = ["mark_contacted", "log_attempt", "export_csv"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_contact_at=Max("contact_attempts__attempted_at"), attempt_count=Count("contact_attempts"))
+            .order_by("family_name", "given_name", "pk")
+        )
+
+    @admin.display(description="Name", ordering="family_name")
+    def name(self, obj):
+        return obj.display_name
+
+    @admin.display(description="Last contact attempt", ordering="last_contact_at")
+    def last_contact(self, obj):
+        return obj.last_contact_at.date() if obj.last_contact_at else "—"
+
+    @admin.display(description="Attempts", ordering="attempt_count")
+    def attempts(self, obj):
+        return obj.attempt_count
+
+    @admin.display(description="")
+    def quick_log(self, obj):
+        url = reverse("admin:surveillance_patient_log_attempt", args=[obj.pk])
+        return format_html('<a class="button cw-quick" href="{}">Log attempt</a>', url)
+
+    @admin.action(description="Export selected as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        columns = [
+            ("mrn", lambda p: p.mrn),
+            ("family_name", lambda p: p.family_name),
+            ("given_name", lambda p: p.given_name),
+            ("centre", lambda p: p.centre.code),
+            ("status", lambda p: p.status),
+            ("ladder_stage", lambda p: p.ladder_stage),
+        ]
+        return wl.export_csv(self, request, queryset, columns=columns, patient_path="")
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<path:object_id>/log-attempt/",
+                self.admin_site.admin_view(lambda r, object_id: patient_log_attempt_view(self, r, object_id)),
+                name="surveillance_patient_log_attempt",
+            )
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        if obj is not None and self.has_view_permission(request, obj):
+            extra_context = {**(extra_context or {}), **patient_page_context(request, obj)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(m.Infusion)
 class InfusionAdmin(CentreScopedAdmin):
     centre_path = "patient__centre"
+    patient_path = "patient"
     list_display = ("__str__", "patient", "product", "infusion_date", "protocol")
     list_filter = ("product", "protocol")
     search_fields = _via("patient")
     list_select_related = ("patient", "product", "protocol")
     autocomplete_fields = ("patient",)
-    readonly_fields = ("protocol", "superseded_by")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ("protocol", "superseded_by")
+        # The date, the product and the protocol change only through a confirmed re-plan.
+        return ("patient", "product", "infusion_date", "protocol", "superseded_by")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            planning.infusion_supersede_earlier(obj, by=request.user)
+            planning.infusion_plan(obj, by=request.user, reason="infusion entered in the admin")
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<path:object_id>/replan/",
+                self.admin_site.admin_view(lambda r, object_id: infusion_replan_view(self, r, object_id)),
+                name="surveillance_infusion_replan",
+            )
+        ]
+        return urls + super().get_urls()
 
 
 @admin.register(m.RiskFlag)
 class RiskFlagAdmin(CentreScopedAdmin):
+    """Read-only here: a flag changes through the infusion's re-plan page, which shows the diff first."""
+
     centre_path = "infusion__patient__centre"
-    list_display = ("infusion", "code", "present", "source", "observed_on")
+    patient_path = "infusion__patient"
+    list_display = ("infusion", "code", "present", "source", "source_reference", "observed_on", "recorded_by")
     list_filter = ("code", "source", "present")
     search_fields = _via("infusion__patient")
+    list_select_related = ("infusion", "recorded_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(m.ContactAttempt)
 class ContactAttemptAdmin(CentreScopedAdmin):
     centre_path = "patient__centre"
+    patient_path = "patient"
     list_display = ("patient", "attempted_at", "method", "reached", "by")
     search_fields = _via("patient")
+    list_select_related = ("patient", "by")
+    autocomplete_fields = ("patient",)
+    exclude = ("by",)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.by = request.user
+        super().save_model(request, obj, form, change)
 
 
 class ProtocolRuleInline(admin.TabularInline):
@@ -107,20 +248,31 @@ class ProtocolRuleInline(admin.TabularInline):
     can_delete = False
 
     def has_change_permission(self, request, obj=None):
-        return obj is not None and obj.status == m.ProtocolStatus.DRAFT and super().has_change_permission(request, obj)
+        return False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(m.Protocol)
 class ProtocolAdmin(admin.ModelAdmin):
-    list_display = ("code", "version", "variant", "status", "activated_at")
+    """Protocols are data loaded from seed files; versions are read here and upgraded through the preview page."""
+
+    list_display = ("code", "version", "variant", "status", "activated_at", "upgrade_link")
     list_filter = ("code", "status", "variant")
     search_fields = ("code", "name")
     inlines = [ProtocolRuleInline]
 
+    @admin.display(description="")
+    def upgrade_link(self, obj):
+        url = reverse("admin:protocol_upgrade", args=[obj.pk])
+        return format_html('<a href="{}">Preview cohort upgrade</a>', url)
+
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None and obj.status != m.ProtocolStatus.DRAFT:
-            return [f.name for f in m.Protocol._meta.fields]
-        return ("content_hash", "activated_at", "activated_by")
+        return [f.name for f in m.Protocol._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(m.ProtocolRule)
@@ -128,40 +280,88 @@ class ProtocolRuleAdmin(admin.ModelAdmin):
     list_display = ("protocol", "code", "label", "kind", "offset_amount", "offset_unit")
     list_filter = ("protocol",)
     search_fields = ("code", "label")
+    list_select_related = ("protocol",)
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.protocol.status != m.ProtocolStatus.DRAFT:
-            return False
-        return super().has_change_permission(request, obj)
+        return False
 
 
 @admin.register(m.FollowUpVisit)
-class FollowUpVisitAdmin(CentreScopedAdmin):
+class FollowUpVisitAdmin(ContactActionsMixin, CentreScopedAdmin):
+    """A visit's page is its action page (record done, reschedule, cancel): no field is edited directly."""
+
     centre_path = "infusion__patient__centre"
-    list_display = ("infusion", "rule_code", "occurrence", "due_date", "window_start", "window_end", "status")
-    list_filter = ("status", "kind", "rule_code")
+    patient_path = "infusion__patient"
+    list_display = ("patient_col", "visit_col", "due_date", "window", "status", "late")
+    list_display_links = ("visit_col",)
+    list_filter = (wl.WorklistFilter, "status", "kind", "rule_code")
     search_fields = _via("infusion__patient")
-    list_select_related = ("infusion",)
-    date_hierarchy = "due_date"
-    readonly_fields = (
-        "infusion",
-        "rule",
-        "rule_code",
-        "occurrence",
-        "sequence",
-        "status",
-        "status_changed_at",
-        "status_changed_by",
-        "planner_cancelled",
-        "reminders_planned_for",
-    )
+    list_select_related = ("infusion__patient",)
+    ordering = ("due_date", "pk")
+    actions = ["mark_contacted", "log_attempt", "cancel_with_reason", "export_csv"]
+
+    @admin.display(description="Patient", ordering="infusion__patient__family_name")
+    def patient_col(self, obj):
+        return _patient_link(obj.infusion.patient)
+
+    @admin.display(description="Visit", ordering="rule_code")
+    def visit_col(self, obj):
+        # The link (added by the list, keeping its filters) opens the visit page, which returns to the list.
+        return format_html('<span class="cw-visit">{}</span>', obj.label)
+
+    @admin.display(description="Window")
+    def window(self, obj):
+        return f"{obj.window_start} → {obj.window_end}"
+
+    @admin.display(description="Days late")
+    def late(self, obj):
+        days = (obj.cw_today - obj.due_date).days
+        return days if obj.status == m.VisitStatus.SCHEDULED and days > 0 else ""
+
+    def get_queryset(self, request):
+        today = wl.workspace_today(request)
+        return super().get_queryset(request).annotate(cw_today=Value(today, output_field=DateField()))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return visit_page_view(self, request, object_id)
+
+    @admin.action(description="Cancel with a reason…", permissions=["change"])
+    def cancel_with_reason(self, request, queryset):
+        return wl.cancel_with_reason(self, request, queryset)
+
+    @admin.action(description="Export selected as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        columns = [
+            ("mrn", lambda v: v.infusion.patient.mrn),
+            ("patient", lambda v: v.infusion.patient.display_name),
+            ("visit", lambda v: v.label),
+            ("rule_code", lambda v: v.rule_code),
+            ("due_date", lambda v: v.due_date),
+            ("window_start", lambda v: v.window_start),
+            ("window_end", lambda v: v.window_end),
+            ("status", lambda v: v.status),
+        ]
+        return wl.export_csv(
+            self, request, queryset.select_related("infusion__patient"), columns=columns, patient_path=self.patient_path
+        )
 
 
 @admin.register(m.VisitChange)
 class VisitChangeAdmin(CentreScopedAdmin):
     centre_path = "visit__infusion__patient__centre"
+    patient_path = "visit__infusion__patient"
     list_display = ("visit", "action", "at", "by")
     search_fields = _via("visit__infusion__patient")
+    list_select_related = ("visit", "by")
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -170,23 +370,42 @@ class VisitChangeAdmin(CentreScopedAdmin):
 @admin.register(m.ConditionDecision)
 class ConditionDecisionAdmin(CentreScopedAdmin):
     centre_path = "infusion__patient__centre"
+    patient_path = "infusion__patient"
     list_display = ("infusion", "condition", "active", "until", "decided_on", "decided_by")
     search_fields = _via("infusion__patient")
+    list_select_related = ("infusion", "decided_by")
 
 
 @admin.register(m.PatientRequest)
-class PatientRequestAdmin(CentreScopedAdmin):
+class PatientRequestAdmin(ContactActionsMixin, CentreScopedAdmin):
     centre_path = "visit__infusion__patient__centre"
-    list_display = ("visit", "kind", "received_at", "handled_at")
-    list_filter = ("kind",)
+    patient_path = "visit__infusion__patient"
+    list_display = ("patient_col", "visit", "kind", "message", "received_at", "handled_at", "handled_by")
+    list_filter = (wl.WorklistFilter, "kind")
     search_fields = _via("visit__infusion__patient")
+    list_select_related = ("visit__infusion__patient", "handled_by")
+    actions = ["handle", "mark_contacted"]
+    readonly_fields = ("visit", "kind", "message", "received_at", "handled_at", "handled_by")
+
+    @admin.display(description="Patient")
+    def patient_col(self, obj):
+        return _patient_link(obj.visit.infusion.patient)
+
+    @admin.action(description="Mark handled", permissions=["change"])
+    def handle(self, request, queryset):
+        return wl.handle_requests(self, request, queryset)
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(m.Reminder)
-class ReminderAdmin(CentreScopedAdmin):
+class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
     centre_path = "visit__infusion__patient__centre"
+    patient_path = "visit__infusion__patient"
     list_display = (
         "id",
+        "patient_col",
         "visit",
         "audience",
         "purpose",
@@ -194,10 +413,16 @@ class ReminderAdmin(CentreScopedAdmin):
         "status",
         "attempts",
         "last_smtp_code",
+        "last_error",
     )
-    list_filter = ("status", "audience", "purpose")
+    list_filter = (wl.WorklistFilter, "status", "audience", "purpose")
     search_fields = _via("visit__infusion__patient")
-    list_select_related = ("visit",)
+    list_select_related = ("visit__infusion__patient",)
+    actions = ["mark_contacted", "log_attempt"]
+
+    @admin.display(description="Patient")
+    def patient_col(self, obj):
+        return _patient_link(obj.visit.infusion.patient)
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -206,48 +431,11 @@ class ReminderAdmin(CentreScopedAdmin):
 @admin.register(m.Delivery)
 class DeliveryAdmin(CentreScopedAdmin):
     centre_path = "reminder__visit__infusion__patient__centre"
+    patient_path = "reminder__visit__infusion__patient"
     list_display = ("reminder", "attempt", "at", "outcome", "smtp_code", "possible_duplicate")
     list_filter = ("outcome", "possible_duplicate")
     search_fields = _via("reminder__visit__infusion__patient")
+    list_select_related = ("reminder",)
 
     def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ReportingStepInline(admin.TabularInline):
-    model = m.ReportingStep
-    fields = ("kind", "due_date", "completed_at", "completed_by", "reference")
-    extra = 0
-
-
-@admin.register(m.MalignancyEvent)
-class MalignancyEventAdmin(CentreScopedAdmin):
-    centre_path = "infusion__patient__centre"
-    list_display = ("infusion", "malignancy_type", "diagnosis_date", "transgene_status", "confirmed")
-    list_filter = ("malignancy_type", "transgene_status")
-    search_fields = _via("infusion__patient")
-    inlines = [ReportingStepInline]
-
-
-@admin.register(m.ReportingStep)
-class ReportingStepAdmin(CentreScopedAdmin):
-    centre_path = "event__infusion__patient__centre"
-    list_display = ("event", "kind", "due_date", "completed_at", "reference")
-    list_filter = ("kind",)
-    search_fields = _via("event__infusion__patient")
-
-
-@admin.register(m.AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("at", "actor", "actor_label", "action", "object_type", "object_id", "patient_id")
-    list_filter = ("action", "object_type")
-    search_fields = ("object_id", "actor__username")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False

@@ -1,0 +1,12 @@
+"""The admin app configuration: Django's admin with the CAR-T Watch site as the default site."""
+
+from django.contrib.admin.apps import AdminConfig
+
+
+class CartWatchAdminConfig(AdminConfig):
+    default_site = "surveillance.admin.site.CartWatchAdminSite"
+
+    def ready(self) -> None:
+        super().ready()
+        from surveillance import audit  # noqa: F401  (login signals)
+        from surveillance.admin import registrations  # noqa: F401  (registers the ModelAdmins)

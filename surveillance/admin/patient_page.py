@@ -1,0 +1,472 @@
+"""The patient page and the actions taken from it: record a visit, reschedule, cancel, log a contact attempt,
+change a risk flag or the infusion date (the re-plan diff is shown and must be confirmed).
+
+Every action calls the lifecycle or planning function that owns the transition; nothing here writes a status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from surveillance import lifecycle, planning
+from surveillance.admin.worklists import ContactForm, workspace_today
+from surveillance.audit import audit_record
+from surveillance.models import (
+    FollowUpVisit,
+    Infusion,
+    MalignancyEvent,
+    Patient,
+    Reminder,
+    RiskFlag,
+    VisitStatus,
+)
+from surveillance.models.patients import FlagSource, RiskFlagCode
+from surveillance.models.protocols import VisitKind
+
+TIMELINE_YEARS = 15
+REMINDERS_SHOWN = 200
+
+
+# --- The timeline: the whole 15-year schedule as one server-rendered SVG -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Timeline:
+    width: int
+    height: int
+    lanes: list[dict]
+    windows: list[dict]
+    markers: list[dict]
+    ticks: list[dict]
+    today_x: float | None
+    next_due: FollowUpVisit | None
+    beyond: int
+
+
+TICKS = (("D0", 0), ("D28", 28), ("M3", 91), ("M6", 182), ("Y1", 365), ("Y2", 730), ("Y3", 1096), ("Y5", 1826),
+         ("Y10", 3652), ("Y15", 5479))  # fmt: skip
+STATUS_CLASS = {
+    VisitStatus.COMPLETED: "done",
+    VisitStatus.MISSED: "missed",
+    VisitStatus.CANCELLED: "cancelled",
+    VisitStatus.SCHEDULED: "scheduled",
+}
+
+
+def visit_timeline(infusion: Infusion, visits: list[FollowUpVisit], today: dt.date, width: int = 960) -> Timeline:
+    """Lanes by visit kind; x is the square root of time since infusion, so the busy first year stays legible."""
+    left, right, lane_h, top = 150, 20, 26, 8
+    span = (
+        infusion.infusion_date.replace(year=infusion.infusion_date.year + TIMELINE_YEARS) - infusion.infusion_date
+    ).days
+    plot = width - left - right
+
+    def x_of(day: dt.date) -> float:
+        days = min(max((day - infusion.infusion_date).days, 0), span)
+        return round(left + plot * math.sqrt(days / span), 1)
+
+    shown = [v for v in visits if (v.due_date - infusion.infusion_date).days <= span]
+    kinds = [k for k in VisitKind.values if any(v.kind == k for v in shown)]
+    lane_y = {k: top + i * lane_h + lane_h / 2 for i, k in enumerate(kinds)}
+    next_due = min(
+        (v for v in visits if v.status == VisitStatus.SCHEDULED and v.window_end >= today),
+        key=lambda v: v.due_date,
+        default=None,
+    )
+    windows, markers = [], []
+    for v in shown:
+        y = lane_y[v.kind]
+        if v.status == VisitStatus.SCHEDULED and v.window_start != v.window_end:
+            x0, x1 = x_of(v.window_start), x_of(v.window_end)
+            windows.append({"x": x0, "y": y - 7, "w": max(x1 - x0, 2), "h": 14})
+        day = v.completed_on if v.status == VisitStatus.COMPLETED and v.completed_on else v.due_date
+        status = "next" if next_due is not None and v.pk == next_due.pk else STATUS_CLASS.get(v.status, "scheduled")
+        title = f"{v.label} ({v.rule_code} #{v.occurrence}): {v.get_status_display()}, due {v.due_date}"
+        title += f", window {v.window_start} to {v.window_end}"
+        if v.completed_on:
+            title += f", done {v.completed_on}"
+        markers.append({"cx": x_of(day), "cy": y, "r": 7 if status == "next" else 4.5, "cls": status, "title": title})
+    height = top + len(kinds) * lane_h + 30
+    axis_y = top + len(kinds) * lane_h + 4
+    ticks = [
+        {"x": x_of(infusion.infusion_date + dt.timedelta(days=d)), "label": name, "y": axis_y} for name, d in TICKS
+    ]
+    today_x = x_of(today) if infusion.infusion_date <= today else None
+    lanes = [{"y": lane_y[k], "label": VisitKind(k).label} for k in kinds]
+    return Timeline(width, height, lanes, windows, markers, ticks, today_x, next_due, len(visits) - len(shown))
+
+
+# --- The patient page ---------------------------------------------------------------------------------------------
+
+
+def patient_page_context(request, patient: Patient) -> dict:
+    """Everything the patient page shows besides the demographics form, in a fixed number of queries."""
+    today = workspace_today(request)
+    infusions = list(
+        Infusion.objects.filter(patient=patient)
+        .select_related("product", "protocol", "superseded_by")
+        .prefetch_related(
+            Prefetch("risk_flags", queryset=RiskFlag.objects.select_related("recorded_by")),
+            Prefetch("visits", queryset=FollowUpVisit.objects.order_by("due_date", "rule_code", "occurrence")),
+        )
+        .order_by("-infusion_date")
+    )
+    for infusion in infusions:
+        infusion.timeline = visit_timeline(infusion, list(infusion.visits.all()), today)
+        infusion.next_visits = [
+            v for v in infusion.visits.all() if v.status == VisitStatus.SCHEDULED and v.window_end >= today
+        ][:6]
+        infusion.recent_visits = [v for v in infusion.visits.all() if v.status != VisitStatus.SCHEDULED][-12:]
+    reminders = list(
+        Reminder.objects.filter(visit__infusion__patient=patient)
+        .select_related("visit")
+        .order_by("-send_after")[:REMINDERS_SHOWN]
+    )
+    events = list(
+        MalignancyEvent.objects.filter(infusion__patient=patient)
+        .select_related("infusion__product")
+        .prefetch_related("reporting_steps")
+    )
+    user = request.user
+    return {
+        "today": today,
+        "infusions": infusions,
+        "reminders": reminders,
+        "contact_attempts": list(patient.contact_attempts.select_related("by")[:50]),
+        "events": events,
+        "can_act_on_visits": user.has_perm("surveillance.change_followupvisit"),
+        "can_replan": user.has_perm("surveillance.change_infusion") and user.has_perm("surveillance.change_riskflag"),
+        "can_record_event": user.has_perm("surveillance.add_malignancyevent"),
+        "can_log_attempt": user.has_perm("surveillance.add_contactattempt"),
+    }
+
+
+def _safe_next(request, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback
+
+
+def patient_url(patient_id: int) -> str:
+    return reverse("admin:surveillance_patient_change", args=[patient_id])
+
+
+# --- Visit actions ------------------------------------------------------------------------------------------------
+
+RESULT_CHOICES = [
+    ("", "—"),
+    ("normal", "Done, normal"),
+    ("abnormal", "Done, abnormal"),
+    ("not_done", "Not done"),
+]
+
+
+def _assessments(visit: FollowUpVisit) -> list[tuple[str, str]]:
+    items = []
+    for item in visit.assessments or []:
+        if isinstance(item, dict):
+            items.append((str(item.get("code")), str(item.get("label") or item.get("code"))))
+        else:
+            items.append((str(item), str(item)))
+    return items
+
+
+class CompleteForm(forms.Form):
+    completed_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Done on")
+    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, visit: FollowUpVisit, today: dt.date, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+        self.assessment_codes = []
+        for code, label in _assessments(visit):
+            name = f"result_{code}"
+            self.fields[name] = forms.ChoiceField(choices=RESULT_CHOICES, required=False, label=label)
+            self.assessment_codes.append((code, name))
+
+    def clean_completed_on(self):
+        value = self.cleaned_data["completed_on"]
+        if value > self.today:
+            raise forms.ValidationError("A visit cannot be recorded as done on a future date.")
+        return value
+
+    def results(self) -> dict:
+        results = {code: self.cleaned_data[name] for code, name in self.assessment_codes if self.cleaned_data[name]}
+        if self.cleaned_data.get("note"):
+            results["note"] = self.cleaned_data["note"]
+        return results
+
+
+class RescheduleForm(forms.Form):
+    new_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="New date")
+    reason = forms.CharField(max_length=255, required=False)
+
+    def __init__(self, *args, visit: FollowUpVisit, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.visit = visit
+        self.fields["new_date"].help_text = f"Within the window {visit.window_start} to {visit.window_end}."
+
+    def clean_new_date(self):
+        value = self.cleaned_data["new_date"]
+        if not self.visit.window_start <= value <= self.visit.window_end:
+            raise forms.ValidationError(
+                f"Choose a date within the window {self.visit.window_start} to {self.visit.window_end}."
+            )
+        return value
+
+
+class CancelVisitForm(forms.Form):
+    reason = forms.CharField(max_length=255, help_text="Why this visit will not take place.")
+
+
+def visit_page_view(model_admin, request, object_id):
+    """The visit page: record it done (with the results asked for), reschedule within the window, or cancel."""
+    visit = get_object_or_404(
+        model_admin.get_queryset(request).select_related("infusion__patient__centre", "infusion__product", "rule"),
+        pk=object_id,
+    )
+    if not model_admin.has_view_permission(request, visit):
+        raise PermissionDenied
+    today = workspace_today(request)
+    can_act = model_admin.has_change_permission(request, visit) and visit.status == VisitStatus.SCHEDULED
+    action = request.POST.get("action") if request.method == "POST" else None
+    bound = {"complete": None, "reschedule": None, "cancel": None}
+    if action in bound:
+        if not can_act:
+            raise PermissionDenied
+        data = request.POST
+        bound[action] = data
+    complete = CompleteForm(bound["complete"], visit=visit, today=today, initial={"completed_on": today})
+    reschedule = RescheduleForm(bound["reschedule"], visit=visit, initial={"new_date": visit.due_date})
+    cancel = CancelVisitForm(bound["cancel"])
+    fallback = patient_url(visit.infusion.patient_id)
+    if request.GET.get("_changelist_filters"):
+        # Opened from a worklist: go back to it, where the visit will have left the list.
+        changelist = reverse("admin:surveillance_followupvisit_changelist")
+        fallback = f"{changelist}?{request.GET['_changelist_filters']}"
+    error = None
+    if action:
+        form = {"complete": complete, "reschedule": reschedule, "cancel": cancel}[action]
+        if form.is_valid():
+            try:
+                if action == "complete":
+                    lifecycle.visit_mark_completed(
+                        visit, completed_on=form.cleaned_data["completed_on"], results=form.results(), by=request.user
+                    )
+                    done = f"Visit {visit.label} recorded as done."
+                elif action == "reschedule":
+                    lifecycle.visit_reschedule(
+                        visit,
+                        new_date=form.cleaned_data["new_date"],
+                        reason=form.cleaned_data["reason"],
+                        by=request.user,
+                    )
+                    done = f"Visit {visit.label} moved to {form.cleaned_data['new_date']}."
+                else:
+                    lifecycle.visit_cancel(visit, reason=form.cleaned_data["reason"], by=request.user)
+                    done = f"Visit {visit.label} cancelled."
+            except lifecycle.TransitionError as exc:
+                error = str(exc)
+            else:
+                model_admin.message_user(request, done, messages.SUCCESS)
+                return HttpResponseRedirect(_safe_next(request, fallback))
+    else:
+        audit_record(
+            request, "view", object_type="followupvisit", object_id=visit.pk, patient_id=visit.infusion.patient_id
+        )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"{visit.label} — {visit.infusion.patient.display_name}",
+        "opts": model_admin.model._meta,
+        "visit": visit,
+        "patient": visit.infusion.patient,
+        "complete_form": complete,
+        "reschedule_form": reschedule,
+        "cancel_form": cancel,
+        "can_act": can_act,
+        "error": error,
+        "next": _safe_next(request, fallback),
+        "changes": visit.changes.select_related("by").order_by("-at")[:20],
+    }
+    status = 400 if action and (error or any(f.is_bound and f.errors for f in (complete, reschedule, cancel))) else 200
+    return TemplateResponse(request, "surveillance/admin/visit_page.html", context, status=status)
+
+
+def patient_log_attempt_view(model_admin, request, object_id):
+    patient = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not request.user.has_perm("surveillance.add_contactattempt"):
+        raise PermissionDenied
+    form = ContactForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        lifecycle.contact_attempt_log(patient, by=request.user, **form.cleaned_data)
+        model_admin.message_user(request, "Contact attempt logged.", messages.SUCCESS)
+        return HttpResponseRedirect(_safe_next(request, patient_url(patient.pk)))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Log a contact attempt — {patient.display_name}",
+        "opts": model_admin.model._meta,
+        "form": form,
+        "patient": patient,
+        "attempts": patient.contact_attempts.select_related("by")[:20],
+        "next": _safe_next(request, patient_url(patient.pk)),
+    }
+    return TemplateResponse(
+        request, "surveillance/admin/log_attempt.html", context, status=400 if form.is_bound else 200
+    )
+
+
+# --- Change a risk flag or the infusion date: preview the re-plan, confirm, apply ------------------------------
+
+
+class ReplanForm(forms.Form):
+    infusion_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    flag_code = forms.ChoiceField(
+        choices=[("", "— no risk flag change —"), *RiskFlagCode.choices], required=False, label="Risk flag"
+    )
+    flag_present = forms.TypedChoiceField(
+        choices=[("1", "Present"), ("0", "Absent")], coerce=lambda v: v == "1", initial="1", label="Flag is"
+    )
+    flag_source = forms.ChoiceField(choices=FlagSource.choices, required=False, label="Source")
+    flag_detail = forms.CharField(max_length=255, required=False, label="Detail")
+    flag_reference = forms.CharField(max_length=255, required=False, label="Source reference")
+    flag_observed_on = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Observed on"
+    )
+    reason = forms.CharField(max_length=255, help_text="Why the change (kept with the re-plan).")
+    fingerprint = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, infusion: Infusion, today: dt.date, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.infusion = infusion
+        self.today = today
+
+    def clean_infusion_date(self):
+        value = self.cleaned_data["infusion_date"]
+        if value < dt.date(2010, 1, 1) or value > self.today:
+            raise forms.ValidationError("The infusion date must be between 2010-01-01 and today.")
+        return value
+
+    def clean(self):
+        data = super().clean()
+        code = data.get("flag_code")
+        if code:
+            if not data.get("flag_source"):
+                self.add_error("flag_source", "Say where the flag comes from.")
+            if not data.get("flag_observed_on"):
+                self.add_error("flag_observed_on", "Say when it was observed.")
+            elif data["flag_observed_on"] > self.today:
+                self.add_error("flag_observed_on", "The observation date cannot be in the future.")
+        if data.get("infusion_date") == self.infusion.infusion_date and not code and not self.errors:
+            raise forms.ValidationError("Nothing to change: give a new infusion date or a risk flag.")
+        return data
+
+
+def _change_apply(infusion: Infusion, data: dict, by) -> dict:
+    """Write the requested change (inside the caller's transaction); returns what changed, for the audit."""
+    changed: dict = {}
+    if data["infusion_date"] != infusion.infusion_date:
+        Infusion.objects.filter(pk=infusion.pk).update(infusion_date=data["infusion_date"], updated_at=timezone.now())
+        changed["infusion_date"] = [infusion.infusion_date.isoformat(), data["infusion_date"].isoformat()]
+    if data.get("flag_code"):
+        RiskFlag.objects.update_or_create(
+            infusion=infusion,
+            code=data["flag_code"],
+            defaults={
+                "present": data["flag_present"],
+                "source": data["flag_source"],
+                "detail": data["flag_detail"],
+                "source_reference": data["flag_reference"],
+                "observed_on": data["flag_observed_on"],
+                "recorded_by": by,
+            },
+        )
+        changed["risk_flag"] = {"code": data["flag_code"], "present": data["flag_present"]}
+    return changed
+
+
+def _reload(infusion_id: int) -> Infusion:
+    return Infusion.objects.select_related("product", "patient__centre", "protocol").get(pk=infusion_id)
+
+
+def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
+    """The diff the change would cause, computed with the change written and then rolled back."""
+    with transaction.atomic():
+        _change_apply(infusion, data, by)
+        diff = planning.infusion_plan_preview(_reload(infusion.pk))
+        transaction.set_rollback(True)
+    return diff
+
+
+def infusion_replan_view(model_admin, request, object_id):
+    infusion = get_object_or_404(
+        model_admin.get_queryset(request).select_related("product", "patient__centre", "protocol"), pk=object_id
+    )
+    if not (
+        request.user.has_perm("surveillance.change_infusion") and request.user.has_perm("surveillance.change_riskflag")
+    ):
+        raise PermissionDenied
+    if infusion.superseded_by_id:
+        raise Http404("a superseded infusion is not re-planned")
+    today = workspace_today(request)
+    form = ReplanForm(
+        request.POST or None,
+        infusion=infusion,
+        today=today,
+        initial={"infusion_date": infusion.infusion_date, "flag_observed_on": today},
+    )
+    diff = None
+    notice = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        confirm = data.get("fingerprint") if "confirm" in request.POST else None
+        if confirm:
+            try:
+                with transaction.atomic():
+                    changed = _change_apply(infusion, data, request.user)
+                    audit_record(
+                        request,
+                        "change",
+                        object_type="infusion",
+                        object_id=infusion.pk,
+                        patient_id=infusion.patient_id,
+                        changes={**changed, "reason": data["reason"]},
+                    )
+                    applied = planning.infusion_plan(
+                        _reload(infusion.pk), by=request.user, reason=data["reason"], confirm=confirm
+                    )
+            except planning.PlanChanged:
+                notice = "The plan changed since you looked at it: check the new preview and confirm again."
+            else:
+                model_admin.message_user(request, f"Change applied and visits re-planned: {applied.summary()}.")
+                return HttpResponseRedirect(patient_url(infusion.patient_id))
+        diff = replan_preview(infusion, data, request.user)
+        form = ReplanForm({**request.POST.dict(), "fingerprint": diff.fingerprint()}, infusion=infusion, today=today)
+        form.is_valid()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Change risk flags or infusion date — {infusion.patient.display_name}",
+        "opts": model_admin.model._meta,
+        "infusion": infusion,
+        "patient": infusion.patient,
+        "form": form,
+        "diff": diff,
+        "notice": notice,
+        "flags": infusion.risk_flags.all(),
+    }
+    status = 400 if request.method == "POST" and form.errors else 200
+    return TemplateResponse(request, "surveillance/admin/replan.html", context, status=status)

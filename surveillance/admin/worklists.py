@@ -1,0 +1,293 @@
+"""Worklists: the filtered lists coordinators and physicians work every day, with their counts on the index.
+
+Each worklist is a filter (``?worklist=<key>``) on an ordinary admin list, so search, paging, bulk actions and
+centre scoping come with it. Counts are one ``COUNT`` each, scoped to the user's centres.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from surveillance import lifecycle
+from surveillance.audit import audit_record
+from surveillance.models import FollowUpVisit, Patient, PatientRequest, Reminder, ReportingStep, VisitStatus
+from surveillance.models.centres import TreatmentCentre
+from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage, PatientStatus
+from surveillance.models.reminders import ReminderStatus
+from surveillance.tenancy import scope, user_centre_ids
+
+DUE_SOON_DAYS = 14
+MISSED_RECENT_DAYS = 90
+
+
+def workspace_today(request) -> dt.date:
+    """Today in the time zone of the user's (first) centre: worklists change at the clinic's midnight."""
+    cached = getattr(request, "_workspace_today", None)
+    if cached is not None:
+        return cached
+    centre_ids = user_centre_ids(request.user)
+    centres = TreatmentCentre.objects.order_by("pk")
+    if centre_ids is not None:
+        centres = centres.filter(pk__in=centre_ids)
+    tz_name = centres.values_list("time_zone", flat=True).first()
+    today = timezone.localdate(timezone.now(), zoneinfo.ZoneInfo(tz_name)) if tz_name else timezone.localdate()
+    request._workspace_today = today
+    return today
+
+
+def _followed(visits: QuerySet) -> QuerySet:
+    return visits.exclude(infusion__patient__status__in=CLOSED_STATUSES)
+
+
+@dataclass(frozen=True)
+class Worklist:
+    key: str
+    label: str
+    model: type
+    centre_path: str
+    help: str
+    apply: Callable[[QuerySet, dt.date], QuerySet]
+
+    def queryset(self, user, today: dt.date) -> QuerySet:
+        return self.apply(scope(self.model._default_manager.all(), user, self.centre_path), today)
+
+    def url(self) -> str:
+        changelist = reverse(f"admin:surveillance_{self.model._meta.model_name}_changelist")
+        return f"{changelist}?{urlencode({'worklist': self.key})}"
+
+
+VISIT_CENTRE = "infusion__patient__centre"
+
+WORKLISTS: tuple[Worklist, ...] = (
+    Worklist(
+        "due14",
+        f"Due in the next {DUE_SOON_DAYS} days",
+        FollowUpVisit,
+        VISIT_CENTRE,
+        "Scheduled visits due from today on: book them.",
+        lambda qs, today: _followed(qs).due_between(today, today + dt.timedelta(days=DUE_SOON_DAYS)),
+    ),
+    Worklist(
+        "window_open",
+        "Window open now",
+        FollowUpVisit,
+        VISIT_CENTRE,
+        "Scheduled visits whose protocol window includes today.",
+        lambda qs, today: _followed(qs).window_open_on(today),
+    ),
+    Worklist(
+        "overdue",
+        "Overdue",
+        FollowUpVisit,
+        VISIT_CENTRE,
+        "Past the due date and not recorded yet (including visits whose window closed in the last days).",
+        lambda qs, today: _followed(qs).open().filter(due_date__lt=today),
+    ),
+    Worklist(
+        "missed",
+        f"Missed (last {MISSED_RECENT_DAYS} days)",
+        FollowUpVisit,
+        VISIT_CENTRE,
+        "Visits marked missed whose window closed recently: reach the patient.",
+        lambda qs, today: _followed(qs).filter(
+            status=VisitStatus.MISSED, window_end__gte=today - dt.timedelta(days=MISSED_RECENT_DAYS)
+        ),
+    ),
+    Worklist(
+        "ladder",
+        "Slipping away (lost-to-follow-up ladder)",
+        Patient,
+        "centre",
+        "Patients moving up the ladder after missed visits, and those lost: log every attempt to reach them.",
+        lambda qs, today: qs.filter(
+            Q(status=PatientStatus.LOST) | Q(status=PatientStatus.ACTIVE) & ~Q(ladder_stage=LadderStage.ON_TRACK)
+        ),
+    ),
+    Worklist(
+        "failed_reminders",
+        "Failed reminders",
+        Reminder,
+        "visit__infusion__patient__centre",
+        "Reminders that could not be delivered (bad address, bounced): correct the contact details.",
+        lambda qs, today: qs.filter(status=ReminderStatus.FAILED).exclude(
+            visit__infusion__patient__status__in=CLOSED_STATUSES
+        ),
+    ),
+    Worklist(
+        "requests",
+        "Patient requests",
+        PatientRequest,
+        "visit__infusion__patient__centre",
+        "What patients said through the links in reminders: confirm, reschedule, done elsewhere.",
+        lambda qs, today: qs.filter(handled_at__isnull=True),
+    ),
+    Worklist(
+        "reporting",
+        "Second-cancer reports to file",
+        ReportingStep,
+        "event__infusion__patient__centre",
+        "Open reporting steps of malignancy events; those past due are escalated.",
+        lambda qs, today: qs.filter(completed_at__isnull=True),
+    ),
+)
+WORKLISTS_BY_KEY = {w.key: w for w in WORKLISTS}
+
+
+@dataclass(frozen=True)
+class WorklistCount:
+    worklist: Worklist
+    count: int
+    escalated: int | None = None
+
+
+def worklist_counts(request) -> list[WorklistCount]:
+    """The index tiles: one scoped COUNT per worklist (and the escalated reporting steps)."""
+    today = workspace_today(request)
+    result = []
+    for worklist in WORKLISTS:
+        if not request.user.has_perm(f"surveillance.view_{worklist.model._meta.model_name}"):
+            continue
+        qs = worklist.queryset(request.user, today)
+        escalated = qs.filter(due_date__lt=today).count() if worklist.key == "reporting" else None
+        result.append(WorklistCount(worklist, qs.count(), escalated))
+    return result
+
+
+class WorklistFilter(admin.SimpleListFilter):
+    title = "worklist"
+    parameter_name = "worklist"
+
+    def lookups(self, request, model_admin):
+        return [(w.key, w.label) for w in WORKLISTS if w.model is model_admin.model]
+
+    def queryset(self, request, queryset):
+        worklist = WORKLISTS_BY_KEY.get(self.value() or "")
+        if worklist is None or worklist.model is not queryset.model:
+            return queryset
+        return worklist.apply(queryset, workspace_today(request))
+
+
+def current_worklist(request) -> Worklist | None:
+    return WORKLISTS_BY_KEY.get(request.GET.get("worklist", ""))
+
+
+# --- Bulk actions -------------------------------------------------------------------------------------------------
+
+
+class ContactForm(forms.Form):
+    method = forms.ChoiceField(choices=ContactMethod.choices, initial=ContactMethod.PHONE)
+    reached = forms.BooleanField(required=False, initial=True, help_text="The patient (or a relative) was reached.")
+    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(max_length=255, help_text="Why these visits will not take place.")
+
+
+def _patients_of(queryset, patient_path: str) -> list[Patient]:
+    column = "pk" if patient_path == "" else f"{patient_path}_id"
+    ids = set(queryset.values_list(column, flat=True))
+    return list(Patient.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def mark_contacted(modeladmin, request, queryset, *, patient_path: str):
+    patients = _patients_of(queryset, patient_path)
+    for patient in patients:
+        lifecycle.contact_attempt_log(
+            patient, method=ContactMethod.PHONE, reached=True, note="Marked contacted from a worklist", by=request.user
+        )
+    modeladmin.message_user(request, f"Contact recorded for {len(patients)} patient(s).", messages.SUCCESS)
+
+
+def log_attempt(modeladmin, request, queryset, *, patient_path: str):
+    """Intermediate page: the method, whether the patient was reached, a note; then one attempt per patient."""
+    patients = _patients_of(queryset, patient_path)
+    form = ContactForm(request.POST if "apply" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        for patient in patients:
+            lifecycle.contact_attempt_log(patient, by=request.user, **form.cleaned_data)
+        modeladmin.message_user(request, f"Attempt logged for {len(patients)} patient(s).", messages.SUCCESS)
+        return None
+    return TemplateResponse(
+        request,
+        "surveillance/admin/bulk_form.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Log a contact attempt",
+            "form": form,
+            "objects": queryset,
+            "patients": patients,
+            "action": "log_attempt",
+            "opts": modeladmin.model._meta,
+        },
+        status=400 if form.is_bound else 200,
+    )
+
+
+def cancel_with_reason(modeladmin, request, queryset):
+    form = CancelForm(request.POST if "apply" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        done = failed = 0
+        for visit in queryset.select_related("infusion__patient__centre", "rule"):
+            try:
+                lifecycle.visit_cancel(visit, reason=form.cleaned_data["reason"], by=request.user)
+                done += 1
+            except lifecycle.TransitionError:
+                failed += 1
+        modeladmin.message_user(request, f"{done} visit(s) cancelled.", messages.SUCCESS)
+        if failed:
+            modeladmin.message_user(request, f"{failed} visit(s) were no longer scheduled.", messages.WARNING)
+        return None
+    return TemplateResponse(
+        request,
+        "surveillance/admin/bulk_form.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Cancel visits",
+            "form": form,
+            "objects": queryset.select_related("infusion__patient"),
+            "action": "cancel_with_reason",
+            "opts": modeladmin.model._meta,
+        },
+        status=400 if form.is_bound else 200,
+    )
+
+
+def export_csv(modeladmin, request, queryset, *, columns: list[tuple[str, Callable]], patient_path: str):
+    """The selected rows as CSV, recorded in the audit trail with the patients it contained."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{modeladmin.model._meta.model_name}s.csv"'
+    writer = csv.writer(response)
+    writer.writerow([name for name, _ in columns])
+    patient_ids = set()
+    for obj in queryset:
+        writer.writerow([getter(obj) for _, getter in columns])
+    column = "pk" if patient_path == "" else f"{patient_path}_id"
+    patient_ids = sorted(set(queryset.values_list(column, flat=True)))
+    audit_record(
+        request,
+        "export",
+        object_type=modeladmin.model._meta.model_name,
+        changes={"patient_ids": patient_ids, "rows": len(patient_ids)},
+    )
+    return response
+
+
+def handle_requests(modeladmin, request, queryset):
+    handled = sum(
+        lifecycle.patient_request_handle(row, by=request.user) for row in queryset.select_related("visit__infusion")
+    )
+    modeladmin.message_user(request, f"{handled} request(s) marked handled.", messages.SUCCESS)

@@ -1,0 +1,160 @@
+"""Who viewed or changed a patient's data, when and from where; and the throttle on failed staff logins.
+
+The admin records its own views and changes (``surveillance.admin.base``) with the patient ids they showed;
+``AuditMiddleware`` records every authenticated API request (a view may name the patient it served by setting
+``request.audit_patient_id``). Failed logins are audit rows too (action ``login_failed``): the throttle counts
+them in the database, so it holds across every web worker and survives a restart, and auditors see them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.dispatch import receiver
+from django.utils import timezone
+
+from surveillance.models import AuditEntry
+from surveillance.models import audit as audit_models
+
+LOGIN_FAILED = "login_failed"
+
+
+def request_remote_addr(request) -> str | None:
+    """The client address as the web server saw it (a proxy in front must set REMOTE_ADDR, e.g. gunicorn's)."""
+    return (request.META.get("REMOTE_ADDR") or None) if request is not None else None
+
+
+def audit_record(
+    request,
+    action: str,
+    *,
+    object_type: str,
+    object_id="",
+    patient_id: int | None = None,
+    changes: dict | None = None,
+) -> AuditEntry:
+    """One audit row for something a person did through a request: who, what, when, from where."""
+    user = getattr(request, "user", None)
+    authenticated = user is not None and user.is_authenticated
+    # An API token authenticates as a principal that is not a user row: it is named by its label instead.
+    actor = user if authenticated and getattr(user, "pk", None) is not None else None
+    label = "" if actor else (getattr(user, "audit_label", "") if authenticated else "") or "anonymous"
+    return AuditEntry.objects.create(
+        actor=actor,
+        actor_label=label,
+        action=action[:32],
+        object_type=object_type[:64],
+        object_id=str(object_id)[:64],
+        patient_id=patient_id,
+        changes=changes or {},
+        remote_addr=request_remote_addr(request),
+    )
+
+
+def audit_patients_viewed(request, object_type: str, patient_ids, *, action: str = "list") -> AuditEntry | None:
+    """A list page showed these patients: one row naming all of them (a page of a list is one view)."""
+    ids = sorted({pid for pid in patient_ids if pid is not None})
+    if not ids:
+        return None
+    return audit_record(
+        request,
+        action,
+        object_type=object_type,
+        patient_id=ids[0] if len(ids) == 1 else None,
+        changes={"patient_ids": ids, "query": request.GET.urlencode()[:500]},
+    )
+
+
+class AuditMiddleware:
+    """Records every authenticated request to the REST API (reads included): who, what, when, from where.
+
+    It also makes the client address known to audit rows written anywhere while the request is served.
+    """
+
+    API_PREFIX = "/api/"
+    UNAUDITED = ("/api/schema", "/api/docs")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = audit_models.request_remote_addr.set(request_remote_addr(request))
+        try:
+            response = self.get_response(request)
+        finally:
+            audit_models.request_remote_addr.reset(token)
+        path = request.path
+        if path.startswith(self.API_PREFIX) and not path.startswith(self.UNAUDITED):
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated:
+                audit_record(
+                    request,
+                    f"api_{request.method.lower()}",
+                    object_type="api",
+                    object_id=path,
+                    patient_id=getattr(request, "audit_patient_id", None),
+                    changes=_api_changes(request, response, path),
+                )
+        return response
+
+
+def _api_changes(request, response, path: str) -> dict:
+    changes = {"status": response.status_code, "path": path[:255]}
+    patient_ids = getattr(request, "audit_patient_ids", None)  # a list page names the patients it showed
+    if patient_ids:
+        changes["patient_ids"] = sorted(set(patient_ids))
+    return changes
+
+
+# --- Failed-login throttle --------------------------------------------------------------------------------------
+
+
+def _limits() -> tuple[int, int, dt.timedelta]:
+    cfg = settings.CARTWATCH
+    return (
+        cfg.get("LOGIN_FAILURES_PER_USER", 5),
+        cfg.get("LOGIN_FAILURES_PER_ADDRESS", 20),
+        dt.timedelta(seconds=cfg.get("LOGIN_LOCKOUT_SECONDS", 15 * 60)),
+    )
+
+
+def login_throttled(username: str, remote_addr: str | None, now: dt.datetime | None = None) -> bool:
+    """Too many recent failures for this username, or from this address: refuse even a right password.
+
+    A successful login forgives the username's earlier failures (the rows stay: the audit is never edited).
+    """
+    per_user, per_address, window = _limits()
+    since = (now or timezone.now()) - window
+    recent = AuditEntry.objects.filter(action=LOGIN_FAILED, at__gte=since)
+    if username:
+        last_login = (
+            AuditEntry.objects.filter(action="login", object_id=username[:64], at__gte=since)
+            .order_by("-at")
+            .values_list("at", flat=True)
+            .first()
+        )
+        mine = recent.filter(object_id=username[:64])
+        if last_login is not None:
+            mine = mine.filter(at__gt=last_login)
+        if mine.count() >= per_user:
+            return True
+    return bool(remote_addr) and recent.filter(remote_addr=remote_addr).count() >= per_address
+
+
+@receiver(user_login_failed, dispatch_uid="cartwatch_audit_login_failed")
+def _on_login_failed(sender, credentials, request=None, **kwargs):
+    username = str(credentials.get("username") or "")
+    AuditEntry.objects.create(
+        actor_label="anonymous",
+        action=LOGIN_FAILED,
+        object_type="user",
+        object_id=username[:64],
+        remote_addr=request_remote_addr(request),
+    )
+
+
+@receiver(user_logged_in, dispatch_uid="cartwatch_audit_logged_in")
+def _on_logged_in(sender, request, user, **kwargs):
+    audit_record(request, "login", object_type="user", object_id=user.get_username())

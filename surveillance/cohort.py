@@ -1,0 +1,230 @@
+"""Figures of a centre's cohort for the dashboard: plain functions over scoped querysets, a few queries each.
+
+Every function takes the querysets already restricted to the user's centres (``tenancy.scope``), so a figure
+can never count another centre's patients.
+
+The cumulative incidence of second cancers is one minus the Kaplan-Meier survival of "no second cancer": each
+infusion is followed from its date until its first confirmed malignancy (an event) or until follow-up stopped
+(censored: today, the day the patient's follow-up closed or was lost, or a re-infusion). Deaths are censored,
+not treated as a competing risk, which slightly overstates the incidence in a cohort with many deaths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import Count, F, Min, Q, QuerySet
+
+from surveillance.models import FollowUpVisit, Infusion, Patient, ProtocolRule, Reminder, VisitStatus
+from surveillance.models.patients import CLOSED_STATUSES, LadderStage, PatientStatus
+from surveillance.models.reminders import ReminderStatus
+
+DAYS_PER_MONTH = 365.25 / 12
+_UNIT_DAYS = {"day": 1.0, "month": DAYS_PER_MONTH, "year": 365.25}
+
+#: Published reference points (clinical reference, "Suggested dashboard reference lines"): months -> percent.
+REFERENCE_LINES = (
+    ("Any second cancer, Stanford (NEJM 2024)", ((0, 0.0), (12, 2.0), (36, 6.5))),
+    ("Higher-risk lymphoma cohort, MSK (TCT 2024)", ((0, 0.0), (36, 14.0))),
+)
+
+
+@dataclass(frozen=True)
+class TimePointAdherence:
+    rule_code: str
+    label: str
+    settled: int  # visits whose window has closed, completed or missed (cancelled ones do not count)
+    completed: int
+    in_window: int  # completed on a day inside the window
+
+    @property
+    def share(self) -> float:
+        return self.in_window / self.settled if self.settled else 0.0
+
+
+def cohort_adherence(visits: QuerySet, today: dt.date) -> list[TimePointAdherence]:
+    """Share of visits completed within their window, by time point (rule code), in protocol order."""
+    rows = (
+        visits.filter(window_end__lt=today, status__in=[VisitStatus.COMPLETED, VisitStatus.MISSED])
+        .values("rule_code")
+        .annotate(
+            settled=Count("id"),
+            completed=Count("id", filter=Q(status=VisitStatus.COMPLETED)),
+            in_window=Count(
+                "id",
+                filter=Q(
+                    status=VisitStatus.COMPLETED,
+                    completed_on__gte=F("window_start"),
+                    completed_on__lte=F("window_end"),
+                ),
+            ),
+        )
+    )
+    order, labels = _rule_order()
+    result = [
+        TimePointAdherence(r["rule_code"], labels.get(r["rule_code"], r["rule_code"]), **_counts(r)) for r in rows
+    ]
+    return sorted(result, key=lambda a: (order.get(a.rule_code, 1e9), a.rule_code))
+
+
+def _counts(row: dict) -> dict:
+    return {k: row[k] for k in ("settled", "completed", "in_window")}
+
+
+def _rule_order() -> tuple[dict[str, float], dict[str, str]]:
+    """Approximate first offset in days of each rule code, across protocol versions (for ordering only)."""
+    order: dict[str, float] = {}
+    labels: dict[str, str] = {}
+    for code, amount, unit, label in ProtocolRule.objects.values_list("code", "offset_amount", "offset_unit", "label"):
+        days = amount * _UNIT_DAYS.get(unit, 1.0)
+        if code not in order or days < order[code]:
+            order[code], labels[code] = days, label
+    return order, labels
+
+
+@dataclass(frozen=True)
+class WeekLoad:
+    week_start: dt.date
+    visits: int
+
+
+def cohort_workload(visits: QuerySet, today: dt.date, weeks: int = 12) -> list[WeekLoad]:
+    """Scheduled visits due in each of the next ``weeks`` weeks (weeks start on Monday, this week first)."""
+    start = today - dt.timedelta(days=today.weekday())
+    end = start + dt.timedelta(weeks=weeks)
+    counts = [0] * weeks
+    rows = (
+        visits.filter(status=VisitStatus.SCHEDULED, due_date__gte=start, due_date__lt=end)
+        .values("due_date")
+        .annotate(n=Count("id"))
+    )
+    for row in rows:
+        counts[(row["due_date"] - start).days // 7] += row["n"]
+    return [WeekLoad(start + dt.timedelta(weeks=i), n) for i, n in enumerate(counts)]
+
+
+def cohort_patients_by_status(patients: QuerySet) -> dict[str, int]:
+    """Patients by follow-up status, and active patients by lost-to-follow-up ladder stage (keys ``ladder:``)."""
+    result = {status: 0 for status in PatientStatus.values}
+    for row in patients.values("status").annotate(n=Count("id")):
+        result[row["status"]] = row["n"]
+    ladder = (
+        patients.filter(status=PatientStatus.ACTIVE)
+        .exclude(ladder_stage=LadderStage.ON_TRACK)
+        .values("ladder_stage")
+        .annotate(n=Count("id"))
+    )
+    for row in ladder:
+        result[f"ladder:{row['ladder_stage']}"] = row["n"]
+    return result
+
+
+def cohort_reminder_outcomes(reminders: QuerySet) -> dict[str, int]:
+    """Reminders by outcome (sent, failed, skipped, cancelled, still pending or in flight)."""
+    result = {status: 0 for status in ReminderStatus.values}
+    for row in reminders.values("status").annotate(n=Count("id")):
+        result[row["status"]] = row["n"]
+    return result
+
+
+@dataclass
+class Incidence:
+    """1 - Kaplan-Meier: ``steps`` are (month, percent) after each event time; ``at`` gives chosen months."""
+
+    infusions: int
+    events: int
+    steps: list[tuple[float, float]] = field(default_factory=list)
+    at: dict[int, float] = field(default_factory=dict)
+    at_risk: dict[int, int] = field(default_factory=dict)
+    max_months: float = 0.0
+
+
+def cohort_second_cancer_incidence(
+    infusions: QuerySet, today: dt.date, report_months: tuple[int, ...] = (12, 36, 60)
+) -> Incidence:
+    """Cumulative incidence of a first confirmed second cancer by time since infusion (see module notes)."""
+    rows = infusions.filter(infusion_date__lte=today).values(
+        "pk",
+        "infusion_date",
+        "patient__status",
+        "patient__status_date",
+        "superseded_by__infusion_date",
+    )
+    rows = rows.annotate(
+        first_event=Min("malignancy_events__diagnosis_date", filter=Q(malignancy_events__confirmed=True))
+    )
+    times: list[tuple[int, bool]] = []
+    for r in rows:
+        end = today
+        if r["patient__status"] != PatientStatus.ACTIVE and r["patient__status_date"]:
+            end = min(end, r["patient__status_date"])
+        if r["superseded_by__infusion_date"]:
+            end = min(end, r["superseded_by__infusion_date"])
+        event = r["first_event"]
+        if event is not None and event <= today:
+            times.append((max((event - r["infusion_date"]).days, 0), True))
+        else:
+            times.append((max((end - r["infusion_date"]).days, 0), False))
+    return incidence_km(times, report_months)
+
+
+def incidence_km(times: list[tuple[int, bool]], report_months: tuple[int, ...] = (12, 36, 60)) -> Incidence:
+    """1 - Kaplan-Meier from (days, is_event) pairs; events at a time count before censorings at that time."""
+    result = Incidence(infusions=len(times), events=sum(1 for _, e in times if e))
+    ordered = sorted(times, key=lambda t: (t[0], not t[1]))
+    at_risk = len(ordered)
+    survival = 1.0
+    i = 0
+    curve: list[tuple[float, float]] = []
+    while i < len(ordered):
+        day = ordered[i][0]
+        events = censored = 0
+        while i < len(ordered) and ordered[i][0] == day:
+            events += ordered[i][1]
+            censored += not ordered[i][1]
+            i += 1
+        if events:
+            survival *= 1 - events / at_risk
+            curve.append((day / DAYS_PER_MONTH, round(100 * (1 - survival), 2)))
+        at_risk -= events + censored
+    result.steps = curve
+    result.max_months = max((d for d, _ in times), default=0) / DAYS_PER_MONTH
+    for month in report_months:
+        value = 0.0
+        for m, pct in curve:
+            if m <= month:
+                value = pct
+        if month <= result.max_months:
+            result.at[month] = value
+        result.at_risk[month] = sum(1 for d, _ in times if d / DAYS_PER_MONTH >= month)
+    return result
+
+
+@dataclass
+class CohortFigures:
+    adherence: list[TimePointAdherence]
+    workload: list[WeekLoad]
+    patients_by_status: dict[str, int]
+    reminder_outcomes: dict[str, int]
+    incidence: Incidence
+
+
+def cohort_figures(centre_ids: list[int] | None, today: dt.date) -> CohortFigures:
+    """Every dashboard figure for the given centres (``None``: all centres)."""
+    patients = Patient.objects.all()
+    visits = FollowUpVisit.objects.all()
+    reminders = Reminder.objects.all()
+    infusions = Infusion.objects.all()
+    if centre_ids is not None:
+        patients = patients.filter(centre_id__in=centre_ids)
+        visits = visits.filter(infusion__patient__centre_id__in=centre_ids)
+        reminders = reminders.filter(visit__infusion__patient__centre_id__in=centre_ids)
+        infusions = infusions.filter(patient__centre_id__in=centre_ids)
+    return CohortFigures(
+        adherence=cohort_adherence(visits, today),
+        workload=cohort_workload(visits.exclude(infusion__patient__status__in=CLOSED_STATUSES), today),
+        patients_by_status=cohort_patients_by_status(patients),
+        reminder_outcomes=cohort_reminder_outcomes(reminders),
+        incidence=cohort_second_cancer_incidence(infusions, today),
+    )
