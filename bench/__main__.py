@@ -1,11 +1,18 @@
-"""Run every benchmark module in this package (each has a ``main()``), or only those named on the command line."""
+"""Run every benchmark module in this package (each has a ``main()``), or only those named on the command line.
+
+Each module records its figures; the run ends with one summary table (benchmark, figure, baseline, ratio, target,
+met?) and the machine it ran on.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
+
+from bench import _common
 
 
 def main(argv: list[str]) -> int:
@@ -18,8 +25,15 @@ def main(argv: list[str]) -> int:
     failed = 0
     for name in chosen:
         print(f"== bench.{name}", flush=True)
-        module = importlib.import_module(f"bench.{name}")
-        failed += bool(module.main())
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            failed += bool(module.main())
+        except Exception:
+            traceback.print_exc()
+            _common.record(name, "ERROR (see above)", "-", "-", "-", False)
+            failed += 1
+        sys.stdout.flush()
+    _common.print_table()
     return 1 if failed else 0
 
 

@@ -1,0 +1,248 @@
+"""What the benchmarks share: scratch databases, child processes with their peak memory, the summary table."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+ROOT = Path(__file__).resolve().parents[1]
+CODES_CSV = Path(os.environ.get("BENCH_CODES_CSV", "/work/shared/ehr-samples/car_t_codes.csv"))
+
+
+# --------------------------------------------------------------------------------------------- the summary table
+@dataclass
+class Row:
+    benchmark: str
+    figure: str
+    baseline: str
+    ratio: str
+    target: str
+    met: bool | None  # None: no target, or not measured
+
+
+RESULTS: list[Row] = []
+
+
+def record(benchmark: str, figure: str, baseline: str, ratio: str, target: str, met: bool | None) -> None:
+    RESULTS.append(Row(benchmark, figure, baseline, ratio, target, met))
+
+
+def machine() -> str:
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pg = "-"
+    with contextlib.suppress(Exception):
+        import django
+
+        django.setup()
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW server_version")
+                pg = cursor.fetchone()[0]
+            connection.close()
+        else:
+            pg = f"none ({connection.vendor})"
+    return (
+        f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {mem_gb:.1f} GiB memory, "
+        f"PostgreSQL {pg}, Python {platform.python_version()}, {platform.machine()}; "
+        f"shared with other work, so figures are noisy"
+    )
+
+
+def print_table(rows: list[Row] | None = None) -> None:
+    rows = RESULTS if rows is None else rows
+    head = ("benchmark", "figure", "baseline", "ratio", "target", "met?")
+    body = [
+        (r.benchmark, r.figure, r.baseline, r.ratio, r.target, "-" if r.met is None else ("yes" if r.met else "NO"))
+        for r in rows
+    ]
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *body, strict=False)]
+    print()
+    print(machine())
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in body:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+    sys.stdout.flush()
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+# --------------------------------------------------------------------------------------------- scratch databases
+@contextlib.contextmanager
+def scratch_database(prefix: str):
+    """A database of this benchmark's own (``bench_<prefix>_<name>``), migrated, dropped on the way out.
+
+    Yields the database URL a child process can use. On SQLite, a temporary file.
+    """
+    import tempfile
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    old_name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    saved_test_name = test.get("NAME")
+    if connection.vendor == "sqlite":
+        test["NAME"] = str(Path(tempfile.mkdtemp()) / f"bench_{prefix}.sqlite3")
+    else:  # never the test suite's database
+        test["NAME"] = f"bench_{prefix}_{old_name}"
+    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield database_url(connection, name)
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        test["NAME"] = saved_test_name
+
+
+def database_url(connection, name: str) -> str:
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{name}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST']}:{s['PORT'] or 5432}/{name}"
+
+
+# --------------------------------------------------------------------------------------------- child processes
+@dataclass
+class ChildResult:
+    returncode: int
+    seconds: float
+    max_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_child(args: list[str], env: dict, *, timeout: float | None = None) -> ChildResult:
+    """Run a command, with its wall time and its own peak RSS (``wait4``: this child's, not every child's)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=err)
+        deadline = None if timeout is None else started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline and time.perf_counter() > deadline:
+                proc.kill()
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        # ru_maxrss is in KiB on Linux
+        return ChildResult(
+            proc.returncode,
+            seconds,
+            usage.ru_maxrss / 1024,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+        )
+
+
+def children_max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------------------------- a Bulk Data export
+def infusion_codes(index_rows) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Product-naming CAR-T codes from the shared code list that the catalogue knows, split by resource kind.
+
+    Returns (procedure codes: HCPCS and ICD-10-PCS, medication codes: RxNorm and NDC).
+    """
+    known = {(r["system"], r["code"]) for r in index_rows if r["marks_infusion"] and r["product"]}
+    procedure, medication = [], []
+    with CODES_CSV.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["code_system"], row["code"])
+            if key not in known:
+                continue
+            (medication if ("rxnorm" in key[0] or key[0].endswith("/ndc")) else procedure).append(key)
+    if not procedure or not medication:
+        raise RuntimeError(f"no usable CAR-T codes in {CODES_CSV}")
+    return procedure, medication
+
+
+def write_bulk_export(path: Path, n: int, index_rows, *, first: dt.date, last: dt.date, seed: int = 7) -> int:
+    """Write a Bulk Data export to ``path``, streamed: n Patient lines, then one CAR-T resource per patient.
+
+    Half the infusions are Procedures (HCPCS / ICD-10-PCS), half MedicationAdministrations (RxNorm / NDC), with
+    dates spread over ``first`` .. ``last``. Returns the file's size in bytes.
+    """
+    procedure_codes, medication_codes = infusion_codes(index_rows)
+    rng = random.Random(seed)
+    span = (last - first).days
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            born = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(365 * 60))
+            out.write(
+                dumps(
+                    {
+                        "resourceType": "Patient",
+                        "id": f"bench-{i}",
+                        "identifier": [
+                            {
+                                "type": {
+                                    "coding": [
+                                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}
+                                    ]
+                                },
+                                "system": "urn:bench:mrn",
+                                "value": f"B{i:07d}",
+                            }
+                        ],
+                        "name": [{"family": f"Bench{i}", "given": ["Pat"]}],
+                        "gender": "female" if i % 2 else "male",
+                        "birthDate": born.isoformat(),
+                        "telecom": [{"system": "email", "value": f"p{i}@example.org"}],
+                    }
+                )
+                + "\n"
+            )
+        for i in range(n):
+            day = (first + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
+            if i % 2:
+                system, code = procedure_codes[i % len(procedure_codes)]
+                resource_ = {
+                    "resourceType": "Procedure",
+                    "id": f"bench-proc-{i}",
+                    "status": "completed",
+                    "code": {"coding": [{"system": system, "code": code}]},
+                    "subject": {"reference": f"Patient/bench-{i}"},
+                    "performedDateTime": day,
+                }
+            else:
+                system, code = medication_codes[i % len(medication_codes)]
+                resource_ = {
+                    "resourceType": "MedicationAdministration",
+                    "id": f"bench-med-{i}",
+                    "status": "completed",
+                    "medicationCodeableConcept": {"coding": [{"system": system, "code": code}]},
+                    "subject": {"reference": f"Patient/bench-{i}"},
+                    "effectiveDateTime": day,
+                }
+            out.write(dumps(resource_) + "\n")
+    return path.stat().st_size

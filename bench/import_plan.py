@@ -1,0 +1,149 @@
+"""Import and plan a cohort from a Bulk Data NDJSON export, beside a raw ``COPY`` of the same visit rows.
+
+``BENCH_IMPORT_PATIENTS`` (default 100,000) patients, each with one CAR-T infusion (a Procedure or a
+MedicationAdministration coded with a product code from the shared CAR-T code list, dated 2017 .. today), are
+written to a file and imported by ``manage.py import_ehr FILE --centre bench`` in a child process: the same code
+path as production, schedules and reminders planned. Reported: wall time, patients/s, visit rows/s and the child's
+peak RSS (target < 300 MB: the import streams, it never holds the cohort).
+
+Baseline, in the same run: the imported visit rows are copied out to a file and ``COPY``-ed into a fresh table of
+the same shape and indexes (``CREATE TABLE ... (LIKE ... INCLUDING ALL)``). Target: the import within 5x of that.
+One run (it takes minutes); ``BENCH_IMPORT_PROFILE=1`` runs the child under cProfile and prints the top functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._common import record, run_child, scratch_database, write_bulk_export
+
+TARGET_RATIO = 5.0
+TARGET_RSS_MB = 300.0
+
+
+def copy_baseline(connection) -> tuple[int, float]:
+    """COPY the stored visit rows out to a file, then time COPY-ing them into a same-shaped, same-indexed table."""
+    from surveillance.models import FollowUpVisit
+
+    table = FollowUpVisit._meta.db_table
+    with tempfile.TemporaryDirectory() as folder:
+        dump = Path(folder) / "visits.copy"
+        with connection.cursor() as cursor:
+            with dump.open("wb") as out, cursor.cursor.copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:
+                for chunk in copy:
+                    out.write(chunk)
+            cursor.execute("DROP TABLE IF EXISTS bench_visit_copy")
+            cursor.execute(f"CREATE TABLE bench_visit_copy (LIKE {table} INCLUDING ALL)")
+            cursor.execute("SELECT count(*) FROM " + table)
+            rows = cursor.fetchone()[0]
+        started = time.perf_counter()
+        with (
+            connection.cursor() as cursor,
+            dump.open("rb") as source,
+            cursor.cursor.copy("COPY bench_visit_copy FROM STDIN (FORMAT binary)") as copy,
+        ):
+            while chunk := source.read(1 << 20):
+                copy.write(chunk)
+        elapsed = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE bench_visit_copy")
+    return rows, elapsed
+
+
+def print_profile(path: Path) -> None:
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(25)
+
+
+def main() -> int:
+    n = int(os.environ.get("BENCH_IMPORT_PATIENTS", "100000"))
+    profile = os.environ.get("BENCH_IMPORT_PROFILE") == "1"
+    with scratch_database("import") as db_url:
+        from django.conf import settings
+        from django.db import connection
+
+        from surveillance.ehr_import import car_t_code_index  # noqa: F401  (the catalogue's codes, as parsed)
+        from surveillance.models import FollowUpVisit, Infusion, Patient, ProductCode, Reminder, TreatmentCentre
+        from surveillance.seeding import seeds_load
+
+        if connection.vendor != "postgresql":
+            print("import_plan: skipped (needs PostgreSQL: set DATABASE_URL)")
+            record("import+plan", "skipped (no PostgreSQL)", "-", "-", "-", None)
+            return 0
+        seeds_load(settings.CARTWATCH["SEEDS_DIR"])
+        TreatmentCentre.objects.create(
+            code="bench", name="Bench Centre", time_zone="America/New_York", care_team_email="team@example.org"
+        )
+        index_rows = [
+            {
+                "system": r["system"],
+                "code": r["code"],
+                "product": r["product__code"],
+                "marks_infusion": r["marks_infusion"],
+            }
+            for r in ProductCode.objects.values("system", "code", "product__code", "marks_infusion")
+        ]
+        with tempfile.TemporaryDirectory() as folder:
+            export = Path(folder) / "export.ndjson"
+            t0 = time.perf_counter()
+            size = write_bulk_export(
+                export, n, index_rows, first=dt.date(2017, 1, 1), last=dt.date.today() - dt.timedelta(days=1)
+            )
+            print(
+                f"export: {n} patients + {n} infusions, {size / 1e6:.1f} MB, "
+                f"written in {time.perf_counter() - t0:.1f} s"
+            )
+            connection.close()  # the child has the database to itself
+            env = {**os.environ, "DATABASE_URL": db_url}
+            command = ["manage.py", "import_ehr", str(export), "--centre", "bench"]
+            prof = Path(folder) / "import.prof"
+            prefix = [sys.executable, "-m", "cProfile", "-o", str(prof)] if profile else [sys.executable]
+            child = run_child([*prefix, *command], env)
+            if child.returncode != 0:
+                print(child.stdout[-3000:], child.stderr[-3000:], sep="\n")
+                record("import+plan", "FAILED", "-", "-", f"<= {TARGET_RATIO:.0f}x COPY", False)
+                return 1
+            if profile:
+                print_profile(prof)
+        report = json.loads(child.stdout)
+        patients, infusions = Patient.objects.count(), Infusion.objects.count()
+        visits, reminders = FollowUpVisit.objects.count(), Reminder.objects.count()
+        assert report["error_count"] == 0 and patients == n and infusions == n, (report["errors"][:3], patients)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        copied, raw = copy_baseline(connection)
+    ratio = child.seconds / raw
+    print(f"import_ehr of {n} patients (one run, Django start-up included): {child.seconds:.1f} s")
+    print(f"  {n / child.seconds:8.0f} patients/s, {visits / child.seconds:8.0f} visit rows/s")
+    print(
+        f"  {visits} visits ({report['visits_planned']} planned), {reminders} reminders; "
+        f"peak RSS {child.max_rss_mb:.0f} MB"
+    )
+    print(
+        f"raw COPY of the same {copied} visit rows into a same-indexed table: {raw:.2f} s ({copied / raw:.0f} rows/s)"
+    )
+    print(f"import / COPY: {ratio:.1f}x (target <= {TARGET_RATIO:.0f}x)")
+    ok_ratio, ok_rss = ratio <= TARGET_RATIO, child.max_rss_mb < TARGET_RSS_MB
+    record(
+        f"import+plan {n} patients (1 run)",
+        f"{child.seconds:.1f} s; {n / child.seconds:.0f} pat/s; {visits / child.seconds:.0f} visits/s",
+        f"COPY {copied} rows {raw:.1f} s",
+        f"{ratio:.1f}x",
+        f"<= {TARGET_RATIO:.0f}x",
+        ok_ratio,
+    )
+    record("import+plan peak RSS", f"{child.max_rss_mb:.0f} MB", "-", "-", f"< {TARGET_RSS_MB:.0f} MB", ok_rss)
+    return 0 if ok_ratio and ok_rss else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
