@@ -28,6 +28,19 @@ def env_secret(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """A strict boolean: true/false, 1/0, yes/no or on/off; anything else refuses to start (a typo must not turn a
+    safety switch off)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"true", "1", "yes", "on"}:
+        return True
+    if raw in {"false", "0", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
 ENVIRONMENT = env.str("DJANGO_ENV", default="development")
 if ENVIRONMENT not in {"development", "test", "production"}:
     raise ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {ENVIRONMENT!r}")
@@ -51,6 +64,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -66,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
     "surveillance.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -158,6 +174,12 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# Staff sign-in with a second factor (TOTP, django-otp): staff with a confirmed device always give a code; with
+# CARTWATCH_REQUIRE_2FA (on in production) staff without one cannot sign in at all until they are enrolled
+# (`manage.py enroll_totp USERNAME`).
+CARTWATCH_REQUIRE_2FA = env_flag("CARTWATCH_REQUIRE_2FA", default=PRODUCTION)
+OTP_TOTP_ISSUER = "CAR-T Watch"
 
 # --- Logging: ids only, never patient data -------------------------------------------------------------------
 LOGGING = {
@@ -288,7 +310,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "surveillance.api.schema.ApiAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "surveillance.api.auth.ApiTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "surveillance.api.auth.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["surveillance.api.permissions.CentreCaller"],
     "DEFAULT_FILTER_BACKENDS": [

@@ -1,13 +1,17 @@
-"""The CAR-T Watch admin site: worklist counts on the index, the dashboard, protocol upgrades, throttled login."""
+"""The CAR-T Watch admin site: worklist counts on the index, the dashboard, protocol upgrades, throttled login with
+a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.signals import user_login_failed
 from django.urls import path
+from django_otp.forms import OTPAuthenticationFormMixin
 
 from surveillance.audit import login_throttled, request_remote_addr
+from surveillance.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
 
 
 class ThrottledAuthenticationForm(AdminAuthenticationForm):
@@ -25,12 +29,79 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
         return super().clean()
 
 
+class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthenticationForm):
+    """Password, then the authenticator code of an enrolled user (django-otp's ``OTPAuthenticationForm`` pattern).
+
+    The code is one field on the same page: the device is the user's own TOTP device, chosen here rather than
+    picked from a list. A wrong code is a failed sign-in like a wrong password (an audit row the throttle counts),
+    so guessing codes is throttled as guessing passwords is. Every other message comes only after the password
+    was right, so it tells nothing to someone who does not know it.
+    """
+
+    otp_token = forms.CharField(
+        required=False,
+        label="Authentication code",
+        help_text="The six digits your authenticator app shows, if you are enrolled.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    otp_error_messages = {
+        **OTPAuthenticationFormMixin.otp_error_messages,
+        "token_required": "Enter the authentication code from your authenticator app.",
+        "invalid_token": "That authentication code is not valid. Enter the code your app shows now.",
+    }
+    error_messages = {
+        **ThrottledAuthenticationForm.error_messages,
+        "enrolment_required": (
+            "Sign-in needs a second factor and you have no authenticator enrolled yet. "
+            "Ask an administrator to enrol you."
+        ),
+    }
+
+    def clean(self):
+        cleaned = super().clean()  # the throttle, the password, an active staff account
+        user = self.get_user()
+        device = totp_device_for(user)
+        if device is None:
+            if second_factor_required():
+                raise forms.ValidationError(self.error_messages["enrolment_required"], code="enrolment_required")
+            return cleaned
+        self._device = device
+        try:
+            self.clean_otp(user)
+        except forms.ValidationError:
+            if cleaned.get("otp_token"):
+                user_login_failed.send(
+                    sender=__name__, credentials={"username": user.get_username()}, request=self.request
+                )
+            raise
+        return cleaned
+
+    _device = None
+
+    def _chosen_device(self, user):
+        return self._device
+
+    def _update_form(self, user) -> None:
+        # django-otp re-renders the password into the page for a second step; here the code comes with it.
+        return None
+
+
 class CartWatchAdminSite(admin.AdminSite):
     site_header = "CAR-T Watch"
     site_title = "CAR-T Watch"
     index_title = "Surveillance workspace"
     index_template = "surveillance/admin/index.html"
-    login_form = ThrottledAuthenticationForm
+    login_form = SecondFactorAuthenticationForm
+    login_template = "surveillance/admin/login.html"
+
+    def has_permission(self, request) -> bool:
+        """Staff, and, when a second factor is needed, a session that gave one (django-otp's ``OTPAdminSite``).
+
+        A session that signed in before its user was enrolled, or before the requirement was switched on, is sent
+        back to the sign-in page.
+        """
+        return super().has_permission(request) and session_second_factor_ok(request.user)
 
     def get_urls(self):
         from surveillance.admin import dashboard, protocol_upgrade

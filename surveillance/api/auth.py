@@ -12,11 +12,13 @@ import datetime as dt
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from surveillance.models import ApiToken, TreatmentCentre
 from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
+from surveillance.second_factor import session_second_factor_ok
 
 #: ``last_used_at`` is refreshed at most this often, so a busy token does not write on every request.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -104,6 +106,21 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+class VerifiedSessionAuthentication(authentication.SessionAuthentication):
+    """A staff session from the admin, accepted only if it gave its second factor when its user needs one.
+
+    The admin's sign-in asks enrolled staff for a code and django-otp's middleware marks the session verified;
+    a session that was not (signed in before enrolment, or before ``CARTWATCH_REQUIRE_2FA``) must sign in again
+    rather than reach patient data with a password alone.
+    """
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is not None and not session_second_factor_ok(result[0]):
+            raise exceptions.AuthenticationFailed("Sign in again with your authentication code.")
+        return result
+
+
 class ApiTokenScheme(OpenApiAuthenticationExtension):
     target_class = "surveillance.api.auth.ApiTokenAuthentication"
     name = "apiToken"
@@ -114,3 +131,9 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A per-integration token from `manage.py create_api_token --centre CODE`.",
         }
+
+
+class VerifiedSessionScheme(SessionScheme):
+    """The schema calls the verified staff session what it is: the session cookie."""
+
+    target_class = "surveillance.api.auth.VerifiedSessionAuthentication"
