@@ -14,6 +14,20 @@ request_remote_addr: contextvars.ContextVar[str | None] = contextvars.ContextVar
 request_actor_label: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_actor_label", default=None)
 
 
+class AppendOnlyError(ValueError):
+    """An attempt to rewrite or remove an audit entry."""
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    """Refuses bulk rewrites and removals, which skip ``save()`` and ``delete()`` and their guards."""
+
+    def update(self, **kwargs):
+        raise AppendOnlyError("audit entries are append-only: a queryset of them cannot be updated")
+
+    def delete(self):
+        raise AppendOnlyError("audit entries are append-only: a queryset of them cannot be deleted")
+
+
 class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
@@ -25,6 +39,8 @@ class AuditEntry(models.Model):
     changes = models.JSONField(default=dict, blank=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
 
+    objects = AuditEntryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-at", "-pk"]
         verbose_name_plural = "audit entries"
@@ -33,10 +49,10 @@ class AuditEntry(models.Model):
         return f"{self.action} {self.object_type} {self.object_id}"
 
     def save(self, *args, **kwargs) -> None:
-        # Append-only: a stored entry is never rewritten (a database trigger refusing UPDATE/DELETE on PostgreSQL
-        # would also stop queryset updates; not installed yet).
+        # Append-only: a stored entry is never rewritten. The queryset refuses bulk changes, and on PostgreSQL a
+        # trigger (migration 0003) refuses UPDATE and DELETE from any client, raw SQL included.
         if not self._state.adding:
-            raise ValueError("audit entries are append-only")
+            raise AppendOnlyError("audit entries are append-only")
         if self.remote_addr is None:
             self.remote_addr = request_remote_addr.get()
         if self.actor_id is None and request_actor_label.get():
@@ -44,4 +60,4 @@ class AuditEntry(models.Model):
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise ValueError("audit entries are append-only")
+        raise AppendOnlyError("audit entries are append-only")
