@@ -1,0 +1,195 @@
+"""The REST API under concurrent load on loopback: gunicorn on the configured database, driven by ``wrk``.
+
+A cohort of ``BENCH_API_VISITS`` (default 300,000) visits, 30 per patient, is built with SQL in a scratch database
+(as ``bench.sweep`` builds its cohort). gunicorn serves it (``BENCH_API_WORKERS`` workers, default 2 x CPUs + 1,
+2 threads each, persistent database connections as in production) and ``wrk`` runs ``BENCH_API_CLIENTS``
+(default 20) concurrent connections for ``BENCH_API_SECONDS`` (default 8) seconds per run, three runs per URL,
+with an API token in the Authorization header (a Lua script, which also prints the latency percentiles):
+
+- ``GET /api/v1/visits?status=scheduled&page_size=50`` (the visit list an integration pages through);
+- ``GET /api/v1/patients/{id}/careplan`` (one patient's schedule as a FHIR CarePlan bundle).
+
+Baseline, in the same run: the same gunicorn settings serving a bare WSGI callable (``bench/_hello.py``): the floor
+of the server and loopback. Figures are medians of the three runs. Target: p99 under 100 ms at 20 clients.
+``wrk`` is Debian's package (``make bench`` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench._common import ROOT, median, record, scratch_database
+
+TARGET_P99_MS = 100.0
+
+LUA = """
+wrk.headers["Authorization"] = "Bearer %(token)s"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %%d, "seconds": %%f, "errors": %%d, "non2xx": %%d, "p50": %%f, "p90": %%f, "p99": %%f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn(app: str, env: dict, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            app,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "2",
+            "--backlog",
+            "256",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return proc, port
+
+
+def wait_ready(url: str, headers: dict, proc: subprocess.Popen) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+                response.read()
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wrk_runs(url: str, script: Path, clients: int, seconds: int, runs: int = 3) -> dict:
+    """Median figures of ``runs`` wrk runs (after a short warm-up)."""
+    threads = str(min(clients, max(1, os.cpu_count() or 1)))
+    base = ["wrk", "-t", threads, "-c", str(clients), "-s", str(script), "--timeout", "10s"]
+    subprocess.run([*base, "-d", "2s", url], check=True, capture_output=True)  # warm-up: connections, caches
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([*base, "-d", f"{seconds}s", url], check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    merged = {key: median([r[key] for r in results]) for key in ("p50", "p90", "p99")}
+    merged["rps"] = median([r["requests"] / r["seconds"] for r in results])
+    merged["errors"] = sum(r["errors"] + r["non2xx"] for r in results)
+    merged["requests"] = sum(r["requests"] for r in results)
+    return merged
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        print("api_load: skipped (wrk is not installed: apt-get install wrk, or run make bench)")
+        record("API load", "skipped (no wrk)", "-", "-", f"p99 < {TARGET_P99_MS:.0f} ms", None)
+        return 1
+    visits = int(os.environ.get("BENCH_API_VISITS", "300000"))
+    clients = int(os.environ.get("BENCH_API_CLIENTS", "20"))
+    seconds = int(os.environ.get("BENCH_API_SECONDS", "8"))
+    workers = int(os.environ.get("BENCH_API_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
+    from bench.sweep import build
+
+    with scratch_database("api") as db_url:
+        from django.db import connection
+
+        from surveillance.api.auth import api_token_create
+        from surveillance.models import Patient, TreatmentCentre
+
+        if connection.vendor != "postgresql":
+            print("api_load: skipped (needs PostgreSQL: set DATABASE_URL)")
+            record("API load", "skipped (no PostgreSQL)", "-", "-", "-", None)
+            return 0
+        build(visits, backlog_days=30, unrecorded=0.3)
+        centre = TreatmentCentre.objects.get(code="ny")
+        token = api_token_create("bench-load", [centre])[1]
+        patient = Patient.objects.filter(centre=centre).order_by("pk").first()
+        connection.close()
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "DATABASE_CONN_MAX_AGE": "60",  # as in production: one connection per worker thread, kept
+            "CARTWATCH_API_RATE_TOKEN": "100000000/min",
+        }
+        paths = {
+            "visit list": "/api/v1/visits?status=scheduled&page_size=50",
+            "patient careplan": f"/api/v1/patients/{patient.pk}/careplan",
+        }
+        figures: dict[str, dict] = {}
+        with tempfile.TemporaryDirectory() as folder:
+            script = Path(folder) / "auth.lua"
+            script.write_text(LUA % {"token": token})
+            hello, hello_port = gunicorn("bench._hello:application", env, workers)
+            try:
+                wait_ready(f"http://127.0.0.1:{hello_port}/", {}, hello)
+                figures["bare WSGI"] = wrk_runs(f"http://127.0.0.1:{hello_port}/", script, clients, seconds)
+            finally:
+                stop(hello)
+            server, port = gunicorn("config.wsgi:application", env, workers)
+            try:
+                headers = {"Authorization": f"Bearer {token}"}
+                wait_ready(f"http://127.0.0.1:{port}{paths['visit list']}", headers, server)
+                for name, path in paths.items():
+                    figures[name] = wrk_runs(f"http://127.0.0.1:{port}{path}", script, clients, seconds)
+            finally:
+                stop(server)
+    base = figures["bare WSGI"]
+    print(f"gunicorn: {workers} workers x 2 threads; wrk: {clients} connections, 3 runs of {seconds} s per URL")
+    ok = True
+    for name, f in figures.items():
+        print(
+            f"  {name:17s} {f['rps']:8.0f} req/s  p50 {f['p50']:7.1f} ms  p90 {f['p90']:7.1f} ms  "
+            f"p99 {f['p99']:7.1f} ms  ({f['requests']} requests, {f['errors']} errors or non-2xx)"
+        )
+    for name in paths:
+        f = figures[name]
+        met = f["p99"] < TARGET_P99_MS and f["errors"] == 0
+        ok = ok and met
+        record(
+            f"API {name}, {clients} clients (median of 3)",
+            f"{f['rps']:.0f} req/s; p50 {f['p50']:.1f} ms; p99 {f['p99']:.1f} ms",
+            f"bare WSGI p99 {base['p99']:.1f} ms",
+            f"{f['p99'] / base['p99']:.0f}x",
+            f"p99 < {TARGET_P99_MS:.0f} ms",
+            met,
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
