@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_PATIENTS ?= 300
 
-.PHONY: run test install lint format browser deploy-check bench clean
+.PHONY: run test install lint format browser deploy-check bench drills clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ deploy-check: install
 
 bench: install
 	$(PY) -m bench
+
+# Kill workers, restart PostgreSQL, stop Redis, run two beats: nothing lost, nothing doubled (bench/drills.py).
+drills: install
+	$(PY) -m bench drills
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
