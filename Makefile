@@ -42,7 +42,11 @@ deploy-check: install
 	DJANGO_ALLOWED_HOSTS=$${DJANGO_ALLOWED_HOSTS:-cartwatch.example.org} \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
-bench: install
+# Debian's wrk, the load generator of bench/api_load.py.
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+bench: install wrk
 	$(PY) -m bench
 
 # Kill workers, restart PostgreSQL, stop Redis, run two beats: nothing lost, nothing doubled (bench/drills.py).

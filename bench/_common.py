@@ -51,7 +51,7 @@ def machine() -> str:
         from django.db import connection
 
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
+            with connection._nodb_cursor() as cursor:  # works whichever database DATABASE_URL names
                 cursor.execute("SHOW server_version")
                 pg = cursor.fetchone()[0]
             connection.close()
