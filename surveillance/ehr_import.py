@@ -222,17 +222,17 @@ class Importer:
         patient = self._patient_for(record.patient_ref)
         self.report.patient_ids.add(patient.pk)
         source_id = record.source_id[:128]
-        existing = Infusion.objects.filter(
-            patient=patient, source_system=self.source_system, source_id=source_id
-        ).first()
+        # The patient's infusions in one query (a handful at most): the three lookups below are made on them.
+        stored = list(Infusion.objects.filter(patient=patient).order_by("pk"))
+        existing = next((i for i in stored if i.source_system == self.source_system and i.source_id == source_id), None)
         product_code = record.product_code or self._product_from(record, patient, existing, siblings)
         product = self.products.get(product_code)
         if product is None:
             raise RowProblem("code", f"CAR-T product {product_code!r} is not in the catalogue", "code-invalid")
         if existing is None:
-            existing = Infusion.objects.filter(
-                patient=patient, product=product, infusion_date=record.infusion_date
-            ).first()
+            existing = next(
+                (i for i in stored if i.product_id == product.pk and i.infusion_date == record.infusion_date), None
+            )
             if existing is not None:  # the same infusion, described by another resource
                 self.report.infusions_unchanged += 1
                 return existing
@@ -246,7 +246,7 @@ class Importer:
             )
             self.report.infusions_created += 1
             self._plan(infusion, patient, "EHR import")
-            if Infusion.objects.filter(patient=patient, infusion_date__lt=infusion.infusion_date).exists():
+            if any(i.infusion_date < infusion.infusion_date for i in stored):
                 planning.infusion_supersede_earlier(infusion)
             return infusion
         if existing.infusion_date == record.infusion_date and existing.product_id == product.pk:
