@@ -295,6 +295,12 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
                 )
             try:
                 connection.send_messages([email])
+            except ValueError as exc:
+                # An address Django cannot encode (refused before anything reached the server). Its message quotes
+                # the address, so only the exception's type is kept; it fails for good instead of stopping the batch.
+                error = SendError(None, f"invalid address: {type(exc).__name__}", temporary=False)
+                field = _error_field(reminder, error)
+                record = functools.partial(_record_error, reminder, marker, token, error, clock())
             except (smtplib.SMTPException, OSError) as exc:
                 error = SendError.from_exception(exc, in_transaction=True)
                 if error.code in (None, 421):

@@ -66,7 +66,14 @@ class CentreSerializer(serializers.ModelSerializer):
 
 
 # --------------------------------------------------------------------------------------------- patients
+class UnquotedChoiceField(serializers.ChoiceField):
+    """A choice field whose error does not quote the value sent: on a patient, it may be patient data."""
+
+    default_error_messages = {"invalid_choice": "Not one of the allowed values."}
+
+
 class PatientSerializer(serializers.ModelSerializer):
+    serializer_choice_field = UnquotedChoiceField
     centre = ScopedSlugField(
         slug_field="code",
         centre_path="",

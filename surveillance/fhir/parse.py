@@ -66,6 +66,7 @@ NO_CODE = "no code"
 MEDICATION_ONLY = "Medication: read only to resolve medication references"
 
 _NAME_RANK = {"official": 0, "usual": 1, None: 2, "temp": 3, "nickname": 4, "anonymous": 5, "old": 6, "maiden": 7}
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # as the CSV import checks it
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?![A-Za-z])")
 _TYPE_ID = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
@@ -324,6 +325,9 @@ def _patient(model: Any, source_id: str, today: dt.date) -> PatientRecord | list
     deceased_date = _full_date(model.deceasedDateTime)
     if deceased_date is not None and deceased_date > today:
         problems.append(_Problem("deceasedDateTime", "date of death is in the future", "value"))
+    email = _telecom(model.telecom, ("email",), ("home", "mobile", "work"))
+    if email and not _EMAIL.fullmatch(email):  # stored, it would stop every reminder at send time
+        problems.append(_Problem("telecom", "the email address is not a valid address", "value"))
     if problems:
         return problems
     system, mrn = _mrn(model.identifier)
@@ -336,7 +340,7 @@ def _patient(model: Any, source_id: str, today: dt.date) -> PatientRecord | list
         family_name=family,
         birth_date=birth_date,
         sex=sex,
-        email=_telecom(model.telecom, ("email",), ("home", "mobile", "work")),
+        email=email,
         phone=_telecom(model.telecom, ("phone", "sms"), ("mobile", "home", "work")),
         preferred_language=_language(model.communication),
         deceased=deceased,

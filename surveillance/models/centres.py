@@ -14,7 +14,8 @@ def validate_time_zone(value: str) -> None:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(f"{value!r} is not a known IANA time zone") from exc
+        # the value is not quoted back: a patient's field may hold anything a client sent
+        raise ValidationError("not a known IANA time zone name (e.g. Europe/Madrid)") from exc
 
 
 class TreatmentCentre(models.Model):
