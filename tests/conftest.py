@@ -38,6 +38,25 @@ def django_db_setup(django_db_setup, django_db_blocker):
         seeds_load(settings.CARTWATCH["SEEDS_DIR"])
 
 
+DB_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_reset_sequences"})
+
+
+@pytest.fixture(autouse=True)
+def _seeds_present(request, django_db_blocker):
+    """Every test that touches the database finds the seeds. A transactional test (a live server, worker
+    processes) ends with every table flushed, so the next one may find them gone: it loads them again."""
+    if not (request.node.get_closest_marker("django_db") or DB_FIXTURES & set(request.fixturenames)):
+        return
+    from django.conf import settings
+
+    from surveillance.models import CarTProduct
+    from surveillance.seeding import seeds_load
+
+    with django_db_blocker.unblock():
+        if not CarTProduct.objects.exists():
+            seeds_load(settings.CARTWATCH["SEEDS_DIR"])
+
+
 @pytest.fixture
 def centre_a(db):
     from surveillance.models import TreatmentCentre

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from tests.conftest import REPO, missing_service
 
@@ -25,14 +24,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(autouse=True)
-def _seeds(transactional_db):
-    """A live-server test runs on a transactional database, which the previous one flushed: load the seeds (the
-    product catalogue and the protocols) again, as every other test finds them."""
-    from surveillance.models import CarTProduct
-    from surveillance.seeding import seeds_load
-
-    if not CarTProduct.objects.exists():
-        seeds_load(settings.CARTWATCH["SEEDS_DIR"])
+def _live(transactional_db):
+    """A live-server test reads committed data: a transactional database (flushed afterwards, seeds put back)."""
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.conf import settings
 from django.db import connection
 
 from surveillance.models import FollowUpVisit, Protocol, Reminder
@@ -201,17 +200,6 @@ def database_url() -> str:
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-@pytest.fixture(autouse=True)
-def _reseed_after_flush(request, django_db_blocker):
-    """A test on the live database ends with the tables flushed: put the seeds back for the tests after it."""
-    yield
-    if "live_db" in request.fixturenames:
-        from surveillance.seeding import seeds_load
-
-        with django_db_blocker.unblock():
-            seeds_load(settings.CARTWATCH["SEEDS_DIR"])
 
 
 @pytest.fixture
