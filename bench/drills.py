@@ -523,16 +523,18 @@ def drill_restart_postgres(rig: Rig, count: int) -> Outcome:
 
 def drill_stop_redis(rig: Rig, count: int, outage: float) -> Outcome:
     lead, tail = 5.0, 5.0
-    now = dt.datetime.now(dt.UTC)
-    span = lead + outage + tail  # due moments spread from now to after the broker is back
-    moments = [now + dt.timedelta(seconds=span * i / max(count - 1, 1)) for i in range(count)]
-    ids = make_reminders("redis", moments)
     fleet = rig.fleet()
     note = "the broker was not stopped"
+    ids: list[int] = []
     try:
         for n in range(rig.workers):
             fleet.worker(f"redis{n}")
         fleet.beat("beat")
+        # due moments spread from now to after the broker is back: before, during and after the outage
+        now = dt.datetime.now(dt.UTC)
+        span = lead + outage + tail
+        moments = [now + dt.timedelta(seconds=span * i / max(count - 1, 1)) for i in range(count)]
+        ids = make_reminders("redis", moments)
         time.sleep(max(0.0, lead - (dt.datetime.now(dt.UTC) - now).total_seconds()))
         before, down = rig.smtp.total, dt.datetime.now(dt.UTC)
         rig.redis.stop()

@@ -1,0 +1,65 @@
+"""The drills (``bench/drills.py``) run end to end at a small size: their own PostgreSQL cluster and Redis server,
+real worker and beat processes, a worker killed every few seconds, a database restart, a broker outage and two
+beats, and every drill reports nothing lost and nothing doubled without its flag."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import drills
+from tests.conftest import REPO, missing_service
+
+LINE = re.compile(
+    r"^drill (?P<name>\S+): expected (?P<expected>\d+), sent (?P<sent>\d+), lost (?P<lost>\d+), "
+    r"duplicated (?P<duplicated>\d+) \(flagged (?P<flagged>\d+)\)$",
+    re.MULTILINE,
+)
+
+
+def test_an_outcome_fails_on_a_lost_or_an_unflagged_doubled_reminder():
+    assert drills.Outcome("x", 10, sent=10, duplicated=2, flagged=2).ok
+    assert not drills.Outcome("x", 10, sent=9, lost=1).ok
+    assert not drills.Outcome("x", 10, sent=10, duplicated=2, flagged=1).ok
+    assert not drills.Outcome("x", 10, sent=10, problems=["rows not sent"]).ok
+    line = drills.Outcome("kill-worker", 10, sent=10, duplicated=1, flagged=1).line()
+    assert line == "drill kill-worker: expected 10, sent 10, lost 0, duplicated 1 (flagged 1)"
+    assert LINE.match(line)
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_the_drills_run_at_a_small_size_and_lose_and_double_nothing():
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        missing_service("PostgreSQL server binaries (initdb) for the drills' own cluster")
+    if not shutil.which("redis-server"):
+        missing_service("redis-server binary for the drills' own broker")
+    env = {**os.environ, "BENCH_DRILL_REMINDERS": "300", "BENCH_DRILL_OUTAGE_SECONDS": "5"}
+    env.pop(drills.CHILD_MARK, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "drills"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    output = done.stdout + done.stderr
+    lines = {m["name"]: m for m in LINE.finditer(done.stdout)}
+    assert set(lines) == set(drills.DRILLS), output
+    assert done.returncode == 0, output
+    assert int(lines["kill-worker"]["expected"]) == 300
+    for m in lines.values():
+        assert int(m["sent"]) == int(m["expected"]) > 0, output
+        assert int(m["lost"]) == 0 and int(m["duplicated"]) == int(m["flagged"]), output
+    assert "workers killed with SIGKILL" in done.stdout
+    workdir = re.search(r"^working in (\S+)$", done.stdout, re.MULTILINE)
+    assert workdir and not Path(workdir[1]).exists(), "the drills left their directory behind"
