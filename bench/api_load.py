@@ -2,9 +2,10 @@
 
 A cohort of ``BENCH_API_VISITS`` (default 300,000) visits, 30 per patient, is built with SQL in a scratch database
 (as ``bench.sweep`` builds its cohort). gunicorn serves it (``BENCH_API_WORKERS`` workers, default 2 x CPUs + 1,
-2 threads each, persistent database connections as in production) and ``wrk`` runs ``BENCH_API_CLIENTS``
-(default 20) concurrent connections for ``BENCH_API_SECONDS`` (default 8) seconds per run, three runs per URL,
-with an API token in the Authorization header (a Lua script, which also prints the latency percentiles):
+``BENCH_API_THREADS`` threads each, default 2; persistent database connections as in production) and ``wrk`` runs
+``BENCH_API_CLIENTS`` (default 20) concurrent connections for ``BENCH_API_SECONDS`` (default 8) seconds per run,
+three runs per URL, with an API token in the Authorization header (a Lua script, which also prints the latency
+percentiles):
 
 - ``GET /api/v1/visits?status=scheduled&page_size=50`` (the visit list an integration pages through);
 - ``GET /api/v1/patients/{id}/careplan`` (one patient's schedule as a FHIR CarePlan bundle).
@@ -49,7 +50,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn(app: str, env: dict, workers: int) -> tuple[subprocess.Popen, int]:
+def gunicorn(app: str, env: dict, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -62,7 +63,7 @@ def gunicorn(app: str, env: dict, workers: int) -> tuple[subprocess.Popen, int]:
             "--workers",
             str(workers),
             "--threads",
-            "2",
+            str(threads),
             "--backlog",
             "256",
             "--log-level",
@@ -123,6 +124,7 @@ def main() -> int:
     clients = int(os.environ.get("BENCH_API_CLIENTS", "20"))
     seconds = int(os.environ.get("BENCH_API_SECONDS", "8"))
     workers = int(os.environ.get("BENCH_API_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
+    threads = int(os.environ.get("BENCH_API_THREADS", "2"))
     from bench.sweep import build
 
     with scratch_database("api") as db_url:
@@ -154,28 +156,35 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as folder:
             script = Path(folder) / "auth.lua"
             script.write_text(LUA % {"token": token})
-            hello, hello_port = gunicorn("bench._hello:application", env, workers)
+            hello, hello_port = gunicorn("bench._hello:application", env, workers, threads)
             try:
                 wait_ready(f"http://127.0.0.1:{hello_port}/", {}, hello)
                 figures["bare WSGI"] = wrk_runs(f"http://127.0.0.1:{hello_port}/", script, clients, seconds)
             finally:
                 stop(hello)
-            server, port = gunicorn("config.wsgi:application", env, workers)
+            server, port = gunicorn("config.wsgi:application", env, workers, threads)
             try:
                 headers = {"Authorization": f"Bearer {token}"}
                 wait_ready(f"http://127.0.0.1:{port}{paths['visit list']}", headers, server)
                 for name, path in paths.items():
                     figures[name] = wrk_runs(f"http://127.0.0.1:{port}{path}", script, clients, seconds)
+                # the service time of one request, without queueing: one client, one run
+                single = {
+                    name: wrk_runs(f"http://127.0.0.1:{port}{path}", script, 1, max(2, seconds // 2), runs=1)
+                    for name, path in paths.items()
+                }
             finally:
                 stop(server)
     base = figures["bare WSGI"]
-    print(f"gunicorn: {workers} workers x 2 threads; wrk: {clients} connections, 3 runs of {seconds} s per URL")
+    print(f"gunicorn: {workers} workers x {threads} threads; wrk: {clients} connections, 3 runs of {seconds} s per URL")
     ok = True
     for name, f in figures.items():
         print(
             f"  {name:17s} {f['rps']:8.0f} req/s  p50 {f['p50']:7.1f} ms  p90 {f['p90']:7.1f} ms  "
             f"p99 {f['p99']:7.1f} ms  ({f['requests']} requests, {f['errors']} errors or non-2xx)"
         )
+    for name, f in single.items():
+        print(f"  {name:17s} alone (1 client): {f['rps']:6.0f} req/s  p50 {f['p50']:6.1f} ms  p99 {f['p99']:6.1f} ms")
     for name in paths:
         f = figures[name]
         met = f["p99"] < TARGET_P99_MS and f["errors"] == 0
