@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_PATIENTS ?= 300
 
-.PHONY: run test install lint format browser deploy-check bench drills clean
+.PHONY: run test install lint format browser wrk deploy-check bench drills clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
