@@ -444,9 +444,12 @@ class Rig:
     env: dict[str, str]
     workers: int
     timeout: float
+    fleets: list[Fleet] = field(default_factory=list)
 
     def fleet(self) -> Fleet:
-        return Fleet(self.root, self.env)
+        """Processes for one drill; the rig keeps them too, so that an interrupted drill's are stopped at the end."""
+        self.fleets.append(Fleet(self.root, self.env))
+        return self.fleets[-1]
 
 
 def settle(rig: Rig, ids: list[int], name: str, tick=None, timeout: float | None = None) -> None:
@@ -627,6 +630,7 @@ def run_drills() -> int:
     postgres: Postgres | None = None
     redis: Redis | None = None
     controller = None
+    rig: Rig | None = None
     failed = 0
     try:
         from aiosmtpd.controller import Controller
@@ -688,6 +692,8 @@ def run_drills() -> int:
         # a second Ctrl-C or SIGTERM must not cut the cleanup short
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for fleet in rig.fleets if rig else []:
+            fleet.stop_all()
         with contextlib.suppress(Exception):
             from django.db import connections
 
