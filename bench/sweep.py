@@ -46,7 +46,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, **result.as_dict()}))
 """
 
 
-def build(visits: int, backlog_days: int, unrecorded: float) -> dict:
+def build(visits: int, backlog_days: int, unrecorded: float) -> tuple[dict, int]:
+    """Build the cohort; returns visits by status and how many patients are off track on the ladder."""
     from django.conf import settings
     from django.db import connection
 
@@ -164,7 +165,7 @@ def build(visits: int, backlog_days: int, unrecorded: float) -> dict:
         ladder = dict(cursor.fetchall())
     print(f"built {sum(counts.values())} visits for {patients} patients in {time.perf_counter() - t0:.1f} s")
     print(f"  visits by status: {counts}; patients by ladder stage: {ladder}")
-    return counts
+    return counts, sum(n for stage, n in ladder.items() if stage != "on_track")
 
 
 BASELINE = """
@@ -216,9 +217,9 @@ def main() -> int:
             print("sweep: skipped (needs PostgreSQL: set DATABASE_URL)")
             record("daily sweep", "skipped (no PostgreSQL)", "-", "-", "-", None)
             return 0
-        build(visits, backlog, unrecorded)
+        _, off_track = build(visits, backlog, unrecorded)
         expected, raw = baseline_update()
-        print(f"baseline: one UPDATE marks {expected} visits missed in {raw:.2f} s (median of 3, rolled back)")
+        print(f"baseline: one UPDATE marks {expected} visits missed in {raw * 1000:.0f} ms (median of 3, rolled back)")
         connection.close()
         child = run_child([sys.executable, "-c", CHILD], {**os.environ, "DATABASE_URL": db_url})
         if child.returncode != 0:
@@ -237,15 +238,14 @@ def main() -> int:
         f"{result['ladder_changes']} ladder changes, {result['topped_up']} visits' reminders topped up; "
         f"peak RSS {child.max_rss_mb:.0f} MB"
     )
-    if result["missed"]:
-        print(f"  {seconds / result['missed'] * 1000:.1f} ms per visit marked (each an audited transition)")
+    print(f"  it also re-checked the ladder of the {off_track} patients already off track")
     if result["missed"] != expected:
         print(f"  note: the baseline UPDATE matched {expected} rows, the sweep marked {result['missed']}")
     ok = seconds < TARGET_SECONDS
     record(
         f"daily sweep, {total / 1e6:.1f}M visits (1 run)",
         f"{seconds:.1f} s, {result['missed']} missed; RSS {child.max_rss_mb:.0f} MB",
-        f"1 UPDATE {raw:.2f} s",
+        f"1 UPDATE {raw * 1000:.0f} ms",
         f"{seconds / raw:.0f}x",
         f"< {TARGET_SECONDS:.0f} s",
         ok,
