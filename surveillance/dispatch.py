@@ -251,36 +251,37 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
             "reminder_id", flat=True
         )
     )
-    # The outcome of one message is recorded in the same transaction as the next one's hand-off marker: one
-    # commit per message. A crash in between leaves the marker of a message the server took, so it is flagged.
+    # Every message is built before the first is sent, so that nothing slow stands between the server's "250" and
+    # the commit that records it. The outcome of one message is recorded in the same transaction as the next one's
+    # hand-off marker: one commit per message. A crash in between leaves the marker of a message the server took,
+    # so it is flagged; building the messages first keeps that window to the commit itself.
+    ready = []
+    for reminder in to_send:
+        reminder.message_id = messages.message_id_for(reminder.idempotency_key)
+        try:
+            ready.append((reminder, messages.reminder_message(reminder, now=clock(), connection=connection)))
+        except Exception as exc:  # a message that cannot be built must not come back every lease
+            logger.exception("reminder=%s cannot be rendered", reminder.pk)
+            error = SendError(None, f"cannot be rendered: {type(exc).__name__}", temporary=False)
+            with transaction.atomic():
+                _record_error(reminder, None, token, error, clock())
+            result.failed += 1
     record = None
     try:
-        for n, reminder in enumerate(to_send):
+        for n, (reminder, email) in enumerate(ready):
             if time.monotonic() > deadline:
-                result.released += _release(to_send[n:], token, clock(), "lease running out")
+                result.released += _release([r for r, _ in ready[n:]], token, clock(), "lease running out")
                 break
             if getattr(connection, "connection", True) is None:  # closed after an error: reconnect or give up
                 try:
                     _open(connection)
                 except (smtplib.SMTPException, OSError):
-                    result.released += _release(to_send[n:], token, clock(), "mail server connection lost")
+                    result.released += _release(
+                        [r for r, _ in ready[n:]], token, clock(), "mail server connection lost"
+                    )
                     result.handled = 0
                     break
-            now = clock()
-            message_id = messages.message_id_for(reminder.idempotency_key)
-            reminder.message_id = message_id
-            try:
-                email = messages.reminder_message(reminder, now=now, connection=connection)
-            except Exception as exc:  # a message that cannot be built must not come back every lease
-                logger.exception("reminder=%s cannot be rendered", reminder.pk)
-                error = SendError(None, f"cannot be rendered: {type(exc).__name__}", temporary=False)
-                with transaction.atomic():
-                    if record:
-                        record()
-                        record = None
-                    _record_error(reminder, None, token, error, now)
-                result.failed += 1
-                continue
+            message_id = reminder.message_id
             with transaction.atomic():
                 if record:
                     record()
