@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from surveillance import lifecycle, planning
@@ -47,6 +48,7 @@ DEFAULT_SOURCE_SYSTEM = "ehr"
 DEFAULT_BATCH_LINES = 500
 MAX_REPORTED_ERRORS = 1000
 DECEASED_REASON = "Deceased per EHR import"
+PLAN_REASON = "EHR import"
 EARLIEST_INFUSION = dt.date(2010, 1, 1)  # as the database's infusion_date_plausible constraint
 
 
@@ -151,6 +153,151 @@ class Importer:
         self.today = timezone.localdate(timezone.now(), centre.tz)
         self.products = {p.code: p for p in CarTProduct.objects.all()}
         self._patients: dict[str, int] = {}  # source id -> patient pk, within this import
+        # NDJSON batches: new infusions are planned together at the end of the batch (``plans_flush``), and the
+        # batch's patients and infusions are looked up with a query each (``batch_prepare``).
+        self.defer_plans = False
+        self._pending: list[tuple[Infusion, InfusionRecord]] = []
+        self._flushed: list[tuple[Infusion, InfusionRecord]] = []  # planned while applying the current item
+        self._flushed_visits = 0
+        self._cached = False
+        self._objects: dict[int, Patient] = {}  # pk -> the one object of that patient (centre selected)
+        self._by_source: dict[str, int] = {}  # this source system's source id -> patient pk
+        self._by_mrn: dict[str, int] = {}
+        self._keys: dict[int, tuple[str | None, str | None]] = {}  # patient pk -> its keys above
+        self._by_ref: dict[str, int] = {}  # an infusion's patient reference -> patient pk
+        self._infusions: dict[int, list[Infusion]] | None = None  # patient pk -> its infusions, by pk
+
+    # --- looking a batch up at once
+    def batch_prepare(self, items: list) -> None:
+        """Look up the batch's patients (by source id or MRN) and its infusions' patients with a query each."""
+        self.cache_drop()
+        patients = [item for item in items if isinstance(item, PatientRecord)]
+        refs = {item.patient_ref for item in items if isinstance(item, InfusionRecord)}
+        query = Patient.objects.select_related("centre").filter(centre=self.centre)
+        if patients:
+            source_ids = {record.source_id[:128] for record in patients}
+            mrns = {(record.mrn or record.source_id).strip()[:64] for record in patients}
+            for patient in query.filter(
+                Q(source_system=self.source_system, source_id__in=source_ids) | Q(mrn__in=mrns)
+            ):
+                source_key = (
+                    patient.source_id
+                    if patient.source_system == self.source_system and patient.source_id in source_ids
+                    else None
+                )
+                mrn_key = patient.mrn if patient.mrn in mrns else None
+                self._objects[patient.pk] = patient
+                self._keys[patient.pk] = (source_key, mrn_key)
+                if source_key is not None:
+                    self._by_source[source_key] = patient.pk
+                if mrn_key is not None:
+                    self._by_mrn[mrn_key] = patient.pk
+        known = {ref: self._patients[ref] for ref in refs if ref in self._patients}
+        missing = set(known.values()) - set(self._objects)
+        if missing:
+            self._objects.update({patient.pk: patient for patient in query.filter(pk__in=missing)})
+        self._by_ref.update({ref: pk for ref, pk in known.items() if pk in self._objects})
+        others = {ref[:128] for ref in refs if ref not in known}
+        if others:
+            for patient in query.filter(source_system=self.source_system, source_id__in=others):
+                self._objects.setdefault(patient.pk, patient)
+                self._by_ref[patient.source_id] = patient.pk
+        self._cached = True
+
+    def cache_drop(self) -> None:
+        """Forget what ``batch_prepare`` looked up: lookups query the database again."""
+        self._cached = False
+        self._objects, self._by_source, self._by_mrn, self._keys, self._by_ref = {}, {}, {}, {}, {}
+        self._infusions = None
+
+    def _patient_known(self, source_id: str, mrn: str) -> Patient | None:
+        pk = self._by_source.get(source_id) or self._by_mrn.get(mrn)
+        return self._objects[pk] if pk else None
+
+    def _patient_remember(self, patient: Patient, record: PatientRecord) -> None:
+        if not self._cached:
+            return
+        old_source, old_mrn = self._keys.get(patient.pk, (None, None))
+        if old_source is not None and self._by_source.get(old_source) == patient.pk:
+            del self._by_source[old_source]
+        if old_mrn is not None and self._by_mrn.get(old_mrn) == patient.pk:
+            del self._by_mrn[old_mrn]
+        self._objects[patient.pk] = patient
+        self._by_source[patient.source_id] = self._by_mrn[patient.mrn] = patient.pk
+        self._keys[patient.pk] = (patient.source_id, patient.mrn)
+        self._by_ref[record.source_id] = patient.pk
+
+    def _patient_forget(self, patient: Patient) -> None:
+        source_id, mrn = self._keys.pop(patient.pk, (None, None))
+        self._by_source.pop(source_id, None)
+        self._by_mrn.pop(mrn, None)
+        self._objects.pop(patient.pk, None)
+        for ref in [ref for ref, pk in self._by_ref.items() if pk == patient.pk]:
+            del self._by_ref[ref]
+
+    def _infusions_of(self, patient: Patient) -> list[Infusion]:
+        """The patient's infusions (a handful at most), by pk; those of the batch's patients in one query."""
+        if self._cached and self._infusions is None:
+            self._infusions = {pk: [] for pk in self._by_ref.values()}
+            for infusion in Infusion.objects.filter(patient_id__in=list(self._infusions)).order_by("pk"):
+                self._infusions[infusion.patient_id].append(infusion)
+        if self._infusions is not None and patient.pk in self._infusions:
+            return list(self._infusions[patient.pk])
+        return list(Infusion.objects.filter(patient=patient).order_by("pk"))
+
+    def _infusions_forget(self, patient: Patient) -> None:
+        if self._infusions is not None:
+            self._infusions.pop(patient.pk, None)
+
+    # --- planning new infusions together
+    def plans_flush(self) -> None:
+        """Plan the new infusions deferred so far, in bulk (``planning.infusions_plan_new``).
+
+        Should that fail, each is planned on its own, and one that cannot be is reported by its line, as when
+        infusions were planned one by one.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        self._flushed += pending
+        before = self.report.visits_planned
+        try:
+            self._plans_write(pending)
+        finally:
+            self._flushed_visits += self.report.visits_planned - before
+
+    def item_begin(self) -> None:
+        self._flushed, self._flushed_visits = [], 0
+
+    def item_rolled_back(self, *, changed: bool = True) -> None:
+        """The current item's savepoint was rolled back: so were the plans flushed in it, which are pending again.
+
+        ``changed``: the item may have written rows before it failed, so what was looked up may be stale.
+        """
+        self._pending = self._flushed + self._pending
+        self.report.visits_planned -= self._flushed_visits
+        self.item_begin()
+        if changed:
+            self.cache_drop()
+
+    def _plans_write(self, pending: list[tuple[Infusion, InfusionRecord]]) -> None:
+        try:
+            with transaction.atomic():
+                diffs = planning.infusions_plan_new([infusion for infusion, _ in pending], reason=PLAN_REASON)
+        except (IntegrityError, DataError, lifecycle.TransitionError):
+            for infusion, record in pending:
+                try:
+                    with transaction.atomic():
+                        self.report.visits_planned += len(planning.infusion_plan(infusion, reason=PLAN_REASON).added)
+                except (IntegrityError, DataError, lifecycle.TransitionError) as exc:
+                    logger.info("ndjson line %s refused: %s", record.line, type(exc).__name__)
+                    Infusion.objects.filter(pk=infusion.pk).delete()
+                    self.cache_drop()
+                    self.report.error(
+                        _issue(record, "cannot be stored: a duplicate identifier, or a value the database refuses")
+                    )
+            return
+        self.report.visits_planned += sum(len(diff.added) for diff in diffs)
 
     # --- patients
     def patient_apply(self, record: PatientRecord) -> Patient:
@@ -158,10 +305,15 @@ class Importer:
         if not mrn:
             raise RowProblem("identifier", "the patient has neither an MRN nor an id", "required")
         source_id = record.source_id[:128]
-        patient = (
-            Patient.objects.filter(centre=self.centre, source_system=self.source_system, source_id=source_id).first()
-            or Patient.objects.filter(centre=self.centre, mrn=mrn).first()
-        )
+        if self._cached:
+            patient = self._patient_known(source_id, mrn)
+        else:
+            patient = (
+                Patient.objects.filter(
+                    centre=self.centre, source_system=self.source_system, source_id=source_id
+                ).first()
+                or Patient.objects.filter(centre=self.centre, mrn=mrn).first()
+            )
         values = {
             "given_name": record.given_name[:100],
             "family_name": record.family_name[:100],
@@ -189,8 +341,11 @@ class Importer:
             else:
                 self.report.patients_unchanged += 1
         self._patients[record.source_id] = patient.pk
+        self._patient_remember(patient, record)
         self.report.patient_ids.add(patient.pk)
         if record.deceased and patient.under_follow_up:
+            self.plans_flush()
+            self._patient_forget(patient)
             lifecycle.patient_close(
                 patient, status=PatientStatus.DECEASED, on=record.deceased_date or self.today, reason=DECEASED_REASON
             )
@@ -198,6 +353,8 @@ class Importer:
         return patient
 
     def _patient_for(self, reference: str) -> Patient:
+        if self._cached and reference in self._by_ref:
+            return self._objects[self._by_ref[reference]]
         pk = self._patients.get(reference)
         query = Patient.objects.select_related("centre")
         patient = (
@@ -223,7 +380,7 @@ class Importer:
         self.report.patient_ids.add(patient.pk)
         source_id = record.source_id[:128]
         # The patient's infusions in one query (a handful at most): the three lookups below are made on them.
-        stored = list(Infusion.objects.filter(patient=patient).order_by("pk"))
+        stored = self._infusions_of(patient)
         existing = next((i for i in stored if i.source_system == self.source_system and i.source_id == source_id), None)
         product_code = record.product_code or self._product_from(record, patient, existing, siblings)
         product = self.products.get(product_code)
@@ -236,6 +393,11 @@ class Importer:
             if existing is not None:  # the same infusion, described by another resource
                 self.report.infusions_unchanged += 1
                 return existing
+            # A patient's first infusion is planned with the others of the batch (``plans_flush``); one that
+            # may supersede an earlier infusion is planned at once, after those deferred so far.
+            defer = self.defer_plans and not stored and patient.under_follow_up
+            if not defer:
+                self.plans_flush()
             infusion = Infusion.objects.create(
                 patient=patient,
                 product=product,
@@ -245,13 +407,21 @@ class Importer:
                 source_id=source_id,
             )
             self.report.infusions_created += 1
-            self._plan(infusion, patient, "EHR import")
+            if defer:
+                self._pending.append((infusion, record))
+                if self._infusions is not None and patient.pk in self._infusions:
+                    self._infusions[patient.pk].append(infusion)
+                return infusion
+            self._infusions_forget(patient)
+            self._plan(infusion, patient, PLAN_REASON)
             if any(i.infusion_date < infusion.infusion_date for i in stored):
                 planning.infusion_supersede_earlier(infusion)
             return infusion
         if existing.infusion_date == record.infusion_date and existing.product_id == product.pk:
             self.report.infusions_unchanged += 1
             return existing
+        self.plans_flush()
+        self._infusions_forget(patient)
         Infusion.objects.filter(pk=existing.pk).update(
             infusion_date=record.infusion_date, product=product, updated_at=timezone.now()
         )
@@ -380,6 +550,7 @@ def ndjson_import(
 
     parsed = parse_ndjson(counted(lines), codes, today=timezone.localdate(), medications={})
     importer = Importer(centre, source_system=source_system, report=report)
+    importer.defer_plans = True
 
     def run() -> None:
         for batch in _batches(parsed, batch_lines):
@@ -401,17 +572,24 @@ def ndjson_import(
 def _ndjson_batch(importer: Importer, batch: list[tuple[int, object]]) -> None:
     items = [item for _, item in batch]
     siblings = [item for item in items if isinstance(item, InfusionRecord)]
+    importer.batch_prepare(items)
     for item in _ordered(items):
+        importer.item_begin()
         try:
             with transaction.atomic():
                 importer.apply(item, siblings)
         except RowProblem as problem:
+            importer.item_rolled_back(changed=False)  # refused before writing anything
             importer.report.error(_issue(item, problem))
         except (IntegrityError, DataError, lifecycle.TransitionError) as exc:
             logger.info("ndjson line %s refused: %s", getattr(item, "line", None), type(exc).__name__)
+            importer.item_rolled_back()
             importer.report.error(
                 _issue(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
             )
+    importer.item_begin()
+    importer.plans_flush()
+    importer.cache_drop()
 
 
 # --------------------------------------------------------------------------------------------- CSV

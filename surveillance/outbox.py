@@ -193,6 +193,34 @@ def visit_reminders_sync(visit: FollowUpVisit, now: dt.datetime | None = None) -
     return len(rows), cancelled
 
 
+def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> int:
+    """The outbox rows of visits just created, in one insert; returns how many.
+
+    What ``visit_reminders_sync`` plans for a new visit (it has no rows to cancel, and nothing was sent that a
+    notice or a catch-up could repeat), for many visits at once. The caller sets each visit's
+    ``reminders_planned_for``, as ``visit_reminders_sync`` does after the fact.
+    """
+    rows = []
+    for visit in visits:
+        if not visit.infusion.patient.under_follow_up or visit.status != VisitStatus.SCHEDULED:
+            continue
+        wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
+        rows += [
+            Reminder(
+                visit=visit,
+                audience=plan.audience,
+                purpose=plan.purpose,
+                days_before=plan.days_before,
+                idempotency_key=key,
+                send_after=plan.send_after,
+                next_attempt_at=plan.send_after,
+            )
+            for key, plan in wanted.items()
+        ]
+    Reminder.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+    return len(rows)
+
+
 def lookahead_end(today: dt.date) -> dt.date:
     return today + dt.timedelta(days=settings.CARTWATCH["REMINDER_LOOKAHEAD_DAYS"])
 

@@ -29,6 +29,7 @@ from surveillance.models import (
     VisitChange,
     VisitStatus,
 )
+from surveillance.models.audit import request_actor_label, request_remote_addr
 from surveillance.models.visits import SETTLED_STATUSES
 
 WINDOW_CLOSED_REASON = "Window had closed when the visit was planned"
@@ -233,21 +234,123 @@ def infusion_plan(
             raise PlanChanged(diff.summary())
         if diff.is_empty:
             return diff
+        if _is_first_plan(infusion, work):
+            _first_plans_write([(infusion, protocol, diff, work["create"])], by=by, reason=reason, now=now)
+            return diff
         _apply(infusion, protocol, work, by=by, reason=reason, now=now)
-        AuditEntry.objects.create(
-            actor=by,
-            actor_label="" if by else "planner",
-            action="plan" if diff.protocol_from is None else "replan",
-            object_type="infusion",
-            object_id=str(infusion.pk),
-            patient_id=infusion.patient_id,
-            changes={
-                "summary": diff.summary(),
-                "protocol": [diff.protocol_from, diff.protocol_to],
-                "reason": reason,
-            },
-        )
+        _plan_audit(infusion, diff, by=by, reason=reason).save()
     return diff
+
+
+def infusions_plan_new(
+    infusions: list[Infusion], *, by=None, reason: str = "", now: dt.datetime | None = None
+) -> list[PlanDiff]:
+    """Plan many infusions at once (a batch of an import); returns their diffs, in the order given.
+
+    An infusion with no protocol and no visits yet (the common case: one just created) is planned in bulk: its
+    visits, their reminders and its audit entry are written with a few statements for the whole batch instead of a
+    few per infusion. The rows are those ``infusion_plan()`` would write one by one. Any other infusion is planned
+    by ``infusion_plan()``, after the new ones.
+    """
+    now = now or timezone.now()
+    if not infusions:
+        return []
+    with transaction.atomic():
+        locked = {
+            infusion.pk: infusion
+            for infusion in Infusion.objects.select_for_update(of=("self",))
+            .select_related("product", "patient__centre", "protocol")
+            .prefetch_related("risk_flags", "condition_decisions", "visits")
+            .filter(pk__in=[infusion.pk for infusion in infusions])
+        }
+        protocols: dict[str, Protocol] = {}
+        diffs: dict[int, PlanDiff] = {}
+        first: list[tuple[Infusion, Protocol, PlanDiff, list[scheduling.PlannedVisit]]] = []
+        for infusion in infusions:
+            infusion = locked[infusion.pk]
+            if infusion.pk in diffs or infusion.protocol_id is not None or infusion.visits.all():
+                continue
+            facts = infusion_facts(infusion)
+            variant = scheduling.choose_variant(facts)
+            if variant not in protocols:
+                protocols[variant] = Protocol.objects.current(variant)
+            protocol = protocols[variant]
+            diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+            diffs[infusion.pk] = diff
+            if not diff.is_empty:
+                first.append((infusion, protocol, diff, work["create"]))
+        _first_plans_write(first, by=by, reason=reason, now=now)
+        for infusion in infusions:
+            if infusion.pk not in diffs:
+                diffs[infusion.pk] = infusion_plan(infusion, by=by, reason=reason, now=now)
+    return [diffs[infusion.pk] for infusion in infusions]
+
+
+def _is_first_plan(infusion: Infusion, work: dict) -> bool:
+    """No protocol assigned and no visits stored: a plan that only creates (``_first_plans_write``)."""
+    return infusion.protocol_id is None and not any(work[key] for key in work if key != "create")
+
+
+def _first_plans_write(
+    plans: list[tuple[Infusion, Protocol, PlanDiff, list[scheduling.PlannedVisit]]],
+    *,
+    by,
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    """Write the first plans of infusions that have no visits yet, in bulk: what ``_apply`` and the audit entry of
+    ``infusion_plan()`` write for them, one statement per table (and per protocol) instead of per infusion."""
+    if not plans:
+        return
+    rules: dict[int, dict[str, ProtocolRule]] = {}
+    assigned: dict[int, list[int]] = {}
+    visits: list[FollowUpVisit] = []
+    lookahead: list[FollowUpVisit] = []
+    for infusion, protocol, _, planned in plans:
+        if protocol.pk not in rules:
+            rules[protocol.pk] = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
+        if infusion.protocol_id != protocol.pk:
+            infusion.protocol = protocol
+            assigned.setdefault(protocol.pk, []).append(infusion.pk)
+        today = timezone.localdate(now, infusion.patient.centre.tz)
+        for plan in planned:
+            visit = _new_visit(infusion, rules[protocol.pk][plan.rule_code], plan, today, now)
+            # A new visit has no outbox rows yet: only one in the look-ahead needs any (one planned already
+            # closed, its window past, has nothing to plan or cancel).
+            if outbox.in_lookahead(visit, today):
+                visit.reminders_planned_for = visit.sequence
+                lookahead.append(visit)
+            visits.append(visit)
+    for protocol_id, pks in assigned.items():
+        Infusion.objects.filter(pk__in=pks).update(protocol=protocol_id, updated_at=now)
+    FollowUpVisit.objects.bulk_create(visits, batch_size=2000)
+    outbox.new_visits_reminders_plan(lookahead, now)
+    AuditEntry.objects.bulk_create(
+        [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans], batch_size=2000
+    )
+
+
+def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> AuditEntry:
+    """The audit entry of a plan or re-plan, unsaved (``save()`` or ``AuditEntry.objects.bulk_create``)."""
+    entry = AuditEntry(
+        actor=by,
+        actor_label="" if by else "planner",
+        action="plan" if diff.protocol_from is None else "replan",
+        object_type="infusion",
+        object_id=str(infusion.pk),
+        patient_id=infusion.patient_id,
+        changes={
+            "summary": diff.summary(),
+            "protocol": [diff.protocol_from, diff.protocol_to],
+            "reason": reason,
+        },
+    )
+    # What ``AuditEntry.save()`` adds, for a bulk insert (which does not call it).
+    if entry.remote_addr is None:
+        entry.remote_addr = request_remote_addr.get()
+    if entry.actor_id is None and request_actor_label.get():
+        entry.actor_label = request_actor_label.get()
+    return entry
 
 
 def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: str, now: dt.datetime) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.db import connection
 
 from surveillance import lifecycle, planning
-from surveillance.models import FollowUpVisit, Reminder, VisitChange, VisitStatus
+from surveillance.models import AuditEntry, FollowUpVisit, Reminder, VisitChange, VisitStatus
 from surveillance.models.patients import FlagSource, RiskFlag
 from surveillance.models.reminders import ReminderStatus
 from tests.conftest import services_required
@@ -186,3 +187,140 @@ def test_it_plans_conditional_visits_only_after_a_recorded_decision(centre_a, ph
     assert {(r.rule_code, r.occurrence) for r in diff.removed} == {("M2", 1), ("M2", 3)}
     month3.refresh_from_db()
     assert "cbc_diff" not in month3.assessments
+
+
+def _planned_rows(infusion) -> dict:
+    """What planning wrote for an infusion, without the ids that differ between two equal infusions."""
+    infusion.refresh_from_db()
+    visits = FollowUpVisit.objects.filter(infusion=infusion).order_by("rule_code", "occurrence")
+    reminders = Reminder.objects.filter(visit__infusion=infusion).order_by("idempotency_key")
+    audit = AuditEntry.objects.filter(object_type="infusion", object_id=str(infusion.pk)).order_by("pk")
+    return {
+        "protocol": infusion.protocol_id,
+        "visits": [
+            (
+                v.rule_code,
+                v.occurrence,
+                v.rule_id,
+                v.label,
+                v.kind,
+                v.due_date,
+                v.window_start,
+                v.window_end,
+                v.assessments,
+                v.status,
+                v.status_reason,
+                v.status_changed_at,
+                v.sequence,
+                v.reminders_planned_for,
+                v.planner_cancelled,
+            )
+            for v in visits
+        ],
+        "reminders": [
+            (
+                r.idempotency_key.split(":", 1)[1],
+                r.visit.rule_code,
+                r.visit.occurrence,
+                r.audience,
+                r.purpose,
+                r.days_before,
+                r.send_after,
+                r.next_attempt_at,
+                r.status,
+            )
+            for r in reminders
+        ],
+        "history": VisitChange.objects.filter(visit__infusion=infusion).count(),
+        "audit": [(a.action, a.actor_label, a.patient_id == infusion.patient_id, a.changes) for a in audit],
+    }
+
+
+def test_it_plans_a_batch_of_new_infusions_as_it_plans_them_one_by_one(centre_a, centre_b, make_patient, make_infusion):
+    # Recent (reminders in the look-ahead), old (windows closed), risk-intensified, another centre's time zone,
+    # a patient's own time zone, a patient no longer followed, and one already planned (re-planned as usual).
+    specs = [
+        (centre_a, {}, {"infusion_date": dt.date(2026, 1, 20)}),
+        (centre_a, {}, {"infusion_date": dt.date(2019, 3, 4), "product": "breyanzi"}),
+        (centre_a, {}, {"infusion_date": dt.date(2025, 11, 2), "flags": ["prior_auto_hct"]}),
+        (centre_b, {}, {"infusion_date": dt.date(2025, 12, 28)}),
+        (centre_a, {"time_zone": "Asia/Tokyo"}, {"infusion_date": dt.date(2026, 1, 30)}),
+        (
+            centre_a,
+            {"status": "withdrawn", "status_date": dt.date(2026, 1, 15)},
+            {"infusion_date": dt.date(2026, 1, 10)},
+        ),
+    ]
+    batch, single = [], []
+    for centre, patient_fields, infusion_fields in specs:
+        batch.append(make_infusion(make_patient(centre, **patient_fields), **infusion_fields))
+        single.append(make_infusion(make_patient(centre, **patient_fields), **infusion_fields))
+    planned = make_infusion(make_patient(centre_a), infusion_date=dt.date(2026, 1, 5))
+    planning.infusion_plan(planned, now=NOW)
+    planned_twin = make_infusion(make_patient(centre_a), infusion_date=dt.date(2026, 1, 5))
+    planning.infusion_plan(planned_twin, now=NOW)
+    planned.infusion_date = planned_twin.infusion_date = dt.date(2026, 1, 12)
+    planned.save()
+    planned_twin.save()
+
+    diffs = planning.infusions_plan_new([*batch, planned], reason="EHR import", now=NOW)
+    one_by_one = [planning.infusion_plan(i, reason="EHR import", now=NOW) for i in [*single, planned_twin]]
+
+    assert [d.summary() for d in diffs] == [d.summary() for d in one_by_one]
+    assert [(d.protocol_from, d.protocol_to, d.reasons, len(d.added)) for d in diffs] == [
+        (d.protocol_from, d.protocol_to, d.reasons, len(d.added)) for d in one_by_one
+    ]
+    assert diffs[-1].moved  # the planned infusion was re-planned, not planned afresh
+    for mine, theirs in zip([*batch, planned], [*single, planned_twin], strict=True):
+        assert _planned_rows(mine) == _planned_rows(theirs)
+    rows = [_planned_rows(i) for i in batch]
+    assert any(r["reminders"] for r in rows)
+    assert any(v[9] == VisitStatus.CANCELLED for v in rows[1]["visits"])
+    assert rows[0]["protocol"] != rows[2]["protocol"]
+    # Planning the batch again changes nothing.
+    again = planning.infusions_plan_new(batch, now=NOW)
+    assert all(d.is_empty for d in again)
+    assert [_planned_rows(i) for i in batch] == rows
+
+
+def test_an_ndjson_import_plans_its_new_infusions_as_one_by_one_planning_would(centre_a, monkeypatch, tmp_path):
+    from django.utils import timezone
+
+    from bench._common import write_bulk_export
+    from surveillance import ehr_import
+    from surveillance.models import Infusion, ProductCode, TreatmentCentre
+
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    twin = TreatmentCentre.objects.create(
+        code="twin", name="Twin", time_zone=centre_a.time_zone, care_team_email="team-a@example.org"
+    )
+    rows = [
+        {"system": r["system"], "code": r["code"], "product": r["product__code"], "marks_infusion": r["marks_infusion"]}
+        for r in ProductCode.objects.values("system", "code", "product__code", "marks_infusion")
+    ]
+    export = tmp_path / "export.ndjson"
+    write_bulk_export(export, 12, rows, first=dt.date(2018, 1, 1), last=dt.date(2026, 1, 30))
+    lines = export.read_text().splitlines(keepends=True)
+    # A re-infusion of a patient in the same batch (planned at once, superseding the first), and a bad line.
+    reinfusion = json.loads(lines[12])
+    reinfusion.update(id="again", effectiveDateTime="2026-01-25")
+    lines += [json.dumps(reinfusion) + "\n", "{not json\n"]
+
+    batched = ehr_import.ndjson_import(lines, centre_a, batch_lines=10)
+    monkeypatch.setattr(
+        planning,
+        "infusions_plan_new",
+        lambda infusions, **kw: [planning.infusion_plan(i, **kw) for i in infusions],
+    )
+    one_by_one = ehr_import.ndjson_import(lines, twin, batch_lines=10)
+
+    assert batched.as_dict() == one_by_one.as_dict()
+    assert batched.infusions_created == 13 and batched.error_count == 1, batched.errors
+    assert batched.errors[0].line == len(lines)
+    assert Infusion.objects.filter(patient__centre=centre_a, superseded_by__isnull=False).count() == 1
+    for mine in Infusion.objects.filter(patient__centre=centre_a):
+        theirs = Infusion.objects.get(patient__centre=twin, source_id=mine.source_id)
+        assert (mine.superseded_by is None) == (theirs.superseded_by is None)
+        assert _planned_rows(mine) == _planned_rows(theirs)
+    again = ehr_import.ndjson_import(lines, centre_a, batch_lines=10)
+    assert not again.changed and again.visits_planned == 0
