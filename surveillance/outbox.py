@@ -174,23 +174,24 @@ def visit_reminders_sync(visit: FollowUpVisit, now: dt.datetime | None = None) -
     existing = set(
         Reminder.objects.filter(visit=visit, idempotency_key__in=wanted).values_list("idempotency_key", flat=True)
     )
-    rows = [
-        Reminder(
-            visit=visit,
-            audience=plan.audience,
-            purpose=plan.purpose,
-            days_before=plan.days_before,
-            idempotency_key=key,
-            send_after=plan.send_after,
-            next_attempt_at=plan.send_after,
-        )
-        for key, plan in wanted.items()
-        if key not in existing
-    ]
+    rows = [_outbox_row(visit, key, plan) for key, plan in wanted.items() if key not in existing]
     Reminder.objects.bulk_create(rows, ignore_conflicts=True)
     FollowUpVisit.objects.filter(pk=visit.pk).update(reminders_planned_for=visit.sequence)
     visit.reminders_planned_for = visit.sequence
     return len(rows), cancelled
+
+
+def _outbox_row(visit: FollowUpVisit, key: str, plan: ReminderPlan) -> Reminder:
+    """The outbox row of one planned reminder: first tried at the moment it is due."""
+    return Reminder(
+        visit=visit,
+        audience=plan.audience,
+        purpose=plan.purpose,
+        days_before=plan.days_before,
+        idempotency_key=key,
+        send_after=plan.send_after,
+        next_attempt_at=plan.send_after,
+    )
 
 
 def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> int:
@@ -205,18 +206,7 @@ def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> 
         if not visit.infusion.patient.under_follow_up or visit.status != VisitStatus.SCHEDULED:
             continue
         wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
-        rows += [
-            Reminder(
-                visit=visit,
-                audience=plan.audience,
-                purpose=plan.purpose,
-                days_before=plan.days_before,
-                idempotency_key=key,
-                send_after=plan.send_after,
-                next_attempt_at=plan.send_after,
-            )
-            for key, plan in wanted.items()
-        ]
+        rows += [_outbox_row(visit, key, plan) for key, plan in wanted.items()]
     Reminder.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
     return len(rows)
 
