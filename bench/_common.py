@@ -246,3 +246,31 @@ def write_bulk_export(path: Path, n: int, index_rows, *, first: dt.date, last: d
                 }
             out.write(dumps(resource_) + "\n")
     return path.stat().st_size
+
+
+# --------------------------------------------------------------------------------------------- data
+def open_visit(centre, protocol, mrn: str, email: str, today: dt.date):
+    """A new patient with an infusion 400 days ago and one visit of the protocol's last rule, its window open now:
+    a visit whose reminders the dispatcher will send."""
+    from surveillance.models import CarTProduct, FollowUpVisit, Infusion, Patient
+
+    rule = protocol.rules.order_by("position").last()
+    patient = Patient.objects.create(centre=centre, mrn=mrn, email=email)
+    infusion = Infusion.objects.create(
+        patient=patient,
+        product=CarTProduct.objects.order_by("pk").first(),
+        infusion_date=today - dt.timedelta(days=400),
+        protocol=protocol,
+    )
+    return FollowUpVisit.objects.create(
+        infusion=infusion,
+        rule=rule,
+        rule_code=rule.code,
+        occurrence=1,
+        label=rule.label,
+        kind=rule.kind,
+        due_date=today + dt.timedelta(days=5),
+        window_start=today - dt.timedelta(days=10),
+        window_end=today + dt.timedelta(days=20),
+        reminders_planned_for=0,
+    )

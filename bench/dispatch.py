@@ -61,15 +61,8 @@ def raw_rate(port: int, payload: bytes, sender: str, recipient: str, n: int) -> 
 def _fixtures(n: int, tag: str = "bench"):
     from django.conf import settings
 
-    from surveillance.models import (
-        CarTProduct,
-        FollowUpVisit,
-        Infusion,
-        Patient,
-        Protocol,
-        Reminder,
-        TreatmentCentre,
-    )
+    from bench._common import open_visit
+    from surveillance.models import Protocol, Reminder, TreatmentCentre
     from surveillance.models.reminders import Audience, Purpose
     from surveillance.outbox import reminder_key
     from surveillance.seeding import seeds_load
@@ -77,35 +70,14 @@ def _fixtures(n: int, tag: str = "bench"):
     if not Protocol.objects.exists():
         seeds_load(settings.CARTWATCH["SEEDS_DIR"])
     protocol = Protocol.objects.current("standard")
-    rule = protocol.rules.order_by("position").last()
     centre = TreatmentCentre.objects.create(
         code=tag, name=f"Bench Centre {tag}", time_zone="America/New_York", care_team_email="team@example.org"
     )
     now = dt.datetime.now(dt.UTC)
     today = now.date()
-    visits = []
-    for i in range(max(1, n // 100)):
-        patient = Patient.objects.create(centre=centre, mrn=f"{tag}{i:06d}", email=f"p{i}@example.org")
-        infusion = Infusion.objects.create(
-            patient=patient,
-            product=CarTProduct.objects.first(),
-            infusion_date=today - dt.timedelta(days=400),
-            protocol=protocol,
-        )
-        visits.append(
-            FollowUpVisit.objects.create(
-                infusion=infusion,
-                rule=rule,
-                rule_code=rule.code,
-                occurrence=1,
-                label=rule.label,
-                kind=rule.kind,
-                due_date=today + dt.timedelta(days=5),
-                window_start=today - dt.timedelta(days=10),
-                window_end=today + dt.timedelta(days=20),
-                reminders_planned_for=0,
-            )
-        )
+    visits = [
+        open_visit(centre, protocol, f"{tag}{i:06d}", f"p{i}@example.org", today) for i in range(max(1, n // 100))
+    ]
     due = now - dt.timedelta(seconds=1)
     rows = [
         Reminder(

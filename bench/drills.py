@@ -302,7 +302,8 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
     """One due patient reminder per moment, 100 to a visit, written in bulk; returns their ids."""
     from django.db import transaction
 
-    from surveillance.models import CarTProduct, FollowUpVisit, Infusion, Patient, Protocol, Reminder
+    from bench._common import open_visit
+    from surveillance.models import Protocol, Reminder
     from surveillance.models import TreatmentCentre as Centre
     from surveillance.models.reminders import Audience, Purpose
     from surveillance.outbox import reminder_key
@@ -315,26 +316,9 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
             defaults={"name": "Drill Centre", "time_zone": "UTC", "care_team_email": "team@example.org"},
         )
         protocol = Protocol.objects.current("standard")
-        rule = protocol.rules.order_by("position").last()
-        product = CarTProduct.objects.first()
         rows = []
         for v in range((len(moments) + per_visit - 1) // per_visit):
-            patient = Patient.objects.create(centre=centre, mrn=f"{tag}-{v:05d}", email=f"{tag}-{v}@example.org")
-            infusion = Infusion.objects.create(
-                patient=patient, product=product, infusion_date=today - dt.timedelta(days=400), protocol=protocol
-            )
-            visit = FollowUpVisit.objects.create(
-                infusion=infusion,
-                rule=rule,
-                rule_code=rule.code,
-                occurrence=1,
-                label=rule.label,
-                kind=rule.kind,
-                due_date=today + dt.timedelta(days=5),
-                window_start=today - dt.timedelta(days=10),
-                window_end=today + dt.timedelta(days=20),
-                reminders_planned_for=0,
-            )
+            visit = open_visit(centre, protocol, f"{tag}-{v:05d}", f"{tag}-{v}@example.org", today)
             for d, at in enumerate(moments[v * per_visit : (v + 1) * per_visit]):
                 key = reminder_key(visit, Audience.PATIENT, Purpose.UPCOMING, 1000 + d)
                 rows.append(
