@@ -77,6 +77,8 @@ class ApiViewMixin:
     def patient_id_of(self, obj) -> int | None:
         if self.patient_attr is None:
             return None
+        if isinstance(obj, dict):  # a row of a list fetched with .values(): rows name their patient "patient"
+            return obj["patient"]
         value = obj
         for part in self.patient_attr.split("."):
             value = getattr(value, part, None)
@@ -320,6 +322,10 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["due_date", "id", "window_end", "updated_at"]
     write_permission = "surveillance.change_followupvisit"
     extra_error_codes = ("409",)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return serializers.VisitSerializer.rows(queryset) if self.action == "list" else queryset
 
     def _act(self, request, serializer_class, call):
         visit = self.get_object()

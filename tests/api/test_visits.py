@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from surveillance import lifecycle
 from surveillance.models import AuditEntry, FollowUpVisit, VisitStatus
 
 
@@ -72,3 +73,15 @@ def test_it_cancels_with_a_reason_and_then_refuses_a_second_action(api_a, planne
 def test_it_does_not_let_visits_be_written_directly(api_a, planned_a):
     visit = open_visit(planned_a[1])
     assert api_a.patch(f"/api/v1/visits/{visit.pk}", {"status": "completed"}, format="json").status_code == 405
+
+
+def test_it_lists_each_visit_as_its_own_page_shows_it(api_a, planned_a):
+    visit = open_visit(planned_a[1])
+    lifecycle.visit_mark_completed(visit, completed_on=dt.date.today(), results={"cbc": "normal", "ecog": 1})
+    rows = api_a.get("/api/v1/visits?page_size=500").json()["results"]
+    assert len(rows) == planned_a[1].visits.count()
+    for row in rows:
+        assert row == api_a.get(f"/api/v1/visits/{row['id']}").json()
+    assert {"status": "completed", "completed_on": dt.date.today().isoformat()}.items() <= next(
+        row for row in rows if row["id"] == visit.pk
+    ).items()
