@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 
 import icalendar
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from surveillance import lifecycle
 from surveillance.fhir_export import CSV_COLUMNS
-from surveillance.models import FollowUpVisit
+from surveillance.models import FollowUpVisit, Patient, PatientStatus
 
 
 def test_it_exports_the_schedule_as_a_valid_careplan_bundle(api_a, planned_a):
@@ -26,6 +28,23 @@ def test_it_exports_the_schedule_as_a_valid_careplan_bundle(api_a, planned_a):
     open_visits = infusion.visits.filter(status="scheduled").count()
     assert [e["resource"]["resourceType"] for e in bundle["entry"][1:]] == ["Appointment"] * open_visits
     assert patient.family_name not in response.content.decode()
+
+
+@pytest.mark.parametrize("patient_status", PatientStatus.values)
+def test_it_exports_a_valid_careplan_whatever_the_visits_and_patient_status(api_a, planned_a, patient_status):
+    patient, infusion = planned_a
+    Patient.objects.filter(pk=patient.pk).update(status=patient_status, status_date=dt.date.today(), source_id="")
+    open_visits = FollowUpVisit.objects.filter(infusion=infusion, status="scheduled").order_by("due_date")
+    done, missed, cancelled = open_visits[:3]
+    lifecycle.visit_mark_completed(done, completed_on=dt.date.today(), results={})
+    lifecycle.visit_mark_missed(missed, reason="No show")
+    lifecycle.visit_cancel(cancelled, reason="Moved abroad")
+    bundle = api_a.get(f"/api/v1/patients/{patient.pk}/careplan").json()
+    Bundle.model_validate(bundle)
+    careplan = bundle["entry"][0]["resource"]
+    statuses = [a["detail"]["status"] for a in careplan["activity"] if "detail" in a]
+    assert set(statuses) == {"cancelled", "completed", "stopped"}
+    assert careplan["subject"] == {"identifier": {"system": "urn:cartwatch:patient", "value": str(patient.pk)}}
 
 
 def test_it_exports_the_schedule_as_csv(api_a, planned_a):
