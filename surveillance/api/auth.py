@@ -8,6 +8,7 @@ which audit rows record as the actor.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
@@ -24,6 +25,18 @@ from surveillance.second_factor import session_second_factor_ok
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
+@dataclass(frozen=True)
+class TokenIdentity:
+    """What serving a request needs to know of its token: read with the token's centres in one query.
+
+    Not a model row, so nothing can save a partly read token back over the stored one.
+    """
+
+    pk: int
+    name: str
+    read_only: bool
+
+
 class TokenPrincipal(AnonymousUser):
     """The caller behind an API token: authenticated, scoped to the token's centres, never a superuser."""
 
@@ -31,7 +44,7 @@ class TokenPrincipal(AnonymousUser):
     is_superuser = False
     is_staff = False
 
-    def __init__(self, token: ApiToken, centre_ids: list[int]):
+    def __init__(self, token: TokenIdentity, centre_ids: list[int]):
         self.token = token
         self._centre_ids = centre_ids  # read by tenancy.user_centre_ids
         self.pk = self.id = None
@@ -70,16 +83,27 @@ def api_token_revoke(token: ApiToken, now: dt.datetime | None = None) -> bool:
 
 
 def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPrincipal | None:
-    """The principal for a raw key, or None if it is unknown or revoked."""
+    """The principal for a raw key, or None if it is unknown or revoked.
+
+    Read from the database on every request (one query: the token and its centres), so a revocation or a change
+    of centres holds from the next request on, in every worker.
+    """
     if not raw.startswith(f"{TOKEN_PREFIX}_") or len(raw) > 200:
         return None
-    token = ApiToken.objects.live().filter(key_sha256=api_key_digest(raw)).first()
-    if token is None:
+    rows = list(
+        ApiToken.objects.live()
+        .filter(key_sha256=api_key_digest(raw))
+        .order_by()
+        .values_list("pk", "name", "read_only", "last_used_at", "centres")
+    )
+    if not rows:
         return None
+    pk, name, read_only, last_used_at, _ = rows[0]
     now = now or timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return TokenPrincipal(token, list(token.centres.values_list("pk", flat=True)))
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=pk).update(last_used_at=now)
+    centre_ids = sorted(row[4] for row in rows if row[4] is not None)
+    return TokenPrincipal(TokenIdentity(pk, name, read_only), centre_ids)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):

@@ -40,6 +40,17 @@ def test_it_refuses_a_revoked_token(token_a, api_a):
     assert api_token_revoke(token_a[0]) is False  # once
 
 
+def test_it_applies_a_change_of_a_tokens_centres_at_once(token_a, api_a, planned_a, centre_b):
+    patient, _ = planned_a
+    token = token_a[0]
+    assert api_a.get(f"/api/v1/patients/{patient.pk}").status_code == 200
+    token.centres.set([centre_b])
+    assert api_a.get(f"/api/v1/patients/{patient.pk}").status_code == 404
+    assert [c["code"] for c in api_a.get("/api/v1/centres").json()["results"]] == ["b"]
+    token.centres.add(token.centres.model.objects.get(code="a"))
+    assert api_a.get(f"/api/v1/patients/{patient.pk}").status_code == 200
+
+
 def test_it_lets_a_read_only_token_read_but_not_write(readonly_a, centre_a):
     assert readonly_a.get("/api/v1/patients").status_code == 200
     response = readonly_a.post("/api/v1/patients", {"mrn": "X1"}, format="json")
