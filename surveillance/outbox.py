@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from surveillance import scheduling
+from surveillance import bulk_rows, scheduling
 from surveillance.models import FollowUpVisit, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.reminders import Audience, Purpose
 
@@ -199,16 +199,32 @@ def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> 
 
     What ``visit_reminders_sync`` plans for a new visit (it has no rows to cancel, and nothing was sent that a
     notice or a catch-up could repeat), for many visits at once. The caller sets each visit's
-    ``reminders_planned_for``, as ``visit_reminders_sync`` does after the fact.
+    ``reminders_planned_for``, as ``visit_reminders_sync`` does after the fact. A key names the visit's identity,
+    which no stored visit had (its rows would have gone with it), so no key is already taken.
     """
     rows = []
     for visit in visits:
         if not visit.infusion.patient.under_follow_up or visit.status != VisitStatus.SCHEDULED:
             continue
         wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
-        rows += [_outbox_row(visit, key, plan) for key, plan in wanted.items()]
-    Reminder.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+        rows += [
+            (visit.pk, plan.audience, plan.purpose, plan.days_before, key, plan.send_after, plan.send_after)
+            for key, plan in wanted.items()
+        ]
+    bulk_rows.rows_insert(Reminder, NEW_REMINDER_COLUMNS, rows, now=now)
     return len(rows)
+
+
+#: The columns of a new outbox row (``_outbox_row``): first tried at the moment it is due.
+NEW_REMINDER_COLUMNS = (
+    "visit_id",
+    "audience",
+    "purpose",
+    "days_before",
+    "idempotency_key",
+    "send_after",
+    "next_attempt_at",
+)
 
 
 def lookahead_end(today: dt.date) -> dt.date:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance import outbox, scheduling
+from surveillance import bulk_rows, outbox, scheduling
 from surveillance.models import (
     AuditEntry,
     FollowUpVisit,
@@ -299,13 +299,16 @@ def _first_plans_write(
     now: dt.datetime,
 ) -> None:
     """Write the first plans of infusions that have no visits yet, in bulk: what ``_apply`` and the audit entry of
-    ``infusion_plan()`` write for them, one statement per table (and per protocol) instead of per infusion."""
+    ``infusion_plan()`` write for them, one statement per table (and per protocol) instead of per infusion.
+
+    Visits are written as rows (``bulk_rows``), not model instances: only those in the reminder look-ahead, a few
+    per infusion, are built as visits, for the outbox to plan their reminders."""
     if not plans:
         return
     rules: dict[int, dict[str, ProtocolRule]] = {}
     assigned: dict[int, list[int]] = {}
-    visits: list[FollowUpVisit] = []
-    lookahead: list[FollowUpVisit] = []
+    rows: list[tuple] = []
+    lookahead: list[tuple[int, FollowUpVisit]] = []  # (index of its row, the visit)
     for infusion, protocol, _, planned in plans:
         if protocol.pk not in rules:
             rules[protocol.pk] = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
@@ -313,20 +316,73 @@ def _first_plans_write(
             infusion.protocol = protocol
             assigned.setdefault(protocol.pk, []).append(infusion.pk)
         today = timezone.localdate(now, infusion.patient.centre.tz)
+        horizon = outbox.lookahead_end(today)
+        by_code = rules[protocol.pk]
         for plan in planned:
-            visit = _new_visit(infusion, rules[protocol.pk][plan.rule_code], plan, today, now)
-            # A new visit has no outbox rows yet: only one in the look-ahead needs any (one planned already
-            # closed, its window past, has nothing to plan or cancel).
-            if outbox.in_lookahead(visit, today):
-                visit.reminders_planned_for = visit.sequence
-                lookahead.append(visit)
-            visits.append(visit)
+            rule = by_code[plan.rule_code]
+            if plan.window_end < today:
+                rows.append(_visit_row(infusion.pk, rule.pk, plan, closed_at=now))
+                continue
+            planned_for = None
+            if plan.due_date <= horizon:  # a new visit has no outbox rows yet: only one in the look-ahead needs any
+                visit = _new_visit(infusion, rule, plan, today, now)
+                visit.reminders_planned_for = planned_for = visit.sequence
+                lookahead.append((len(rows), visit))
+            rows.append(_visit_row(infusion.pk, rule.pk, plan, reminders_planned_for=planned_for))
     for protocol_id, pks in assigned.items():
         Infusion.objects.filter(pk__in=pks).update(protocol=protocol_id, updated_at=now)
-    FollowUpVisit.objects.bulk_create(visits, batch_size=2000)
-    outbox.new_visits_reminders_plan(lookahead, now)
+    ids = bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows, now=now)
+    for at, visit in lookahead:
+        visit.pk = ids[at]
+    outbox.new_visits_reminders_plan([visit for _, visit in lookahead], now)
     AuditEntry.objects.bulk_create(
         [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans], batch_size=2000
+    )
+
+
+VISIT_ROW_COLUMNS = (
+    "infusion_id",
+    "rule_id",
+    "rule_code",
+    "occurrence",
+    "label",
+    "kind",
+    "due_date",
+    "window_start",
+    "window_end",
+    "assessments",
+    "status",
+    "status_reason",
+    "status_changed_at",
+    "reminders_planned_for",
+)
+
+
+def _visit_row(
+    infusion_id: int,
+    rule_id: int,
+    plan: scheduling.PlannedVisit,
+    *,
+    closed_at: dt.datetime | None = None,
+    reminders_planned_for: int | None = None,
+) -> tuple:
+    """A new visit's row (``VISIT_ROW_COLUMNS``), as ``_new_visit`` fills it; ``closed_at``: its window had
+    closed when it was planned (an import of an old infusion, or a corrected date), so it is not a missed visit."""
+    return (
+        infusion_id,
+        rule_id,
+        plan.rule_code,
+        plan.occurrence,
+        plan.label,
+        plan.kind,
+        plan.due_date,
+        plan.window_start,
+        plan.window_end,
+        plan.assessments,
+        VisitStatus.SCHEDULED if closed_at is None else VisitStatus.CANCELLED,
+        "" if closed_at is None else WINDOW_CLOSED_REASON,
+        closed_at,
+        reminders_planned_for,
     )
 
 

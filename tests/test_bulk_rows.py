@@ -1,0 +1,87 @@
+"""New rows written by COPY (PostgreSQL) are the rows ``bulk_create`` writes from the same values."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from surveillance import bulk_rows, planning
+from surveillance.models import FollowUpVisit, Reminder
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 2, 1, 15, 0, tzinfo=dt.UTC)
+VARYING = {"id", "infusion_id", "visit_id", "created_at", "updated_at"}
+
+
+def _stored(infusion) -> dict:
+    """Every column of the infusion's visits and reminders, but ids and insert stamps (which differ anyway)."""
+    visits = FollowUpVisit.objects.filter(infusion=infusion).order_by("rule_code", "occurrence").values()
+    reminders = Reminder.objects.filter(visit__infusion=infusion).order_by("idempotency_key")
+    return {
+        "visits": [{k: v for k, v in row.items() if k not in VARYING} for row in visits],
+        "reminders": [
+            {
+                **{k: v for k, v in row.items() if k not in VARYING | {"idempotency_key"}},
+                "key": row["idempotency_key"].split(":", 1)[1],
+            }
+            for row in reminders.values()
+        ],
+    }
+
+
+@pytest.fixture
+def needs_copy():
+    if connection.vendor != bulk_rows.COPY_VENDOR:
+        pytest.skip("COPY is PostgreSQL's")
+
+
+@pytest.mark.parametrize("infusion_date", [dt.date(2026, 1, 20), dt.date(2019, 3, 4)])
+def test_it_writes_the_rows_bulk_create_writes(
+    needs_copy, centre_a, make_patient, make_infusion, monkeypatch, infusion_date
+):
+    copied = make_infusion(make_patient(centre_a), infusion_date=infusion_date)
+    created = make_infusion(make_patient(centre_a), infusion_date=infusion_date)
+    planning.infusions_plan_new([copied], now=NOW)
+    monkeypatch.setattr(bulk_rows, "COPY_VENDOR", "none")
+    planning.infusions_plan_new([created], now=NOW)
+
+    assert _stored(copied) == _stored(created)
+    rows = _stored(copied)
+    assert len(rows["visits"]) > 20
+    assert rows["reminders"]
+    assert {v["status"] for v in rows["visits"]} == {"scheduled", "cancelled"}
+
+
+COLUMNS = ("infusion_id", "rule_id", "rule_code", "occurrence", "label", "kind", "due_date", "window_start")
+COLUMNS += ("window_end", "assessments")
+
+
+def _row(infusion, rule, occurrence: int, day: dt.date) -> tuple:
+    return (infusion.pk, rule.pk, rule.code, occurrence, "x", "clinic", day, day, day, ("cbc", "exam"))
+
+
+def test_it_returns_the_ids_of_the_rows_it_wrote(needs_copy, centre_a, make_patient, make_infusion):
+    infusion = make_infusion(make_patient(centre_a))
+    rule = planning.Protocol.objects.current("standard").rules.first()
+    day = dt.date(2026, 3, 1)
+
+    ids = bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, n, day) for n in (1, 2)], now=NOW)
+
+    stored = {v.pk: v for v in FollowUpVisit.objects.filter(pk__in=ids)}
+    assert [stored[pk].occurrence for pk in ids] == [1, 2]
+    first = stored[ids[0]]
+    assert first.assessments == ["cbc", "exam"] and first.results == {} and first.status == "scheduled"
+    assert first.created_at == first.updated_at == NOW
+
+
+def test_it_refuses_a_duplicate_as_an_insert_would(needs_copy, centre_a, make_patient, make_infusion):
+    infusion = make_infusion(make_patient(centre_a))
+    rule = planning.Protocol.objects.current("standard").rules.first()
+    day = dt.date(2026, 3, 1)
+    bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, 1, day)], now=NOW)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, 1, day)], now=NOW)
+    assert FollowUpVisit.objects.filter(infusion=infusion).count() == 1
