@@ -79,7 +79,7 @@ def _default(field: models.Field, now: dt.datetime):
     """The value ``bulk_create`` would store for a column it was not given, ready for COPY."""
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         return now
-    if callable(field.default) and field.default not in (list, dict):
+    if field.has_default() and callable(field.default) and field.default not in (list, dict):
         raise ValueError(f"{field.name}: its default may differ from row to row; give it as a column")
     value = field.get_default()
     if isinstance(field, models.JSONField):

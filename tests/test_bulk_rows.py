@@ -85,3 +85,14 @@ def test_it_refuses_a_duplicate_as_an_insert_would(needs_copy, centre_a, make_pa
     with pytest.raises(IntegrityError), transaction.atomic():
         bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, 1, day)], now=NOW)
     assert FollowUpVisit.objects.filter(infusion=infusion).count() == 1
+
+
+def test_it_refuses_to_copy_a_default_that_may_differ_from_row_to_row(
+    needs_copy, centre_a, make_patient, make_infusion, monkeypatch
+):
+    infusion = make_infusion(make_patient(centre_a))
+    rule = planning.Protocol.objects.current("standard").rules.first()
+    monkeypatch.setattr(FollowUpVisit._meta.get_field("results"), "default", lambda: {"drawn": "per row"})
+
+    with pytest.raises(ValueError, match="results"):
+        bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, 1, dt.date(2026, 3, 1))], now=NOW)
