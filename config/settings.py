@@ -219,7 +219,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# A static schedule: the dispatcher every minute, the missed-visit sweep daily, the care-team digest weekly.
+# A static schedule: the dispatcher every minute, rendering ahead every five, the missed-visit sweep daily, the
+# care-team digest weekly.
 # Each task only says "do this batch now"; what is due is decided from the database.
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-reminders": {
@@ -227,6 +228,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("CARTWATCH_DISPATCH_INTERVAL_SECONDS", default=60.0),
         # a run that waited longer than the interval is superseded by the next one
         "options": {"expires": env.float("CARTWATCH_DISPATCH_INTERVAL_SECONDS", default=60.0)},
+    },
+    "prepare-reminders": {
+        "task": "surveillance.tasks.prepare_reminders",
+        "schedule": env.float("CARTWATCH_PREPARE_INTERVAL_SECONDS", default=300.0),
+        "options": {"expires": env.float("CARTWATCH_PREPARE_INTERVAL_SECONDS", default=300.0)},
     },
     "daily-sweep": {
         "task": "surveillance.tasks.daily_sweep",
@@ -282,6 +288,17 @@ CARTWATCH = {
     "REMINDER_MAX_ATTEMPTS": env.int("CARTWATCH_REMINDER_MAX_ATTEMPTS", default=6),
     "REMINDER_RETRY_SECONDS": env.int("CARTWATCH_REMINDER_RETRY_SECONDS", default=60),
     "DISPATCH_BUDGET_SECONDS": env.int("CARTWATCH_DISPATCH_BUDGET_SECONDS", default=50),
+    # Dispatchers that drain a burst together (one per worker slot; the run that finds more than a batch due asks
+    # the others to join).
+    "DISPATCH_PARALLEL": env.int("CARTWATCH_DISPATCH_PARALLEL", default=2),
+    # Messages handed to the server per commit: the outcomes of one group are recorded with the next group's
+    # hand-off markers. A crash can double at most this many messages (each flagged, with the same Message-ID);
+    # 1 commits around every message, at a cost in throughput.
+    "REMINDER_COMMIT_EVERY": env.int("CARTWATCH_REMINDER_COMMIT_EVERY", default=20),
+    # Reminders due within this many minutes are rendered ahead (at most this many per run), so that the burst at
+    # the reminder hour only sends bytes.
+    "REMINDER_PREPARE_MINUTES": env.int("CARTWATCH_REMINDER_PREPARE_MINUTES", default=120),
+    "REMINDER_PREPARE_LIMIT": env.int("CARTWATCH_REMINDER_PREPARE_LIMIT", default=5000),
     # /health/ answers 503 when no dispatcher run has finished for this long, or a reminder is this late.
     "HEALTH_DISPATCHER_STALL_SECONDS": env.int("CARTWATCH_HEALTH_DISPATCHER_STALL_SECONDS", default=300),
     "HEALTH_REMINDER_LATE_SECONDS": env.int("CARTWATCH_HEALTH_REMINDER_LATE_SECONDS", default=900),
@@ -305,6 +322,16 @@ CARTWATCH = {
     "LOGIN_LOCKOUT_SECONDS": env.int("CARTWATCH_LOGIN_LOCKOUT_SECONDS", default=15 * 60),
 }
 
+# --- Cache ------------------------------------------------------------------------------------------------------
+# The API's rate limits count in it, so in production it is a Redis server every web worker shares
+# (CARTWATCH_CACHE_URL, e.g. redis://redis:6379/1); without one, each process counts on its own.
+CACHE_URL = env.str("CARTWATCH_CACHE_URL", default="")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
 # --- REST API -----------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "surveillance.api.schema.ApiAutoSchema",
@@ -322,7 +349,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["surveillance.api.throttling.PerTokenRateThrottle"],
-    # Per token (integrations), per user (staff sessions); a cache shared by the web workers makes them global.
+    # Per token (integrations), per user (staff sessions); counted in the cache above, shared by the web workers.
     "DEFAULT_THROTTLE_RATES": {
         "token": env.str("CARTWATCH_API_RATE_TOKEN", default="600/min"),
         "staff": env.str("CARTWATCH_API_RATE_STAFF", default="300/min"),

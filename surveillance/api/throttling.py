@@ -1,14 +1,65 @@
-"""Rate limiting: per token for integrations, per user for staff (rates in ``REST_FRAMEWORK``)."""
+"""Rate limiting: per token for integrations, per user for staff (rates in ``REST_FRAMEWORK``).
+
+Requests are counted in the default cache, which production points at Redis (``CARTWATCH_CACHE_URL``) so that
+every web worker counts against the same allowance. A request costs one round trip to it: the count of the
+current fixed window is incremented and the previous window's count read in one pipeline, and the two give a
+sliding-window estimate (the previous window weighted by how much of it the sliding window still covers).
+"""
 
 from __future__ import annotations
 
+import functools
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
 
 from surveillance.api.auth import TokenPrincipal
 
+REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+
+
+@functools.cache
+def _redis(location: str) -> redis.Redis:
+    """One client (and connection pool) per process for the cache's Redis server."""
+    return redis.Redis.from_url(location)
+
+
+def window_counts(key: str, previous_key: str, ttl: int) -> tuple[int, int]:
+    """Count one more request under ``key`` (kept ``ttl`` seconds) and read the count under ``previous_key``."""
+    config = settings.CACHES["default"]
+    if config["BACKEND"] == REDIS_CACHE:
+        pipe = _redis(config["LOCATION"]).pipeline(transaction=False)
+        pipe.set(cache.make_key(key), 0, ex=ttl, nx=True)
+        pipe.incr(cache.make_key(key))
+        pipe.get(cache.make_key(previous_key))
+        _, current, previous = pipe.execute()
+        return current, int(previous or 0)
+    cache.add(key, 0, ttl)
+    return cache.incr(key), cache.get(previous_key, 0)
+
+
+def seconds_until_allowed(current: int, previous: int, elapsed: float, limit: int, duration: int) -> float:
+    """How long until one more request fits the sliding-window estimate, if none is sent meanwhile.
+
+    ``elapsed`` is how far into the current window we are; the estimate at a later point ``x`` seconds on is
+    ``previous * (1 - (elapsed + x) / duration) + current`` within this window, ``current * (1 - y / duration)``
+    at ``y`` seconds into the next one.
+    """
+    room = limit - current - 1
+    if room >= 0:
+        if previous <= room:
+            return 0.0
+        within = duration * (1 - room / previous) - elapsed
+        if within <= duration - elapsed:
+            return max(0.0, within)
+    into_next = duration * (1 - (limit - 1) / current) if current > limit - 1 else 0.0
+    return duration - elapsed + into_next
+
 
 class PerTokenRateThrottle(SimpleRateThrottle):
-    """``token`` rate for each API token, ``staff`` rate for each session user."""
+    """``token`` rate for each API token, ``staff`` rate for each session user, ``anon`` rate per address."""
 
     scope = "token"
 
@@ -26,3 +77,18 @@ class PerTokenRateThrottle(SimpleRateThrottle):
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request, view) -> bool:
+        """Refused requests count too: a caller that keeps sending while refused stays refused."""
+        key = self.get_cache_key(request, view)
+        if key is None or self.num_requests is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.elapsed = now - window * self.duration
+        self.current, self.previous = window_counts(f"{key}:{window}", f"{key}:{window - 1}", 2 * self.duration)
+        estimate = self.previous * (1 - self.elapsed / self.duration) + self.current
+        return estimate <= self.num_requests
+
+    def wait(self) -> float:
+        return seconds_until_allowed(self.current, self.previous, self.elapsed, self.num_requests, self.duration)
