@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
-from collections import Counter
+from collections import ChainMap, Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -94,6 +94,15 @@ class ImportReport:
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(issue)
 
+    def merge(self, other: ImportReport) -> None:
+        """Add what a batch did (``other``, its own report) to this one, as if reported here."""
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.ignored.update(other.ignored)
+        self.errors += other.errors[: MAX_REPORTED_ERRORS - len(self.errors)]
+        self.error_count += other.error_count
+        self.patient_ids |= other.patient_ids
+
     def as_dict(self) -> dict:
         return {
             "dry_run": self.dry_run,
@@ -130,6 +139,20 @@ class ImportReport:
         )
 
 
+COUNTERS = (
+    "patients_created",
+    "patients_updated",
+    "patients_unchanged",
+    "patients_closed",
+    "infusions_created",
+    "infusions_replanned",
+    "infusions_unchanged",
+    "visits_planned",
+)
+#: What the database (or a lifecycle rule) may refuse while a record is applied: the record is reported, not raised.
+REFUSED = (IntegrityError, DataError, lifecycle.TransitionError)
+
+
 class RowProblem(Exception):
     """A record that parsed but cannot be applied (unknown patient, product not named, ...)."""
 
@@ -149,10 +172,16 @@ class Importer:
     def __init__(self, centre: TreatmentCentre, *, source_system: str = DEFAULT_SOURCE_SYSTEM, report: ImportReport):
         self.centre = centre
         self.source_system = source_system[:255]
-        self.report = report
+        self.report = self._main = report
         self.today = timezone.localdate(timezone.now(), centre.tz)
         self.products = {p.code: p for p in CarTProduct.objects.all()}
-        self._patients: dict[str, int] = {}  # source id -> patient pk, within this import
+        # Source id -> patient pk, within this import; a batch's own entries in front until it commits.
+        self._patients: ChainMap[str, int] = ChainMap()
+        # A batch applied without savepoints queues its new patients and infusions (``creates_flush``).
+        self.queue_creates = False
+        self._new_patients: list[tuple[Patient, PatientRecord]] = []
+        self._queued: set[tuple[str, str]] = set()  # ("source" | "mrn", value) of the queued patients
+        self._new_infusions: list[Infusion] = []
         # NDJSON batches: new infusions are planned together at the end of the batch (``plans_flush``), and the
         # batch's patients and infusions are looked up with a query each (``batch_prepare``).
         self.defer_plans = False
@@ -166,6 +195,45 @@ class Importer:
         self._keys: dict[int, tuple[str | None, str | None]] = {}  # patient pk -> its keys above
         self._by_ref: dict[str, int] = {}  # an infusion's patient reference -> patient pk
         self._infusions: dict[int, list[Infusion]] | None = None  # patient pk -> its infusions, by pk
+
+    # --- a batch of NDJSON lines
+    def batch_begin(self, *, careful: bool) -> None:
+        """Start applying a batch, with a report of its own until it commits (``batch_commit``); what an earlier
+        attempt at the same batch left (rolled back) is forgotten.
+
+        ``careful``: each record in a savepoint, its rows written at once, so that a record the database refuses
+        is reported by its line and the others kept. Otherwise no savepoints, and new patients and infusions are
+        inserted a statement per batch: a refusal then fails the whole batch, which is applied again carefully.
+        """
+        self.report = ImportReport(dry_run=self._main.dry_run, format=self._main.format)
+        self._patients = ChainMap({}, self._patients.maps[-1])
+        self.queue_creates = not careful
+        self._new_patients, self._queued, self._new_infusions, self._pending = [], set(), [], []
+        self.item_begin()
+        self.cache_drop()
+
+    def batch_commit(self) -> None:
+        """The batch is stored: what it did counts in the import's report, its patients are known."""
+        self._patients.maps[-1].update(self._patients.maps[0])
+        self._main.merge(self.report)
+        self.report = self._main
+
+    def creates_flush(self) -> None:
+        """Insert the queued patients and infusions, a statement per table."""
+        self._patients_flush()
+        self._infusions_flush()
+
+    def _patients_flush(self) -> None:
+        patients, self._new_patients, self._queued = self._new_patients, [], set()
+        if patients:
+            Patient.objects.bulk_create([patient for patient, _ in patients])
+            for patient, record in patients:
+                self._patient_applied(patient, record)
+
+    def _infusions_flush(self) -> None:
+        infusions, self._new_infusions = self._new_infusions, []
+        if infusions:
+            Infusion.objects.bulk_create(infusions)
 
     # --- looking a batch up at once
     def batch_prepare(self, items: list) -> None:
@@ -238,11 +306,13 @@ class Importer:
     def _infusions_of(self, patient: Patient) -> list[Infusion]:
         """The patient's infusions (a handful at most), by pk; those of the batch's patients in one query."""
         if self._cached and self._infusions is None:
+            self._infusions_flush()
             self._infusions = {pk: [] for pk in self._by_ref.values()}
             for infusion in Infusion.objects.filter(patient_id__in=list(self._infusions)).order_by("pk"):
                 self._infusions[infusion.patient_id].append(infusion)
         if self._infusions is not None and patient.pk in self._infusions:
             return list(self._infusions[patient.pk])
+        self._infusions_flush()
         return list(Infusion.objects.filter(patient=patient).order_by("pk"))
 
     def _infusions_forget(self, patient: Patient) -> None:
@@ -256,6 +326,7 @@ class Importer:
         Should that fail, each is planned on its own, and one that cannot be is reported by its line, as when
         infusions were planned one by one.
         """
+        self.creates_flush()
         pending, self._pending = self._pending, []
         if not pending:
             return
@@ -284,12 +355,12 @@ class Importer:
         try:
             with transaction.atomic():
                 diffs = planning.infusions_plan_new([infusion for infusion, _ in pending], reason=PLAN_REASON)
-        except (IntegrityError, DataError, lifecycle.TransitionError):
+        except REFUSED:
             for infusion, record in pending:
                 try:
                     with transaction.atomic():
                         self.report.visits_planned += len(planning.infusion_plan(infusion, reason=PLAN_REASON).added)
-                except (IntegrityError, DataError, lifecycle.TransitionError) as exc:
+                except REFUSED as exc:
                     logger.info("ndjson line %s refused: %s", record.line, type(exc).__name__)
                     Infusion.objects.filter(pk=infusion.pk).delete()
                     self.cache_drop()
@@ -305,9 +376,12 @@ class Importer:
         if not mrn:
             raise RowProblem("identifier", "the patient has neither an MRN nor an id", "required")
         source_id = record.source_id[:128]
+        if {("source", source_id), ("mrn", mrn)} & self._queued:
+            self._patients_flush()  # the same patient twice in a batch: the second finds the first, stored
         if self._cached:
             patient = self._patient_known(source_id, mrn)
         else:
+            self._patients_flush()
             patient = (
                 Patient.objects.filter(
                     centre=self.centre, source_system=self.source_system, source_id=source_id
@@ -326,10 +400,15 @@ class Importer:
             else "en",
         }
         if patient is None:
-            patient = Patient.objects.create(
+            patient = Patient(
                 centre=self.centre, mrn=mrn, source_system=self.source_system, source_id=source_id, **values
             )
             self.report.patients_created += 1
+            if self.queue_creates and not record.deceased:
+                self._new_patients.append((patient, record))
+                self._queued |= {("source", source_id), ("mrn", mrn)}
+                return patient
+            patient.save(force_insert=True)
         else:
             values.update(mrn=mrn, source_system=self.source_system, source_id=source_id)
             changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
@@ -340,9 +419,7 @@ class Importer:
                 self.report.patients_updated += 1
             else:
                 self.report.patients_unchanged += 1
-        self._patients[record.source_id] = patient.pk
-        self._patient_remember(patient, record)
-        self.report.patient_ids.add(patient.pk)
+        self._patient_applied(patient, record)
         if record.deceased and patient.under_follow_up:
             self.plans_flush()
             self._patient_forget(patient)
@@ -351,6 +428,12 @@ class Importer:
             )
             self.report.patients_closed += 1
         return patient
+
+    def _patient_applied(self, patient: Patient, record: PatientRecord) -> None:
+        """The record's patient is stored: infusions may refer to it."""
+        self._patients[record.source_id] = patient.pk
+        self._patient_remember(patient, record)
+        self.report.patient_ids.add(patient.pk)
 
     def _patient_for(self, reference: str) -> Patient:
         if self._cached and reference in self._by_ref:
@@ -376,6 +459,7 @@ class Importer:
             raise RowProblem(
                 "date", f"an infusion before {EARLIEST_INFUSION} predates every approved CAR-T product", "value"
             )
+        self._patients_flush()
         patient = self._patient_for(record.patient_ref)
         self.report.patient_ids.add(patient.pk)
         source_id = record.source_id[:128]
@@ -398,7 +482,7 @@ class Importer:
             defer = self.defer_plans and not stored and patient.under_follow_up
             if not defer:
                 self.plans_flush()
-            infusion = Infusion.objects.create(
+            infusion = Infusion(
                 patient=patient,
                 product=product,
                 infusion_date=record.infusion_date,
@@ -407,6 +491,10 @@ class Importer:
                 source_id=source_id,
             )
             self.report.infusions_created += 1
+            if defer and self.queue_creates:
+                self._new_infusions.append(infusion)
+            else:
+                infusion.save(force_insert=True)
             if defer:
                 self._pending.append((infusion, record))
                 if self._infusions is not None and patient.pk in self._infusions:
@@ -441,6 +529,7 @@ class Importer:
                 and abs((other.infusion_date - record.infusion_date).days) <= 1
             ):
                 return other.product_code
+        self._infusions_flush()
         stored = (
             Infusion.objects.filter(patient=patient, infusion_date=record.infusion_date)
             .select_related("product")
@@ -554,8 +643,7 @@ def ndjson_import(
 
     def run() -> None:
         for batch in _batches(parsed, batch_lines):
-            with transaction.atomic():
-                _ndjson_batch(importer, batch)
+            _ndjson_batch_commit(importer, batch)
 
     if dry_run:
         try:
@@ -569,27 +657,51 @@ def ndjson_import(
     return report
 
 
-def _ndjson_batch(importer: Importer, batch: list[tuple[int, object]]) -> None:
+def _ndjson_batch_commit(importer: Importer, batch: list[tuple[int, object]]) -> None:
+    """Apply a batch of lines and commit it: without savepoints, or, should the database refuse a write, again
+    with a savepoint per line, so that the refused line is reported by its number and the others are kept."""
+    try:
+        with transaction.atomic():
+            importer.batch_begin(careful=False)
+            _ndjson_batch(importer, batch, careful=False)
+    except REFUSED as exc:
+        logger.info("ndjson lines %s-%s applied again line by line: %s", batch[0][0], batch[-1][0], type(exc).__name__)
+        with transaction.atomic():
+            importer.batch_begin(careful=True)
+            _ndjson_batch(importer, batch, careful=True)
+    importer.batch_commit()
+
+
+def _ndjson_batch(importer: Importer, batch: list[tuple[int, object]], *, careful: bool) -> None:
     items = [item for _, item in batch]
     siblings = [item for item in items if isinstance(item, InfusionRecord)]
     importer.batch_prepare(items)
     for item in _ordered(items):
-        importer.item_begin()
+        if careful:
+            _ndjson_item_careful(importer, item, siblings)
+            continue
         try:
-            with transaction.atomic():
-                importer.apply(item, siblings)
-        except RowProblem as problem:
-            importer.item_rolled_back(changed=False)  # refused before writing anything
+            importer.apply(item, siblings)
+        except RowProblem as problem:  # refused before writing anything
             importer.report.error(_issue(item, problem))
-        except (IntegrityError, DataError, lifecycle.TransitionError) as exc:
-            logger.info("ndjson line %s refused: %s", getattr(item, "line", None), type(exc).__name__)
-            importer.item_rolled_back()
-            importer.report.error(
-                _issue(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
-            )
     importer.item_begin()
     importer.plans_flush()
     importer.cache_drop()
+
+
+def _ndjson_item_careful(importer: Importer, item, siblings: list[InfusionRecord]) -> None:
+    """Apply one record in a savepoint: one the database refuses is reported, and the batch goes on."""
+    importer.item_begin()
+    try:
+        with transaction.atomic():
+            importer.apply(item, siblings)
+    except RowProblem as problem:
+        importer.item_rolled_back(changed=False)  # refused before writing anything
+        importer.report.error(_issue(item, problem))
+    except REFUSED as exc:
+        logger.info("ndjson line %s refused: %s", getattr(item, "line", None), type(exc).__name__)
+        importer.item_rolled_back()
+        importer.report.error(_issue(item, "cannot be stored: a duplicate identifier, or a value the database refuses"))
 
 
 # --------------------------------------------------------------------------------------------- CSV
@@ -630,7 +742,7 @@ def _atomic_apply(items: list, centre, source_system: str, report: ImportReport,
                         importer.apply(item, infusions)
                 except RowProblem as problem:
                     problems.append(_issue(item, problem))
-                except (IntegrityError, DataError, lifecycle.TransitionError) as exc:
+                except REFUSED as exc:
                     logger.info("import item refused: %s", type(exc).__name__)
                     problems.append(
                         _issue(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
