@@ -97,3 +97,12 @@ def test_it_keeps_an_auditor_from_writing(staff_client, auditor, planned_a):
     visit = planned_a[1].visits.filter(status="scheduled").first()
     response = client.post(f"/api/v1/visits/{visit.pk}/cancel", {"reason": "x"}, format="json")
     assert response.status_code == 403
+
+
+def test_it_records_a_staff_members_api_read_with_the_user_and_address(staff_client, coordinator_a, planned_a):
+    patient, _ = planned_a
+    response = staff_client(coordinator_a).get(f"/api/v1/patients/{patient.pk}", REMOTE_ADDR="192.0.2.7")
+    assert response.status_code == 200
+    entry = AuditEntry.objects.filter(action="api_get", patient_id=patient.pk).latest("pk")
+    assert (entry.actor, entry.actor_label, entry.remote_addr) == (coordinator_a, "", "192.0.2.7")
+    assert entry.changes == {"status": 200, "path": f"/api/v1/patients/{patient.pk}"}
