@@ -1,8 +1,10 @@
 """The REST API under concurrent load on loopback: gunicorn on the configured database, driven by ``wrk``.
 
 A cohort of ``BENCH_API_VISITS`` (default 300,000) visits, 30 per patient, is built with SQL in a scratch database
-(as ``bench.sweep`` builds its cohort). gunicorn serves it (``BENCH_API_WORKERS`` workers, default 2 x CPUs + 1,
-``BENCH_API_THREADS`` threads each, default 2; persistent database connections as in production) and ``wrk`` runs
+(as ``bench.sweep`` builds its cohort). gunicorn serves it with the production web command (the Dockerfile's
+``CMD``, which compose and ``bin/serve`` run too: sync workers, one thread each), with ``BENCH_API_WORKERS`` workers
+(default 2 x CPUs + 1) and ``BENCH_API_THREADS`` threads (default 1), persistent database connections and the rate
+limit counted in Redis (``CARTWATCH_CACHE_URL``, else the broker's server) as in production. ``wrk`` runs
 ``BENCH_API_CLIENTS`` (default 20) concurrent connections for ``BENCH_API_SECONDS`` (default 8) seconds per run,
 three runs per URL, with an API token in the Authorization header (a Lua script, which also prints the latency
 percentiles):
@@ -31,6 +33,8 @@ from pathlib import Path
 from bench._common import ROOT, median, record, scratch_database
 
 TARGET_P99_MS = 100.0
+#: Threads per worker by default: production's web command runs gunicorn's sync workers, one thread each.
+THREADS = 1
 
 LUA = """
 wrk.headers["Authorization"] = "Bearer %(token)s"
@@ -50,31 +54,49 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def production_web_options() -> list[str]:
+    """The options of the image's web command (the Dockerfile's CMD, which compose and bin/serve run too)."""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("CMD "):
+            command = json.loads(line.removeprefix("CMD "))
+            return command[command.index("config.wsgi:application") + 1 :]
+    raise RuntimeError("the Dockerfile has no CMD")
+
+
+def gunicorn_args(app: str, port: int, workers: int, threads: int) -> list[str]:
+    """Production's web command for ``app``, on a loopback port, with this run's workers and threads.
+
+    Its access log is left out: the production one writes a line per request to a terminal nobody reads here.
+    """
+    options = production_web_options()
+    replaced = {"--bind": f"127.0.0.1:{port}", "--workers": str(workers), "--access-logfile": None}
+    args = [app]
+    pairs = iter(options)
+    for option in pairs:
+        value = next(pairs)
+        if option not in replaced:
+            args += [option, value]
+    for option in ("--bind", "--workers"):
+        args += [option, replaced[option]]
+    return [*args, "--threads", str(threads), "--log-level", "warning"]
+
+
 def gunicorn(app: str, env: dict, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            app,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--backlog",
-            "256",
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "gunicorn", *gunicorn_args(app, port, workers, threads)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     return proc, port
+
+
+def shared_cache_url() -> str:
+    """The cache the rate limit counts in: ``CARTWATCH_CACHE_URL``, else the broker's Redis server as in compose."""
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    return os.environ.get("CARTWATCH_CACHE_URL") or (broker if broker.startswith("redis://") else "")
 
 
 def wait_ready(url: str, headers: dict, proc: subprocess.Popen) -> None:
@@ -124,7 +146,7 @@ def main() -> int:
     clients = int(os.environ.get("BENCH_API_CLIENTS", "20"))
     seconds = int(os.environ.get("BENCH_API_SECONDS", "8"))
     workers = int(os.environ.get("BENCH_API_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
-    threads = int(os.environ.get("BENCH_API_THREADS", "2"))
+    threads = int(os.environ.get("BENCH_API_THREADS", str(THREADS)))
     from bench.sweep import build
 
     with scratch_database("api") as db_url:
@@ -146,6 +168,7 @@ def main() -> int:
             **os.environ,
             "DATABASE_URL": db_url,
             "DATABASE_CONN_MAX_AGE": "60",  # as in production: one connection per worker thread, kept
+            "CARTWATCH_CACHE_URL": shared_cache_url(),
             "CARTWATCH_API_RATE_TOKEN": "100000000/min",
         }
         paths = {
@@ -176,7 +199,11 @@ def main() -> int:
             finally:
                 stop(server)
     base = figures["bare WSGI"]
-    print(f"gunicorn: {workers} workers x {threads} threads; wrk: {clients} connections, 3 runs of {seconds} s per URL")
+    cache = "Redis" if env["CARTWATCH_CACHE_URL"] else "per-process memory"
+    print(
+        f"gunicorn: {workers} workers x {threads} threads, rate limit counted in {cache}; "
+        f"wrk: {clients} connections, 3 runs of {seconds} s per URL"
+    )
     ok = True
     for name, f in figures.items():
         print(

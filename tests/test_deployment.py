@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -63,6 +64,30 @@ def test_it_runs_in_compose_the_commands_the_readme_documents(compose_config):
             part = part.strip()
             if part:
                 assert part in readme, f"the README does not show the {name} command: {part}"
+
+
+def _gunicorn_options(command: list[str]) -> dict[str, str]:
+    """The options after the WSGI app of a gunicorn command line, without the address it binds."""
+    rest = command[command.index("config.wsgi:application") + 1 :]
+    options = dict(zip(rest[::2], rest[1::2], strict=True))
+    options.pop("--bind")
+    return options
+
+
+def test_it_serves_with_the_same_gunicorn_settings_in_the_image_compose_bin_serve_and_the_benchmark(compose_config):
+    from bench import api_load
+
+    image = json.loads(
+        next(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))[4:]
+    )
+    assert compose_config["services"]["web"]["command"] == image
+    serve = next(line for line in (REPO / "bin" / "serve").read_text().splitlines() if "gunicorn" in line)
+    assert _gunicorn_options(shlex.split(serve.rstrip("&"))) == _gunicorn_options(image)
+    production = _gunicorn_options(image)
+    assert "--threads" not in production and "--worker-class" not in production  # sync workers, one thread each
+    bench = _gunicorn_options(api_load.gunicorn_args("config.wsgi:application", 8000, 3, api_load.THREADS))
+    unlogged = {option: value for option, value in production.items() if option != "--access-logfile"}
+    assert bench == {**unlogged, "--threads": "1", "--log-level": "warning"}
 
 
 def test_it_runs_the_deploy_check_and_the_tests_in_ci():

@@ -62,7 +62,7 @@ def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
             try:
                 login = session.get(f"{base}/admin/login/", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # gunicorn listens before its workers boot
                 time.sleep(0.2)
         else:
             pytest.fail("the server did not answer: " + (tmp_path / "serve.log").read_text()[-2000:])
