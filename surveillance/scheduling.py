@@ -25,6 +25,7 @@ validator.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
@@ -346,9 +347,21 @@ def _shift(anchor: dt.date, amount: int, unit: OffsetUnit) -> dt.date:
     """``anchor`` moved by ``amount`` units, always from the anchor (never chained)."""
     if unit == OffsetUnit.DAY:
         return anchor + dt.timedelta(days=amount)
-    if unit == OffsetUnit.MONTH:
-        return anchor + relativedelta(months=amount)
-    return anchor + relativedelta(years=amount)
+    return _add_months(anchor, amount if unit == OffsetUnit.MONTH else 12 * amount)
+
+
+def _add_months(anchor: dt.date, months: int) -> dt.date:
+    """``anchor + relativedelta(months=months)``: the same day of the month, clamped to the month's last day.
+
+    Computed directly because a plan shifts dates some fifty times per infusion, and an import plans thousands.
+    """
+    years, month0 = divmod(anchor.month - 1 + months, 12)
+    year = anchor.year + years
+    last = 29 if month0 == 1 and calendar.isleap(year) else DAYS_IN_MONTH[month0]
+    return dt.date(year, month0 + 1, min(anchor.day, last))
+
+
+DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def _horizon_in_units(horizon_years: int, unit: OffsetUnit) -> int:
@@ -398,22 +411,28 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
         if rule.condition and (state is None or not state.active):
             continue
         unit = OffsetUnit(rule.offset_unit)
+        chosen = _assessments_chosen(rule, facts, flags)
+        every_time = None if any(offsets is not None for _, offsets in chosen) else tuple(code for code, _ in chosen)
+        before, after = dt.timedelta(days=rule.window_before), dt.timedelta(days=rule.window_after)
+        kind = str(rule.kind)
         for occurrence, amount in occurrence_offsets(rule, horizon_years):
             due = _shift(start, amount, unit)
             if due > horizon_end:
                 continue
             if state is not None and state.until is not None and due > state.until:
                 continue
-            wanted = tuple(a.code for a in rule.assessments if _matches(a.when, facts, flags, amount))
+            wanted = every_time
+            if wanted is None:
+                wanted = tuple(code for code, offsets in chosen if offsets is None or str(amount) in offsets)
             visits.append(
                 PlannedVisit(
                     rule_code=rule.code,
                     occurrence=occurrence,
                     label=rule.label,
-                    kind=str(rule.kind),
+                    kind=kind,
                     due_date=due,
-                    window_start=due - dt.timedelta(days=rule.window_before),
-                    window_end=due + dt.timedelta(days=rule.window_after),
+                    window_start=due - before,
+                    window_end=due + after,
                     assessments=wanted,
                     reminders=rule.reminders,
                 )
@@ -421,6 +440,22 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
     visits = _absorb_conditional(visits, {rule.code for rule in protocol.rules if rule.condition})
     visits.sort(key=lambda v: (v.due_date, v.rule_code, v.occurrence))
     return visits
+
+
+def _assessments_chosen(
+    rule: RuleSpec, facts: InfusionFacts, flags: frozenset[str]
+) -> list[tuple[str, frozenset[str] | None]]:
+    """The rule's assessments whose ``when`` admits this infusion, each with the offsets it is limited to (None:
+    every occurrence): what ``_matches`` decides per occurrence, with the part no occurrence changes decided once."""
+    chosen = []
+    for assessment in rule.assessments:
+        when = assessment.when
+        others = {key: values for key, values in when.items() if key != "offset"} if "offset" in when else when
+        if not _matches(others, facts, flags):
+            continue
+        offsets = frozenset(value.casefold() for value in when["offset"]) if "offset" in when else None
+        chosen.append((assessment.code, offsets))
+    return chosen
 
 
 def _absorb_conditional(visits: list[PlannedVisit], conditional_codes: set[str]) -> list[PlannedVisit]:

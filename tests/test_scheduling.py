@@ -713,3 +713,11 @@ def test_it_never_plans_two_visits_on_the_same_day(protocol, infusion):
     visits = plan_visits(protocol, decided, 30)
     days = [v.due_date for v in visits if v.kind not in ("baseline", "infusion", "acute")]
     assert len(days) == len(set(days))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dates(min_value=dt.date(2010, 1, 1), max_value=dt.date(2060, 12, 31)), st.integers(0, 12 * 40))
+def test_it_shifts_months_and_years_as_relativedelta_does(anchor, months):
+    assert scheduling._shift(anchor, months, scheduling.OffsetUnit.MONTH) == anchor + relativedelta(months=months)
+    years = months // 12
+    assert scheduling._shift(anchor, years, scheduling.OffsetUnit.YEAR) == anchor + relativedelta(years=years)
