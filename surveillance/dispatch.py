@@ -8,8 +8,9 @@ What the rows say, so that nothing is lost and a duplicate is recognisable:
 1. **Claim**: ``pending -> sending`` with a lease, ``attempts + 1``, in one committed conditional UPDATE checked
    by row count (the candidates are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two dispatchers never
    take the same row.
-2. **Hand-off marker**: just before the SMTP transaction of a row, a ``Delivery`` with outcome ``sending`` is
-   committed. Just after the server answers, it becomes ``sent``, ``retry`` or ``failed``.
+2. **Hand-off marker**: before a group of rows (``REMINDER_COMMIT_EVERY``) is handed to the server, a
+   ``Delivery`` with outcome ``sending`` is committed for each. What the server answered (``sent``, ``retry`` or
+   ``failed``) is committed with the next group's markers, or at the end of the batch.
 3. **Lease recovery**: a row still ``sending`` after its lease expired goes back to ``pending`` (attempts kept).
    Without a marker, the worker died before handing it over: a ``reclaimed`` delivery is written and the re-send
    is an ordinary one. With a marker, the server may have accepted it: the marker becomes ``reclaimed`` with
@@ -35,6 +36,7 @@ import secrets
 import smtplib
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
@@ -223,7 +225,7 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         return result
     reminders = list(
         Reminder.objects.filter(pk__in=ids)
-        .select_related("visit__infusion__patient__centre", "visit__rule")
+        .select_related("visit__infusion__patient__centre", "visit__rule", "prepared")
         .order_by("next_attempt_at", "pk")
     )
     to_send = []
@@ -246,80 +248,142 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         result.released += _release(to_send, token, clock(), f"mail server unreachable: {type(exc).__name__}")
         result.handled = 0  # stop the run: nothing more can go out until the server answers
         return result
-    doubtful = set(
-        Delivery.objects.filter(reminder_id__in=[r.pk for r in to_send], possible_duplicate=True).values_list(
-            "reminder_id", flat=True
-        )
-    )
-    # Every message is built before the first is sent, so that nothing slow stands between the server's "250" and
-    # the commit that records it. The outcome of one message is recorded in the same transaction as the next one's
-    # hand-off marker: one commit per message. A crash in between leaves the marker of a message the server took,
-    # so it is flagged; building the messages first keeps that window to the commit itself.
+    try:
+        _send_all(_build(to_send, token, clock, connection, result), token, clock, connection, deadline, result)
+    finally:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            connection.close()
+    return result
+
+
+def _build(to_send: list[Reminder], token: str, clock, connection, result: DispatchResult) -> list[tuple]:
+    """Every message of the batch, as the bytes the server will receive, before the first is sent.
+
+    Nothing slow then stands between the server's "250" and the commit that records it. A rendering made ahead
+    (``PreparedMessage``) is used while its fingerprint still matches; otherwise the message is rendered now.
+    """
     ready = []
     for reminder in to_send:
         reminder.message_id = messages.message_id_for(reminder.idempotency_key)
         try:
-            ready.append((reminder, messages.reminder_message(reminder, now=clock(), connection=connection)))
+            envelope = messages.reminder_envelope(reminder)
+        except ValueError as exc:
+            # Django cannot encode the address; its message quotes the address, so only the type is kept.
+            error = SendError(None, f"invalid address: {type(exc).__name__}", temporary=False)
+            with transaction.atomic():
+                _record_error(reminder, None, token, error, clock())
+            result.failed += 1
+            continue
+        prepared = getattr(reminder, "prepared", None)
+        try:
+            if prepared is not None and prepared.fingerprint == messages.reminder_fingerprint(reminder):
+                raw = bytes(prepared.raw)
+            else:
+                raw = messages.reminder_bytes(reminder, now=clock())
         except Exception as exc:  # a message that cannot be built must not come back every lease
             logger.exception("reminder=%s cannot be rendered", reminder.pk)
             error = SendError(None, f"cannot be rendered: {type(exc).__name__}", temporary=False)
             with transaction.atomic():
                 _record_error(reminder, None, token, error, clock())
             result.failed += 1
-    record = None
+            continue
+        ready.append((reminder, messages.RenderedEmail(raw, envelope, connection=connection)))
+    return ready
+
+
+def _send_all(ready: list[tuple], token: str, clock, connection, deadline: float, result: DispatchResult) -> None:
+    """Send the batch in groups of ``REMINDER_COMMIT_EVERY`` messages, with one commit per group.
+
+    Before a group goes out, its hand-off markers are committed together with the outcomes of the group before.
+    A crash in between leaves markers: the lease recovery flags every re-send of the group as a possible
+    duplicate, so at most a group's worth of messages can reach a recipient twice, each time with the same
+    Message-ID and the flag. A group of 1 commits before and after every message.
+    """
+    doubtful = set(
+        Delivery.objects.filter(reminder_id__in=[r.pk for r, _ in ready], possible_duplicate=True).values_list(
+            "reminder_id", flat=True
+        )
+    )
+    size = max(1, _cfg("REMINDER_COMMIT_EVERY"))
+    accepted: list[tuple[Reminder, Delivery]] = []
+    errors: list[functools.partial] = []
     try:
-        for n, (reminder, email) in enumerate(ready):
+        for start in range(0, len(ready), size):
+            group = ready[start : start + size]
             if time.monotonic() > deadline:
-                result.released += _release([r for r, _ in ready[n:]], token, clock(), "lease running out")
-                break
-            if getattr(connection, "connection", True) is None:  # closed after an error: reconnect or give up
-                try:
-                    _open(connection)
-                except (smtplib.SMTPException, OSError):
-                    result.released += _release(
-                        [r for r, _ in ready[n:]], token, clock(), "mail server connection lost"
-                    )
+                result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
+                return
+            with transaction.atomic():
+                _record_outcomes(accepted, errors, token, clock())
+                accepted, errors = [], []
+                markers = _hand_over([r for r, _ in group], token, doubtful)
+            for n, ((reminder, email), marker) in enumerate(zip(group, markers, strict=True)):
+                if not _reconnected(connection):
+                    unsent = [r for r, _ in ready[start + n :]]
+                    reason = "mail server connection lost"
+                    result.released += _release(unsent, token, clock(), reason, markers=markers[n:])
                     result.handled = 0
-                    break
-            message_id = reminder.message_id
-            with transaction.atomic():
-                if record:
-                    record()
-                    record = None
-                marker = Delivery.objects.create(
-                    reminder=reminder,
-                    attempt=reminder.attempts,
-                    outcome=DeliveryOutcome.SENDING,
-                    worker=token,
-                    message_id=message_id,
-                    possible_duplicate=reminder.pk in doubtful,
-                )
-            try:
-                connection.send_messages([email])
-            except ValueError as exc:
-                # An address Django cannot encode (refused before anything reached the server). Its message quotes
-                # the address, so only the exception's type is kept; it fails for good instead of stopping the batch.
-                error = SendError(None, f"invalid address: {type(exc).__name__}", temporary=False)
-                field = _error_field(reminder, error)
-                record = functools.partial(_record_error, reminder, marker, token, error, clock())
-            except (smtplib.SMTPException, OSError) as exc:
-                error = SendError.from_exception(exc, in_transaction=True)
-                if error.code in (None, 421):
-                    with contextlib.suppress(smtplib.SMTPException, OSError):
-                        connection.close()
-                field = _error_field(reminder, error)
-                record = functools.partial(_record_error, reminder, marker, token, error, clock())
-            else:
-                field = "sent"
-                record = functools.partial(_record_sent, reminder, marker, token, message_id, clock())
-            setattr(result, field, getattr(result, field) + 1)
+                    return
+                field = _send_one(reminder, email, marker, token, clock, connection, accepted, errors)
+                setattr(result, field, getattr(result, field) + 1)
     finally:
-        if record:
+        if accepted or errors:
             with transaction.atomic():
-                record()
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            connection.close()
-    return result
+                _record_outcomes(accepted, errors, token, clock())
+
+
+def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> list[Delivery]:
+    """The hand-off markers of a group: committed before its first message reaches the server."""
+    return Delivery.objects.bulk_create(
+        [
+            Delivery(
+                reminder=reminder,
+                attempt=reminder.attempts,
+                outcome=DeliveryOutcome.SENDING,
+                worker=token,
+                message_id=reminder.message_id,
+                possible_duplicate=reminder.pk in doubtful,
+            )
+            for reminder in reminders
+        ]
+    )
+
+
+def _reconnected(connection) -> bool:
+    """Whether the mail session is open, reopening it if an error closed it."""
+    if getattr(connection, "connection", True) is not None:
+        return True
+    try:
+        _open(connection)
+    except (smtplib.SMTPException, OSError):
+        return False
+    return True
+
+
+def _transmit(connection, email: messages.RenderedEmail) -> None:
+    """Hand one rendered message over: over SMTP its bytes go straight into the open session, otherwise through
+    the configured backend (console, file, memory)."""
+    smtp = getattr(connection, "connection", None)
+    if isinstance(smtp, smtplib.SMTP):
+        smtp.sendmail(*email.envelope, email.raw)
+    else:
+        connection.send_messages([email])
+
+
+def _send_one(reminder, email, marker, token, clock, connection, accepted: list, errors: list) -> str:
+    """Hand one message to the server; its outcome is recorded with the next commit. Returns the result field."""
+    try:
+        _transmit(connection, email)
+    except (smtplib.SMTPException, OSError) as exc:
+        error = SendError.from_exception(exc, in_transaction=True)
+        if error.code in (None, 421):
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                connection.close()
+    else:
+        accepted.append((reminder, marker))
+        return "sent"
+    errors.append(functools.partial(_record_error, reminder, marker, token, error, clock()))
+    return _error_field(reminder, error)
 
 
 def _open(connection) -> None:
@@ -330,41 +394,63 @@ def _open(connection) -> None:
         smtp.ehlo_or_helo_if_needed()
 
 
-def _record_sent(reminder: Reminder, marker: Delivery, token: str, message_id: str, now: dt.datetime) -> str:
-    with transaction.atomic():
-        won = Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, claimed_by=token).update(
-            status=ReminderStatus.SENT,
-            sent_at=now,
-            message_id=message_id,
-            last_smtp_code=250,
-            last_error="",
-            lease_expires_at=None,
-            claimed_by="",
-            updated_at=now,
-        )
-        Delivery.objects.filter(pk=marker.pk, outcome=DeliveryOutcome.SENDING).update(
-            outcome=DeliveryOutcome.SENT, smtp_code=250
-        )
+def _record_outcomes(accepted: list[tuple[Reminder, Delivery]], errors: list, token: str, now: dt.datetime) -> None:
+    """Record what the server said about a group: the accepted ones in a few statements, errors one by one."""
+    for record in errors:
+        record()
+    if not accepted:
+        return
+    won = _mark_sent([reminder for reminder, _ in accepted], token, now)
+    Delivery.objects.filter(pk__in=[marker.pk for _, marker in accepted], outcome=DeliveryOutcome.SENDING).update(
+        outcome=DeliveryOutcome.SENT, smtp_code=250
+    )
+    for reminder, marker in accepted:
         patient = reminder.visit.infusion.patient
-        if won and reminder.audience == Audience.PATIENT and patient.ladder_stage != LadderStage.ON_TRACK:
+        if (
+            reminder.pk in won
+            and reminder.audience == Audience.PATIENT
+            and patient.ladder_stage != LadderStage.ON_TRACK
+        ):
             ContactAttempt.objects.create(
                 patient=patient,
                 attempted_at=now,
                 method=ContactMethod.EMAIL,
                 note=f"Automatic {reminder.get_purpose_display().lower()} email (reminder {reminder.pk})",
             )
-    delay = (now - reminder.send_after).total_seconds()
-    logger.info(
-        "reminder=%s attempt=%s outcome=sent smtp=250 delay_s=%d duplicate=%s worker=%s",
-        reminder.pk,
-        reminder.attempts,
-        delay,
-        marker.possible_duplicate,
-        token,
+        logger.info(
+            "reminder=%s attempt=%s outcome=sent smtp=250 delay_s=%d duplicate=%s worker=%s",
+            reminder.pk,
+            reminder.attempts,
+            (now - reminder.send_after).total_seconds(),
+            marker.possible_duplicate,
+            token,
+        )
+        if reminder.pk not in won:
+            logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
+
+
+def _mark_sent(reminders: list[Reminder], token: str, now: dt.datetime) -> set[int]:
+    """``sending -> sent`` for the rows this dispatcher still holds, each with its Message-ID, in one statement;
+    returns the ids it changed (a row reclaimed meanwhile by another worker is left alone).
+
+    One ``UPDATE ... FROM (rows) ... RETURNING`` (PostgreSQL, SQLite 3.35+) instead of a compare-and-set per row:
+    this runs once per group of messages, on the dispatcher's hot path.
+    """
+    table = db_connection.ops.quote_name(Reminder._meta.db_table)
+    rows = " UNION ALL ".join(["SELECT %s AS id, %s AS message_id"] * len(reminders))
+    sql = (
+        f"UPDATE {table} SET status = %s, sent_at = %s, message_id = v.message_id, last_smtp_code = 250, "
+        f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %s "
+        f"FROM ({rows}) AS v WHERE {table}.id = v.id AND {table}.status = %s AND {table}.claimed_by = %s "
+        f"RETURNING {table}.id"
     )
-    if not won:
-        logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
-    return "sent"
+    at = db_connection.ops.adapt_datetimefield_value(now)
+    params = [ReminderStatus.SENT.value, at, at]
+    params += [value for r in reminders for value in (r.pk, r.message_id)]
+    params += [ReminderStatus.SENDING.value, token]
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _error_field(reminder: Reminder, error: SendError) -> str:
@@ -431,19 +517,26 @@ def _record_skipped(reminder: Reminder, token: str, reason: str, now: dt.datetim
     logger.info("reminder=%s outcome=skipped reason=%r worker=%s", reminder.pk, reason, token)
 
 
-def _release(reminders: list[Reminder], token: str, now: dt.datetime, reason: str) -> int:
-    """Give claimed rows back untouched: the attempt is not counted and they are due again at once."""
-    return Reminder.objects.filter(
-        pk__in=[r.pk for r in reminders], status=ReminderStatus.SENDING, claimed_by=token
-    ).update(
-        status=ReminderStatus.PENDING,
-        attempts=F("attempts") - 1,
-        lease_expires_at=None,
-        claimed_by="",
-        next_attempt_at=now,
-        last_error=reason[:500],
-        updated_at=now,
-    )
+def _release(
+    reminders: list[Reminder], token: str, now: dt.datetime, reason: str, markers: Sequence[Delivery] = ()
+) -> int:
+    """Give claimed rows back untouched: the attempt is not counted and they are due again at once.
+
+    ``markers``: hand-off markers of rows that never reached the server after all; they go with the attempt.
+    """
+    with transaction.atomic():
+        Delivery.objects.filter(pk__in=[m.pk for m in markers], outcome=DeliveryOutcome.SENDING).delete()
+        return Reminder.objects.filter(
+            pk__in=[r.pk for r in reminders], status=ReminderStatus.SENDING, claimed_by=token
+        ).update(
+            status=ReminderStatus.PENDING,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            claimed_by="",
+            next_attempt_at=now,
+            last_error=reason[:500],
+            updated_at=now,
+        )
 
 
 # --- a run ------------------------------------------------------------------------------------------------------
@@ -462,6 +555,19 @@ def dispatch_run(
             break
     dispatcher_run_record(worker, total, now)
     return total
+
+
+def helpers_wanted(now: dt.datetime | None = None) -> int:
+    """How many more dispatchers should join this run: one per further batch already due, up to
+    ``DISPATCH_PARALLEL - 1``. At the reminder hour a whole time zone falls due at once; with several SMTP
+    sessions in parallel it goes out in a fraction of the time. Their claims never overlap (compare-and-set)."""
+    extra = _cfg("DISPATCH_PARALLEL") - 1
+    if extra < 1:
+        return 0
+    batch = _cfg("REMINDER_BATCH_SIZE")
+    now = now or timezone.now()
+    due = Reminder.objects.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)[: batch * extra + 1].count()
+    return min(extra, max(due - 1, 0) // batch)
 
 
 def dispatcher_run_record(worker: str, result: DispatchResult, now: dt.datetime | None = None) -> None:

@@ -12,6 +12,7 @@ a mail system (or a person) can recognise the duplicate.
 from __future__ import annotations
 
 import datetime as dt
+import email.message
 import functools
 import hashlib
 from email.mime.text import MIMEText
@@ -20,7 +21,8 @@ from email.utils import parseaddr
 import icalendar
 from django.conf import settings
 from django.core import signing
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.core.mail.message import sanitize_address
 from django.template.loader import render_to_string, select_template
 from django.urls import reverse
 from django.utils import formats, translation
@@ -232,6 +234,88 @@ def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> Emai
     )
     message.attach_alternative(html, "text/html")
     return message
+
+
+# --- rendered ahead ---------------------------------------------------------------------------------------------
+def reminder_fingerprint(reminder: Reminder) -> str:
+    """A digest of everything a reminder's email is made of, and of where it goes.
+
+    Bytes rendered ahead are sent only while this still matches: a moved or re-labelled visit, a new address or
+    language, a renamed centre or a new site address makes them stale, and the message is rendered afresh.
+    """
+    visit = reminder.visit
+    patient = visit.infusion.patient
+    centre = patient.centre
+    parts = (
+        reminder.pk,
+        reminder.idempotency_key,
+        reminder.audience,
+        reminder.purpose,
+        reminder.days_before,
+        visit.pk,
+        visit.status,
+        visit.sequence,
+        visit.label,
+        visit.occurrence,
+        visit.due_date,
+        visit.window_start,
+        visit.window_end,
+        patient.pk,
+        patient.email,
+        patient_language(patient),
+        centre.name,
+        centre.care_team_email,
+        settings.SITE_URL,
+        settings.DEFAULT_FROM_EMAIL,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def reminder_recipient(reminder: Reminder) -> str:
+    visit = reminder.visit
+    if reminder.audience == Audience.PATIENT:
+        return visit.infusion.patient.email
+    return visit.infusion.patient.centre.care_team_email
+
+
+@functools.lru_cache(maxsize=8)
+def _envelope_address(address: str) -> str:
+    return sanitize_address(address, settings.DEFAULT_CHARSET)
+
+
+def reminder_envelope(reminder: Reminder) -> tuple[str, list[str]]:
+    """The SMTP envelope (sender, recipients) as the server receives it; ``ValueError`` for an unusable address."""
+    recipient = sanitize_address(reminder_recipient(reminder), settings.DEFAULT_CHARSET)
+    return _envelope_address(settings.DEFAULT_FROM_EMAIL), [recipient]
+
+
+def reminder_bytes(reminder: Reminder, *, now: dt.datetime) -> bytes:
+    """The reminder's whole email as the server receives it (CRLF line ends)."""
+    return reminder_message(reminder, now=now).message().as_bytes(linesep="\r\n")
+
+
+class _RenderedMessage(email.message.Message):
+    """A message already rendered to bytes: mail backends ask it for its bytes and get them unchanged."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def as_bytes(self, unixfrom: bool = False, policy=None, linesep: str = "\n") -> bytes:
+        return self.raw if linesep == "\r\n" else self.raw.replace(b"\r\n", linesep.encode())
+
+
+class RenderedEmail(EmailMessage):
+    """An email rendered before (``reminder_bytes``), sent through any Django mail backend as its stored bytes,
+    with its envelope already checked (``reminder_envelope``)."""
+
+    def __init__(self, raw: bytes, envelope: tuple[str, list[str]], *, connection=None) -> None:
+        super().__init__(from_email=settings.DEFAULT_FROM_EMAIL, to=envelope[1], connection=connection)
+        self.raw = raw
+        self.envelope = envelope
+
+    def message(self) -> _RenderedMessage:
+        return _RenderedMessage(self.raw)
 
 
 def digest_message(centre, context: dict, *, message_id: str, connection=None) -> EmailMultiAlternatives:

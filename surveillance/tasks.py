@@ -8,12 +8,21 @@ import smtplib
 from celery import shared_task
 from django.db import transaction
 
-from surveillance import dispatch, sweep
+from surveillance import dispatch, prepare, sweep
 
 
 @shared_task(ignore_result=True)
-def dispatch_due_reminders() -> dict:
+def dispatch_due_reminders(joining: bool = False) -> dict:
+    """A dispatcher run; when more than a batch is due, idle worker slots are asked to join it first."""
+    if not joining:
+        for _ in range(dispatch.helpers_wanted()):
+            dispatch_due_reminders.apply_async(kwargs={"joining": True}, expires=60)
     return dispatch.dispatch_run().as_dict()
+
+
+@shared_task(ignore_result=True)
+def prepare_reminders() -> dict:
+    return prepare.reminders_prepare().as_dict()
 
 
 @shared_task(ignore_result=True)

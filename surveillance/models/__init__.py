@@ -20,7 +20,7 @@ from surveillance.models.patients import (
 )
 from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
-from surveillance.models.reminders import Audience, Delivery, Reminder, ReminderStatus
+from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
 from surveillance.models.visits import (
     ConditionDecision,
     FollowUpVisit,
@@ -46,6 +46,7 @@ __all__ = [
     "Patient",
     "PatientRequest",
     "PatientStatus",
+    "PreparedMessage",
     "ProductCode",
     "Protocol",
     "ProtocolRule",

@@ -150,6 +150,24 @@ class Delivery(models.Model):
         return f"attempt {self.attempt}: {self.outcome}"
 
 
+class PreparedMessage(models.Model):
+    """A reminder's email rendered ahead of its moment, so that the 09:00 burst only hands bytes to the server.
+
+    Rendering (templates, calendar entry, signed links, MIME) costs more than the SMTP transaction itself; done in
+    the hour before, it no longer delays the messages due at the same minute. The bytes are used only while the
+    fingerprint of what they were made of still matches at send time; otherwise the dispatcher renders afresh.
+    The row is deleted once its reminder is dealt with, so rendered emails do not pile up.
+    """
+
+    reminder = models.OneToOneField(Reminder, on_delete=models.CASCADE, primary_key=True, related_name="prepared")
+    fingerprint = models.CharField(max_length=64)
+    raw = models.BinaryField(help_text="The whole message (RFC 5322, CRLF line ends) as the server receives it.")
+    prepared_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Prepared message of reminder {self.reminder_id}"
+
+
 class DispatcherRun(models.Model):
     """When a dispatcher last completed a run (one row per worker id); the health probe reads the newest."""
 

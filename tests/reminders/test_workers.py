@@ -132,6 +132,35 @@ def test_it_flags_the_duplicate_when_a_worker_dies_after_the_server_accepted(
     assert outcomes == [(DeliveryOutcome.RECLAIMED, True), (DeliveryOutcome.SENT, True)]
 
 
+def test_it_flags_every_message_of_the_group_a_worker_died_in(
+    processes, smtp_server, centre_a, make_patient, open_visit
+):
+    reminders = _due_reminders(open_visit, make_patient, centre_a, 3)
+    env = _mail_env(smtp_server, CARTWATCH_REMINDER_LEASE_SECONDS="12", CARTWATCH_REMINDER_COMMIT_EVERY="3")
+    smtp_server.accept_gate.clear()  # the first of the group is delivered; the worker never hears "250"
+    doomed = processes.worker("doomed", **env)
+    processes.send()
+    wait_until(smtp_server.stalled_after_accept.is_set, 30, message="the server to accept")
+    processes.kill(doomed)
+    smtp_server.accept_gate.set()
+
+    processes.worker("rescuer", **env)
+    processes.beat(**FAST_BEAT)
+    ids = [r.pk for r in reminders]
+    wait_until(lambda: _all_sent(ids), 60, message="the reclaimed group")
+    counts = _per_reminder(smtp_server)
+    assert sorted(counts.values()) == [1, 1, 2]  # only the message the server had taken arrives twice
+    doubled = next(m for m in smtp_server.messages if counts[m["X-CARTWatch-Reminder"]] == 2)
+    copies = [m for m in smtp_server.messages if m["X-CARTWatch-Reminder"] == doubled["X-CARTWatch-Reminder"]]
+    assert len({m["Message-ID"] for m in copies}) == 1
+    # the whole group was handed over in one commit: every re-send of it is flagged
+    assert set(
+        Delivery.objects.filter(reminder_id__in=ids, outcome=DeliveryOutcome.SENT).values_list(
+            "possible_duplicate", flat=True
+        )
+    ) == {True}
+
+
 def test_it_sends_every_due_reminder_once_after_the_broker_is_stopped_or_flushed(
     processes, private_redis, smtp_server, centre_a, make_patient, open_visit
 ):
