@@ -17,6 +17,7 @@ install: $(STAMP)
 
 run: install
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py load_seeds
 	$(PY) manage.py seed_demo --patients $(DEMO_PATIENTS)
 	$(PY) manage.py ensure_demo_users

@@ -1,7 +1,7 @@
 """`make run`'s serving step on the embedded default: the admin answers over real HTTP and a demo login works.
 
-It runs the same commands as `make run` (migrate, load_seeds, seed_demo, ensure_demo_users, bin/serve) in a
-scratch folder, then stops everything with SIGINT as Ctrl-C would.
+It runs the same commands as `make run` (migrate, collectstatic, load_seeds, seed_demo, ensure_demo_users,
+bin/serve) in a scratch folder, then stops everything with SIGINT as Ctrl-C would.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _manage(env, *args: str) -> None:
 
 def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
     _manage(embedded_env, "migrate", "--noinput")
+    _manage(embedded_env, "collectstatic", "--noinput", "--verbosity", "0")
     _manage(embedded_env, "load_seeds")
     _manage(embedded_env, "seed_demo", "--patients", "12")
     _manage(embedded_env, "ensure_demo_users")
@@ -78,6 +79,7 @@ def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
         patients = session.get(f"{base}/admin/surveillance/patient/", timeout=10)
         assert re.search(r"NF-0000\d\d", patients.text)
         assert "CS-0000" not in patients.text  # coordinator-a sees centre A only
+        assert session.get(f"{base}/static/admin/css/base.css", timeout=10).status_code == 200  # the admin's styles
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
