@@ -225,7 +225,7 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         return result
     reminders = list(
         Reminder.objects.filter(pk__in=ids)
-        .select_related("visit__infusion__patient__centre", "visit__rule", "prepared")
+        .select_related("visit__infusion__patient__centre", "prepared")
         .order_by("next_attempt_at", "pk")
     )
     to_send = []
