@@ -5,8 +5,8 @@ a model instance per row and an INSERT through the ORM costs several times what 
 rows, so rows are given as tuples of column values and, on PostgreSQL, streamed with COPY. The rows stored are the
 ones ``bulk_create`` stores from the same values; COPY fires the same row triggers and checks the same constraints.
 
-Ids are drawn from the table's own sequence before the COPY, so a caller can refer to the new rows (a visit's
-reminders) without reading them back.
+``rows_insert_numbered`` draws the ids from the table's own sequence before the COPY, so a caller can refer to the
+new rows (a visit's reminders) without reading them back; ``rows_insert`` leaves the numbering to the table.
 """
 
 from __future__ import annotations
@@ -22,23 +22,47 @@ COPY_VENDOR = "postgresql"
 
 def rows_insert(
     model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence], *, now: dt.datetime
-) -> list[int]:
-    """Insert ``rows`` (tuples of values of ``columns``, attnames such as ``infusion_id``); returns their ids.
+) -> None:
+    """Insert ``rows`` (tuples of values of ``columns``, attnames such as ``infusion_id``).
 
     Every other column takes its field's default, and ``auto_now``/``auto_now_add`` stamps take ``now`` (on
     PostgreSQL; ``bulk_create`` stamps its own moment). Nothing is ignored on conflict: a duplicate raises
     ``IntegrityError`` as an INSERT would.
     """
     if not rows:
+        return
+    if connection.vendor == COPY_VENDOR:
+        _copy(model, columns, rows, now, None)
+    else:
+        _bulk_create(model, columns, rows)
+
+
+def rows_insert_numbered(
+    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence], *, now: dt.datetime
+) -> list[int]:
+    """As ``rows_insert``; returns the new rows' ids, in the order of ``rows``."""
+    if not rows:
         return []
     if connection.vendor == COPY_VENDOR:
-        return _copy(model, columns, rows, now)
+        ids = _ids_draw(model, len(rows))
+        _copy(model, columns, rows, now, ids)
+        return ids
+    return [obj.pk for obj in _bulk_create(model, columns, rows)]
+
+
+def _bulk_create(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence]) -> list[models.Model]:
     objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-    model.objects.bulk_create(objs, batch_size=2000)
-    return [obj.pk for obj in objs]
+    return model.objects.bulk_create(objs, batch_size=2000)
 
 
-def _copy(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence], now: dt.datetime) -> list[int]:
+def _copy(
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: Sequence[Sequence],
+    now: dt.datetime,
+    ids: list[int] | None,
+) -> None:
+    """COPY the rows, with these ids (``None``: numbered by the table's default)."""
     opts = model._meta
     given = [opts.get_field(name) for name in columns]
     names = {field.attname for field in given}
@@ -47,21 +71,19 @@ def _copy(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequ
     json_at = [i for i, field in enumerate(given) if isinstance(field, models.JSONField)]
     encoders = {i: given[i].encoder for i in json_at}
     texts: dict = {}
-    ids = _ids_draw(model, len(rows))
     quote = connection.ops.quote_name
-    target = ", ".join(quote(field.column) for field in [opts.pk, *given, *rest])
+    target = ", ".join(quote(field.column) for field in [*([opts.pk] if ids else []), *given, *rest])
     with (
         connection.cursor() as cursor,
         connection.wrap_database_errors,  # IntegrityError, DataError: Django's, as for an INSERT
         cursor.cursor.copy(f"COPY {quote(opts.db_table)} ({target}) FROM STDIN") as copy,
     ):
-        for pk, row in zip(ids, rows, strict=True):
+        for at, row in enumerate(rows):
             if json_at:
                 row = list(row)
                 for i in json_at:
                     row[i] = _json_text(row[i], encoders[i], texts)
-            copy.write_row((pk, *row, *defaults))
-    return ids
+            copy.write_row((ids[at], *row, *defaults) if ids else (*row, *defaults))
 
 
 def _ids_draw(model: type[models.Model], count: int) -> list[int]:

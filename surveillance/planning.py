@@ -308,7 +308,8 @@ def _first_plans_write(
     rules: dict[int, dict[str, ProtocolRule]] = {}
     assigned: dict[int, list[int]] = {}
     rows: list[tuple] = []
-    lookahead: list[tuple[int, FollowUpVisit]] = []  # (index of its row, the visit)
+    lookahead: list[FollowUpVisit] = []
+    lookahead_rows: list[tuple] = []
     for infusion, protocol, _, planned in plans:
         if protocol.pk not in rules:
             rules[protocol.pk] = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
@@ -323,21 +324,22 @@ def _first_plans_write(
             if plan.window_end < today:
                 rows.append(_visit_row(infusion.pk, rule.pk, plan, closed_at=now))
                 continue
-            planned_for = None
             if plan.due_date <= horizon:  # a new visit has no outbox rows yet: only one in the look-ahead needs any
                 visit = _new_visit(infusion, rule, plan, today, now)
-                visit.reminders_planned_for = planned_for = visit.sequence
-                lookahead.append((len(rows), visit))
-            rows.append(_visit_row(infusion.pk, rule.pk, plan, reminders_planned_for=planned_for))
+                visit.reminders_planned_for = visit.sequence
+                lookahead.append(visit)
+                lookahead_rows.append(_visit_row(infusion.pk, rule.pk, plan, reminders_planned_for=visit.sequence))
+            else:
+                rows.append(_visit_row(infusion.pk, rule.pk, plan))
     for protocol_id, pks in assigned.items():
         Infusion.objects.filter(pk__in=pks).update(protocol=protocol_id, updated_at=now)
-    ids = bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows, now=now)
-    for at, visit in lookahead:
-        visit.pk = ids[at]
-    outbox.new_visits_reminders_plan([visit for _, visit in lookahead], now)
-    AuditEntry.objects.bulk_create(
-        [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans], batch_size=2000
-    )
+    bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows, now=now)
+    ids = bulk_rows.rows_insert_numbered(FollowUpVisit, VISIT_ROW_COLUMNS, lookahead_rows, now=now)
+    for visit, pk in zip(lookahead, ids, strict=True):
+        visit.pk = pk
+    outbox.new_visits_reminders_plan(lookahead, now)
+    entries = [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans]
+    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, [_audit_row(entry) for entry in entries], now=now)
 
 
 VISIT_ROW_COLUMNS = (
@@ -386,8 +388,25 @@ def _visit_row(
     )
 
 
+AUDIT_ROW_COLUMNS = (
+    "actor_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "patient_id",
+    "changes",
+    "remote_addr",
+)
+
+
+def _audit_row(entry: AuditEntry) -> tuple:
+    """An unsaved audit entry's row (``AUDIT_ROW_COLUMNS``), for ``bulk_rows``."""
+    return tuple(getattr(entry, column) for column in AUDIT_ROW_COLUMNS)
+
+
 def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> AuditEntry:
-    """The audit entry of a plan or re-plan, unsaved (``save()`` or ``AuditEntry.objects.bulk_create``)."""
+    """The audit entry of a plan or re-plan, unsaved (``save()``, or a row for ``bulk_rows``)."""
     entry = AuditEntry(
         actor=by,
         actor_label="" if by else "planner",

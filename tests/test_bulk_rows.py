@@ -8,19 +8,22 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from surveillance import bulk_rows, planning
-from surveillance.models import FollowUpVisit, Reminder
+from surveillance.models import AuditEntry, FollowUpVisit, Reminder
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 2, 1, 15, 0, tzinfo=dt.UTC)
-VARYING = {"id", "infusion_id", "visit_id", "created_at", "updated_at"}
+VARYING = {"id", "infusion_id", "visit_id", "created_at", "updated_at", "at", "object_id", "patient_id"}
 
 
 def _stored(infusion) -> dict:
-    """Every column of the infusion's visits and reminders, but ids and insert stamps (which differ anyway)."""
+    """Every column of the infusion's visits, reminders and audit entries, but ids and insert stamps (which differ
+    anyway)."""
     visits = FollowUpVisit.objects.filter(infusion=infusion).order_by("rule_code", "occurrence").values()
     reminders = Reminder.objects.filter(visit__infusion=infusion).order_by("idempotency_key")
+    audit = AuditEntry.objects.filter(object_type="infusion", object_id=str(infusion.pk)).values()
     return {
         "visits": [{k: v for k, v in row.items() if k not in VARYING} for row in visits],
+        "audit": [{k: v for k, v in row.items() if k not in VARYING} for row in audit],
         "reminders": [
             {
                 **{k: v for k, v in row.items() if k not in VARYING | {"idempotency_key"}},
@@ -50,7 +53,7 @@ def test_it_writes_the_rows_bulk_create_writes(
     assert _stored(copied) == _stored(created)
     rows = _stored(copied)
     assert len(rows["visits"]) > 20
-    assert rows["reminders"]
+    assert rows["reminders"] and len(rows["audit"]) == 1
     assert {v["status"] for v in rows["visits"]} == {"scheduled", "cancelled"}
 
 
@@ -62,18 +65,21 @@ def _row(infusion, rule, occurrence: int, day: dt.date) -> tuple:
     return (infusion.pk, rule.pk, rule.code, occurrence, "x", "clinic", day, day, day, ("cbc", "exam"))
 
 
-def test_it_returns_the_ids_of_the_rows_it_wrote(needs_copy, centre_a, make_patient, make_infusion):
+def test_it_returns_the_ids_of_the_rows_it_numbered(needs_copy, centre_a, make_patient, make_infusion):
     infusion = make_infusion(make_patient(centre_a))
     rule = planning.Protocol.objects.current("standard").rules.first()
     day = dt.date(2026, 3, 1)
+    bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, 3, day)], now=NOW)
 
-    ids = bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [_row(infusion, rule, n, day) for n in (1, 2)], now=NOW)
+    rows = [_row(infusion, rule, n, day) for n in (1, 2)]
+    ids = bulk_rows.rows_insert_numbered(FollowUpVisit, COLUMNS, rows, now=NOW)
 
     stored = {v.pk: v for v in FollowUpVisit.objects.filter(pk__in=ids)}
     assert [stored[pk].occurrence for pk in ids] == [1, 2]
     first = stored[ids[0]]
     assert first.assessments == ["cbc", "exam"] and first.results == {} and first.status == "scheduled"
     assert first.created_at == first.updated_at == NOW
+    assert FollowUpVisit.objects.filter(infusion=infusion).exclude(pk__in=ids).get().occurrence == 3
 
 
 def test_it_refuses_a_duplicate_as_an_insert_would(needs_copy, centre_a, make_patient, make_infusion):
