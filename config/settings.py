@@ -188,7 +188,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}, "django.security": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "django.security": {"level": "ERROR"},
+        # SQL is logged at DEBUG with its parameters, which are patient data: never, whatever DJANGO_LOG_LEVEL says
+        "django.db.backends": {"level": "INFO"},
+    },
 }
 
 # --- Celery: the database is the source of truth, the broker carries "do this batch now" messages ----------

@@ -328,3 +328,17 @@ def test_it_fails_a_reminder_to_an_unusable_address_without_quoting_it(
     assert reminder.status == ReminderStatus.FAILED and reminder.last_error == "invalid address: ValueError"
     assert not smtp_settings.messages
     assert not [line for _, line in captured.texts if FAMILY.lower() in line.lower() or EMAIL in line]
+
+
+@pytest.mark.django_db
+def test_it_never_logs_sql_and_its_parameters_even_at_debug_level(caplog):
+    from django.db import connection
+
+    caplog.set_level(logging.DEBUG)  # as DJANGO_LOG_LEVEL=DEBUG would
+    caplog.set_level(logging.DEBUG, logger="django")  # and someone debugging Django itself
+    connection.force_debug_cursor = True  # as DJANGO_DEBUG would
+    try:
+        Patient.objects.filter(family_name=FAMILY).exists()
+    finally:
+        connection.force_debug_cursor = False
+    assert not [record for record in caplog.records if FAMILY in record.getMessage()]
