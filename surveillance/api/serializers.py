@@ -166,7 +166,12 @@ class RiskFlagSerializer(serializers.ModelSerializer):
 
 class InfusionSerializer(serializers.ModelSerializer):
     patient = ScopedPrimaryKeyField(centre_path="centre", queryset=Patient.objects.all())
-    product = serializers.SlugRelatedField(slug_field="code", queryset=CarTProduct.objects.all())
+    product = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=CarTProduct.objects.all(),
+        # the value is free text from the caller's system: it is not repeated back
+        error_messages={"does_not_exist": "Not a product code of the catalogue (e.g. yescarta, kymriah, carvykti)."},
+    )
     protocol = serializers.StringRelatedField(read_only=True, help_text="Protocol version, e.g. 'standard v1'.")
     risk_flags = RiskFlagSerializer(many=True, read_only=True)
 

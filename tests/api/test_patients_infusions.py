@@ -100,4 +100,6 @@ def test_it_refuses_an_unknown_product(api_a, planned_a):
         {"patient": planned_a[0].pk, "product": "chemo", "infusion_date": "2025-01-01"},
         format="json",
     )
-    assert response.json()["fields"] == {"product": ["Object with code=chemo does not exist."]}
+    assert response.json()["fields"] == {
+        "product": ["Not a product code of the catalogue (e.g. yescarta, kymriah, carvykti)."]
+    }
