@@ -89,6 +89,22 @@ def test_it_sends_200_due_reminders_exactly_once_with_two_dispatchers(
     assert Delivery.objects.filter(outcome="sent").count() == 200
 
 
+def test_it_asks_an_idle_worker_to_join_a_run_that_finds_a_burst_due(
+    processes, smtp_server, centre_a, make_patient, open_visit
+):
+    reminders = _due_reminders(open_visit, make_patient, centre_a, 200)
+    smtp_server.delay = 0.01
+    env = _mail_env(smtp_server, CARTWATCH_REMINDER_BATCH_SIZE="10", CARTWATCH_DISPATCH_PARALLEL="2")
+    processes.worker("w1", **env)
+    processes.worker("w2", **env)
+    processes.send()  # one run, as beat asks every minute
+    wait_until(lambda: _all_sent([r.pk for r in reminders]), 120, message="200 reminders")
+    time.sleep(1)
+    assert len(smtp_server.messages) == len(set(smtp_server.message_ids())) == 200
+    workers = {w.rsplit(":", 1)[0] for w in Delivery.objects.filter(outcome="sent").values_list("worker", flat=True)}
+    assert len(workers) == 2  # the second worker joined the run
+
+
 def test_it_loses_nothing_when_a_worker_dies_before_handing_a_message_over(
     processes, smtp_server, centre_a, make_patient, open_visit
 ):
