@@ -58,6 +58,20 @@ LEASE_MARGIN_SECONDS = 5
 #: Retry delays double from REMINDER_RETRY_SECONDS up to this.
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
+#: What no message and no re-check reads: the patient's identifiers (minimum necessary: the dispatcher never holds
+#: a name, an MRN or a birth date) and the visit's clinical content.
+NOT_LOADED = (
+    "visit__assessments",
+    "visit__results",
+    "visit__infusion__indication",
+    "visit__infusion__lot_number",
+    "visit__infusion__patient__mrn",
+    "visit__infusion__patient__given_name",
+    "visit__infusion__patient__family_name",
+    "visit__infusion__patient__birth_date",
+    "visit__infusion__patient__phone",
+    "visit__infusion__patient__status_reason",
+)
 
 
 def worker_id() -> str:
@@ -226,6 +240,7 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
     reminders = list(
         Reminder.objects.filter(pk__in=ids)
         .select_related("visit__infusion__patient__centre", "prepared")
+        .defer(*NOT_LOADED)
         .order_by("next_attempt_at", "pk")
     )
     to_send = []

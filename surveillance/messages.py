@@ -15,6 +15,7 @@ import datetime as dt
 import email.message
 import functools
 import hashlib
+import re
 from email.mime.text import MIMEText
 from email.utils import parseaddr
 
@@ -283,9 +284,20 @@ def _envelope_address(address: str) -> str:
     return sanitize_address(address, settings.DEFAULT_CHARSET)
 
 
+#: A plain ASCII address (dot-atom local part, host name): what ``sanitize_address`` would return unchanged.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+)
+
+
 def reminder_envelope(reminder: Reminder) -> tuple[str, list[str]]:
-    """The SMTP envelope (sender, recipients) as the server receives it; ``ValueError`` for an unusable address."""
-    recipient = sanitize_address(reminder_recipient(reminder), settings.DEFAULT_CHARSET)
+    """The SMTP envelope (sender, recipients) as the server receives it; ``ValueError`` for an unusable address.
+
+    Nearly every address is plain ASCII and passes as it is; only the others go through ``sanitize_address``
+    (IDNA host names, encoded display names), which costs more than sending the message."""
+    recipient = reminder_recipient(reminder)
+    if not _PLAIN_ADDRESS.fullmatch(recipient):
+        recipient = sanitize_address(recipient, settings.DEFAULT_CHARSET)
     return _envelope_address(settings.DEFAULT_FROM_EMAIL), [recipient]
 
 

@@ -6,6 +6,8 @@ import datetime as dt
 
 import icalendar
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from surveillance import dispatch, lifecycle, messages
 from surveillance.models import Reminder, ReminderStatus
@@ -102,3 +104,22 @@ def test_it_tells_no_one_of_a_move_the_patient_never_heard_of(centre_a, make_pat
     visit = open_visit(make_patient(centre_a), NOW.date())
     lifecycle.visit_reschedule(visit, new_date=visit.due_date + dt.timedelta(days=3), now=NOW)
     assert not Reminder.objects.filter(visit=visit, purpose=Purpose.MOVED).exists()
+
+
+@given(address=st.emails() | st.sampled_from(["josé@exämple.org", "Ana <ana@example.org>", "a..b@example.org"]))
+@settings(max_examples=200, deadline=None)
+def test_it_puts_on_the_envelope_what_django_would(address):
+    from django.conf import settings as django_settings
+    from django.core.mail.message import sanitize_address
+
+    from surveillance.models import FollowUpVisit, Infusion, Patient
+
+    visit = FollowUpVisit(infusion=Infusion(patient=Patient(email=address)))
+    reminder = Reminder(visit=visit, audience=Audience.PATIENT)
+    try:
+        expected = sanitize_address(address, django_settings.DEFAULT_CHARSET)
+    except ValueError:
+        with pytest.raises(ValueError):
+            messages.reminder_envelope(reminder)
+    else:
+        assert messages.reminder_envelope(reminder)[1] == [expected]
