@@ -299,10 +299,10 @@ def _first_plans_write(
     now: dt.datetime,
 ) -> None:
     """Write the first plans of infusions that have no visits yet, in bulk: what ``_apply`` and the audit entry of
-    ``infusion_plan()`` write for them, one statement per table (and per protocol) instead of per infusion.
+    ``infusion_plan()`` write for them, a statement or two per table (and per protocol) instead of per infusion.
 
     Visits are written as rows (``bulk_rows``), not model instances: only those in the reminder look-ahead, a few
-    per infusion, are built as visits, for the outbox to plan their reminders."""
+    per infusion, are built as visits (and numbered beforehand), for the outbox to plan their reminders."""
     if not plans:
         return
     rules: dict[int, dict[str, ProtocolRule]] = {}

@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -404,35 +405,27 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
     horizon_end = start + relativedelta(years=horizon_years)
     flags = _effective_flags(facts)
     visits: list[PlannedVisit] = []
-    for rule in protocol.rules:
-        if not _matches(rule.applies_to, facts, flags):
-            continue
+    for unrolled in _rules_unrolled(protocol, facts.target_antigen, facts.vector_type, flags, horizon_years):
+        rule = unrolled.rule
         state = facts.conditions.get(rule.condition) if rule.condition else None
         if rule.condition and (state is None or not state.active):
             continue
-        unit = OffsetUnit(rule.offset_unit)
-        chosen = _assessments_chosen(rule, facts, flags)
-        every_time = None if any(offsets is not None for _, offsets in chosen) else tuple(code for code, _ in chosen)
-        before, after = dt.timedelta(days=rule.window_before), dt.timedelta(days=rule.window_after)
-        kind = str(rule.kind)
-        for occurrence, amount in occurrence_offsets(rule, horizon_years):
-            due = _shift(start, amount, unit)
+        until = state.until if state is not None else None
+        for occurrence, amount, wanted in unrolled.steps:
+            due = _shift(start, amount, unrolled.unit)
             if due > horizon_end:
                 continue
-            if state is not None and state.until is not None and due > state.until:
+            if until is not None and due > until:
                 continue
-            wanted = every_time
-            if wanted is None:
-                wanted = tuple(code for code, offsets in chosen if offsets is None or str(amount) in offsets)
             visits.append(
                 PlannedVisit(
                     rule_code=rule.code,
                     occurrence=occurrence,
                     label=rule.label,
-                    kind=kind,
+                    kind=unrolled.kind,
                     due_date=due,
-                    window_start=due - before,
-                    window_end=due + after,
+                    window_start=due - unrolled.before,
+                    window_end=due + unrolled.after,
                     assessments=wanted,
                     reminders=rule.reminders,
                 )
@@ -442,20 +435,48 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
     return visits
 
 
-def _assessments_chosen(
-    rule: RuleSpec, facts: InfusionFacts, flags: frozenset[str]
-) -> list[tuple[str, frozenset[str] | None]]:
-    """The rule's assessments whose ``when`` admits this infusion, each with the offsets it is limited to (None:
-    every occurrence): what ``_matches`` decides per occurrence, with the part no occurrence changes decided once."""
-    chosen = []
-    for assessment in rule.assessments:
-        when = assessment.when
-        others = {key: values for key, values in when.items() if key != "offset"} if "offset" in when else when
-        if not _matches(others, facts, flags):
+@dataclass(frozen=True)
+class _UnrolledRule:
+    """A rule that admits an infusion, with each occurrence's (number, offset amount, assessment codes)."""
+
+    rule: RuleSpec
+    unit: OffsetUnit
+    kind: str
+    before: dt.timedelta
+    after: dt.timedelta
+    steps: tuple[tuple[int, int, tuple[str, ...]], ...]
+
+
+@lru_cache(maxsize=256)
+def _rules_unrolled(
+    protocol: ProtocolSpec, target: str, vector: str, flags: frozenset[str], horizon_years: int
+) -> tuple[_UnrolledRule, ...]:
+    """The protocol's rules whose ``applies_to`` admits an infusion of this target, vector and flags, unrolled into
+    their occurrences with the assessments each asks for: every part of a plan that does not depend on the
+    infusion date or the recorded conditions, worked out once for the many infusions an import plans alike."""
+    # ``_matches`` reads only the target and the vector of the facts (and the flags given beside them).
+    facts = InfusionFacts(
+        infusion_date=EARLIEST_INFUSION, target_antigen=target, vector_type=vector, birth_date=None, risk_flags=flags
+    )
+    unrolled = []
+    for rule in protocol.rules:
+        if not _matches(rule.applies_to, facts, flags):
             continue
-        offsets = frozenset(value.casefold() for value in when["offset"]) if "offset" in when else None
-        chosen.append((assessment.code, offsets))
-    return chosen
+        steps = tuple(
+            (occurrence, amount, tuple(a.code for a in rule.assessments if _matches(a.when, facts, flags, amount)))
+            for occurrence, amount in occurrence_offsets(rule, horizon_years)
+        )
+        unrolled.append(
+            _UnrolledRule(
+                rule=rule,
+                unit=OffsetUnit(rule.offset_unit),
+                kind=str(rule.kind),
+                before=dt.timedelta(days=rule.window_before),
+                after=dt.timedelta(days=rule.window_after),
+                steps=steps,
+            )
+        )
+    return tuple(unrolled)
 
 
 def _absorb_conditional(visits: list[PlannedVisit], conditional_codes: set[str]) -> list[PlannedVisit]:
