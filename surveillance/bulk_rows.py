@@ -16,36 +16,33 @@ import json
 from collections.abc import Sequence
 
 from django.db import connection, models
+from django.utils import timezone
 
 COPY_VENDOR = "postgresql"
 
 
-def rows_insert(
-    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence], *, now: dt.datetime
-) -> None:
+def rows_insert(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence]) -> None:
     """Insert ``rows`` (tuples of values of ``columns``, attnames such as ``infusion_id``).
 
-    Every other column takes its field's default, and ``auto_now``/``auto_now_add`` stamps take ``now`` (on
-    PostgreSQL; ``bulk_create`` stamps its own moment). Nothing is ignored on conflict: a duplicate raises
+    Every other column takes its field's default, and ``auto_now``/``auto_now_add`` stamps the moment of the
+    insert, as ``bulk_create`` does. Nothing is ignored on conflict: a duplicate raises
     ``IntegrityError`` as an INSERT would.
     """
     if not rows:
         return
     if connection.vendor == COPY_VENDOR:
-        _copy(model, columns, rows, now, None)
+        _copy(model, columns, rows, None)
     else:
         _bulk_create(model, columns, rows)
 
 
-def rows_insert_numbered(
-    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence], *, now: dt.datetime
-) -> list[int]:
+def rows_insert_numbered(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence]) -> list[int]:
     """As ``rows_insert``; returns the new rows' ids, in the order of ``rows``."""
     if not rows:
         return []
     if connection.vendor == COPY_VENDOR:
         ids = _ids_draw(model, len(rows))
-        _copy(model, columns, rows, now, ids)
+        _copy(model, columns, rows, ids)
         return ids
     return [obj.pk for obj in _bulk_create(model, columns, rows)]
 
@@ -59,7 +56,6 @@ def _copy(
     model: type[models.Model],
     columns: Sequence[str],
     rows: Sequence[Sequence],
-    now: dt.datetime,
     ids: list[int] | None,
 ) -> None:
     """COPY the rows, with these ids (``None``: numbered by the table's default)."""
@@ -67,6 +63,7 @@ def _copy(
     given = [opts.get_field(name) for name in columns]
     names = {field.attname for field in given}
     rest = [field for field in opts.concrete_fields if field.attname not in names and not field.primary_key]
+    now = timezone.now()
     defaults = tuple(_default(field, now) for field in rest)
     json_at = [i for i, field in enumerate(given) if isinstance(field, models.JSONField)]
     encoders = {i: given[i].encoder for i in json_at}

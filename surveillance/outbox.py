@@ -211,7 +211,7 @@ def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> 
             (visit.pk, plan.audience, plan.purpose, plan.days_before, key, plan.send_after, plan.send_after)
             for key, plan in wanted.items()
         ]
-    bulk_rows.rows_insert(Reminder, NEW_REMINDER_COLUMNS, rows, now=now)
+    bulk_rows.rows_insert(Reminder, NEW_REMINDER_COLUMNS, rows)
     return len(rows)
 
 

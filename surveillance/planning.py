@@ -333,13 +333,13 @@ def _first_plans_write(
                 rows.append(_visit_row(infusion.pk, rule.pk, plan))
     for protocol_id, pks in assigned.items():
         Infusion.objects.filter(pk__in=pks).update(protocol=protocol_id, updated_at=now)
-    bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows, now=now)
-    ids = bulk_rows.rows_insert_numbered(FollowUpVisit, VISIT_ROW_COLUMNS, lookahead_rows, now=now)
+    bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows)
+    ids = bulk_rows.rows_insert_numbered(FollowUpVisit, VISIT_ROW_COLUMNS, lookahead_rows)
     for visit, pk in zip(lookahead, ids, strict=True):
         visit.pk = pk
     outbox.new_visits_reminders_plan(lookahead, now)
     entries = [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans]
-    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, [_audit_row(entry) for entry in entries], now=now)
+    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, [_audit_row(entry) for entry in entries])
 
 
 VISIT_ROW_COLUMNS = (
