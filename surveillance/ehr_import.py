@@ -12,7 +12,9 @@ decides identity and writes rows:
 
 Importing the same export twice changes nothing. A Bundle is atomic: any problem (in parsing or in applying)
 rejects it whole with an OperationOutcome naming the entry and the element. NDJSON is applied in batches of lines,
-each committed on its own, and problems are reported per line. ``dry_run`` applies everything inside a transaction
+each committed on its own, and problems are reported per line: a batch is written with a few statements, and only
+should the database refuse one of them is it applied again line by line, each line in a savepoint, so that the
+refused line is reported by its number and the others are kept. ``dry_run`` applies everything inside a transaction
 that is rolled back, so the report says exactly what would happen.
 """
 
