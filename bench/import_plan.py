@@ -7,7 +7,8 @@ path as production, schedules and reminders planned. Reported: wall time, patien
 peak RSS (target < 300 MB: the import streams, it never holds the cohort).
 
 Baseline, in the same run: the imported visit rows are copied out to a file and ``COPY``-ed into a fresh table of
-the same shape and indexes (``CREATE TABLE ... (LIKE ... INCLUDING ALL)``). Target: the import within 5x of that.
+the same shape and indexes (``CREATE TABLE ... (LIKE ... INCLUDING ALL)``). Target: the import within 5x of that
+at 100,000 patients, within 10x at a clinic's 1,000.
 One run (it takes minutes); ``BENCH_IMPORT_PROFILE=1`` runs the child under cProfile and prints the top functions.
 """
 
@@ -23,7 +24,13 @@ from pathlib import Path
 
 from bench._common import record, run_child, scratch_database, write_bulk_export
 
-TARGET_RATIO = 5.0
+
+def target_ratio(patients: int) -> float:
+    """Within 5x of the COPY at registry scale (100,000 patients); a clinic's export of 1,000 patients, where
+    start-up and per-batch costs weigh more, within 10x."""
+    return 5.0 if patients >= 100_000 else 10.0
+
+
 TARGET_RSS_MB = 300.0
 
 
@@ -66,6 +73,7 @@ def print_profile(path: Path) -> None:
 
 def main() -> int:
     n = int(os.environ.get("BENCH_IMPORT_PATIENTS", "100000"))
+    target = target_ratio(n)
     profile = os.environ.get("BENCH_IMPORT_PROFILE") == "1"
     with scratch_database("import") as db_url:
         from django.conf import settings
@@ -110,7 +118,7 @@ def main() -> int:
             child = run_child([*prefix, *command], env)
             if child.returncode != 0:
                 print(child.stdout[-3000:], child.stderr[-3000:], sep="\n")
-                record("import+plan", "FAILED", "-", "-", f"<= {TARGET_RATIO:.0f}x COPY", False)
+                record("import+plan", "FAILED", "-", "-", f"<= {target:.0f}x COPY", False)
                 return 1
             if profile:
                 print_profile(prof)
@@ -131,14 +139,14 @@ def main() -> int:
     print(
         f"raw COPY of the same {copied} visit rows into a same-indexed table: {raw:.2f} s ({copied / raw:.0f} rows/s)"
     )
-    print(f"import / COPY: {ratio:.1f}x (target <= {TARGET_RATIO:.0f}x)")
-    ok_ratio, ok_rss = ratio <= TARGET_RATIO, child.max_rss_mb < TARGET_RSS_MB
+    print(f"import / COPY: {ratio:.1f}x (target <= {target:.0f}x)")
+    ok_ratio, ok_rss = ratio <= target, child.max_rss_mb < TARGET_RSS_MB
     record(
         f"import+plan {n} patients (1 run)",
         f"{child.seconds:.1f} s; {n / child.seconds:.0f} pat/s; {visits / child.seconds:.0f} visits/s",
         f"COPY {copied} rows {raw:.1f} s",
         f"{ratio:.1f}x",
-        f"<= {TARGET_RATIO:.0f}x",
+        f"<= {target:.0f}x",
         ok_ratio,
     )
     record("import+plan peak RSS", f"{child.max_rss_mb:.0f} MB", "-", "-", f"< {TARGET_RSS_MB:.0f} MB", ok_rss)
