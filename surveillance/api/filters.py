@@ -1,4 +1,9 @@
-"""List filters (django-filter). Filters narrow what the caller's queryset already allows; they never widen it."""
+"""List filters (django-filter). Filters narrow what the caller's queryset already allows; they never widen it.
+
+A filter on a related object takes its id as a plain number (``NumberFilter``), never a model choice: a choice
+would be checked against every row of the table, so a foreign id (200, empty) and one that does not exist (400)
+would answer differently, and the difference would tell a caller what other centres hold.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,20 @@ from surveillance.models import FollowUpVisit, Infusion, MalignancyEvent, Patien
 from surveillance.models.protocols import VisitKind
 
 
-class PatientFilter(filters.FilterSet):
+class StaticFilterSet(filters.FilterSet):
+    """A filter set whose form does not depend on the request: its form class is built once per process, not on
+    every list request (where it cost as much as the list query)."""
+
+    _form_classes: dict[type, type] = {}
+
+    def get_form_class(self):
+        form = self._form_classes.get(type(self))
+        if form is None:
+            form = self._form_classes[type(self)] = super().get_form_class()
+        return form
+
+
+class PatientFilter(StaticFilterSet):
     centre = filters.CharFilter(field_name="centre__code", help_text="Centre code.")
     mrn = filters.CharFilter(field_name="mrn")
     updated_after = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
@@ -18,7 +36,8 @@ class PatientFilter(filters.FilterSet):
         fields = ["centre", "mrn", "status", "ladder_stage", "source_system", "source_id", "updated_after"]
 
 
-class InfusionFilter(filters.FilterSet):
+class InfusionFilter(StaticFilterSet):
+    patient = filters.NumberFilter(field_name="patient_id")
     centre = filters.CharFilter(field_name="patient__centre__code", help_text="Centre code.")
     product = filters.CharFilter(field_name="product__code", help_text="Product code, e.g. yescarta.")
     infused_after = filters.DateFilter(field_name="infusion_date", lookup_expr="gte")
@@ -29,7 +48,7 @@ class InfusionFilter(filters.FilterSet):
         fields = ["patient", "centre", "product", "infused_after", "infused_before", "source_system", "source_id"]
 
 
-class VisitFilter(filters.FilterSet):
+class VisitFilter(StaticFilterSet):
     status = filters.MultipleChoiceFilter(
         choices=VisitStatus.choices, distinct=False, help_text="Repeat to match several."
     )
@@ -38,13 +57,15 @@ class VisitFilter(filters.FilterSet):
     due_before = filters.DateFilter(field_name="due_date", lookup_expr="lte", help_text="Due on or before.")
     centre = filters.CharFilter(field_name="infusion__patient__centre__code", help_text="Centre code.")
     patient = filters.NumberFilter(field_name="infusion__patient_id")
+    infusion = filters.NumberFilter(field_name="infusion_id")
 
     class Meta:
         model = FollowUpVisit
         fields = ["status", "kind", "due_after", "due_before", "centre", "patient", "infusion", "rule_code"]
 
 
-class ReminderFilter(filters.FilterSet):
+class ReminderFilter(StaticFilterSet):
+    visit = filters.NumberFilter(field_name="visit_id")
     patient = filters.NumberFilter(field_name="visit__infusion__patient_id")
     send_after_from = filters.IsoDateTimeFilter(field_name="send_after", lookup_expr="gte")
     send_after_to = filters.IsoDateTimeFilter(field_name="send_after", lookup_expr="lte")
@@ -54,8 +75,9 @@ class ReminderFilter(filters.FilterSet):
         fields = ["visit", "patient", "status", "audience", "purpose", "send_after_from", "send_after_to"]
 
 
-class MalignancyEventFilter(filters.FilterSet):
+class MalignancyEventFilter(StaticFilterSet):
     patient = filters.NumberFilter(field_name="infusion__patient_id")
+    infusion = filters.NumberFilter(field_name="infusion_id")
 
     class Meta:
         model = MalignancyEvent

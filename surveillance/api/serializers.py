@@ -226,8 +226,16 @@ class RowListSerializer(serializers.ListSerializer):
     per-field machinery of ``Serializer.to_representation`` cost more than the query.
     """
 
+    #: The child's readable fields and their renderers, per child serializer class: building a serializer's fields
+    #: (a deep copy of the declared ones, then one per model field) costs more than rendering a page. Only fields
+    #: whose rendering does not depend on the request may be listed this way (no hyperlinks).
+    _renderers: dict[type, list] = {}
+
     def to_representation(self, data):
-        fields = [(field.field_name, _row_value_renderer(field)) for field in self.child._readable_fields]
+        fields = self._renderers.get(type(self.child))
+        if fields is None:
+            fields = [(field.field_name, _row_value_renderer(field)) for field in self.child._readable_fields]
+            self._renderers[type(self.child)] = fields
         return [{name: None if row[name] is None else render(row[name]) for name, render in fields} for row in data]
 
 

@@ -179,3 +179,20 @@ def test_it_shows_centre_a_its_own_objects(api_a, world_a):
         if "{pk}" in template and "get" in methods_of(callback) and model is not None and name.endswith("-detail"):
             pk = Protocol.objects.first().pk if model is Protocol else world_a[model].pk
             assert api_a.get(template.format(pk=pk)).status_code == 200, name
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "model"),
+    [
+        ("/api/v1/visits", "infusion", Infusion),
+        ("/api/v1/infusions", "patient", Patient),
+        ("/api/v1/reminders", "visit", FollowUpVisit),
+        ("/api/v1/malignancy-events", "infusion", Infusion),
+    ],
+)
+def test_it_answers_a_filter_on_a_foreign_id_as_on_one_that_does_not_exist(caller_b, world_a, path, key, model):
+    foreign = world_a[model].pk
+    missing = model.objects.order_by("-pk").values_list("pk", flat=True).first() + 1000
+    on_foreign, on_missing = caller_b.get(path, {key: foreign}), caller_b.get(path, {key: missing})
+    assert on_foreign.status_code == on_missing.status_code == 200
+    assert on_foreign.json()["results"] == on_missing.json()["results"] == []
