@@ -16,6 +16,7 @@ import email.message
 import functools
 import hashlib
 import re
+from email.header import Header
 from email.mime.text import MIMEText
 from email.utils import parseaddr
 
@@ -146,7 +147,22 @@ def _calendar_part(ics: str, method: str) -> MIMEText:
 
 
 # --- messages ---------------------------------------------------------------------------------------------------
-def reminder_message(reminder: Reminder, *, now: dt.datetime, connection=None) -> EmailMultiAlternatives:
+class CleanSubjectEmail(EmailMultiAlternatives):
+    """An email whose non-ASCII subject (a Spanish weekday or month, a centre's name) is folded after ``Subject:``.
+
+    Django encodes such a subject without the header's name in mind, so the folded header starts with a line break
+    and readers show a space before the subject; encoded with its name, it starts on the header's own line.
+    """
+
+    def message(self):
+        message = super().message()
+        if not self.subject.isascii():
+            charset = self.encoding or settings.DEFAULT_CHARSET
+            message.replace_header("Subject", Header(self.subject, charset, header_name="Subject"))
+        return message
+
+
+def reminder_message(reminder: Reminder, *, now: dt.datetime, connection=None) -> CleanSubjectEmail:
     """The email a reminder row stands for, ready to send."""
     if reminder.audience == Audience.PATIENT:
         message = _patient_message(reminder, now, connection)
@@ -174,7 +190,7 @@ def _long_date(day: dt.date, language: str) -> str:
         return formats.date_format(day, LONG_DATE[language])
 
 
-def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> EmailMultiAlternatives:
+def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
     visit = reminder.visit
     patient = visit.infusion.patient
     language = patient_language(patient)
@@ -194,7 +210,7 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> EmailM
         "unsubscribe_url": unsubscribe_url(patient),
     }
     text, html = _render("patient", language, context)
-    message = EmailMultiAlternatives(
+    message = CleanSubjectEmail(
         subject=PATIENT_SUBJECTS[language][purpose].format(date=context["due_date"]),
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -221,12 +237,12 @@ def care_team_context(visit: FollowUpVisit) -> dict:
     }
 
 
-def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> EmailMultiAlternatives:
+def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
     visit = reminder.visit
     centre = visit.infusion.patient.centre
     context = {**care_team_context(visit), "purpose": reminder.purpose}
     text, html = _render("care_team", "en", context)
-    message = EmailMultiAlternatives(
+    message = CleanSubjectEmail(
         subject=CARE_TEAM_SUBJECTS[Purpose(reminder.purpose)].format(patient_id=visit.infusion.patient_id),
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -330,11 +346,11 @@ class RenderedEmail(EmailMessage):
         return _RenderedMessage(self.raw)
 
 
-def digest_message(centre, context: dict, *, message_id: str, connection=None) -> EmailMultiAlternatives:
+def digest_message(centre, context: dict, *, message_id: str, connection=None) -> CleanSubjectEmail:
     """The weekly care-team digest: counts and admin links, patients named by id only."""
     text = render_to_string("surveillance/email/digest.en.txt", context)
     html = render_to_string("surveillance/email/digest.en.html", context)
-    message = EmailMultiAlternatives(
+    message = CleanSubjectEmail(
         subject=f"Weekly follow-up digest: {centre.name}, week of {context['week_start']:%d %b %Y}",
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 
 import icalendar
 import pytest
@@ -123,3 +125,13 @@ def test_it_puts_on_the_envelope_what_django_would(address):
             messages.reminder_envelope(reminder)
     else:
         assert messages.reminder_envelope(reminder)[1] == [expected]
+
+
+def test_it_starts_a_spanish_subject_on_its_own_line(centre_a, make_patient, open_visit):
+    wednesday = dt.date(2026, 12, 9)  # "miércoles": the subject must be encoded, and folds
+    visit = open_visit(make_patient(centre_a, preferred_language="es"), wednesday - dt.timedelta(days=5))
+    raw = messages.reminder_bytes(add_reminder(visit, NOW), now=NOW)
+
+    assert raw.split(b"\r\n").count(b"Subject: ") == 0  # no header that begins with a line break
+    subject = email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
+    assert subject == "Recordatorio: su visita de seguimiento el miércoles 9 de diciembre de 2026"

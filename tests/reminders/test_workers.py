@@ -65,7 +65,9 @@ def test_it_plans_an_infusion_and_the_worker_sends_what_is_due(
     assert set(_per_reminder(smtp_server)) == {str(pk) for pk in due}
     assert all(n == 1 for n in _per_reminder(smtp_server).values())
     to_patient = smtp_server.to(patient.email)
-    assert to_patient and all(m["Subject"].startswith("Recordatorio") for m in to_patient)
+    assert to_patient and all(m["Subject"].startswith("Recordatorio") for m in to_patient), [
+        m["Subject"] for m in to_patient
+    ]
     assert all(any(p.get_content_type() == "text/calendar" for p in m.walk()) for m in to_patient)
     assert all(r.send_after.astimezone(patient.tz).time() == dt.time(9) for r in later)
 
