@@ -88,7 +88,7 @@ def median(values) -> float:
 # --------------------------------------------------------------------------------------------- scratch databases
 @contextlib.contextmanager
 def scratch_database(prefix: str):
-    """A database of this benchmark's own (``bench_<prefix>_<name>``), migrated, dropped on the way out.
+    """A database of this benchmark's own (``bench_<prefix>_<name>_<pid>``), migrated, dropped on the way out.
 
     Yields the database URL a child process can use. On SQLite, a temporary file.
     """
@@ -104,8 +104,8 @@ def scratch_database(prefix: str):
     saved_test_name = test.get("NAME")
     if connection.vendor == "sqlite":
         test["NAME"] = str(Path(tempfile.mkdtemp()) / f"bench_{prefix}.sqlite3")
-    else:  # never the test suite's database
-        test["NAME"] = f"bench_{prefix}_{old_name}"
+    else:  # never the test suite's database, nor that of another benchmark running at the same time
+        test["NAME"] = f"bench_{prefix}_{old_name}_{os.getpid()}"
     name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         yield database_url(connection, name)

@@ -9,8 +9,8 @@
    0.8 of raw.
 2. With 1,000,000 pending rows in PostgreSQL, the claim query's time (EXPLAIN ANALYZE printed). Target: < 20 ms.
 
-It works in a scratch database (``bench_<name>`` beside DATABASE_URL's, or an in-memory SQLite database), created and
-dropped here. ``BENCH_MESSAGES`` (default 2000) and ``BENCH_PENDING_ROWS`` (default 1000000) size the runs.
+It works in a scratch database (``bench_<name>_<pid>`` beside DATABASE_URL's, or an in-memory SQLite database),
+created and dropped here. ``BENCH_MESSAGES`` (default 2000) and ``BENCH_PENDING_ROWS`` (default 1000000) size the runs.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def main() -> int:
     settings.CARTWATCH = {**settings.CARTWATCH, "REMINDER_BATCH_SIZE": int(os.environ.get("BENCH_BATCH", "100"))}
     old_name = connection.settings_dict["NAME"]
     if connection.vendor != "sqlite":  # a scratch database of its own, never the test suite's
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{old_name}"
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_{old_name}_{os.getpid()}"
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         ok = throughput(int(os.environ.get("BENCH_MESSAGES", "2000")), int(os.environ.get("BENCH_DISPATCH_RUNS", "5")))
