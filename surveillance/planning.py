@@ -29,7 +29,6 @@ from surveillance.models import (
     VisitChange,
     VisitStatus,
 )
-from surveillance.models.audit import request_actor_label, request_remote_addr
 from surveillance.models.visits import SETTLED_STATUSES
 
 WINDOW_CLOSED_REASON = "Window had closed when the visit was planned"
@@ -420,11 +419,7 @@ def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> Audit
             "reason": reason,
         },
     )
-    # What ``AuditEntry.save()`` adds, for a bulk insert (which does not call it).
-    if entry.remote_addr is None:
-        entry.remote_addr = request_remote_addr.get()
-    if entry.actor_id is None and request_actor_label.get():
-        entry.actor_label = request_actor_label.get()
+    entry.request_context_fill()  # as save() would: a bulk insert does not call it
     return entry
 
 

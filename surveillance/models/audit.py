@@ -53,11 +53,17 @@ class AuditEntry(models.Model):
         # trigger (migration 0003) refuses UPDATE and DELETE from any client, raw SQL included.
         if not self._state.adding:
             raise AppendOnlyError("audit entries are append-only")
+        self.request_context_fill()
+        super().save(*args, **kwargs)
+
+    def request_context_fill(self) -> None:
+        """Take the client address and the API caller's label from the request being served, unless given.
+
+        ``save()`` calls it; code that writes entries as rows in bulk (which skips ``save()``) calls it itself."""
         if self.remote_addr is None:
             self.remote_addr = request_remote_addr.get()
         if self.actor_id is None and request_actor_label.get():
             self.actor_label = request_actor_label.get()
-        super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("audit entries are append-only")
