@@ -176,9 +176,7 @@ def reminder_claim_due(now: dt.datetime, limit: int, token: str) -> list[int]:
     """
     lease = now + dt.timedelta(seconds=_cfg("REMINDER_LEASE_SECONDS"))
     with transaction.atomic():
-        due = Reminder.objects.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now).order_by(
-            "next_attempt_at"
-        )
+        due = Reminder.objects.due(now).order_by("next_attempt_at")
         if db_connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
         ids = list(due.values_list("pk", flat=True)[:limit])
@@ -284,10 +282,7 @@ def _build(to_send: list[Reminder], token: str, clock, connection, result: Dispa
             envelope = messages.reminder_envelope(reminder)
         except ValueError as exc:
             # Django cannot encode the address; its message quotes the address, so only the type is kept.
-            error = SendError(None, f"invalid address: {type(exc).__name__}", temporary=False)
-            with transaction.atomic():
-                _record_error(reminder, None, token, error, clock())
-            result.failed += 1
+            _record_unsendable(reminder, token, f"invalid address: {type(exc).__name__}", clock(), result)
             continue
         prepared = getattr(reminder, "prepared", None)
         try:
@@ -297,13 +292,17 @@ def _build(to_send: list[Reminder], token: str, clock, connection, result: Dispa
                 raw = messages.reminder_bytes(reminder, now=clock())
         except Exception as exc:  # a message that cannot be built must not come back every lease
             logger.exception("reminder=%s cannot be rendered", reminder.pk)
-            error = SendError(None, f"cannot be rendered: {type(exc).__name__}", temporary=False)
-            with transaction.atomic():
-                _record_error(reminder, None, token, error, clock())
-            result.failed += 1
+            _record_unsendable(reminder, token, f"cannot be rendered: {type(exc).__name__}", clock(), result)
             continue
         ready.append((reminder, messages.RenderedEmail(raw, envelope, connection=connection)))
     return ready
+
+
+def _record_unsendable(reminder: Reminder, token: str, text: str, now: dt.datetime, result: DispatchResult) -> None:
+    """A reminder whose message cannot be made fails for good (it would fail again every lease)."""
+    with transaction.atomic():
+        _record_error(reminder, None, token, SendError(None, text, temporary=False), now)
+    result.failed += 1
 
 
 def _send_all(ready: list[tuple], token: str, clock, connection, deadline: float, result: DispatchResult) -> None:
@@ -451,13 +450,14 @@ def _mark_sent(reminders: list[Reminder], token: str, now: dt.datetime) -> set[i
     One ``UPDATE ... FROM (rows) ... RETURNING`` (PostgreSQL, SQLite 3.35+) instead of a compare-and-set per row:
     this runs once per group of messages, on the dispatcher's hot path.
     """
-    table = db_connection.ops.quote_name(Reminder._meta.db_table)
+    quote = db_connection.ops.quote_name
+    table, pk = quote(Reminder._meta.db_table), quote(Reminder._meta.pk.column)
     rows = " UNION ALL ".join(["SELECT %s AS id, %s AS message_id"] * len(reminders))
     sql = (
         f"UPDATE {table} SET status = %s, sent_at = %s, message_id = v.message_id, last_smtp_code = 250, "
         f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %s "
-        f"FROM ({rows}) AS v WHERE {table}.id = v.id AND {table}.status = %s AND {table}.claimed_by = %s "
-        f"RETURNING {table}.id"
+        f"FROM ({rows}) AS v WHERE {table}.{pk} = v.id AND {table}.status = %s AND {table}.claimed_by = %s "
+        f"RETURNING {table}.{pk}"
     )
     at = db_connection.ops.adapt_datetimefield_value(now)
     params = [ReminderStatus.SENT.value, at, at]
@@ -581,7 +581,7 @@ def helpers_wanted(now: dt.datetime | None = None) -> int:
         return 0
     batch = _cfg("REMINDER_BATCH_SIZE")
     now = now or timezone.now()
-    due = Reminder.objects.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)[: batch * extra + 1].count()
+    due = Reminder.objects.due(now)[: batch * extra + 1].count()
     return min(extra, max(due - 1, 0) // batch)
 
 
@@ -599,9 +599,7 @@ def reminders_health(now: dt.datetime | None = None) -> tuple[bool, dict]:
     """Counts for the health probe (no patient data) and whether the dispatcher is keeping up."""
     now = now or timezone.now()
     counts = dict(Reminder.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    oldest_due = Reminder.objects.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now).aggregate(
-        at=Min("next_attempt_at")
-    )["at"]
+    oldest_due = Reminder.objects.due(now).aggregate(at=Min("next_attempt_at"))["at"]
     late_cutoff = now - dt.timedelta(seconds=_cfg("HEALTH_REMINDER_LATE_SECONDS"))
     late = Reminder.objects.filter(
         Q(status=ReminderStatus.PENDING) | Q(status=ReminderStatus.SENDING), send_after__lt=late_cutoff

@@ -214,7 +214,7 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanS
         subject=PATIENT_SUBJECTS[language][purpose].format(date=context["due_date"]),
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[patient.email],
+        to=[reminder_recipient(reminder)],
         connection=connection,
         headers={
             "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
@@ -239,14 +239,13 @@ def care_team_context(visit: FollowUpVisit) -> dict:
 
 def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
     visit = reminder.visit
-    centre = visit.infusion.patient.centre
     context = {**care_team_context(visit), "purpose": reminder.purpose}
     text, html = _render("care_team", "en", context)
     message = CleanSubjectEmail(
         subject=CARE_TEAM_SUBJECTS[Purpose(reminder.purpose)].format(patient_id=visit.infusion.patient_id),
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[centre.care_team_email],
+        to=[reminder_recipient(reminder)],
         connection=connection,
     )
     message.attach_alternative(html, "text/html")
@@ -289,15 +288,11 @@ def reminder_fingerprint(reminder: Reminder) -> str:
 
 
 def reminder_recipient(reminder: Reminder) -> str:
+    """Who a reminder goes to: the patient, or the centre's care team."""
     visit = reminder.visit
     if reminder.audience == Audience.PATIENT:
         return visit.infusion.patient.email
     return visit.infusion.patient.centre.care_team_email
-
-
-@functools.lru_cache(maxsize=8)
-def _envelope_address(address: str) -> str:
-    return sanitize_address(address, settings.DEFAULT_CHARSET)
 
 
 #: A plain ASCII address (dot-atom local part, host name): what ``sanitize_address`` would return unchanged.
@@ -306,15 +301,21 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
-def reminder_envelope(reminder: Reminder) -> tuple[str, list[str]]:
-    """The SMTP envelope (sender, recipients) as the server receives it; ``ValueError`` for an unusable address.
+def _envelope_address(address: str) -> str:
+    """An address as the SMTP envelope carries it; ``ValueError`` for one Django cannot encode.
 
     Nearly every address is plain ASCII and passes as it is; only the others go through ``sanitize_address``
     (IDNA host names, encoded display names), which costs more than sending the message."""
-    recipient = reminder_recipient(reminder)
-    if not _PLAIN_ADDRESS.fullmatch(recipient):
-        recipient = sanitize_address(recipient, settings.DEFAULT_CHARSET)
-    return _envelope_address(settings.DEFAULT_FROM_EMAIL), [recipient]
+    return address if _PLAIN_ADDRESS.fullmatch(address) else sanitize_address(address, settings.DEFAULT_CHARSET)
+
+
+#: The sender is the same on every message (a display name, so never plain): worked out once.
+_envelope_sender = functools.lru_cache(maxsize=8)(_envelope_address)
+
+
+def reminder_envelope(reminder: Reminder) -> tuple[str, list[str]]:
+    """The SMTP envelope (sender, recipients) as the server receives it; ``ValueError`` for an unusable address."""
+    return _envelope_sender(settings.DEFAULT_FROM_EMAIL), [_envelope_address(reminder_recipient(reminder))]
 
 
 def reminder_bytes(reminder: Reminder, *, now: dt.datetime) -> bytes:

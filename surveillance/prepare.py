@@ -48,7 +48,7 @@ def reminders_prepare(
     limit = limit or cfg["REMINDER_PREPARE_LIMIT"]
     result = PrepareResult(forgotten=prepared_forget_done())
     due_soon = (
-        Reminder.objects.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now + horizon)
+        Reminder.objects.due(now + horizon)
         .select_related("visit__infusion__patient__centre", "prepared")
         .defer("prepared__raw")
         .order_by("next_attempt_at", "pk")[:limit]

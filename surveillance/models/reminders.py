@@ -40,6 +40,12 @@ class ReminderStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class ReminderQuerySet(models.QuerySet):
+    def due(self, at: dt.datetime) -> ReminderQuerySet:
+        """Pending rows whose next attempt falls at or before ``at`` (the dispatcher's partial index serves it)."""
+        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=at)
+
+
 class Reminder(models.Model):
     """One message to send: a visit x audience x purpose (x days before), with the moment it must go out."""
 
@@ -61,6 +67,8 @@ class Reminder(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ReminderQuerySet.as_manager()
 
     class Meta:
         ordering = ["send_after", "pk"]
