@@ -3,7 +3,7 @@
 1. Messages per second from the dispatcher to a loopback SMTP server (aiosmtpd in its own process), beside the
    same server's raw rate: the same message sent N times over one reused connection by a bare smtplib loop, just
    before and just after the dispatch of each run (the mean of the two). As in production, the reminders are
-   rendered ahead (``surveillance.prepare``, timed apart) and then sent by ``DISPATCH_PARALLEL`` dispatcher
+   rendered ahead (``surveillance.reminders.prepare``, timed apart) and then sent by ``DISPATCH_PARALLEL`` dispatcher
    processes at once (the worker slots a run asks to join). Also reported: the rate of rendering ahead, and of one
    dispatcher that renders at send time. Medians of ``BENCH_DISPATCH_RUNS`` (5) runs. Target: dispatch at least
    0.8 of raw.
@@ -68,8 +68,8 @@ def _fixtures(n: int, tag: str = "bench"):
     from bench._common import open_visit
     from surveillance.models import Protocol, Reminder, TreatmentCentre
     from surveillance.models.reminders import Audience, Purpose
-    from surveillance.outbox import reminder_key
-    from surveillance.seeding import seeds_load
+    from surveillance.reminders.outbox import reminder_key
+    from surveillance.seeds.loader import seeds_load
 
     if not Protocol.objects.exists():
         seeds_load(settings.CARTWATCH["SEEDS_DIR"])
@@ -117,7 +117,7 @@ def _dispatcher(database: str, port: int, cartwatch: dict, ready, go, results) -
     from django.conf import settings
     from django.db import connection
 
-    from surveillance import dispatch
+    from surveillance.reminders import dispatch
 
     connection.settings_dict["NAME"] = database
     settings.CARTWATCH = cartwatch
@@ -156,8 +156,8 @@ def throughput(n: int, runs: int = 3) -> bool:
     from django.conf import settings
 
     from bench._common import median, record
-    from surveillance import dispatch, messages, prepare
     from surveillance.models import Reminder
+    from surveillance.reminders import dispatch, messages, prepare
 
     processes = settings.CARTWATCH["DISPATCH_PARALLEL"]
     server, stop, port = smtp_server()
@@ -221,8 +221,8 @@ def throughput(n: int, runs: int = 3) -> bool:
 def claim_query(rows: int) -> bool:
     from django.db import connection, transaction
 
-    from surveillance import dispatch
     from surveillance.models import Reminder, ReminderStatus
+    from surveillance.reminders import dispatch
 
     if connection.vendor != "postgresql":
         print("claim query: skipped (needs PostgreSQL: set DATABASE_URL)")

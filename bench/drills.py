@@ -306,7 +306,7 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
     from surveillance.models import Protocol, Reminder
     from surveillance.models import TreatmentCentre as Centre
     from surveillance.models.reminders import Audience, Purpose
-    from surveillance.outbox import reminder_key
+    from surveillance.reminders.outbox import reminder_key
 
     per_visit = 100
     today = dt.datetime.now(dt.UTC).date()

@@ -79,9 +79,9 @@ def main() -> int:
         from django.conf import settings
         from django.db import connection
 
-        from surveillance.ehr_import import car_t_code_index  # noqa: F401  (the catalogue's codes, as parsed)
+        from surveillance.imports.ehr_import import car_t_code_index  # noqa: F401  (the catalogue's codes, as parsed)
         from surveillance.models import FollowUpVisit, Infusion, Patient, ProductCode, Reminder, TreatmentCentre
-        from surveillance.seeding import seeds_load
+        from surveillance.seeds.loader import seeds_load
 
         if connection.vendor != "postgresql":
             print("import_plan: skipped (needs PostgreSQL: set DATABASE_URL)")

@@ -10,9 +10,9 @@ patients' lost-to-follow-up ladder stages are set from that history). In the bac
 must mark missed. Future visits are scheduled; those already in the reminder look-ahead have their reminders
 planned, except the day's newcomers, which the sweep's outbox top-up plans.
 
-The real ``surveillance.sweep.daily_sweep`` runs in a child process (wall time of the sweep itself, and the child's
-peak RSS); target under 60 s. Baseline: one ``UPDATE`` marking the same rows missed (in a transaction rolled back,
-median of 3). The sweep changes the data, so it runs once.
+The real ``surveillance.reminders.sweep.daily_sweep`` runs in a child process (wall time of the sweep itself, and the
+child's peak RSS); target under 60 s. Baseline: one ``UPDATE`` marking the same rows missed (in a transaction
+rolled back, median of 3). The sweep changes the data, so it runs once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ PER_PATIENT = 30
 CHILD = """
 import json, time, django
 django.setup()
-from surveillance.sweep import daily_sweep
+from surveillance.reminders.sweep import daily_sweep
 import os, cProfile, pstats
 profiler = cProfile.Profile() if os.environ.get("BENCH_SWEEP_PROFILE") == "1" else None
 t0 = time.perf_counter()
@@ -52,7 +52,7 @@ def build(visits: int, backlog_days: int, unrecorded: float) -> tuple[dict, int]
     from django.db import connection
 
     from surveillance.models import CarTProduct, Protocol, TreatmentCentre
-    from surveillance.seeding import seeds_load
+    from surveillance.seeds.loader import seeds_load
 
     seeds_load(settings.CARTWATCH["SEEDS_DIR"])
     protocol = Protocol.objects.current("standard")
@@ -187,7 +187,7 @@ def baseline_update() -> tuple[int, float]:
     from django.conf import settings
     from django.db import connection, transaction
 
-    from surveillance.sweep import MISSED_REASON
+    from surveillance.reminders.sweep import MISSED_REASON
 
     timings, count = [], 0
     for _ in range(3):

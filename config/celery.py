@@ -1,4 +1,4 @@
-"""The Celery app: configured from Django settings (``CELERY_`` prefix), tasks autodiscovered."""
+"""The Celery app: configured from Django settings (``CELERY_`` prefix); each wing with tasks has a ``tasks`` module."""
 
 import os
 
@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("cartwatch")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+app.autodiscover_tasks(["surveillance.reminders", "surveillance.integrations"])

@@ -82,7 +82,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
-    "surveillance.audit.AuditMiddleware",
+    "surveillance.access.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -229,27 +229,27 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Each task only says "do this batch now"; what is due is decided from the database.
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-reminders": {
-        "task": "surveillance.tasks.dispatch_due_reminders",
+        "task": "surveillance.reminders.tasks.dispatch_due_reminders",
         "schedule": env.float("CARTWATCH_DISPATCH_INTERVAL_SECONDS", default=60.0),
         # a run that waited longer than the interval is superseded by the next one
         "options": {"expires": env.float("CARTWATCH_DISPATCH_INTERVAL_SECONDS", default=60.0)},
     },
     "prepare-reminders": {
-        "task": "surveillance.tasks.prepare_reminders",
+        "task": "surveillance.reminders.tasks.prepare_reminders",
         "schedule": env.float("CARTWATCH_PREPARE_INTERVAL_SECONDS", default=300.0),
         "options": {"expires": env.float("CARTWATCH_PREPARE_INTERVAL_SECONDS", default=300.0)},
     },
     "daily-sweep": {
-        "task": "surveillance.tasks.daily_sweep",
+        "task": "surveillance.reminders.tasks.daily_sweep",
         "schedule": crontab(minute=15, hour=2),
     },
     "deliver-webhooks": {
-        "task": "surveillance.tasks_webhooks.deliver_webhooks",
+        "task": "surveillance.integrations.tasks.deliver_webhooks",
         "schedule": env.float("CARTWATCH_WEBHOOK_INTERVAL_SECONDS", default=60.0),
         "options": {"expires": env.float("CARTWATCH_WEBHOOK_INTERVAL_SECONDS", default=60.0)},
     },
     "weekly-care-team-digest": {
-        "task": "surveillance.tasks.weekly_digest",
+        "task": "surveillance.reminders.tasks.weekly_digest",
         "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
     },
 }

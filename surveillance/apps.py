@@ -8,4 +8,4 @@ class SurveillanceConfig(AppConfig):
 
     def ready(self) -> None:
         # Webhook events are planned from audit rows (a signal receiver); the task module registers with Celery.
-        from surveillance import tasks_webhooks, webhooks  # noqa: F401
+        from surveillance.integrations import tasks, webhooks  # noqa: F401

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from surveillance import views
+from surveillance.reminders import views
 
 app_name = "surveillance"
 

@@ -32,7 +32,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     """Load the seeds once per test session: every test sees the product catalogue and both protocols."""
     from django.conf import settings
 
-    from surveillance.seeding import seeds_load
+    from surveillance.seeds.loader import seeds_load
 
     with django_db_blocker.unblock():
         seeds_load(settings.CARTWATCH["SEEDS_DIR"])
@@ -50,7 +50,7 @@ def _seeds_present(request, django_db_blocker):
     from django.conf import settings
 
     from surveillance.models import CarTProduct
-    from surveillance.seeding import seeds_load
+    from surveillance.seeds.loader import seeds_load
 
     with django_db_blocker.unblock():
         if not CarTProduct.objects.exists():
@@ -76,8 +76,8 @@ def centre_b(db):
 
 
 def _staff(django_user_model, username: str, role: str, *centres):
+    from surveillance.access.roles import roles_sync
     from surveillance.models import CentreMembership
-    from surveillance.roles import roles_sync
 
     group = roles_sync()[role]
     user = django_user_model.objects.create_user(username=username, password="correct-horse-battery", is_staff=True)

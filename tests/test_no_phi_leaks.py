@@ -20,12 +20,14 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from surveillance import dispatch, planning, sweep, webhooks
 from surveillance.api.auth import api_token_create
+from surveillance.care import planning
+from surveillance.integrations import webhooks
 from surveillance.models import Patient, ReminderStatus, WebhookDelivery
 from surveillance.models.reminders import Audience, Purpose
-from tests.api.test_webhooks import Receiver
-from tests.fhir.conftest import HCPCS, collection, concept
+from surveillance.reminders import dispatch, sweep
+from tests.integrations.test_webhooks import Receiver
+from tests.imports.conftest import HCPCS, collection, concept
 from tests.reminders.conftest import add_reminder, open_visit, smtp_server, smtp_settings  # noqa: F401
 
 GIVEN, FAMILY = "Quillonia", "Vexborough"

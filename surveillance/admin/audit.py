@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.db.models import Q
 
 from surveillance import models as m
-from surveillance.tenancy import scope, user_centre_ids
+from surveillance.access.tenancy import scope, user_centre_ids
 
 
 @admin.register(m.AuditEntry)

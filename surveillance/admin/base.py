@@ -6,9 +6,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
 
-from surveillance.audit import audit_patients_viewed, audit_record
+from surveillance.access.audit import audit_patients_viewed, audit_record
+from surveillance.access.tenancy import scope, user_centre_ids
 from surveillance.models import Patient, TreatmentCentre
-from surveillance.tenancy import scope, user_centre_ids
 
 
 def patient_id_of(obj, patient_path: str) -> int | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
-from surveillance import cohort
+from surveillance.access.audit import audit_record
+from surveillance.access.tenancy import scope, user_centre_ids
 from surveillance.admin.worklists import workspace_today
-from surveillance.audit import audit_record
+from surveillance.care import cohort
 from surveillance.models import TreatmentCentre
 from surveillance.models.patients import LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
-from surveillance.tenancy import scope, user_centre_ids
 
 BAR_H, GAP = 18, 6
 

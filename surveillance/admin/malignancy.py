@@ -14,9 +14,9 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from surveillance import models as m
-from surveillance import reporting
 from surveillance.admin.base import CentreScopedAdmin
 from surveillance.admin.worklists import WorklistFilter, workspace_today
+from surveillance.care import reporting
 from surveillance.models.events import ReportingStepKind
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")

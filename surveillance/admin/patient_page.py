@@ -22,9 +22,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from surveillance import lifecycle, planning
+from surveillance.access.audit import audit_record
 from surveillance.admin.worklists import ContactForm, workspace_today
-from surveillance.audit import audit_record
+from surveillance.care import lifecycle, planning
 from surveillance.models import (
     FollowUpVisit,
     Infusion,

@@ -9,15 +9,15 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from surveillance import planning
-from surveillance.audit import request_remote_addr
-from surveillance.protocol_upgrade import (
+from surveillance.access.audit import request_remote_addr
+from surveillance.access.tenancy import user_centre_ids
+from surveillance.care import planning
+from surveillance.care.protocol_upgrade import (
     protocol_upgrade_apply,
     protocol_upgrade_candidates,
     protocol_upgrade_preview,
     protocol_upgrade_targets,
 )
-from surveillance.tenancy import user_centre_ids
 
 APPLY_PERMISSION = "surveillance.change_protocol"
 

@@ -9,7 +9,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from surveillance import models as m
-from surveillance import planning
 from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers the audit trail)
 from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
 from surveillance.admin import worklists as wl
@@ -20,6 +19,7 @@ from surveillance.admin.patient_page import (
     patient_page_context,
     visit_page_view,
 )
+from surveillance.care import planning
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
 

@@ -10,8 +10,8 @@ from django.contrib.auth.signals import user_login_failed
 from django.urls import path
 from django_otp.forms import OTPAuthenticationFormMixin
 
-from surveillance.audit import login_throttled, request_remote_addr
-from surveillance.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
+from surveillance.access.audit import login_throttled, request_remote_addr
+from surveillance.access.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
 
 
 class ThrottledAuthenticationForm(AdminAuthenticationForm):

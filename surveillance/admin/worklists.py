@@ -21,13 +21,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from surveillance import lifecycle
-from surveillance.audit import audit_record
+from surveillance.access.audit import audit_record
+from surveillance.access.tenancy import scope, user_centre_ids
+from surveillance.care import lifecycle
 from surveillance.models import FollowUpVisit, Patient, PatientRequest, Reminder, ReportingStep, VisitStatus
 from surveillance.models.centres import TreatmentCentre
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
-from surveillance.tenancy import scope, user_centre_ids
 
 DUE_SOON_DAYS = 14
 MISSED_RECENT_DAYS = 90

@@ -17,9 +17,9 @@ from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from surveillance.access.second_factor import session_second_factor_ok
 from surveillance.models import ApiToken, TreatmentCentre
 from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
-from surveillance.second_factor import session_second_factor_ok
 
 #: ``last_used_at`` is refreshed at most this often, so a busy token does not write on every request.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)

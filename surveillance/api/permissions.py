@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from rest_framework import permissions
 
+from surveillance.access.tenancy import user_centre_ids
 from surveillance.api.auth import TokenPrincipal
-from surveillance.tenancy import user_centre_ids
 
 
 def caller_is_token(request) -> bool:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
+from surveillance.access.tenancy import scope
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
@@ -28,7 +29,6 @@ from surveillance.models import (
 )
 from surveillance.models.integrations import WebhookEvent
 from surveillance.models.patients import RiskFlag
-from surveillance.tenancy import scope
 
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 EARLIEST_INFUSION = dt.date(2010, 1, 1)
@@ -438,7 +438,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
     def validate_url(self, value: str) -> str:
-        from surveillance.webhooks import webhook_url_problem
+        from surveillance.integrations.webhooks import webhook_url_problem
 
         problem = webhook_url_problem(value)
         if problem:

@@ -13,11 +13,14 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveillance import ehr_import, fhir_export, lifecycle, planning, reporting
+from surveillance.access.tenancy import scope
 from surveillance.api import filters, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
-from surveillance.fhir.records import FhirImportError
+from surveillance.care import lifecycle, planning, reporting
+from surveillance.exports import fhir_export
+from surveillance.imports import ehr_import
+from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import (
     FollowUpVisit,
     Infusion,
@@ -29,7 +32,6 @@ from surveillance.models import (
     WebhookEndpoint,
 )
 from surveillance.models import audit as audit_models
-from surveillance.tenancy import scope
 
 
 def acting_user(request):

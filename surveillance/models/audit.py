@@ -7,7 +7,7 @@ import contextvars
 from django.conf import settings
 from django.db import models
 
-#: The client address of the request being served, set by ``surveillance.audit.AuditMiddleware``, so that rows
+#: The client address of the request being served, set by ``surveillance.access.audit.AuditMiddleware``, so that rows
 #: written deep in a flow (lifecycle, planning, reporting) still say where the change came from.
 request_remote_addr: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_remote_addr", default=None)
 #: Who is acting when it is not a user row (an API token): rows written with no actor during the request carry it.

@@ -10,7 +10,7 @@ from django.db import models
 
 from surveillance.models.centres import TreatmentCentre, validate_time_zone
 from surveillance.models.products import CarTProduct
-from surveillance.scheduling import EARLIEST_INFUSION
+from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 
 class PatientStatus(models.TextChoices):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from surveillance import scheduling
+from surveillance.scheduling import engine, protocol_file
 
 
 class ProtocolStatus(models.TextChoices):
@@ -63,9 +63,9 @@ class Protocol(models.Model):
                 raise ValidationError("An active protocol is immutable: load a new version instead.")
         super().save(*args, **kwargs)
 
-    def to_spec(self) -> scheduling.ProtocolSpec:
+    def to_spec(self) -> engine.ProtocolSpec:
         """The engine's view of this protocol (pure data, no database)."""
-        return scheduling.protocol_from_dict(self.as_definition())
+        return protocol_file.protocol_from_dict(self.as_definition())
 
     def as_definition(self) -> dict:
         """The protocol in the seed-file format (the engine parses one shape, whatever its origin)."""

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from surveillance import planning
+from surveillance.care import planning
 from surveillance.models import FollowUpVisit, Protocol, ProtocolRule, ProtocolStatus, VisitStatus
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from surveillance import cohort, lifecycle, reporting
+from surveillance.care import cohort, lifecycle, reporting
 from surveillance.models import FollowUpVisit, Patient, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.patients import LadderStage, PatientStatus
 

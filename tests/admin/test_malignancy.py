@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from surveillance import reporting
+from surveillance.care import reporting
 from surveillance.models import AuditEntry, CarTProduct, MalignancyEvent, ReportingStep
 
 pytestmark = pytest.mark.django_db

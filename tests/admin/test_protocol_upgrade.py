@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from surveillance.care.protocol_upgrade import protocol_upgrade_preview
 from surveillance.models import AuditEntry, FollowUpVisit, ProtocolStatus, VisitStatus
-from surveillance.protocol_upgrade import protocol_upgrade_preview
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from surveillance import reporting
+from surveillance.care import reporting
 from surveillance.models import (
     FollowUpVisit,
     Infusion,

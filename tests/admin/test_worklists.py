@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from surveillance import reporting
+from surveillance.care import reporting
 from surveillance.models import (
     AuditEntry,
     ContactAttempt,
@@ -196,7 +196,7 @@ def test_it_lists_open_reporting_steps_and_counts_the_escalated(login, physician
 
 
 def test_it_takes_closed_patients_off_the_visit_worklists(login, coordinator_a, ward, today):
-    from surveillance import lifecycle
+    from surveillance.care import lifecycle
 
     lifecycle.patient_close(ward["overdue"].infusion.patient, status="deceased", on=today, reason="Died")
     overdue = login(coordinator_a).get(reverse("admin:surveillance_followupvisit_changelist"), {"worklist": "overdue"})

@@ -9,8 +9,8 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from surveillance import planning
 from surveillance.api.auth import api_token_create
+from surveillance.care import planning
 
 
 @pytest.fixture(autouse=True)

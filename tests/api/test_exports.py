@@ -11,8 +11,8 @@ import icalendar
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from surveillance import lifecycle
-from surveillance.fhir_export import CSV_COLUMNS
+from surveillance.care import lifecycle
+from surveillance.exports.fhir_export import CSV_COLUMNS
 from surveillance.models import FollowUpVisit, Patient, PatientStatus
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from surveillance.models import Infusion, Patient
-from tests.fhir.conftest import BULK
+from tests.imports.conftest import BULK
 
 DAY = (dt.date.today() - dt.timedelta(days=20)).isoformat()
 CSV = (

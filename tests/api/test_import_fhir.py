@@ -12,7 +12,7 @@ import json
 from django.test import override_settings
 
 from surveillance.models import FollowUpVisit, Infusion, Patient
-from tests.fhir.conftest import BULK, HCPCS, NDC, RXNORM, collection, concept, official
+from tests.imports.conftest import BULK, HCPCS, NDC, RXNORM, collection, concept, official
 
 FHIR_JSON = "application/fhir+json"
 NDJSON = "application/fhir+ndjson"

@@ -13,8 +13,8 @@ import re
 import pytest
 from django.urls import URLResolver, get_resolver
 
-from surveillance import reporting
 from surveillance.api.auth import api_token_create
+from surveillance.care import reporting
 from surveillance.models import (
     FollowUpVisit,
     Infusion,

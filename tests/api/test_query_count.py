@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from surveillance import planning, reporting
+from surveillance.care import planning, reporting
 from surveillance.models import Patient
 
 LISTS = [

@@ -17,7 +17,7 @@ import pytest
 
 from tests.api.test_import_fhir import car_t_bundle
 from tests.conftest import REPO, missing_service
-from tests.fhir.conftest import BULK
+from tests.imports.conftest import BULK
 
 SKIPPED_PREFIXES = ("python manage.py", "export TOKEN=")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from surveillance import reporting
+from surveillance.care import reporting
 from surveillance.models import Protocol, Reminder, WebhookEndpoint
 
 PATIENT = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from surveillance import lifecycle
+from surveillance.care import lifecycle
 from surveillance.models import AuditEntry, FollowUpVisit, VisitStatus
 
 

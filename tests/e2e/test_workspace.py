@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from surveillance import planning
-from surveillance.demo import demo_cohort_create, demo_settings
+from surveillance.access.roles import roles_sync
+from surveillance.care import planning
 from surveillance.models import (
     CentreMembership,
     FollowUpVisit,
@@ -21,7 +21,7 @@ from surveillance.models import (
     TreatmentCentre,
     VisitStatus,
 )
-from surveillance.roles import roles_sync
+from surveillance.seeds.demo import demo_cohort_create, demo_settings
 from tests.admin.conftest import scheduled, visit_set
 from tests.e2e.conftest import screenshot
 

@@ -165,7 +165,7 @@ def add_reminder(
     purpose: str = Purpose.UPCOMING,
     days_before: int = 2,
 ) -> Reminder:
-    from surveillance.outbox import reminder_key
+    from surveillance.reminders.outbox import reminder_key
 
     return Reminder.objects.create(
         visit=visit,
@@ -261,7 +261,9 @@ class Processes:
     def beat(self, name: str = "beat", **env: str) -> subprocess.Popen:
         return self._start(["beat", "--loglevel=INFO", f"--schedule={self.tmp_path / (name + '-schedule')}"], name, env)
 
-    def send(self, task: str = "surveillance.tasks.dispatch_due_reminders", broker: str | None = None) -> None:
+    def send(
+        self, task: str = "surveillance.reminders.tasks.dispatch_due_reminders", broker: str | None = None
+    ) -> None:
         from celery import Celery
 
         app = Celery("probe", broker=broker or self.env["CELERY_BROKER_URL"])

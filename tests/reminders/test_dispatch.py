@@ -7,9 +7,10 @@ import zoneinfo
 
 import pytest
 
-from surveillance import dispatch, lifecycle, planning
+from surveillance.care import lifecycle, planning
 from surveillance.models import Delivery, FollowUpVisit, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, DeliveryOutcome, Purpose
+from surveillance.reminders import dispatch
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db

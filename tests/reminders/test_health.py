@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from surveillance import dispatch
 from surveillance.models.reminders import DispatcherRun
+from surveillance.reminders import dispatch
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db

@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from surveillance import dispatch, messages
 from surveillance.models import AuditEntry, PatientRequest, ReminderStatus
 from surveillance.models.reminders import Audience, Purpose
 from surveillance.models.visits import RequestKind
+from surveillance.reminders import dispatch, messages
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surveillance import dispatch, lifecycle, messages
+from surveillance.care import lifecycle
 from surveillance.models import Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, Purpose
+from surveillance.reminders import dispatch, messages
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db

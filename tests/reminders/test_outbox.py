@@ -7,9 +7,10 @@ import zoneinfo
 
 import pytest
 
-from surveillance import outbox, planning
+from surveillance.care import planning
 from surveillance.models import FollowUpVisit, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, Purpose
+from surveillance.reminders import outbox
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from surveillance import dispatch, prepare
 from surveillance.models import Delivery, Patient, PreparedMessage, Reminder, ReminderStatus
 from surveillance.models.reminders import DeliveryOutcome
+from surveillance.reminders import dispatch, prepare
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db

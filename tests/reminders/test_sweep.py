@@ -8,10 +8,11 @@ import datetime as dt
 import pytest
 from django.core import mail
 
-from surveillance import lifecycle, sweep
+from surveillance.care import lifecycle
 from surveillance.models import AuditEntry, Patient, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.patients import ContactAttempt, ContactMethod, LadderStage, PatientStatus
 from surveillance.models.reminders import Audience, CareTeamDigest, Purpose
+from surveillance.reminders import sweep
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC
@@ -73,7 +74,7 @@ def test_it_never_puts_a_closed_patient_on_the_ladder(centre_a, make_patient, op
 def test_it_logs_an_automatic_contact_attempt_when_a_patient_on_the_ladder_is_emailed(
     smtp_settings, centre_a, make_patient, open_visit
 ):
-    from surveillance import dispatch
+    from surveillance.reminders import dispatch
     from tests.reminders.conftest import add_reminder
 
     now = dt.datetime(2026, 11, 2, 14, tzinfo=UTC)

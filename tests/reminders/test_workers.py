@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from surveillance import planning
+from surveillance.care import planning
 from surveillance.models import Delivery, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, DeliveryOutcome
 from tests.reminders.conftest import add_reminder, wait_until

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from surveillance.second_factor import AlreadyEnrolled, totp_enroll, totp_secret_base32
+from surveillance.access.second_factor import AlreadyEnrolled, totp_enroll, totp_secret_base32
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from surveillance.access.roles import roles_sync
 from surveillance.models import CentreMembership, Role, TreatmentCentre
-from surveillance.roles import roles_sync
 
 DEMO_USERS = (
     ("coordinator-a", Role.COORDINATOR, ("centre-a",)),

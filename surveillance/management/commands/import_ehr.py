@@ -13,8 +13,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from surveillance import ehr_import
-from surveillance.fhir.records import FhirImportError
+from surveillance.imports import ehr_import
+from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import TreatmentCentre
 
 

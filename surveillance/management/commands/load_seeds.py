@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from surveillance.seeding import SeedError, seeds_load
+from surveillance.seeds.loader import SeedError, seeds_load
 
 
 class Command(BaseCommand):

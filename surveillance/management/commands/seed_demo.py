@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from surveillance.demo import demo_cohort_create, demo_settings
+from surveillance.seeds.demo import demo_cohort_create, demo_settings
 
 
 class Command(BaseCommand):

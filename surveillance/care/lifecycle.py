@@ -1,0 +1,260 @@
+"""State transitions of visits and patients, shared by the admin, the API, the tasks and the demo.
+
+Every transition is a compare-and-set (``UPDATE ... WHERE status = <expected>``, checked by row count) so two
+people or two workers acting at once cannot both win, and every one writes its history row and audit entry in
+the same transaction. Reminders follow the visit: a settled or moved visit's pending reminders are re-planned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.utils import timezone
+
+from surveillance.models import (
+    AuditEntry,
+    ContactAttempt,
+    FollowUpVisit,
+    Patient,
+    PatientRequest,
+    PatientStatus,
+    Reminder,
+    VisitChange,
+    VisitStatus,
+)
+from surveillance.models.patients import CLOSED_STATUSES, LadderStage
+from surveillance.models.reminders import ReminderStatus
+from surveillance.reminders import outbox
+
+
+class TransitionError(Exception):
+    """The object is not in the state the action needs (someone else changed it first, or the input is wrong)."""
+
+
+def _audit(action: str, obj, patient_id: int | None, by, changes: dict) -> None:
+    AuditEntry.objects.create(
+        actor=by,
+        actor_label="" if by else "system",
+        action=action,
+        object_type=obj._meta.model_name,
+        object_id=str(obj.pk),
+        patient_id=patient_id,
+        changes=changes,
+    )
+
+
+def _transition(
+    visit: FollowUpVisit,
+    expected: tuple[str, ...],
+    *,
+    action: str,
+    by,
+    reason: str,
+    now: dt.datetime,
+    **values,
+) -> FollowUpVisit:
+    before = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
+    with transaction.atomic():
+        updated = FollowUpVisit.objects.filter(pk=visit.pk, status__in=expected, sequence=visit.sequence).update(
+            status_changed_at=now, status_changed_by=by, updated_at=now, **values
+        )
+        if updated != 1:
+            raise TransitionError(f"visit {visit.pk} is no longer {' or '.join(expected)}; reload and try again")
+        visit.refresh_from_db()
+        after = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
+        VisitChange.objects.create(visit=visit, by=by, action=action, before=before, after=after, reason=reason)
+        _audit(action, visit, visit.infusion.patient_id, by, {"before": before, "after": after, "reason": reason})
+        outbox.visit_reminders_sync(visit, now)
+    return visit
+
+
+def visit_mark_completed(
+    visit: FollowUpVisit,
+    *,
+    completed_on: dt.date,
+    results: dict | None = None,
+    by=None,
+    now: dt.datetime | None = None,
+) -> FollowUpVisit:
+    """Record a visit as done. A date outside the window is allowed (it happened) but must not be in the future."""
+    now = now or timezone.now()
+    if completed_on > timezone.localdate(now):
+        raise TransitionError("a visit cannot be completed on a future date")
+    return _transition(
+        visit,
+        (VisitStatus.SCHEDULED,),
+        action="completed",
+        by=by,
+        reason="",
+        now=now,
+        status=VisitStatus.COMPLETED,
+        completed_on=completed_on,
+        results=results or {},
+        status_reason="",
+    )
+
+
+def visit_cancel(visit: FollowUpVisit, *, reason: str, by=None, now: dt.datetime | None = None) -> FollowUpVisit:
+    if not reason.strip():
+        raise TransitionError("a cancellation needs a reason")
+    return _transition(
+        visit,
+        (VisitStatus.SCHEDULED,),
+        action="cancelled",
+        by=by,
+        reason=reason,
+        now=now or timezone.now(),
+        status=VisitStatus.CANCELLED,
+        status_reason=reason[:255],
+        planner_cancelled=False,
+    )
+
+
+def visit_reschedule(
+    visit: FollowUpVisit, *, new_date: dt.date, by=None, reason: str = "", now: dt.datetime | None = None
+) -> FollowUpVisit:
+    """Move the due date within the protocol window; the iCalendar sequence rises so calendars update."""
+    if not visit.window_start <= new_date <= visit.window_end:
+        raise TransitionError(
+            f"the new date must lie within the visit window {visit.window_start} to {visit.window_end}"
+        )
+    if new_date == visit.due_date:
+        return visit
+    return _transition(
+        visit,
+        (VisitStatus.SCHEDULED,),
+        action="rescheduled",
+        by=by,
+        reason=reason,
+        now=now or timezone.now(),
+        due_date=new_date,
+        sequence=visit.sequence + 1,
+        reminders_planned_for=None,
+    )
+
+
+def visit_mark_missed(visit: FollowUpVisit, *, reason: str, by=None, now: dt.datetime | None = None) -> FollowUpVisit:
+    return _transition(
+        visit,
+        (VisitStatus.SCHEDULED,),
+        action="missed",
+        by=by,
+        reason=reason,
+        now=now or timezone.now(),
+        status=VisitStatus.MISSED,
+        status_reason=reason[:255],
+    )
+
+
+def visit_correct(
+    visit: FollowUpVisit,
+    *,
+    to_status: str,
+    reason: str,
+    by,
+    completed_on: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> FollowUpVisit:
+    """An audited correction: the only way a settled visit changes state again (e.g. missed -> completed)."""
+    if by is None or not reason.strip():
+        raise TransitionError("a correction needs a person and a reason")
+    if to_status == visit.status:
+        raise TransitionError(f"the visit is already {to_status}")
+    values: dict = {
+        "status": to_status,
+        "status_reason": "" if to_status in ("scheduled", "completed") else reason,
+    }
+    if to_status == VisitStatus.COMPLETED:
+        if completed_on is None:
+            raise TransitionError("a correction to completed needs the date it was done")
+        values["completed_on"] = completed_on
+    return _transition(
+        visit,
+        (visit.status,),
+        action="corrected",
+        by=by,
+        reason=reason,
+        now=now or timezone.now(),
+        planner_cancelled=False,
+        reminders_planned_for=None,
+        **values,
+    )
+
+
+def patient_close(
+    patient: Patient, *, status: str, on: dt.date, reason: str, by=None, now: dt.datetime | None = None
+) -> int:
+    """Deceased, withdrawn or transferred: off every worklist, every open visit cancelled, every reminder stopped.
+
+    Returns the number of visits cancelled.
+    """
+    if status not in CLOSED_STATUSES:
+        raise TransitionError(f"{status!r} does not close follow-up")
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = (
+            Patient.objects.filter(pk=patient.pk)
+            .exclude(status__in=CLOSED_STATUSES)
+            .update(
+                status=status,
+                status_date=on,
+                status_reason=reason[:255],
+                ladder_stage=LadderStage.ON_TRACK,
+                updated_at=now,
+            )
+        )
+        if updated != 1:
+            raise TransitionError("the patient's follow-up is already closed")
+        visits = FollowUpVisit.objects.filter(infusion__patient=patient, status=VisitStatus.SCHEDULED)
+        cancelled = visits.update(
+            status=VisitStatus.CANCELLED,
+            status_reason=f"Patient {PatientStatus(status).label.lower()}"[:255],
+            planner_cancelled=False,
+            status_changed_at=now,
+            status_changed_by=by,
+            updated_at=now,
+        )
+        Reminder.objects.filter(visit__infusion__patient=patient, status=ReminderStatus.PENDING).update(
+            status=ReminderStatus.CANCELLED, outcome_reason=f"patient {status}", updated_at=now
+        )
+        _audit(
+            "close",
+            patient,
+            patient.pk,
+            by,
+            {"status": status, "on": on.isoformat(), "visits_cancelled": cancelled},
+        )
+    patient.refresh_from_db()
+    return cancelled
+
+
+def contact_attempt_log(
+    patient: Patient,
+    *,
+    method: str,
+    reached: bool,
+    note: str = "",
+    by=None,
+    at: dt.datetime | None = None,
+):
+    """Record an attempt to reach a patient (the lost-to-follow-up ladder's log), audited."""
+    with transaction.atomic():
+        attempt = ContactAttempt.objects.create(
+            patient=patient, attempted_at=at or timezone.now(), method=method, reached=reached, note=note[:500], by=by
+        )
+        _audit("contact_attempt", attempt, patient.pk, by, {"method": method, "reached": reached})
+    return attempt
+
+
+def patient_request_handle(request_row, *, by, now: dt.datetime | None = None) -> bool:
+    """Mark a patient's request (confirm, reschedule, done elsewhere) handled; False if someone already did."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = PatientRequest.objects.filter(pk=request_row.pk, handled_at__isnull=True).update(
+            handled_at=now, handled_by=by
+        )
+        if updated:
+            patient_id = request_row.visit.infusion.patient_id
+            _audit("request_handled", request_row, patient_id, by, {"kind": request_row.kind})
+    return bool(updated)

@@ -1,0 +1,564 @@
+"""Apply a schedule plan to the database: first plan, re-plan with a diff preview, protocol upgrades.
+
+The engine (``scheduling``) says what the visits should be; this module compares that with what is stored and
+writes the difference. Completed and missed visits are history and are never touched; a visit a person cancelled
+stays cancelled. A re-plan is idempotent: running it twice changes nothing the second time. Callers show
+``infusion_plan_preview()`` to a person, then pass its fingerprint to ``infusion_plan()`` so that the change
+applied is the change that was confirmed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from surveillance.db import bulk_rows
+from surveillance.models import (
+    AuditEntry,
+    FollowUpVisit,
+    Infusion,
+    Protocol,
+    ProtocolRule,
+    VisitChange,
+    VisitStatus,
+)
+from surveillance.models.visits import SETTLED_STATUSES
+from surveillance.reminders import outbox
+from surveillance.scheduling import engine
+
+WINDOW_CLOSED_REASON = "Window had closed when the visit was planned"
+SUPERSEDED_REASON = "Superseded by a re-infusion"
+
+
+class PlanChanged(Exception):
+    """The plan differs from the preview a person confirmed; show the new preview instead of applying."""
+
+
+@dataclass(frozen=True)
+class VisitMove:
+    visit_id: int
+    rule_code: str
+    occurrence: int
+    old_due: dt.date
+    new_due: dt.date
+    new_window_start: dt.date
+    new_window_end: dt.date
+
+
+@dataclass(frozen=True)
+class VisitRef:
+    visit_id: int | None
+    rule_code: str
+    occurrence: int
+    due_date: dt.date
+
+
+@dataclass
+class PlanDiff:
+    """What applying a plan would do (or did): for a person to read before confirming."""
+
+    infusion_id: int
+    protocol_from: str | None
+    protocol_to: str | None
+    added: list[VisitRef] = field(default_factory=list)
+    moved: list[VisitMove] = field(default_factory=list)
+    removed: list[VisitRef] = field(default_factory=list)
+    changed: list[VisitRef] = field(default_factory=list)
+    unchanged: int = 0
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.added or self.moved or self.removed or self.changed) and self.protocol_from == self.protocol_to
+
+    def as_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def fingerprint(self) -> str:
+        """A short hash of the change itself, so a confirmation can be checked against what is applied."""
+        payload = self.as_dict()
+        payload.pop("unchanged")
+        for ref in payload["added"]:
+            ref.pop("visit_id")
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.moved)} moved, {len(self.removed)} removed, "
+            f"{len(self.changed)} changed, {self.unchanged} unchanged"
+        )
+
+
+@lru_cache(maxsize=64)
+def _protocol_spec(protocol_id: int, content_hash: str) -> engine.ProtocolSpec:
+    return Protocol.objects.prefetch_related("rules").get(pk=protocol_id).to_spec()
+
+
+def protocol_spec(protocol: Protocol) -> engine.ProtocolSpec:
+    """The engine's view of a protocol, parsed once per version (active versions never change)."""
+    return _protocol_spec(protocol.pk, protocol.content_hash)
+
+
+def infusion_facts(infusion: Infusion) -> engine.InfusionFacts:
+    """What the engine needs to know about an infusion, read from the database."""
+    # Through the related managers so that a caller planning many infusions can prefetch them.
+    flags = frozenset(flag.code for flag in infusion.risk_flags.all() if flag.present)
+    conditions = {
+        d.condition: engine.ConditionState(active=d.active, until=d.until) for d in infusion.condition_decisions.all()
+    }
+    return engine.InfusionFacts(
+        infusion_date=infusion.infusion_date,
+        target_antigen=infusion.product.target_antigen,
+        vector_type=infusion.product.vector_type,
+        birth_date=infusion.patient.birth_date,
+        risk_flags=flags,
+        prior_lines=infusion.prior_lines,
+        conditions=conditions,
+    )
+
+
+def infusion_choose_protocol(facts: engine.InfusionFacts) -> Protocol:
+    """The newest active version of the variant the risk flags call for."""
+    return Protocol.objects.current(engine.choose_variant(facts))
+
+
+def _planned(infusion: Infusion, protocol: Protocol, facts: engine.InfusionFacts) -> list[engine.PlannedVisit]:
+    if infusion.superseded_by_id:
+        return []
+    return engine.plan_visits(protocol_spec(protocol), facts, settings.CARTWATCH["HORIZON_YEARS"])
+
+
+def _diff(
+    infusion: Infusion,
+    protocol: Protocol,
+    planned: list[engine.PlannedVisit],
+    facts: engine.InfusionFacts,
+) -> tuple[PlanDiff, dict]:
+    """Compare the plan with stored visits. Returns the diff and the work needed to apply it."""
+    stored = {(v.rule_code, v.occurrence): v for v in infusion.visits.all()}
+    diff = PlanDiff(
+        infusion_id=infusion.pk,
+        protocol_from=str(infusion.protocol) if infusion.protocol_id else None,
+        protocol_to=str(protocol),
+        reasons=engine.intensified_reasons(facts),
+    )
+    work: dict[str, list] = {"create": [], "revive": [], "move": [], "change": [], "remove": [], "relink": []}
+    wanted = {(p.rule_code, p.occurrence): p for p in planned}
+    for key, plan in wanted.items():
+        visit = stored.get(key)
+        if visit is None:
+            diff.added.append(VisitRef(None, plan.rule_code, plan.occurrence, plan.due_date))
+            work["create"].append(plan)
+        elif visit.status in SETTLED_STATUSES or (
+            visit.status == VisitStatus.CANCELLED and not visit.planner_cancelled
+        ):
+            diff.unchanged += 1
+        elif visit.status == VisitStatus.CANCELLED:
+            diff.added.append(VisitRef(visit.pk, plan.rule_code, plan.occurrence, plan.due_date))
+            work["revive"].append((visit, plan))
+        elif (visit.due_date, visit.window_start, visit.window_end) != (
+            plan.due_date,
+            plan.window_start,
+            plan.window_end,
+        ):
+            diff.moved.append(
+                VisitMove(
+                    visit.pk,
+                    plan.rule_code,
+                    plan.occurrence,
+                    visit.due_date,
+                    plan.due_date,
+                    plan.window_start,
+                    plan.window_end,
+                )
+            )
+            work["move"].append((visit, plan))
+        elif (visit.label, visit.kind, list(visit.assessments)) != (
+            plan.label,
+            plan.kind,
+            list(plan.assessments),
+        ):
+            diff.changed.append(VisitRef(visit.pk, plan.rule_code, plan.occurrence, plan.due_date))
+            work["change"].append((visit, plan))
+        else:
+            diff.unchanged += 1
+            work["relink"].append((visit, plan))
+    for key, visit in stored.items():
+        if key not in wanted and visit.status == VisitStatus.SCHEDULED:
+            diff.removed.append(VisitRef(visit.pk, visit.rule_code, visit.occurrence, visit.due_date))
+            work["remove"].append(visit)
+    return diff, work
+
+
+def infusion_plan_preview(infusion: Infusion, *, protocol: Protocol | None = None) -> PlanDiff:
+    """What re-planning would change, without writing anything."""
+    facts = infusion_facts(infusion)
+    protocol = protocol or infusion_choose_protocol(facts)
+    diff, _ = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+    return diff
+
+
+def infusion_plan(
+    infusion: Infusion,
+    *,
+    protocol: Protocol | None = None,
+    by=None,
+    reason: str = "",
+    confirm: str | None = None,
+    now: dt.datetime | None = None,
+) -> PlanDiff:
+    """Plan or re-plan an infusion's visits and their reminders, atomically; returns what changed.
+
+    ``confirm``, when given, is the fingerprint of the preview a person saw: if the plan has changed since,
+    ``PlanChanged`` is raised and nothing is written.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Serialise concurrent re-plans of the same infusion (a no-op on SQLite, whose writes are serial anyway).
+        infusion = (
+            Infusion.objects.select_for_update(of=("self",))
+            .select_related("product", "patient__centre", "protocol")
+            .get(pk=infusion.pk)
+        )
+        facts = infusion_facts(infusion)
+        protocol = protocol or infusion_choose_protocol(facts)
+        diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+        if confirm is not None and confirm != diff.fingerprint():
+            raise PlanChanged(diff.summary())
+        if diff.is_empty:
+            return diff
+        if _is_first_plan(infusion, work):
+            _first_plans_write([(infusion, protocol, diff, work["create"])], by=by, reason=reason, now=now)
+            return diff
+        _apply(infusion, protocol, work, by=by, reason=reason, now=now)
+        _plan_audit(infusion, diff, by=by, reason=reason).save()
+    return diff
+
+
+def infusions_plan_new(
+    infusions: list[Infusion], *, by=None, reason: str = "", now: dt.datetime | None = None
+) -> list[PlanDiff]:
+    """Plan many infusions at once (a batch of an import); returns their diffs, in the order given.
+
+    An infusion with no protocol and no visits yet (the common case: one just created) is planned in bulk: its
+    visits, their reminders and its audit entry are written with a few statements for the whole batch instead of a
+    few per infusion. The rows are those ``infusion_plan()`` would write one by one. Any other infusion is planned
+    by ``infusion_plan()``, after the new ones.
+    """
+    now = now or timezone.now()
+    if not infusions:
+        return []
+    with transaction.atomic():
+        locked = {
+            infusion.pk: infusion
+            for infusion in Infusion.objects.select_for_update(of=("self",))
+            .select_related("product", "patient__centre", "protocol")
+            .prefetch_related("risk_flags", "condition_decisions", "visits")
+            .filter(pk__in=[infusion.pk for infusion in infusions])
+        }
+        protocols: dict[str, Protocol] = {}
+        diffs: dict[int, PlanDiff] = {}
+        first: list[tuple[Infusion, Protocol, PlanDiff, list[engine.PlannedVisit]]] = []
+        for infusion in infusions:
+            infusion = locked[infusion.pk]
+            if infusion.pk in diffs or infusion.protocol_id is not None or infusion.visits.all():
+                continue
+            facts = infusion_facts(infusion)
+            variant = engine.choose_variant(facts)
+            if variant not in protocols:
+                protocols[variant] = Protocol.objects.current(variant)
+            protocol = protocols[variant]
+            diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+            diffs[infusion.pk] = diff
+            if not diff.is_empty:
+                first.append((infusion, protocol, diff, work["create"]))
+        _first_plans_write(first, by=by, reason=reason, now=now)
+        for infusion in infusions:
+            if infusion.pk not in diffs:
+                diffs[infusion.pk] = infusion_plan(infusion, by=by, reason=reason, now=now)
+    return [diffs[infusion.pk] for infusion in infusions]
+
+
+def _is_first_plan(infusion: Infusion, work: dict) -> bool:
+    """No protocol assigned and no visits stored: a plan that only creates (``_first_plans_write``)."""
+    return infusion.protocol_id is None and not any(work[key] for key in work if key != "create")
+
+
+def _first_plans_write(
+    plans: list[tuple[Infusion, Protocol, PlanDiff, list[engine.PlannedVisit]]],
+    *,
+    by,
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    """Write the first plans of infusions that have no visits yet, in bulk: what ``_apply`` and the audit entry of
+    ``infusion_plan()`` write for them, a statement or two per table (and per protocol) instead of per infusion.
+
+    Visits are written as rows (``bulk_rows``), not model instances: only those in the reminder look-ahead, a few
+    per infusion, are built as visits (and numbered beforehand), for the outbox to plan their reminders."""
+    if not plans:
+        return
+    rules: dict[int, dict[str, ProtocolRule]] = {}
+    assigned: dict[int, list[int]] = {}
+    rows: list[tuple] = []
+    lookahead: list[FollowUpVisit] = []
+    lookahead_rows: list[tuple] = []
+    for infusion, protocol, _, planned in plans:
+        if protocol.pk not in rules:
+            rules[protocol.pk] = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
+        if infusion.protocol_id != protocol.pk:
+            infusion.protocol = protocol
+            assigned.setdefault(protocol.pk, []).append(infusion.pk)
+        today = timezone.localdate(now, infusion.patient.centre.tz)
+        horizon = outbox.lookahead_end(today)
+        by_code = rules[protocol.pk]
+        for plan in planned:
+            rule = by_code[plan.rule_code]
+            if plan.window_end < today:
+                rows.append(_visit_row(infusion.pk, rule.pk, plan, closed_at=now))
+                continue
+            if plan.due_date <= horizon:  # a new visit has no outbox rows yet: only one in the look-ahead needs any
+                visit = _new_visit(infusion, rule, plan, today, now)
+                visit.reminders_planned_for = visit.sequence
+                lookahead.append(visit)
+                lookahead_rows.append(_visit_row(infusion.pk, rule.pk, plan, reminders_planned_for=visit.sequence))
+            else:
+                rows.append(_visit_row(infusion.pk, rule.pk, plan))
+    for protocol_id, pks in assigned.items():
+        Infusion.objects.filter(pk__in=pks).update(protocol=protocol_id, updated_at=now)
+    bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows)
+    ids = bulk_rows.rows_insert_numbered(FollowUpVisit, VISIT_ROW_COLUMNS, lookahead_rows)
+    for visit, pk in zip(lookahead, ids, strict=True):
+        visit.pk = pk
+    outbox.new_visits_reminders_plan(lookahead, now)
+    entries = [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans]
+    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, [_audit_row(entry) for entry in entries])
+
+
+VISIT_ROW_COLUMNS = (
+    "infusion_id",
+    "rule_id",
+    "rule_code",
+    "occurrence",
+    "label",
+    "kind",
+    "due_date",
+    "window_start",
+    "window_end",
+    "assessments",
+    "status",
+    "status_reason",
+    "status_changed_at",
+    "reminders_planned_for",
+)
+
+
+def _visit_row(
+    infusion_id: int,
+    rule_id: int,
+    plan: engine.PlannedVisit,
+    *,
+    closed_at: dt.datetime | None = None,
+    reminders_planned_for: int | None = None,
+) -> tuple:
+    """A new visit's row (``VISIT_ROW_COLUMNS``), as ``_new_visit`` fills it; ``closed_at``: its window had
+    closed when it was planned (an import of an old infusion, or a corrected date), so it is not a missed visit."""
+    return (
+        infusion_id,
+        rule_id,
+        plan.rule_code,
+        plan.occurrence,
+        plan.label,
+        plan.kind,
+        plan.due_date,
+        plan.window_start,
+        plan.window_end,
+        plan.assessments,
+        VisitStatus.SCHEDULED if closed_at is None else VisitStatus.CANCELLED,
+        "" if closed_at is None else WINDOW_CLOSED_REASON,
+        closed_at,
+        reminders_planned_for,
+    )
+
+
+AUDIT_ROW_COLUMNS = (
+    "actor_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "patient_id",
+    "changes",
+    "remote_addr",
+)
+
+
+def _audit_row(entry: AuditEntry) -> tuple:
+    """An unsaved audit entry's row (``AUDIT_ROW_COLUMNS``), for ``bulk_rows``."""
+    return tuple(getattr(entry, column) for column in AUDIT_ROW_COLUMNS)
+
+
+def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> AuditEntry:
+    """The audit entry of a plan or re-plan, unsaved (``save()``, or a row for ``bulk_rows``)."""
+    entry = AuditEntry(
+        actor=by,
+        actor_label="" if by else "planner",
+        action="plan" if diff.protocol_from is None else "replan",
+        object_type="infusion",
+        object_id=str(infusion.pk),
+        patient_id=infusion.patient_id,
+        changes={
+            "summary": diff.summary(),
+            "protocol": [diff.protocol_from, diff.protocol_to],
+            "reason": reason,
+        },
+    )
+    entry.request_context_fill()  # as save() would: a bulk insert does not call it
+    return entry
+
+
+def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: str, now: dt.datetime) -> None:
+    today = timezone.localdate(now, infusion.patient.centre.tz)
+    rules = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
+    if infusion.protocol_id != protocol.pk:
+        infusion.protocol = protocol
+        Infusion.objects.filter(pk=infusion.pk).update(protocol=protocol, updated_at=now)
+    superseded = bool(infusion.superseded_by_id)
+
+    created = FollowUpVisit.objects.bulk_create(
+        [_new_visit(infusion, rules[p.rule_code], p, today, now) for p in work["create"]]
+    )
+    changes: list[VisitChange] = []
+    touched: list[FollowUpVisit] = []
+    for visit, plan in work["revive"]:
+        before = _snapshot(visit)
+        _copy_plan(visit, rules[plan.rule_code], plan)
+        visit.status, visit.status_reason, visit.planner_cancelled = VisitStatus.SCHEDULED, "", False
+        visit.sequence += 1
+        visit.status_changed_at, visit.status_changed_by = now, by
+        changes.append(
+            VisitChange(visit=visit, by=by, action="restored", before=before, after=_snapshot(visit), reason=reason)
+        )
+        touched.append(visit)
+    for visit, plan in work["move"]:
+        before = _snapshot(visit)
+        _copy_plan(visit, rules[plan.rule_code], plan)
+        visit.sequence += 1
+        changes.append(
+            VisitChange(visit=visit, by=by, action="moved", before=before, after=_snapshot(visit), reason=reason)
+        )
+        touched.append(visit)
+    for visit, plan in work["change"]:
+        before = _snapshot(visit)
+        _copy_plan(visit, rules[plan.rule_code], plan)
+        changes.append(
+            VisitChange(visit=visit, by=by, action="changed", before=before, after=_snapshot(visit), reason=reason)
+        )
+        touched.append(visit)
+    for visit, plan in work["relink"]:
+        visit.rule = rules[plan.rule_code]
+    for visit in work["remove"]:
+        before = _snapshot(visit)
+        visit.status = VisitStatus.CANCELLED
+        visit.status_reason = (
+            SUPERSEDED_REASON if superseded else f"Removed by re-plan{': ' + reason if reason else ''}"[:255]
+        )
+        visit.planner_cancelled = not superseded
+        visit.status_changed_at, visit.status_changed_by = now, by
+        changes.append(
+            VisitChange(visit=visit, by=by, action="removed", before=before, after=_snapshot(visit), reason=reason)
+        )
+        touched.append(visit)
+    for visit in touched:
+        visit.reminders_planned_for = None
+    fields = [
+        "rule",
+        "label",
+        "kind",
+        "due_date",
+        "window_start",
+        "window_end",
+        "assessments",
+        "status",
+        "status_reason",
+        "planner_cancelled",
+        "status_changed_at",
+        "status_changed_by",
+        "sequence",
+        "reminders_planned_for",
+        "updated_at",
+    ]
+    for visit in touched:
+        visit.updated_at = now
+    FollowUpVisit.objects.bulk_update(touched, fields, batch_size=500)
+    relinked = [visit for visit, _ in work["relink"]]
+    FollowUpVisit.objects.bulk_update(relinked, ["rule"], batch_size=500)
+    VisitChange.objects.bulk_create(changes)
+
+    for visit in created:
+        # A new visit has no outbox rows yet: only one in the look-ahead needs any (one planned already closed,
+        # its window past, has nothing to plan or cancel).
+        visit.infusion = infusion
+        if outbox.in_lookahead(visit, today):
+            outbox.visit_reminders_sync(visit, now)
+    for visit in touched:
+        visit.infusion = infusion
+        if outbox.in_lookahead(visit, today) or visit.status != VisitStatus.SCHEDULED:
+            outbox.visit_reminders_sync(visit, now)
+
+
+def _new_visit(
+    infusion: Infusion, rule: ProtocolRule, plan: engine.PlannedVisit, today: dt.date, now: dt.datetime
+) -> FollowUpVisit:
+    visit = FollowUpVisit(infusion=infusion, rule_code=plan.rule_code, occurrence=plan.occurrence)
+    _copy_plan(visit, rule, plan)
+    if plan.window_end < today:
+        # Planned after the fact (an import of an old infusion, or a corrected date): not a missed visit.
+        visit.status, visit.status_reason, visit.status_changed_at = (
+            VisitStatus.CANCELLED,
+            WINDOW_CLOSED_REASON,
+            now,
+        )
+    return visit
+
+
+def _copy_plan(visit: FollowUpVisit, rule: ProtocolRule, plan: engine.PlannedVisit) -> None:
+    visit.rule = rule
+    visit.label = plan.label
+    visit.kind = plan.kind
+    visit.due_date = plan.due_date
+    visit.window_start = plan.window_start
+    visit.window_end = plan.window_end
+    visit.assessments = list(plan.assessments)
+
+
+def _snapshot(visit: FollowUpVisit) -> dict:
+    return {
+        "status": visit.status,
+        "due_date": visit.due_date.isoformat(),
+        "window": [visit.window_start.isoformat(), visit.window_end.isoformat()],
+        "sequence": visit.sequence,
+    }
+
+
+def infusion_supersede_earlier(infusion: Infusion, *, by=None) -> list[Infusion]:
+    """A re-infusion restarts the schedule: earlier open infusions of the patient stop and are re-planned empty."""
+    earlier = list(
+        Infusion.objects.filter(
+            patient_id=infusion.patient_id,
+            infusion_date__lt=infusion.infusion_date,
+            superseded_by__isnull=True,
+        ).exclude(pk=infusion.pk)
+    )
+    for old in earlier:
+        Infusion.objects.filter(pk=old.pk, superseded_by__isnull=True).update(superseded_by=infusion)
+        old.superseded_by = infusion
+        infusion_plan(old, protocol=old.protocol, by=by, reason="re-infusion")
+    return earlier

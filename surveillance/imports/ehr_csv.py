@@ -1,0 +1,212 @@
+"""The CSV export for clinics without FHIR: one row per infusion, the patient's details repeated.
+
+Header (any order, case-insensitive)::
+
+    mrn,given_name,family_name,birth_date,sex,email,phone,preferred_language,product,infusion_date,lot_number
+
+``product`` is a product slug or brand name (case-insensitive); dates are ISO ``YYYY-MM-DD``. A good row
+yields a :class:`PatientRecord` (source id ``csv:<mrn>``) and an :class:`InfusionRecord` (source id
+``csv:<mrn>:<product>:<date>``); a bad row yields one :class:`ImportIssue` per bad field and no record.
+Pure Python, read lazily row by row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+from surveillance.imports.fhir.records import (
+    ImportIssue,
+    InfusionRecord,
+    PatientRecord,
+    latest_infusion,
+)
+from surveillance.scheduling.engine import EARLIEST_INFUSION
+
+COLUMNS = (
+    "mrn",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "sex",
+    "email",
+    "phone",
+    "preferred_language",
+    "product",
+    "infusion_date",
+    "lot_number",
+)
+CSV_SYSTEM = "csv"  # matched_code is ("csv", <product as written>) for CSV infusions
+
+_SEX = {
+    "": "unknown",
+    "f": "female",
+    "female": "female",
+    "m": "male",
+    "male": "male",
+    "o": "other",
+    "other": "other",
+    "u": "unknown",
+    "unknown": "unknown",
+}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_LANGUAGE = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def _date(text: str) -> dt.date | None:
+    if not _ISO_DATE.fullmatch(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _header_problem(header: list[str]) -> str | None:
+    names = [name.strip().lstrip("\ufeff").casefold() for name in header]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    missing = [name for name in COLUMNS if name not in names]
+    unknown = [name for name in names if name not in COLUMNS]
+    parts = []
+    if duplicates:
+        parts.append(f"duplicate columns {duplicates}")
+    if missing:
+        parts.append(f"missing columns {missing}")
+    if unknown:
+        parts.append(f"unknown columns {unknown}")
+    if not parts:
+        return None
+    return "; ".join(parts) + f" (expected: {','.join(COLUMNS)})"
+
+
+def parse_csv(
+    stream: Iterable[str],
+    products: Mapping[str, str],
+    *,
+    today: dt.date | None = None,
+) -> Iterator[tuple[int, PatientRecord | InfusionRecord | ImportIssue]]:
+    """Parse the clinic CSV lazily, yielding ``(line, item)``; ``line`` is where the row starts (header = 1).
+
+    ``products`` maps product names (slug, brand; matched case-insensitively) to product slugs, e.g.
+    :func:`surveillance.imports.fhir.codes.product_names`. A bad header yields a single issue and nothing else.
+    """
+    today = today or dt.date.today()
+    latest = latest_infusion(today)
+    product_slugs = {name.strip().casefold(): slug for name, slug in products.items()}
+    reader = csv.reader(stream)
+    header: list[str] | None = None
+
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield line, ImportIssue(None, line, "", f"unreadable CSV: {exc}", "structure")
+            continue
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if header is None:
+            problem = _header_problem(row)
+            if problem:
+                yield line, ImportIssue(None, line, "header", problem, "structure")
+                return
+            header = [name.strip().lstrip("\ufeff").casefold() for name in row]
+            continue
+        if len(row) != len(header):
+            message = f"expected {len(header)} fields, got {len(row)}"
+            yield line, ImportIssue(None, line, "", message, "structure")
+            continue
+        values = dict(zip(header, (cell.strip() for cell in row), strict=True))
+        yield from _row(line, values, product_slugs, today, latest)
+
+
+def _row(
+    line: int, values: dict[str, str], product_slugs: Mapping[str, str], today: dt.date, latest: dt.date
+) -> Iterator[tuple[int, PatientRecord | InfusionRecord | ImportIssue]]:
+    problems: list[tuple[str, str]] = []
+
+    mrn = values["mrn"]
+    if not mrn:
+        problems.append(("mrn", "the MRN is required"))
+
+    birth_date = None
+    if values["birth_date"]:
+        birth_date = _date(values["birth_date"])
+        if birth_date is None:
+            problems.append(("birth_date", "not a date (YYYY-MM-DD)"))
+        elif birth_date > today:
+            problems.append(("birth_date", "the birth date is in the future"))
+
+    sex = _SEX.get(values["sex"].casefold())
+    if sex is None:
+        problems.append(("sex", "unknown sex (female, male, other, unknown or F/M/O/U)"))
+
+    email = values["email"]
+    if email and not _EMAIL.fullmatch(email):
+        problems.append(("email", "not an email address"))
+
+    language = "en"
+    if values["preferred_language"]:
+        match = _LANGUAGE.fullmatch(values["preferred_language"])
+        if match is None:
+            problems.append(("preferred_language", "not a language code (e.g. en, es, fr-CA)"))
+        else:
+            language = match.group(1).lower()
+
+    product_text = values["product"]
+    product = product_slugs.get(product_text.casefold()) if product_text else None
+    if not product_text:
+        problems.append(("product", "the product is required"))
+    elif product is None:
+        problems.append(("product", "unknown product"))
+
+    infusion_date = _date(values["infusion_date"]) if values["infusion_date"] else None
+    if not values["infusion_date"]:
+        problems.append(("infusion_date", "the infusion date is required"))
+    elif infusion_date is None:
+        problems.append(("infusion_date", "not a date (YYYY-MM-DD)"))
+    elif not EARLIEST_INFUSION <= infusion_date <= latest:
+        problems.append(("infusion_date", f"outside {EARLIEST_INFUSION} .. {latest}"))
+
+    if problems:
+        for field, message in problems:
+            yield line, ImportIssue(None, line, field, message, "value")
+        return
+    assert product is not None and infusion_date is not None and sex is not None
+    patient_id = f"csv:{mrn}"
+    yield (
+        line,
+        PatientRecord(
+            source_id=patient_id,
+            identifier_system=None,
+            mrn=mrn,
+            given_name=values["given_name"],
+            family_name=values["family_name"],
+            birth_date=birth_date,
+            sex=sex,
+            email=email,
+            phone=values["phone"],
+            preferred_language=language,
+            deceased=False,
+            deceased_date=None,
+            line=line,
+        ),
+    )
+    yield (
+        line,
+        InfusionRecord(
+            source_id=f"{patient_id}:{product}:{infusion_date.isoformat()}",
+            resource_type="csv",
+            patient_ref=patient_id,
+            product_code=product,
+            matched_code=(CSV_SYSTEM, product_text),
+            infusion_date=infusion_date,
+            lot_number=values["lot_number"],
+            line=line,
+        ),
+    )

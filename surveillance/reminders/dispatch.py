@@ -1,0 +1,629 @@
+"""The dispatcher: claim due reminders, re-check them, send a batch over one SMTP connection, record every attempt.
+
+A run (``dispatch_run``) first takes back claims whose worker died, then drains ``dispatch_batch()`` until it
+returns 0 or the time budget is spent, and records that it finished (the health probe reads that).
+
+What the rows say, so that nothing is lost and a duplicate is recognisable:
+
+1. **Claim**: ``pending -> sending`` with a lease, ``attempts + 1``, in one committed conditional UPDATE checked
+   by row count (the candidates are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two dispatchers never
+   take the same row.
+2. **Hand-off marker**: before a group of rows (``REMINDER_COMMIT_EVERY``) is handed to the server, a
+   ``Delivery`` with outcome ``sending`` is committed for each. What the server answered (``sent``, ``retry`` or
+   ``failed``) is committed with the next group's markers, or at the end of the batch.
+3. **Lease recovery**: a row still ``sending`` after its lease expired goes back to ``pending`` (attempts kept).
+   Without a marker, the worker died before handing it over: a ``reclaimed`` delivery is written and the re-send
+   is an ordinary one. With a marker, the server may have accepted it: the marker becomes ``reclaimed`` with
+   ``possible_duplicate`` set, and so is the re-send's delivery. The re-send carries the same Message-ID (it is
+   derived from the idempotency key), so the duplicate is recognisable by the recipient too.
+
+Temporary SMTP answers (4xx) retry with exponential backoff; permanent ones (5xx) and exhausted retries end
+``failed``, with the code, visible to the care team in the admin and the weekly digest. A mail server that
+cannot be reached at all costs no attempt: the batch goes back to pending and the run stops (``/health/`` turns
+503 while reminders wait). At send time each reminder is re-checked and skipped, with a reason, if it no longer
+applies. Logs carry ids only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import re
+import secrets
+import smtplib
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import Count, F, Max, Min, Q
+from django.utils import timezone
+
+from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStatus, VisitStatus
+from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage
+from surveillance.models.reminders import Audience, DeliveryOutcome, DispatcherRun, Purpose
+from surveillance.reminders import messages
+
+logger = logging.getLogger("surveillance.reminders.dispatch")
+
+#: Time kept in hand before a lease runs out: a row is not started unless it can finish inside its lease.
+LEASE_MARGIN_SECONDS = 5
+#: Retry delays double from REMINDER_RETRY_SECONDS up to this.
+MAX_RETRY_DELAY = dt.timedelta(hours=1)
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
+#: What no message and no re-check reads: the patient's identifiers (minimum necessary: the dispatcher never holds
+#: a name, an MRN or a birth date) and the visit's clinical content.
+NOT_LOADED = (
+    "visit__assessments",
+    "visit__results",
+    "visit__infusion__indication",
+    "visit__infusion__lot_number",
+    "visit__infusion__patient__mrn",
+    "visit__infusion__patient__given_name",
+    "visit__infusion__patient__family_name",
+    "visit__infusion__patient__birth_date",
+    "visit__infusion__patient__phone",
+    "visit__infusion__patient__status_reason",
+)
+
+
+def worker_id() -> str:
+    """This process, as recorded on its claims: host and pid."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+def _cfg(name: str):
+    return settings.CARTWATCH[name]
+
+
+@dataclass
+class DispatchResult:
+    handled: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0
+    reclaimed: int = 0
+
+    def add(self, other: DispatchResult) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SendError:
+    code: int | None
+    text: str
+    temporary: bool
+    #: The server may have accepted the message before the error (no answer to the end of DATA).
+    maybe_accepted: bool = False
+
+    @classmethod
+    def from_exception(cls, exc: Exception, *, in_transaction: bool) -> SendError:
+        code: int | None = None
+        text: bytes | str = ""
+        if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+            code, text = next(iter(exc.recipients.values()))
+        elif isinstance(exc, smtplib.SMTPResponseException):
+            code, text = exc.smtp_code, exc.smtp_error
+        if code is None:
+            # no answer: a dropped connection or a timeout, perhaps after the server took the message
+            return cls(None, type(exc).__name__, True, maybe_accepted=in_transaction)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        # SMTP answers often quote the recipient's address: never store or log it.
+        text = _ADDRESS.sub("<address>", f"{code} {text}")[:500]
+        return cls(code, text, 400 <= code < 500)
+
+
+# --- recovery ---------------------------------------------------------------------------------------------------
+def reminder_reclaim_expired(now: dt.datetime | None = None) -> int:
+    """Put rows whose worker died (lease expired while ``sending``) back to pending; returns how many."""
+    now = now or timezone.now()
+    reclaimed = 0
+    stuck = Reminder.objects.filter(status=ReminderStatus.SENDING, lease_expires_at__lt=now).values_list(
+        "pk", "attempts", "claimed_by", "lease_expires_at"
+    )
+    for pk, attempt, claimed_by, lease in list(stuck[:1000]):
+        with transaction.atomic():
+            won = Reminder.objects.filter(pk=pk, status=ReminderStatus.SENDING, lease_expires_at=lease).update(
+                status=ReminderStatus.PENDING,
+                lease_expires_at=None,
+                claimed_by="",
+                next_attempt_at=now,
+                last_error="worker lost; reclaimed after its lease",
+                updated_at=now,
+            )
+            if not won:
+                continue
+            reclaimed += 1
+            handed_over = Delivery.objects.filter(reminder_id=pk, attempt=attempt, outcome=DeliveryOutcome.SENDING)
+            if handed_over.update(
+                outcome=DeliveryOutcome.RECLAIMED,
+                possible_duplicate=True,
+                error="worker lost after handing the message to the mail server; it may have been delivered",
+            ):
+                logger.warning("reminder=%s attempt=%s reclaimed after hand-off: possible duplicate", pk, attempt)
+            else:
+                Delivery.objects.create(
+                    reminder_id=pk,
+                    attempt=attempt,
+                    outcome=DeliveryOutcome.RECLAIMED,
+                    worker=claimed_by[:64],
+                    error="worker lost before handing the message to the mail server",
+                )
+                logger.info("reminder=%s attempt=%s reclaimed before hand-off", pk, attempt)
+    return reclaimed
+
+
+# --- claiming ---------------------------------------------------------------------------------------------------
+def reminder_claim_due(now: dt.datetime, limit: int, token: str) -> list[int]:
+    """Claim up to ``limit`` due pending rows for ``token``; returns the ids this caller won.
+
+    The UPDATE is conditional on ``status = pending``, so a row another dispatcher took in the meantime is simply
+    not counted; on PostgreSQL ``SKIP LOCKED`` also keeps concurrent dispatchers from waiting on each other.
+    """
+    lease = now + dt.timedelta(seconds=_cfg("REMINDER_LEASE_SECONDS"))
+    with transaction.atomic():
+        due = Reminder.objects.due(now).order_by("next_attempt_at")
+        if db_connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        Reminder.objects.filter(pk__in=ids, status=ReminderStatus.PENDING).update(
+            status=ReminderStatus.SENDING,
+            lease_expires_at=lease,
+            claimed_by=token,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    won = Reminder.objects.filter(pk__in=ids, claimed_by=token, status=ReminderStatus.SENDING)
+    return list(won.values_list("pk", flat=True))
+
+
+# --- the re-check -----------------------------------------------------------------------------------------------
+def reminder_skip_reason(reminder: Reminder, now: dt.datetime) -> str:
+    """Why the reminder must not go out now ("" if it still applies). Never contains patient data."""
+    visit = reminder.visit
+    patient = visit.infusion.patient
+    if patient.status in CLOSED_STATUSES:
+        return f"patient {patient.status}"
+    expected = {
+        Purpose.MISSED: VisitStatus.MISSED,
+        Purpose.CANCELLED: VisitStatus.CANCELLED,
+    }.get(reminder.purpose, VisitStatus.SCHEDULED)
+    if visit.status != expected:
+        return f"visit {visit.status}"
+    if reminder.planned_sequence() not in (None, visit.sequence):
+        return "visit moved"
+    if reminder.audience == Audience.PATIENT:
+        if not patient.email:
+            return "patient has no email address"
+        if not patient.contact_consent:
+            return "patient has not consented to email"
+        if patient.reminders_opted_out_at is not None:
+            return "patient opted out of routine reminders"
+    elif not patient.centre.care_team_email:
+        return "centre has no care-team address"
+    if reminder.is_stale(now):
+        return "stale: the visit has passed"
+    return ""
+
+
+# --- one batch --------------------------------------------------------------------------------------------------
+def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = None, worker: str | None = None):
+    """Claim one batch of due reminders and deal with each; returns the ``DispatchResult`` (0 handled: no more).
+
+    ``now`` is the dispatcher's clock (tests pass one to step through time); without it the real clock is used.
+    """
+    clock = (lambda: now) if now is not None else timezone.now
+    started = clock()
+    token = f"{worker or worker_id()}:{secrets.token_hex(4)}"[:64]
+    ids = reminder_claim_due(started, batch_size or _cfg("REMINDER_BATCH_SIZE"), token)
+    result = DispatchResult(handled=len(ids))
+    if not ids:
+        return result
+    reminders = list(
+        Reminder.objects.filter(pk__in=ids)
+        .select_related("visit__infusion__patient__centre", "prepared")
+        .defer(*NOT_LOADED)
+        .order_by("next_attempt_at", "pk")
+    )
+    to_send = []
+    for reminder in reminders:
+        reason = reminder_skip_reason(reminder, started)
+        if reason:
+            _record_skipped(reminder, token, reason, started)
+            result.skipped += 1
+        else:
+            to_send.append(reminder)
+    if not to_send:
+        return result
+
+    deadline = time.monotonic() + _cfg("REMINDER_LEASE_SECONDS") - settings.EMAIL_TIMEOUT - LEASE_MARGIN_SECONDS
+    connection = get_connection(fail_silently=False)
+    try:
+        _open(connection)
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("mail server unreachable (%s): %s reminders back to pending", type(exc).__name__, len(to_send))
+        result.released += _release(to_send, token, clock(), f"mail server unreachable: {type(exc).__name__}")
+        result.handled = 0  # stop the run: nothing more can go out until the server answers
+        return result
+    try:
+        _send_all(_build(to_send, token, clock, connection, result), token, clock, connection, deadline, result)
+    finally:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            connection.close()
+    return result
+
+
+def _build(to_send: list[Reminder], token: str, clock, connection, result: DispatchResult) -> list[tuple]:
+    """Every message of the batch, as the bytes the server will receive, before the first is sent.
+
+    Nothing slow then stands between the server's "250" and the commit that records it. A rendering made ahead
+    (``PreparedMessage``) is used while its fingerprint still matches; otherwise the message is rendered now.
+    """
+    ready = []
+    for reminder in to_send:
+        reminder.message_id = messages.message_id_for(reminder.idempotency_key)
+        try:
+            envelope = messages.reminder_envelope(reminder)
+        except ValueError as exc:
+            # Django cannot encode the address; its message quotes the address, so only the type is kept.
+            _record_unsendable(reminder, token, f"invalid address: {type(exc).__name__}", clock(), result)
+            continue
+        prepared = getattr(reminder, "prepared", None)
+        try:
+            if prepared is not None and prepared.fingerprint == messages.reminder_fingerprint(reminder):
+                raw = bytes(prepared.raw)
+            else:
+                raw = messages.reminder_bytes(reminder, now=clock())
+        except Exception as exc:  # a message that cannot be built must not come back every lease
+            logger.exception("reminder=%s cannot be rendered", reminder.pk)
+            _record_unsendable(reminder, token, f"cannot be rendered: {type(exc).__name__}", clock(), result)
+            continue
+        ready.append((reminder, messages.RenderedEmail(raw, envelope, connection=connection)))
+    return ready
+
+
+def _record_unsendable(reminder: Reminder, token: str, text: str, now: dt.datetime, result: DispatchResult) -> None:
+    """A reminder whose message cannot be made fails for good (it would fail again every lease)."""
+    with transaction.atomic():
+        _record_error(reminder, None, token, SendError(None, text, temporary=False), now)
+    result.failed += 1
+
+
+def _send_all(ready: list[tuple], token: str, clock, connection, deadline: float, result: DispatchResult) -> None:
+    """Send the batch in groups of ``REMINDER_COMMIT_EVERY`` messages, with one commit per group.
+
+    Before a group goes out, its hand-off markers are committed together with the outcomes of the group before.
+    A crash in between leaves markers: the lease recovery flags every re-send of the group as a possible
+    duplicate, so at most a group's worth of messages can reach a recipient twice, each time with the same
+    Message-ID and the flag. A group of 1 commits before and after every message.
+    """
+    doubtful = set(
+        Delivery.objects.filter(reminder_id__in=[r.pk for r, _ in ready], possible_duplicate=True).values_list(
+            "reminder_id", flat=True
+        )
+    )
+    size = max(1, _cfg("REMINDER_COMMIT_EVERY"))
+    accepted: list[tuple[Reminder, Delivery]] = []
+    errors: list[functools.partial] = []
+    try:
+        for start in range(0, len(ready), size):
+            group = ready[start : start + size]
+            if time.monotonic() > deadline:
+                result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
+                return
+            with transaction.atomic():
+                _record_outcomes(accepted, errors, token, clock())
+                accepted, errors = [], []
+                markers = _hand_over([r for r, _ in group], token, doubtful)
+            for n, ((reminder, email), marker) in enumerate(zip(group, markers, strict=True)):
+                if not _reconnected(connection):
+                    unsent = [r for r, _ in ready[start + n :]]
+                    reason = "mail server connection lost"
+                    result.released += _release(unsent, token, clock(), reason, markers=markers[n:])
+                    result.handled = 0
+                    return
+                field = _send_one(reminder, email, marker, token, clock, connection, accepted, errors)
+                setattr(result, field, getattr(result, field) + 1)
+    finally:
+        if accepted or errors:
+            with transaction.atomic():
+                _record_outcomes(accepted, errors, token, clock())
+
+
+def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> list[Delivery]:
+    """The hand-off markers of a group: committed before its first message reaches the server."""
+    return Delivery.objects.bulk_create(
+        [
+            Delivery(
+                reminder=reminder,
+                attempt=reminder.attempts,
+                outcome=DeliveryOutcome.SENDING,
+                worker=token,
+                message_id=reminder.message_id,
+                possible_duplicate=reminder.pk in doubtful,
+            )
+            for reminder in reminders
+        ]
+    )
+
+
+def _reconnected(connection) -> bool:
+    """Whether the mail session is open, reopening it if an error closed it."""
+    if getattr(connection, "connection", True) is not None:
+        return True
+    try:
+        _open(connection)
+    except (smtplib.SMTPException, OSError):
+        return False
+    return True
+
+
+def _transmit(connection, email: messages.RenderedEmail) -> None:
+    """Hand one rendered message over: over SMTP its bytes go straight into the open session, otherwise through
+    the configured backend (console, file, memory)."""
+    smtp = getattr(connection, "connection", None)
+    if isinstance(smtp, smtplib.SMTP):
+        smtp.sendmail(*email.envelope, email.raw)
+    else:
+        connection.send_messages([email])
+
+
+def _send_one(reminder, email, marker, token, clock, connection, accepted: list, errors: list) -> str:
+    """Hand one message to the server; its outcome is recorded with the next commit. Returns the result field."""
+    try:
+        _transmit(connection, email)
+    except (smtplib.SMTPException, OSError) as exc:
+        error = SendError.from_exception(exc, in_transaction=True)
+        if error.code in (None, 421):
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                connection.close()
+    else:
+        accepted.append((reminder, marker))
+        return "sent"
+    errors.append(functools.partial(_record_error, reminder, marker, token, error, clock()))
+    return _error_field(reminder, error)
+
+
+def _open(connection) -> None:
+    """Open the mail session, greeting included, before any message is marked as handed over."""
+    connection.open()
+    smtp = getattr(connection, "connection", None)
+    if isinstance(smtp, smtplib.SMTP):
+        smtp.ehlo_or_helo_if_needed()
+
+
+def _record_outcomes(accepted: list[tuple[Reminder, Delivery]], errors: list, token: str, now: dt.datetime) -> None:
+    """Record what the server said about a group: the accepted ones in a few statements, errors one by one."""
+    for record in errors:
+        record()
+    if not accepted:
+        return
+    won = _mark_sent([reminder for reminder, _ in accepted], token, now)
+    Delivery.objects.filter(pk__in=[marker.pk for _, marker in accepted], outcome=DeliveryOutcome.SENDING).update(
+        outcome=DeliveryOutcome.SENT, smtp_code=250
+    )
+    for reminder, marker in accepted:
+        patient = reminder.visit.infusion.patient
+        if (
+            reminder.pk in won
+            and reminder.audience == Audience.PATIENT
+            and patient.ladder_stage != LadderStage.ON_TRACK
+        ):
+            ContactAttempt.objects.create(
+                patient=patient,
+                attempted_at=now,
+                method=ContactMethod.EMAIL,
+                note=f"Automatic {reminder.get_purpose_display().lower()} email (reminder {reminder.pk})",
+            )
+        logger.info(
+            "reminder=%s attempt=%s outcome=sent smtp=250 delay_s=%d duplicate=%s worker=%s",
+            reminder.pk,
+            reminder.attempts,
+            (now - reminder.send_after).total_seconds(),
+            marker.possible_duplicate,
+            token,
+        )
+        if reminder.pk not in won:
+            logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
+
+
+def _mark_sent(reminders: list[Reminder], token: str, now: dt.datetime) -> set[int]:
+    """``sending -> sent`` for the rows this dispatcher still holds, each with its Message-ID, in one statement;
+    returns the ids it changed (a row reclaimed meanwhile by another worker is left alone).
+
+    One ``UPDATE ... FROM (rows) ... RETURNING`` (PostgreSQL, SQLite 3.35+) instead of a compare-and-set per row:
+    this runs once per group of messages, on the dispatcher's hot path.
+    """
+    quote = db_connection.ops.quote_name
+    table, pk = quote(Reminder._meta.db_table), quote(Reminder._meta.pk.column)
+    rows = " UNION ALL ".join(["SELECT %s AS id, %s AS message_id"] * len(reminders))
+    sql = (
+        f"UPDATE {table} SET status = %s, sent_at = %s, message_id = v.message_id, last_smtp_code = 250, "
+        f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %s "
+        f"FROM ({rows}) AS v WHERE {table}.{pk} = v.id AND {table}.status = %s AND {table}.claimed_by = %s "
+        f"RETURNING {table}.{pk}"
+    )
+    at = db_connection.ops.adapt_datetimefield_value(now)
+    params = [ReminderStatus.SENT.value, at, at]
+    params += [value for r in reminders for value in (r.pk, r.message_id)]
+    params += [ReminderStatus.SENDING.value, token]
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _error_field(reminder: Reminder, error: SendError) -> str:
+    exhausted = reminder.attempts >= _cfg("REMINDER_MAX_ATTEMPTS")
+    return "retried" if error.temporary and not exhausted else "failed"
+
+
+def _record_error(reminder: Reminder, marker: Delivery | None, token: str, error: SendError, now: dt.datetime) -> str:
+    field = _error_field(reminder, error)
+    if field == "retried":
+        delay = min(
+            dt.timedelta(seconds=_cfg("REMINDER_RETRY_SECONDS") * 2 ** max(reminder.attempts - 1, 0)), MAX_RETRY_DELAY
+        )
+        status, outcome, next_attempt = ReminderStatus.PENDING, DeliveryOutcome.RETRY, now + delay
+    else:
+        status, outcome, next_attempt = ReminderStatus.FAILED, DeliveryOutcome.FAILED, reminder.next_attempt_at
+    text = f"{error.text} (retries exhausted)" if error.temporary and field == "failed" else error.text
+    with transaction.atomic():
+        Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, claimed_by=token).update(
+            status=status,
+            next_attempt_at=next_attempt,
+            last_error=text[:500],
+            last_smtp_code=error.code,
+            lease_expires_at=None,
+            claimed_by="",
+            updated_at=now,
+        )
+        values = {"outcome": outcome, "smtp_code": error.code, "error": text[:500]}
+        if marker is None:
+            Delivery.objects.create(reminder=reminder, attempt=reminder.attempts, worker=token, **values)
+        else:
+            Delivery.objects.filter(pk=marker.pk, outcome=DeliveryOutcome.SENDING).update(
+                possible_duplicate=marker.possible_duplicate or error.maybe_accepted, **values
+            )
+    logger.log(
+        logging.WARNING if field == "failed" else logging.INFO,
+        "reminder=%s attempt=%s outcome=%s smtp=%s worker=%s",
+        reminder.pk,
+        reminder.attempts,
+        outcome,
+        error.code,
+        token,
+    )
+    return field
+
+
+def _record_skipped(reminder: Reminder, token: str, reason: str, now: dt.datetime) -> None:
+    with transaction.atomic():
+        won = Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, claimed_by=token).update(
+            status=ReminderStatus.SKIPPED,
+            outcome_reason=reason[:255],
+            lease_expires_at=None,
+            claimed_by="",
+            updated_at=now,
+        )
+        if won:
+            Delivery.objects.create(
+                reminder=reminder,
+                attempt=reminder.attempts,
+                outcome=DeliveryOutcome.SKIPPED,
+                worker=token,
+                error=reason[:500],
+            )
+    logger.info("reminder=%s outcome=skipped reason=%r worker=%s", reminder.pk, reason, token)
+
+
+def _release(
+    reminders: list[Reminder], token: str, now: dt.datetime, reason: str, markers: Sequence[Delivery] = ()
+) -> int:
+    """Give claimed rows back untouched: the attempt is not counted and they are due again at once.
+
+    ``markers``: hand-off markers of rows that never reached the server after all; they go with the attempt.
+    """
+    with transaction.atomic():
+        Delivery.objects.filter(pk__in=[m.pk for m in markers], outcome=DeliveryOutcome.SENDING).delete()
+        return Reminder.objects.filter(
+            pk__in=[r.pk for r in reminders], status=ReminderStatus.SENDING, claimed_by=token
+        ).update(
+            status=ReminderStatus.PENDING,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            claimed_by="",
+            next_attempt_at=now,
+            last_error=reason[:500],
+            updated_at=now,
+        )
+
+
+# --- a run ------------------------------------------------------------------------------------------------------
+def dispatch_run(
+    now: dt.datetime | None = None, *, budget_seconds: float | None = None, batch_size: int | None = None
+) -> DispatchResult:
+    """Reclaim dead workers' rows, then send batches until none is due or the time budget is spent."""
+    worker = worker_id()
+    budget = _cfg("DISPATCH_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
+    stop_at = time.monotonic() + budget
+    total = DispatchResult(reclaimed=reminder_reclaim_expired(now))
+    while True:
+        result = dispatch_batch(now, batch_size=batch_size, worker=worker)
+        total.add(result)
+        if result.handled == 0 or time.monotonic() >= stop_at:
+            break
+    dispatcher_run_record(worker, total, now)
+    return total
+
+
+def helpers_wanted(now: dt.datetime | None = None) -> int:
+    """How many more dispatchers should join this run: one per further batch already due, up to
+    ``DISPATCH_PARALLEL - 1``. At the reminder hour a whole time zone falls due at once; with several SMTP
+    sessions in parallel it goes out in a fraction of the time. Their claims never overlap (compare-and-set)."""
+    extra = _cfg("DISPATCH_PARALLEL") - 1
+    if extra < 1:
+        return 0
+    batch = _cfg("REMINDER_BATCH_SIZE")
+    now = now or timezone.now()
+    due = Reminder.objects.due(now)[: batch * extra + 1].count()
+    return min(extra, max(due - 1, 0) // batch)
+
+
+def dispatcher_run_record(worker: str, result: DispatchResult, now: dt.datetime | None = None) -> None:
+    """Say that a dispatcher finished a run (the health probe's heartbeat); forget workers silent for a day."""
+    now = now or timezone.now()
+    DispatcherRun.objects.update_or_create(
+        worker=worker[:64], defaults={"finished_at": now, "handled": result.handled, "sent": result.sent}
+    )
+    DispatcherRun.objects.filter(finished_at__lt=now - dt.timedelta(days=1)).delete()
+
+
+# --- health -----------------------------------------------------------------------------------------------------
+def reminders_health(now: dt.datetime | None = None) -> tuple[bool, dict]:
+    """Counts for the health probe (no patient data) and whether the dispatcher is keeping up."""
+    now = now or timezone.now()
+    counts = dict(Reminder.objects.values_list("status").annotate(n=Count("pk")).order_by())
+    oldest_due = Reminder.objects.due(now).aggregate(at=Min("next_attempt_at"))["at"]
+    late_cutoff = now - dt.timedelta(seconds=_cfg("HEALTH_REMINDER_LATE_SECONDS"))
+    late = Reminder.objects.filter(
+        Q(status=ReminderStatus.PENDING) | Q(status=ReminderStatus.SENDING), send_after__lt=late_cutoff
+    ).count()
+    last_run = DispatcherRun.objects.aggregate(at=Max("finished_at"))["at"]
+    run_age = (now - last_run).total_seconds() if last_run else None
+    stalled = run_age is None or run_age > _cfg("HEALTH_DISPATCHER_STALL_SECONDS")
+    payload = {
+        "status": "ok",
+        "pending": counts.get(ReminderStatus.PENDING, 0),
+        "oldest_pending_age_s": round((now - oldest_due).total_seconds()) if oldest_due else 0,
+        "sending": counts.get(ReminderStatus.SENDING, 0),
+        "sent": counts.get(ReminderStatus.SENT, 0),
+        "failed": counts.get(ReminderStatus.FAILED, 0),
+        "skipped": counts.get(ReminderStatus.SKIPPED, 0),
+        "late": late,
+        "last_dispatch_at": last_run.isoformat() if last_run else None,
+        "last_dispatch_age_s": round(run_age) if run_age is not None else None,
+    }
+    problems = []
+    if stalled:
+        problems.append("dispatcher stalled")
+    if late:
+        problems.append("reminders late")
+    if problems:
+        payload["status"] = ", ".join(problems)
+    return not problems, payload
