@@ -29,7 +29,7 @@ from surveillance.models import (
     VisitChange,
     VisitStatus,
 )
-from surveillance.models.visits import SETTLED_STATUSES
+from surveillance.models.visits import PLAN_CONTENT_FIELDS, PLAN_DATE_FIELDS, PLAN_FIELDS, SETTLED_STATUSES
 from surveillance.reminders import outbox
 from surveillance.scheduling import engine
 
@@ -163,11 +163,7 @@ def _diff(
         elif visit.status == VisitStatus.CANCELLED:
             diff.added.append(VisitRef(visit.pk, plan.rule_code, plan.occurrence, plan.due_date))
             work["revive"].append((visit, plan))
-        elif (visit.due_date, visit.window_start, visit.window_end) != (
-            plan.due_date,
-            plan.window_start,
-            plan.window_end,
-        ):
+        elif _plan_values(visit, PLAN_DATE_FIELDS) != _plan_values(plan, PLAN_DATE_FIELDS):
             diff.moved.append(
                 VisitMove(
                     visit.pk,
@@ -180,11 +176,7 @@ def _diff(
                 )
             )
             work["move"].append((visit, plan))
-        elif (visit.label, visit.kind, list(visit.assessments)) != (
-            plan.label,
-            plan.kind,
-            list(plan.assessments),
-        ):
+        elif _plan_values(visit, PLAN_CONTENT_FIELDS) != _plan_values(plan, PLAN_CONTENT_FIELDS):
             diff.changed.append(VisitRef(visit.pk, plan.rule_code, plan.occurrence, plan.due_date))
             work["change"].append((visit, plan))
         else:
@@ -347,12 +339,7 @@ VISIT_ROW_COLUMNS = (
     "rule_id",
     "rule_code",
     "occurrence",
-    "label",
-    "kind",
-    "due_date",
-    "window_start",
-    "window_end",
-    "assessments",
+    *PLAN_FIELDS,
     "status",
     "status_reason",
     "status_changed_at",
@@ -375,12 +362,7 @@ def _visit_row(
         rule_id,
         plan.rule_code,
         plan.occurrence,
-        plan.label,
-        plan.kind,
-        plan.due_date,
-        plan.window_start,
-        plan.window_end,
-        plan.assessments,
+        *(getattr(plan, name) for name in PLAN_FIELDS),
         VisitStatus.SCHEDULED if closed_at is None else VisitStatus.CANCELLED,
         "" if closed_at is None else WINDOW_CLOSED_REASON,
         closed_at,
@@ -480,12 +462,7 @@ def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: st
         visit.reminders_planned_for = None
     fields = [
         "rule",
-        "label",
-        "kind",
-        "due_date",
-        "window_start",
-        "window_end",
-        "assessments",
+        *PLAN_FIELDS,
         "status",
         "status_reason",
         "planner_cancelled",
@@ -531,12 +508,15 @@ def _new_visit(
 
 def _copy_plan(visit: FollowUpVisit, rule: ProtocolRule, plan: engine.PlannedVisit) -> None:
     visit.rule = rule
-    visit.label = plan.label
-    visit.kind = plan.kind
-    visit.due_date = plan.due_date
-    visit.window_start = plan.window_start
-    visit.window_end = plan.window_end
-    visit.assessments = list(plan.assessments)
+    for name, value in zip(PLAN_FIELDS, _plan_values(plan, PLAN_FIELDS), strict=True):
+        setattr(visit, name, value)
+
+
+def _plan_values(source: FollowUpVisit | engine.PlannedVisit, names: tuple[str, ...]) -> tuple:
+    """The named plan fields of a visit or a planned visit, comparable between the two (the engine's assessment
+    codes are a tuple, a stored visit's a list)."""
+    values = [getattr(source, name) for name in names]
+    return tuple(list(value) if name == "assessments" else value for name, value in zip(names, values, strict=True))
 
 
 def _snapshot(visit: FollowUpVisit) -> dict:

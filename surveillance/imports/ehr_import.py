@@ -20,7 +20,6 @@ that is rolled back, so the report says exactly what would happen.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import logging
 from collections import ChainMap, Counter
@@ -43,6 +42,7 @@ from surveillance.imports.fhir.records import (
     PatientRecord,
 )
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, ProductCode, TreatmentCentre
+from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 logger = logging.getLogger("surveillance.imports.ehr_import")
 
@@ -51,7 +51,6 @@ DEFAULT_BATCH_LINES = 500
 MAX_REPORTED_ERRORS = 1000
 DECEASED_REASON = "Deceased per EHR import"
 PLAN_REASON = "EHR import"
-EARLIEST_INFUSION = dt.date(2010, 1, 1)  # as the database's infusion_date_plausible constraint
 
 
 class _DryRun(Exception):
