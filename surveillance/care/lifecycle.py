@@ -12,8 +12,8 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
 from surveillance.models import (
-    AuditEntry,
     ContactAttempt,
     FollowUpVisit,
     Patient,
@@ -33,14 +33,8 @@ class TransitionError(Exception):
 
 
 def _audit(action: str, obj, patient_id: int | None, by, changes: dict) -> None:
-    AuditEntry.objects.create(
-        actor=by,
-        actor_label="" if by else "system",
-        action=action,
-        object_type=obj._meta.model_name,
-        object_id=str(obj.pk),
-        patient_id=patient_id,
-        changes=changes,
+    audit_write(
+        action, object_type=obj._meta.model_name, object_id=obj.pk, patient_id=patient_id, changes=changes, by=by
     )
 
 

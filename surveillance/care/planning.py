@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from surveillance.access.audit import audit_entries_insert, audit_entry_build
 from surveillance.db import bulk_rows
 from surveillance.models import (
     AuditEntry,
@@ -330,8 +331,7 @@ def _first_plans_write(
     for visit, pk in zip(lookahead, ids, strict=True):
         visit.pk = pk
     outbox.new_visits_reminders_plan(lookahead, now)
-    entries = [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans]
-    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, [_audit_row(entry) for entry in entries])
+    audit_entries_insert(_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans)
 
 
 VISIT_ROW_COLUMNS = (
@@ -370,31 +370,13 @@ def _visit_row(
     )
 
 
-AUDIT_ROW_COLUMNS = (
-    "actor_id",
-    "actor_label",
-    "action",
-    "object_type",
-    "object_id",
-    "patient_id",
-    "changes",
-    "remote_addr",
-)
-
-
-def _audit_row(entry: AuditEntry) -> tuple:
-    """An unsaved audit entry's row (``AUDIT_ROW_COLUMNS``), for ``bulk_rows``."""
-    return tuple(getattr(entry, column) for column in AUDIT_ROW_COLUMNS)
-
-
 def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> AuditEntry:
-    """The audit entry of a plan or re-plan, unsaved (``save()``, or a row for ``bulk_rows``)."""
-    entry = AuditEntry(
-        actor=by,
-        actor_label="" if by else "planner",
-        action="plan" if diff.protocol_from is None else "replan",
+    """The audit entry of a plan or re-plan, unsaved (``save()``, or a row for ``audit_entries_insert``)."""
+    return audit_entry_build(
+        "plan" if diff.protocol_from is None else "replan",
+        by=by,
         object_type="infusion",
-        object_id=str(infusion.pk),
+        object_id=infusion.pk,
         patient_id=infusion.patient_id,
         changes={
             "summary": diff.summary(),
@@ -402,8 +384,6 @@ def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> Audit
             "reason": reason,
         },
     )
-    entry.request_context_fill()  # as save() would: a bulk insert does not call it
-    return entry
 
 
 def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: str, now: dt.datetime) -> None:

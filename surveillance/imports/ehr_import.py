@@ -31,6 +31,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from surveillance.access.audit import audit_acting_as
 from surveillance.care import lifecycle, planning
 from surveillance.imports.fhir.codes import CarTCodeIndex, product_names
 from surveillance.imports.fhir.parse import parse_bundle, parse_ndjson
@@ -42,6 +43,7 @@ from surveillance.imports.fhir.records import (
     PatientRecord,
 )
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, ProductCode, TreatmentCentre
+from surveillance.models.audit import AuditActor
 from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 logger = logging.getLogger("surveillance.imports.ehr_import")
@@ -587,6 +589,7 @@ def _ordered(items: list) -> list:
 
 
 # --------------------------------------------------------------------------------------------- FHIR Bundle
+@audit_acting_as(AuditActor.EHR_IMPORT)
 def bundle_import(
     data: bytes | str | dict,
     centre: TreatmentCentre,
@@ -617,6 +620,7 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+@audit_acting_as(AuditActor.EHR_IMPORT)
 def ndjson_import(
     lines: Iterable[bytes | str],
     centre: TreatmentCentre,
@@ -706,6 +710,7 @@ def _ndjson_item_careful(importer: Importer, item, siblings: list[InfusionRecord
 
 
 # --------------------------------------------------------------------------------------------- CSV
+@audit_acting_as(AuditActor.EHR_IMPORT)
 def csv_import(
     text: str,
     centre: TreatmentCentre,

@@ -23,9 +23,9 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
 from surveillance.care import lifecycle
 from surveillance.models import (
-    AuditEntry,
     FollowUpVisit,
     Patient,
     PatientRequest,
@@ -135,11 +135,10 @@ def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> s
         )
         if not won:
             return None
-        AuditEntry.objects.create(
-            actor_label="sweep",
-            action="ladder",
+        audit_write(
+            "ladder",
             object_type="patient",
-            object_id=str(patient.pk),
+            object_id=patient.pk,
             patient_id=patient.pk,
             changes={"from": patient.ladder_stage, "to": stage, "consecutive_missed": missed},
         )
