@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.access.audit import audit_write
+from surveillance.integrations import webhooks
 from surveillance.models import Infusion, MalignancyEvent, ReportingStep
 from surveillance.models.events import ReportingStepKind
 
@@ -44,6 +45,7 @@ def malignancy_event_record(
             patient_id=infusion.patient_id,
             changes={"malignancy_type": malignancy_type, "diagnosis_date": diagnosis_date.isoformat()},
         )
+        webhooks.malignancy_recorded_emit(event)
     return event
 
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from surveillance.access.audit import audit_write
 from surveillance.care import lifecycle
+from surveillance.integrations import webhooks
 from surveillance.models import (
     FollowUpVisit,
     Patient,
@@ -135,13 +136,15 @@ def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> s
         )
         if not won:
             return None
-        audit_write(
+        entry = audit_write(
             "ladder",
             object_type="patient",
             object_id=patient.pk,
             patient_id=patient.pk,
             changes={"from": patient.ladder_stage, "to": stage, "consecutive_missed": missed},
         )
+        if stage == LadderStage.LOST:
+            webhooks.patient_lost_emit(patient, on=values["status_date"], transition_id=entry.pk)
     logger.info("patient=%s ladder %s -> %s", patient.pk, patient.ladder_stage, stage)
     return stage
 
