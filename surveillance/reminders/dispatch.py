@@ -206,7 +206,7 @@ def reminder_skip_reason(reminder: Reminder, now: dt.datetime) -> str:
     }.get(reminder.purpose, VisitStatus.SCHEDULED)
     if visit.status != expected:
         return f"visit {visit.status}"
-    if reminder.planned_sequence() not in (None, visit.sequence):
+    if reminder.sequence != visit.sequence:
         return "visit moved"
     if reminder.audience == Audience.PATIENT:
         if not patient.email:
