@@ -20,8 +20,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import (
     FollowUpVisit,
     MalignancyEvent,
@@ -155,10 +154,6 @@ def patient_lost_emit(patient: Patient, *, on: dt.date, transition_id: int) -> i
 
 
 # --------------------------------------------------------------------------------------------- delivering
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:64]
-
-
 def webhook_leases_recover(now: dt.datetime | None = None) -> int:
     """Rows left in "sending" by a worker that died go back to pending (their attempt counted)."""
     now = now or timezone.now()
@@ -270,12 +265,7 @@ def webhooks_deliver_batch(now: dt.datetime | None = None, *, worker: str | None
 def webhooks_deliver_due(*, budget_seconds: float | None = None) -> int:
     """Recover stale leases, then deliver batches until nothing is due or the time budget is spent."""
     budget = budget_seconds if budget_seconds is not None else _cfg("WEBHOOK_BUDGET_SECONDS", 50)
-    started = time.monotonic()
     webhook_leases_recover()
-    total = 0
-    while time.monotonic() - started < budget:
-        handled = webhooks_deliver_batch()
-        total += handled
-        if not handled:
-            break
-    return total
+    worker = worker_id()
+    batches = outbox_batches(lambda: webhooks_deliver_batch(worker=worker), handled=int, budget_seconds=budget)
+    return sum(batches)
