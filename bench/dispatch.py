@@ -91,6 +91,7 @@ def _fixtures(n: int, tag: str = "bench"):
             days_before=1000 + i,
             idempotency_key=f"{tag}:"
             + reminder_key(visits[i % len(visits)], Audience.PATIENT, Purpose.UPCOMING, 1000 + i),
+            sequence=visits[i % len(visits)].sequence,
             send_after=due,
             next_attempt_at=due,
         )
@@ -228,20 +229,20 @@ def claim_query(rows: int) -> bool:
         print("claim query: skipped (needs PostgreSQL: set DATABASE_URL)")
         return True
     table = Reminder._meta.db_table
-    visit_id = Reminder.objects.values_list("visit_id", flat=True).first()
+    visit_id, sequence = Reminder.objects.values_list("visit_id", "sequence").first()
     started = time.perf_counter()
     with connection.cursor() as cursor:
         # a realistic outbox: most rows pending in the future, a batch due now, history sent
         cursor.execute(
             f"""
-            INSERT INTO {table} (visit_id, audience, purpose, days_before, idempotency_key, send_after, status,
-                                 attempts, next_attempt_at, claimed_by, message_id, last_error, outcome_reason,
-                                 created_at, updated_at)
-            SELECT %s, 'patient', 'upcoming', 0, 'bench:' || g, now() + (g || ' minutes')::interval, 'pending', 0,
-                   now() + (g || ' minutes')::interval, '', '', '', '', now(), now()
+            INSERT INTO {table} (visit_id, audience, purpose, days_before, idempotency_key, sequence, send_after,
+                                 status, attempts, next_attempt_at, claimed_by, message_id, last_error,
+                                 outcome_reason, created_at, updated_at)
+            SELECT %s, 'patient', 'upcoming', 0, 'bench:' || g, %s, now() + (g || ' minutes')::interval, 'pending',
+                   0, now() + (g || ' minutes')::interval, '', '', '', '', now(), now()
             FROM generate_series(1, %s) AS g
             """,
-            [visit_id, rows],
+            [visit_id, sequence, rows],
         )
         cursor.execute(f"ANALYZE {table}")
     print(f"inserted {rows} pending rows in {time.perf_counter() - started:.1f}s")

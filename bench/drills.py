@@ -328,6 +328,7 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
                         purpose=Purpose.UPCOMING,
                         days_before=1000 + d,
                         idempotency_key=key,
+                        sequence=visit.sequence,
                         send_after=at,
                         next_attempt_at=at,
                     )

@@ -7,5 +7,5 @@ class SurveillanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Webhook events are planned from audit rows (a signal receiver); the task module registers with Celery.
-        from surveillance.integrations import tasks, webhooks  # noqa: F401
+        # The task module registers with Celery.
+        from surveillance.integrations import tasks  # noqa: F401

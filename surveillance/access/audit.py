@@ -1,5 +1,9 @@
 """Who viewed or changed a patient's data, when and from where; and the throttle on failed staff logins.
 
+Every audit entry is built by ``audit_entry_build`` (who acted, in the one vocabulary ``AuditActor``; what; to
+which patient; from where) and stored by ``audit_write``, by ``audit_entries_insert`` for rows written in bulk, or
+by ``audit_insert`` for the per-request row of the API.
+
 The admin records its own views and changes (``surveillance.admin.base``) with the patient ids they showed;
 ``AuditMiddleware`` records every authenticated API request (a view may name the patient it served by setting
 ``request.audit_patient_id``). Failed logins are audit rows too (action ``login_failed``): the throttle counts
@@ -8,7 +12,9 @@ them in the database, so it holds across every web worker and survives a restart
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
@@ -16,8 +22,10 @@ from django.db import connections, router
 from django.dispatch import receiver
 from django.utils import timezone
 
+from surveillance.db import bulk_rows
 from surveillance.models import AuditEntry
 from surveillance.models import audit as audit_models
+from surveillance.models.audit import AuditActor
 
 LOGIN_FAILED = "login_failed"
 
@@ -25,6 +33,96 @@ LOGIN_FAILED = "login_failed"
 def request_remote_addr(request) -> str | None:
     """The client address as the web server saw it (a proxy in front must set REMOTE_ADDR, e.g. gunicorn's)."""
     return (request.META.get("REMOTE_ADDR") or None) if request is not None else None
+
+
+def audit_actor_label(actor: AuditActor, name: str = "") -> str:
+    """The label an entry carries for an actor that is not a user row: the kind, and its name if it has one."""
+    return (f"{actor.value}:{name}" if name else actor.value)[:128]
+
+
+def audit_entry_build(
+    action: str,
+    *,
+    object_type: str,
+    object_id: object = "",
+    patient_id: int | None = None,
+    changes: dict | None = None,
+    by=None,
+    actor: AuditActor = AuditActor.SYSTEM,
+    actor_name: str = "",
+    remote_addr: str | None = None,
+) -> AuditEntry:
+    """An audit entry, unsaved: the one place an entry's fields are decided.
+
+    ``by`` is the user who acted; without one, ``actor`` says who did (a system task unless told otherwise), and
+    an actor named for the surrounding request or import (``audit_acting_as``) takes its place. The client
+    address is the request's unless given.
+    """
+    entry = AuditEntry(
+        actor=by,
+        actor_label="" if by is not None else audit_actor_label(actor, actor_name),
+        action=action[:32],
+        object_type=object_type[:64],
+        object_id=str(object_id)[:64],
+        patient_id=patient_id,
+        changes=changes or {},
+        remote_addr=remote_addr,
+    )
+    entry.request_context_fill()
+    return entry
+
+
+def audit_write(action: str, **fields) -> AuditEntry:
+    """Store one audit entry (``audit_entry_build``'s fields), in the caller's transaction."""
+    entry = audit_entry_build(action, **fields)
+    entry.save()
+    return entry
+
+
+#: The columns of an entry written as a row (``audit_entries_insert``, ``audit_insert``); ``at`` is stamped.
+AUDIT_ROW_COLUMNS = (
+    "actor_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "patient_id",
+    "changes",
+    "remote_addr",
+)
+
+
+def audit_entries_insert(entries: Iterable[AuditEntry]) -> None:
+    """Store many built entries at once (``bulk_rows``: COPY on PostgreSQL), for flows that write in bulk."""
+    rows = [tuple(getattr(entry, column) for column in AUDIT_ROW_COLUMNS) for entry in entries]
+    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, rows)
+
+
+@contextlib.contextmanager
+def audit_acting_as(actor: AuditActor, name: str = "") -> Iterator[None]:
+    """Entries written with no user inside the block name this actor (a decorator too).
+
+    An actor already named outside keeps its place: an import run through the API is the API token's doing.
+    """
+    if audit_models.request_actor_label.get():
+        yield
+        return
+    token = audit_models.request_actor_label.set(audit_actor_label(actor, name))
+    try:
+        yield
+    finally:
+        audit_models.request_actor_label.reset(token)
+
+
+def _request_actor(request, default: AuditActor) -> dict:
+    """Who made the request, as ``audit_entry_build`` takes it: a user row, an API token, or ``default``."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"actor": default}
+    if getattr(user, "pk", None) is not None:
+        return {"by": user}
+    # An API token authenticates as a principal that is not a user row: it is named by its token instead.
+    return {"actor": AuditActor.API_TOKEN, "actor_name": user.token.name}
 
 
 def audit_record(
@@ -35,22 +133,19 @@ def audit_record(
     object_id="",
     patient_id: int | None = None,
     changes: dict | None = None,
+    actor: AuditActor = AuditActor.ANONYMOUS,
 ) -> AuditEntry:
-    """One audit row for something a person did through a request: who, what, when, from where."""
-    user = getattr(request, "user", None)
-    authenticated = user is not None and user.is_authenticated
-    # An API token authenticates as a principal that is not a user row: it is named by its label instead.
-    actor = user if authenticated and getattr(user, "pk", None) is not None else None
-    label = "" if actor else (getattr(user, "audit_label", "") if authenticated else "") or "anonymous"
-    return AuditEntry.objects.create(
-        actor=actor,
-        actor_label=label,
-        action=action[:32],
-        object_type=object_type[:64],
-        object_id=str(object_id)[:64],
+    """One audit row for something done through a request: who, what, when, from where.
+
+    ``actor`` names who acted when no one signed in (a patient following a signed link, say)."""
+    return audit_write(
+        action,
+        object_type=object_type,
+        object_id=object_id,
         patient_id=patient_id,
-        changes=changes or {},
+        changes=changes,
         remote_addr=request_remote_addr(request),
+        **_request_actor(request, actor),
     )
 
 
@@ -90,28 +185,28 @@ class AuditMiddleware:
         if path.startswith(self.API_PREFIX) and not path.startswith(self.UNAUDITED):
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated:
-                actor_id = getattr(user, "pk", None)
                 audit_insert(
-                    at=timezone.now(),
-                    actor_id=actor_id,
-                    actor_label="" if actor_id is not None else getattr(user, "audit_label", "") or "anonymous",
-                    action=f"api_{request.method.lower()}"[:32],
-                    object_type="api",
-                    object_id=path[:64],
-                    patient_id=getattr(request, "audit_patient_id", None),
-                    changes=_api_changes(request, response, path),
-                    remote_addr=request_remote_addr(request),
+                    audit_entry_build(
+                        f"api_{request.method.lower()}",
+                        object_type="api",
+                        object_id=path,
+                        patient_id=getattr(request, "audit_patient_id", None),
+                        changes=_api_changes(request, response, path),
+                        remote_addr=request_remote_addr(request),
+                        **_request_actor(request, AuditActor.ANONYMOUS),
+                    )
                 )
         return response
 
 
-def audit_insert(**values) -> None:
-    """Append one audit row (column name -> value) with a single INSERT and no model instance.
+def audit_insert(entry: AuditEntry) -> None:
+    """Append one built entry with a single INSERT.
 
     Every API request writes one, reads included, so this runs on every request; ``AuditEntry.save`` would add
     its signals and guards for a row that is always new. What keeps the trail append-only is untouched: the
     queryset refuses bulk changes and, on PostgreSQL, a trigger refuses UPDATE and DELETE.
     """
+    values = {"at": timezone.now(), **{column: getattr(entry, column) for column in AUDIT_ROW_COLUMNS}}
     meta = AuditEntry._meta
     connection = connections[router.db_for_write(AuditEntry)]
     fields = [meta.get_field(name) for name in values]
@@ -170,11 +265,11 @@ def login_throttled(username: str, remote_addr: str | None, now: dt.datetime | N
 @receiver(user_login_failed, dispatch_uid="cartwatch_audit_login_failed")
 def _on_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username") or "")
-    AuditEntry.objects.create(
-        actor_label="anonymous",
-        action=LOGIN_FAILED,
+    audit_write(
+        LOGIN_FAILED,
         object_type="user",
-        object_id=username[:64],
+        object_id=username,
+        actor=AuditActor.ANONYMOUS,
         remote_addr=request_remote_addr(request),
     )
 

@@ -36,6 +36,7 @@ from surveillance.models import (
 )
 from surveillance.models.patients import FlagSource, RiskFlagCode
 from surveillance.models.protocols import VisitKind
+from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 TIMELINE_YEARS = 15
 REMINDERS_SHOWN = 200
@@ -357,8 +358,8 @@ class ReplanForm(forms.Form):
 
     def clean_infusion_date(self):
         value = self.cleaned_data["infusion_date"]
-        if value < dt.date(2010, 1, 1) or value > self.today:
-            raise forms.ValidationError("The infusion date must be between 2010-01-01 and today.")
+        if value < EARLIEST_INFUSION or value > self.today:
+            raise forms.ValidationError(f"The infusion date must be between {EARLIEST_INFUSION} and today.")
         return value
 
     def clean(self):

@@ -17,8 +17,10 @@ from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from surveillance.access.audit import audit_actor_label
 from surveillance.access.second_factor import session_second_factor_ok
 from surveillance.models import ApiToken, TreatmentCentre
+from surveillance.models.audit import AuditActor
 from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
 
 #: ``last_used_at`` is refreshed at most this often, so a busy token does not write on every request.
@@ -60,7 +62,7 @@ class TokenPrincipal(AnonymousUser):
 
     @property
     def audit_label(self) -> str:
-        return f"token:{self.token.name}"[:128]
+        return audit_actor_label(AuditActor.API_TOKEN, self.token.name)
 
     def __str__(self) -> str:
         return self.username

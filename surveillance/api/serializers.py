@@ -29,9 +29,10 @@ from surveillance.models import (
 )
 from surveillance.models.integrations import WebhookEvent
 from surveillance.models.patients import RiskFlag
+from surveillance.models.visits import PLAN_FIELDS
+from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
-EARLIEST_INFUSION = dt.date(2010, 1, 1)
 MAX_RESULT_KEYS = 50
 
 
@@ -269,12 +270,7 @@ class VisitSerializer(serializers.ModelSerializer):
             "infusion",
             "rule_code",
             "occurrence",
-            "label",
-            "kind",
-            "due_date",
-            "window_start",
-            "window_end",
-            "assessments",
+            *PLAN_FIELDS,
             "status",
             "status_reason",
             "completed_on",

@@ -1,8 +1,9 @@
 """State transitions of visits and patients, shared by the admin, the API, the tasks and the demo.
 
 Every transition is a compare-and-set (``UPDATE ... WHERE status = <expected>``, checked by row count) so two
-people or two workers acting at once cannot both win, and every one writes its history row and audit entry in
-the same transaction. Reminders follow the visit: a settled or moved visit's pending reminders are re-planned.
+people or two workers acting at once cannot both win, and every one writes its history row and audit entry, and
+emits the webhook event it causes, in the same transaction. Reminders follow the visit: a settled or moved
+visit's pending reminders are re-planned.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
+from surveillance.integrations import webhooks
 from surveillance.models import (
-    AuditEntry,
     ContactAttempt,
     FollowUpVisit,
     Patient,
@@ -33,14 +35,8 @@ class TransitionError(Exception):
 
 
 def _audit(action: str, obj, patient_id: int | None, by, changes: dict) -> None:
-    AuditEntry.objects.create(
-        actor=by,
-        actor_label="" if by else "system",
-        action=action,
-        object_type=obj._meta.model_name,
-        object_id=str(obj.pk),
-        patient_id=patient_id,
-        changes=changes,
+    audit_write(
+        action, object_type=obj._meta.model_name, object_id=obj.pk, patient_id=patient_id, changes=changes, by=by
     )
 
 
@@ -65,6 +61,8 @@ def _transition(
         after = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
         VisitChange.objects.create(visit=visit, by=by, action=action, before=before, after=after, reason=reason)
         _audit(action, visit, visit.infusion.patient_id, by, {"before": before, "after": after, "reason": reason})
+        if visit.status == VisitStatus.MISSED and before["status"] != VisitStatus.MISSED:
+            webhooks.visit_missed_emit(visit)
         outbox.visit_reminders_sync(visit, now)
     return visit
 

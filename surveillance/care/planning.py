@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from surveillance.access.audit import audit_entries_insert, audit_entry_build
 from surveillance.db import bulk_rows
 from surveillance.models import (
     AuditEntry,
@@ -29,7 +30,7 @@ from surveillance.models import (
     VisitChange,
     VisitStatus,
 )
-from surveillance.models.visits import SETTLED_STATUSES
+from surveillance.models.visits import PLAN_CONTENT_FIELDS, PLAN_DATE_FIELDS, PLAN_FIELDS, SETTLED_STATUSES
 from surveillance.reminders import outbox
 from surveillance.scheduling import engine
 
@@ -163,11 +164,7 @@ def _diff(
         elif visit.status == VisitStatus.CANCELLED:
             diff.added.append(VisitRef(visit.pk, plan.rule_code, plan.occurrence, plan.due_date))
             work["revive"].append((visit, plan))
-        elif (visit.due_date, visit.window_start, visit.window_end) != (
-            plan.due_date,
-            plan.window_start,
-            plan.window_end,
-        ):
+        elif _plan_values(visit, PLAN_DATE_FIELDS) != _plan_values(plan, PLAN_DATE_FIELDS):
             diff.moved.append(
                 VisitMove(
                     visit.pk,
@@ -180,11 +177,7 @@ def _diff(
                 )
             )
             work["move"].append((visit, plan))
-        elif (visit.label, visit.kind, list(visit.assessments)) != (
-            plan.label,
-            plan.kind,
-            list(plan.assessments),
-        ):
+        elif _plan_values(visit, PLAN_CONTENT_FIELDS) != _plan_values(plan, PLAN_CONTENT_FIELDS):
             diff.changed.append(VisitRef(visit.pk, plan.rule_code, plan.occurrence, plan.due_date))
             work["change"].append((visit, plan))
         else:
@@ -338,8 +331,7 @@ def _first_plans_write(
     for visit, pk in zip(lookahead, ids, strict=True):
         visit.pk = pk
     outbox.new_visits_reminders_plan(lookahead, now)
-    entries = [_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans]
-    bulk_rows.rows_insert(AuditEntry, AUDIT_ROW_COLUMNS, [_audit_row(entry) for entry in entries])
+    audit_entries_insert(_plan_audit(infusion, diff, by=by, reason=reason) for infusion, _, diff, _ in plans)
 
 
 VISIT_ROW_COLUMNS = (
@@ -347,12 +339,7 @@ VISIT_ROW_COLUMNS = (
     "rule_id",
     "rule_code",
     "occurrence",
-    "label",
-    "kind",
-    "due_date",
-    "window_start",
-    "window_end",
-    "assessments",
+    *PLAN_FIELDS,
     "status",
     "status_reason",
     "status_changed_at",
@@ -375,12 +362,7 @@ def _visit_row(
         rule_id,
         plan.rule_code,
         plan.occurrence,
-        plan.label,
-        plan.kind,
-        plan.due_date,
-        plan.window_start,
-        plan.window_end,
-        plan.assessments,
+        *(getattr(plan, name) for name in PLAN_FIELDS),
         VisitStatus.SCHEDULED if closed_at is None else VisitStatus.CANCELLED,
         "" if closed_at is None else WINDOW_CLOSED_REASON,
         closed_at,
@@ -388,31 +370,13 @@ def _visit_row(
     )
 
 
-AUDIT_ROW_COLUMNS = (
-    "actor_id",
-    "actor_label",
-    "action",
-    "object_type",
-    "object_id",
-    "patient_id",
-    "changes",
-    "remote_addr",
-)
-
-
-def _audit_row(entry: AuditEntry) -> tuple:
-    """An unsaved audit entry's row (``AUDIT_ROW_COLUMNS``), for ``bulk_rows``."""
-    return tuple(getattr(entry, column) for column in AUDIT_ROW_COLUMNS)
-
-
 def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> AuditEntry:
-    """The audit entry of a plan or re-plan, unsaved (``save()``, or a row for ``bulk_rows``)."""
-    entry = AuditEntry(
-        actor=by,
-        actor_label="" if by else "planner",
-        action="plan" if diff.protocol_from is None else "replan",
+    """The audit entry of a plan or re-plan, unsaved (``save()``, or a row for ``audit_entries_insert``)."""
+    return audit_entry_build(
+        "plan" if diff.protocol_from is None else "replan",
+        by=by,
         object_type="infusion",
-        object_id=str(infusion.pk),
+        object_id=infusion.pk,
         patient_id=infusion.patient_id,
         changes={
             "summary": diff.summary(),
@@ -420,8 +384,6 @@ def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> Audit
             "reason": reason,
         },
     )
-    entry.request_context_fill()  # as save() would: a bulk insert does not call it
-    return entry
 
 
 def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: str, now: dt.datetime) -> None:
@@ -480,12 +442,7 @@ def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: st
         visit.reminders_planned_for = None
     fields = [
         "rule",
-        "label",
-        "kind",
-        "due_date",
-        "window_start",
-        "window_end",
-        "assessments",
+        *PLAN_FIELDS,
         "status",
         "status_reason",
         "planner_cancelled",
@@ -531,12 +488,15 @@ def _new_visit(
 
 def _copy_plan(visit: FollowUpVisit, rule: ProtocolRule, plan: engine.PlannedVisit) -> None:
     visit.rule = rule
-    visit.label = plan.label
-    visit.kind = plan.kind
-    visit.due_date = plan.due_date
-    visit.window_start = plan.window_start
-    visit.window_end = plan.window_end
-    visit.assessments = list(plan.assessments)
+    for name, value in zip(PLAN_FIELDS, _plan_values(plan, PLAN_FIELDS), strict=True):
+        setattr(visit, name, value)
+
+
+def _plan_values(source: FollowUpVisit | engine.PlannedVisit, names: tuple[str, ...]) -> tuple:
+    """The named plan fields of a visit or a planned visit, comparable between the two (the engine's assessment
+    codes are a tuple, a stored visit's a list)."""
+    values = [getattr(source, name) for name in names]
+    return tuple(list(value) if name == "assessments" else value for name, value in zip(names, values, strict=True))
 
 
 def _snapshot(visit: FollowUpVisit) -> dict:

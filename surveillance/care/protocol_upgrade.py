@@ -17,8 +17,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
 from surveillance.care import planning
-from surveillance.models import AuditEntry, Infusion, Protocol, ProtocolStatus
+from surveillance.models import Infusion, Protocol, ProtocolStatus
 
 
 @dataclass
@@ -130,11 +131,11 @@ def protocol_upgrade_apply(
             planning.infusion_plan(
                 infusion, protocol=protocol, by=by, reason=reason, confirm=diff.fingerprint(), now=now
             )
-        AuditEntry.objects.create(
-            actor=by,
-            action="protocol_upgrade",
+        audit_write(
+            "protocol_upgrade",
+            by=by,
             object_type="protocol",
-            object_id=str(protocol.pk),
+            object_id=protocol.pk,
             remote_addr=remote_addr,
             changes={
                 "protocol": str(protocol),

@@ -8,7 +8,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.models import AuditEntry, Infusion, MalignancyEvent, ReportingStep
+from surveillance.access.audit import audit_write
+from surveillance.integrations import webhooks
+from surveillance.models import Infusion, MalignancyEvent, ReportingStep
 from surveillance.models.events import ReportingStepKind
 
 
@@ -35,15 +37,15 @@ def malignancy_event_record(
         ReportingStep.objects.bulk_create(
             ReportingStep(event=event, kind=kind, due_date=due) for kind in ReportingStepKind.values
         )
-        AuditEntry.objects.create(
-            actor=by,
-            actor_label="" if by else "system",
-            action="create",
+        audit_write(
+            "create",
+            by=by,
             object_type="malignancy_event",
-            object_id=str(event.pk),
+            object_id=event.pk,
             patient_id=infusion.patient_id,
             changes={"malignancy_type": malignancy_type, "diagnosis_date": diagnosis_date.isoformat()},
         )
+        webhooks.malignancy_recorded_emit(event)
     return event
 
 
@@ -67,11 +69,11 @@ def reporting_step_complete(
         if updated != 1:
             raise StepError(f"reporting step {step.pk} is already closed")
         step.refresh_from_db()
-        AuditEntry.objects.create(
-            actor=by,
-            action="step_completed",
+        audit_write(
+            "step_completed",
+            by=by,
             object_type="reporting_step",
-            object_id=str(step.pk),
+            object_id=step.pk,
             patient_id=step.event.infusion.patient_id,
             changes={"kind": step.kind, "event": step.event_id, "reference": step.reference},
         )

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from surveillance.models import FollowUpVisit, Patient, PatientStatus, VisitStatus
+from surveillance.models.visits import PLAN_DATE_FIELDS
 
 PATIENT_ID_SYSTEM = "urn:cartwatch:patient"
 VISIT_ID_SYSTEM = "urn:cartwatch:visit"
@@ -34,9 +35,7 @@ CSV_COLUMNS = (
     "occurrence",
     "label",
     "kind",
-    "due_date",
-    "window_start",
-    "window_end",
+    *PLAN_DATE_FIELDS,
     "status",
     "completed_on",
     "sequence",
@@ -47,9 +46,7 @@ CAREPLAN_VISIT_COLUMNS = (
     "rule_code",
     "occurrence",
     "label",
-    "due_date",
-    "window_start",
-    "window_end",
+    *PLAN_DATE_FIELDS,
     "status",
     "completed_on",
 )

@@ -20,7 +20,6 @@ that is rolled back, so the report says exactly what would happen.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import logging
 from collections import ChainMap, Counter
@@ -32,6 +31,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from surveillance.access.audit import audit_acting_as
 from surveillance.care import lifecycle, planning
 from surveillance.imports.fhir.codes import CarTCodeIndex, product_names
 from surveillance.imports.fhir.parse import parse_bundle, parse_ndjson
@@ -43,6 +43,8 @@ from surveillance.imports.fhir.records import (
     PatientRecord,
 )
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, ProductCode, TreatmentCentre
+from surveillance.models.audit import AuditActor
+from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 logger = logging.getLogger("surveillance.imports.ehr_import")
 
@@ -51,7 +53,6 @@ DEFAULT_BATCH_LINES = 500
 MAX_REPORTED_ERRORS = 1000
 DECEASED_REASON = "Deceased per EHR import"
 PLAN_REASON = "EHR import"
-EARLIEST_INFUSION = dt.date(2010, 1, 1)  # as the database's infusion_date_plausible constraint
 
 
 class _DryRun(Exception):
@@ -588,6 +589,7 @@ def _ordered(items: list) -> list:
 
 
 # --------------------------------------------------------------------------------------------- FHIR Bundle
+@audit_acting_as(AuditActor.EHR_IMPORT)
 def bundle_import(
     data: bytes | str | dict,
     centre: TreatmentCentre,
@@ -618,6 +620,7 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+@audit_acting_as(AuditActor.EHR_IMPORT)
 def ndjson_import(
     lines: Iterable[bytes | str],
     centre: TreatmentCentre,
@@ -707,6 +710,7 @@ def _ndjson_item_careful(importer: Importer, item, siblings: list[InfusionRecord
 
 
 # --------------------------------------------------------------------------------------------- CSV
+@audit_acting_as(AuditActor.EHR_IMPORT)
 def csv_import(
     text: str,
     centre: TreatmentCentre,

@@ -1,8 +1,9 @@
 """Outbound webhooks: signed events to a centre's EHR, through an outbox like the reminders'.
 
-Events are read off the audit trail: the row a transition writes (a visit marked missed, a malignancy event
-recorded, a patient moved to lost to follow-up) is written in the transaction of the change, and so is the
-delivery row planned here, one per event and endpoint with a unique idempotency key. ``deliver_webhooks`` (Celery
+Events are emitted by the transitions that cause them (a visit marked missed, a malignancy event recorded, a
+patient moved to lost to follow-up), in the transaction of the change, whether one object changes or a sweep
+changes many: each calls its ``*_emit`` function here, which plans one delivery row per event and endpoint with a
+unique idempotency key. ``deliver_webhooks`` (Celery
 beat) claims due rows by compare-and-set with a lease, posts them, and records the outcome; a failure is retried
 with doubling delays, a lease that outlives a crashed worker is taken back.
 
@@ -19,8 +20,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -28,12 +27,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
+from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import (
-    AuditEntry,
     FollowUpVisit,
     MalignancyEvent,
     Patient,
@@ -42,7 +39,6 @@ from surveillance.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from surveillance.models.patients import LadderStage
 
 logger = logging.getLogger("surveillance.integrations.webhooks")
 
@@ -121,57 +117,43 @@ def webhook_event_emit(centre_id: int, event: str, key: str, data: dict, *, now:
     return len(new)
 
 
-def webhook_events_from_audit(entry: AuditEntry) -> int:
-    """Plan the webhook events an audit row stands for (written in the same transaction as the change)."""
-    if entry.object_type == "followupvisit" and entry.action == "missed":
-        visit = FollowUpVisit.objects.filter(pk=entry.object_id).select_related("infusion__patient__centre").first()
-        if visit is None:
-            return 0
-        patient = visit.infusion.patient
-        data = {
-            "visit": visit.pk,
-            "patient": patient.pk,
-            "infusion": visit.infusion_id,
-            "centre": patient.centre.code,
-            "rule_code": visit.rule_code,
-            "due_date": visit.due_date.isoformat(),
-            "window_end": visit.window_end.isoformat(),
-        }
-        return webhook_event_emit(
-            patient.centre_id, WebhookEvent.VISIT_MISSED, f"visit-missed-{visit.pk}-s{visit.sequence}", data
-        )
-    if entry.object_type == "malignancy_event" and entry.action == "create":
-        event = MalignancyEvent.objects.filter(pk=entry.object_id).select_related("infusion__patient__centre").first()
-        if event is None:
-            return 0
-        patient = event.infusion.patient
-        data = {
-            "malignancy_event": event.pk,
-            "patient": patient.pk,
-            "infusion": event.infusion_id,
-            "centre": patient.centre.code,
-        }
-        return webhook_event_emit(patient.centre_id, WebhookEvent.MALIGNANCY_RECORDED, f"malignancy-{event.pk}", data)
-    if entry.object_type == "patient" and entry.action == "ladder" and entry.changes.get("to") == LadderStage.LOST:
-        patient = Patient.objects.filter(pk=entry.object_id).select_related("centre").first()
-        if patient is None:
-            return 0
-        data = {"patient": patient.pk, "centre": patient.centre.code, "status_date": str(patient.status_date or "")}
-        return webhook_event_emit(patient.centre_id, WebhookEvent.PATIENT_LOST, f"lost-{patient.pk}-{entry.pk}", data)
-    return 0
+def visit_missed_emit(visit: FollowUpVisit) -> int:
+    """The visit has just become missed (marked by the sweep or a person, or corrected to missed)."""
+    patient = visit.infusion.patient
+    data = {
+        "visit": visit.pk,
+        "patient": patient.pk,
+        "infusion": visit.infusion_id,
+        "centre": patient.centre.code,
+        "rule_code": visit.rule_code,
+        "due_date": visit.due_date.isoformat(),
+        "window_end": visit.window_end.isoformat(),
+    }
+    key = f"visit-missed-{visit.pk}-s{visit.sequence}"
+    return webhook_event_emit(patient.centre_id, WebhookEvent.VISIT_MISSED, key, data)
 
 
-@receiver(post_save, sender=AuditEntry, dispatch_uid="webhook_events_from_audit")
-def _on_audit_entry(sender, instance: AuditEntry, created: bool, **kwargs) -> None:
-    if created and instance.object_type in ("followupvisit", "malignancy_event", "patient"):
-        webhook_events_from_audit(instance)
+def malignancy_recorded_emit(event: MalignancyEvent) -> int:
+    """A secondary malignancy has just been recorded against one of the patient's infusions."""
+    patient = event.infusion.patient
+    data = {
+        "malignancy_event": event.pk,
+        "patient": patient.pk,
+        "infusion": event.infusion_id,
+        "centre": patient.centre.code,
+    }
+    return webhook_event_emit(patient.centre_id, WebhookEvent.MALIGNANCY_RECORDED, f"malignancy-{event.pk}", data)
+
+
+def patient_lost_emit(patient: Patient, *, on: dt.date, transition_id: int) -> int:
+    """The patient has just been moved to lost to follow-up ``on`` that day; ``transition_id`` tells this move from
+    a later one (the id of the audit entry that records it)."""
+    data = {"patient": patient.pk, "centre": patient.centre.code, "status_date": on.isoformat()}
+    key = f"lost-{patient.pk}-{transition_id}"
+    return webhook_event_emit(patient.centre_id, WebhookEvent.PATIENT_LOST, key, data)
 
 
 # --------------------------------------------------------------------------------------------- delivering
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:64]
-
-
 def webhook_leases_recover(now: dt.datetime | None = None) -> int:
     """Rows left in "sending" by a worker that died go back to pending (their attempt counted)."""
     now = now or timezone.now()
@@ -283,12 +265,7 @@ def webhooks_deliver_batch(now: dt.datetime | None = None, *, worker: str | None
 def webhooks_deliver_due(*, budget_seconds: float | None = None) -> int:
     """Recover stale leases, then deliver batches until nothing is due or the time budget is spent."""
     budget = budget_seconds if budget_seconds is not None else _cfg("WEBHOOK_BUDGET_SECONDS", 50)
-    started = time.monotonic()
     webhook_leases_recover()
-    total = 0
-    while time.monotonic() - started < budget:
-        handled = webhooks_deliver_batch()
-        total += handled
-        if not handled:
-            break
-    return total
+    worker = worker_id()
+    batches = outbox_batches(lambda: webhooks_deliver_batch(worker=worker), handled=int, budget_seconds=budget)
+    return sum(batches)

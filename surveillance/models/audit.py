@@ -10,8 +10,23 @@ from django.db import models
 #: The client address of the request being served, set by ``surveillance.access.audit.AuditMiddleware``, so that rows
 #: written deep in a flow (lifecycle, planning, reporting) still say where the change came from.
 request_remote_addr: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_remote_addr", default=None)
-#: Who is acting when it is not a user row (an API token): rows written with no actor during the request carry it.
+#: Who is acting when it is not a user row (an API token, an import): rows written with no actor meanwhile carry it.
 request_actor_label: contextvars.ContextVar[str | None] = contextvars.ContextVar("audit_actor_label", default=None)
+
+
+class AuditActor(models.TextChoices):
+    """Who acted, by kind: the one vocabulary of audit actors (``surveillance.access.audit.audit_actor_label``).
+
+    A staff user's entry names the user row and carries no label; every other entry carries the kind's value,
+    followed by ``:<name>`` where the kind has names (an API token's).
+    """
+
+    STAFF = "staff", "Staff user"
+    API_TOKEN = "token", "API token"
+    EHR_IMPORT = "ehr-import", "EHR import"
+    SYSTEM = "system", "System task"
+    PATIENT_LINK = "patient-link", "Patient link"
+    ANONYMOUS = "anonymous", "Anonymous"
 
 
 class AppendOnlyError(ValueError):

@@ -78,20 +78,13 @@ class Protocol(models.Model):
         }
 
 
-class OffsetUnit(models.TextChoices):
-    DAY = "day", "Days"
-    MONTH = "month", "Months"
-    YEAR = "year", "Years"
+def choices_of(enum: type[engine.LabelledEnum]) -> type[models.TextChoices]:
+    """The model choices of one of the engine's enums: the same members, values and labels (defined there)."""
+    return models.TextChoices(enum.__name__, [(member.name, (member.value, member.label)) for member in enum])
 
 
-class VisitKind(models.TextChoices):
-    BASELINE = "baseline", "Baseline"
-    INFUSION = "infusion", "Infusion"
-    ACUTE = "acute", "Acute monitoring"
-    CLINIC = "clinic", "Clinic visit"
-    ANNUAL = "annual", "Annual examination"
-    REMOTE = "remote", "Annual contact (questionnaire + CBC)"
-    LAB = "lab", "Laboratory check"
+OffsetUnit = choices_of(engine.OffsetUnit)
+VisitKind = choices_of(engine.VisitKind)
 
 
 class ProtocolRule(models.Model):

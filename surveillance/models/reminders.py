@@ -54,6 +54,9 @@ class Reminder(models.Model):
     purpose = models.CharField(max_length=12, choices=Purpose.choices)
     days_before = models.SmallIntegerField(default=0)
     idempotency_key = models.CharField(max_length=128, unique=True)
+    sequence = models.PositiveIntegerField(
+        help_text="The visit's iCalendar sequence this row was planned for (a moved visit's rows are stale)."
+    )
     send_after = models.DateTimeField(help_text="UTC; computed as a morning hour in the patient's time zone.")
     status = models.CharField(max_length=10, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -117,13 +120,6 @@ class Reminder(models.Model):
         if self.purpose == Purpose.WINDOW_OPEN:
             return today > visit.window_end
         return False
-
-    def planned_sequence(self) -> int | None:
-        """The visit sequence this row was planned for (it is part of the idempotency key)."""
-        for part in self.idempotency_key.split(":"):
-            if part[:1] == "s" and part[1:].isdigit():
-                return int(part[1:])
-        return None
 
 
 class DeliveryOutcome(models.TextChoices):

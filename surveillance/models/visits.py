@@ -21,6 +21,14 @@ class VisitStatus(models.TextChoices):
 #: A visit in one of these states is history: re-planning never touches it.
 SETTLED_STATUSES = (VisitStatus.COMPLETED, VisitStatus.MISSED)
 
+#: When a visit is due: a re-plan that changes any of these moves the visit (its iCalendar sequence rises).
+PLAN_DATE_FIELDS = ("due_date", "window_start", "window_end")
+#: What a visit is for: a re-plan that changes any of these changes the visit in place.
+PLAN_CONTENT_FIELDS = ("label", "kind", "assessments")
+#: Every field the planner copies from the engine's ``PlannedVisit`` (same names there), in the order the API and
+#: the exports list them. The planner, the serializers and the exports read this one list.
+PLAN_FIELDS = ("label", "kind", *PLAN_DATE_FIELDS, "assessments")
+
 
 class FollowUpVisitQuerySet(models.QuerySet):
     def for_centres(self, centre_ids) -> FollowUpVisitQuerySet:

@@ -1,7 +1,8 @@
 """The dispatcher: claim due reminders, re-check them, send a batch over one SMTP connection, record every attempt.
 
 A run (``dispatch_run``) first takes back claims whose worker died, then drains ``dispatch_batch()`` until it
-returns 0 or the time budget is spent, and records that it finished (the health probe reads that).
+returns 0 or the time budget is spent (the loop the webhook outbox shares, ``db.outbox_loop``), and records that
+it finished (the health probe reads that).
 
 What the rows say, so that nothing is lost and a duplicate is recognisable:
 
@@ -30,11 +31,9 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-import os
 import re
 import secrets
 import smtplib
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -46,6 +45,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
+from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage
 from surveillance.models.reminders import Audience, DeliveryOutcome, DispatcherRun, Purpose
@@ -72,11 +72,6 @@ NOT_LOADED = (
     "visit__infusion__patient__phone",
     "visit__infusion__patient__status_reason",
 )
-
-
-def worker_id() -> str:
-    """This process, as recorded on its claims: host and pid."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
 
 def _cfg(name: str):
@@ -206,7 +201,7 @@ def reminder_skip_reason(reminder: Reminder, now: dt.datetime) -> str:
     }.get(reminder.purpose, VisitStatus.SCHEDULED)
     if visit.status != expected:
         return f"visit {visit.status}"
-    if reminder.planned_sequence() not in (None, visit.sequence):
+    if reminder.sequence != visit.sequence:
         return "visit moved"
     if reminder.audience == Audience.PATIENT:
         if not patient.email:
@@ -561,13 +556,13 @@ def dispatch_run(
     """Reclaim dead workers' rows, then send batches until none is due or the time budget is spent."""
     worker = worker_id()
     budget = _cfg("DISPATCH_BUDGET_SECONDS") if budget_seconds is None else budget_seconds
-    stop_at = time.monotonic() + budget
     total = DispatchResult(reclaimed=reminder_reclaim_expired(now))
-    while True:
-        result = dispatch_batch(now, batch_size=batch_size, worker=worker)
+    for result in outbox_batches(
+        lambda: dispatch_batch(now, batch_size=batch_size, worker=worker),
+        handled=lambda result: result.handled,
+        budget_seconds=budget,
+    ):
         total.add(result)
-        if result.handled == 0 or time.monotonic() >= stop_at:
-            break
     dispatcher_run_record(worker, total, now)
     return total
 

@@ -2,8 +2,8 @@
 
 Rows are planned for visits due within a rolling look-ahead (``REMINDER_LOOKAHEAD_DAYS``) rather than for fifteen
 years at once: the outbox stays small enough for the dispatcher's claim query to be instant, and the daily sweep
-tops it up (``outbox_top_up``). A visit that moves gets new rows (its key carries the visit's iCalendar sequence),
-and its old pending rows are cancelled in the same transaction.
+tops it up (``outbox_top_up``). A visit that moves gets new rows (each row stores the visit's iCalendar sequence
+it was planned for, and its key carries it too), and its old pending rows are cancelled in the same transaction.
 """
 
 from __future__ import annotations
@@ -107,15 +107,14 @@ def visit_notice_plans(visit: FollowUpVisit, now: dt.datetime) -> list[ReminderP
         return [_plan(visit, Audience.CARE_TEAM, Purpose.MISSED, 0, now)]
     if visit.status not in (VisitStatus.SCHEDULED, VisitStatus.CANCELLED):
         return []
-    announced = [
-        reminder.planned_sequence() or 0
-        for reminder in Reminder.objects.filter(
+    announced = list(
+        Reminder.objects.filter(
             visit=visit,
             audience=Audience.PATIENT,
             purpose__in=(Purpose.UPCOMING, Purpose.MOVED),
             status=ReminderStatus.SENT,
-        ).only("idempotency_key")
-    ]
+        ).values_list("sequence", flat=True)
+    )
     if not announced:
         return []
     if visit.status == VisitStatus.CANCELLED:
@@ -135,13 +134,12 @@ def _without_repeats(visit: FollowUpVisit, wanted: dict[str, ReminderPlan], now:
     if not catch_ups:
         return wanted
     sent = Reminder.objects.filter(visit=visit, status=ReminderStatus.SENT).values_list(
-        "audience", "purpose", "idempotency_key"
+        "audience", "purpose", "sequence"
     )
-    current = f":s{visit.sequence}:"
     window_told = any(purpose == Purpose.WINDOW_OPEN for _, purpose, _ in sent)
     patient_told = any(plan.purpose == Purpose.MOVED for plan in wanted.values()) or any(
-        audience == Audience.PATIENT and purpose in (Purpose.UPCOMING, Purpose.MOVED) and current in key
-        for audience, purpose, key in sent
+        audience == Audience.PATIENT and purpose in (Purpose.UPCOMING, Purpose.MOVED) and sequence == visit.sequence
+        for audience, purpose, sequence in sent
     )
     repeats = {
         plan.key
@@ -190,6 +188,7 @@ def _outbox_row(visit: FollowUpVisit, key: str, plan: ReminderPlan) -> Reminder:
         purpose=plan.purpose,
         days_before=plan.days_before,
         idempotency_key=key,
+        sequence=visit.sequence,
         send_after=plan.send_after,
         next_attempt_at=plan.send_after,
     )
@@ -209,7 +208,16 @@ def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> 
             continue
         wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
         rows += [
-            (visit.pk, plan.audience, plan.purpose, plan.days_before, key, plan.send_after, plan.send_after)
+            (
+                visit.pk,
+                plan.audience,
+                plan.purpose,
+                plan.days_before,
+                key,
+                visit.sequence,
+                plan.send_after,
+                plan.send_after,
+            )
             for key, plan in wanted.items()
         ]
     bulk_rows.rows_insert(Reminder, NEW_REMINDER_COLUMNS, rows)
@@ -223,6 +231,7 @@ NEW_REMINDER_COLUMNS = (
     "purpose",
     "days_before",
     "idempotency_key",
+    "sequence",
     "send_after",
     "next_attempt_at",
 )

@@ -23,9 +23,10 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
 from surveillance.care import lifecycle
+from surveillance.integrations import webhooks
 from surveillance.models import (
-    AuditEntry,
     FollowUpVisit,
     Patient,
     PatientRequest,
@@ -135,14 +136,15 @@ def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> s
         )
         if not won:
             return None
-        AuditEntry.objects.create(
-            actor_label="sweep",
-            action="ladder",
+        entry = audit_write(
+            "ladder",
             object_type="patient",
-            object_id=str(patient.pk),
+            object_id=patient.pk,
             patient_id=patient.pk,
             changes={"from": patient.ladder_stage, "to": stage, "consecutive_missed": missed},
         )
+        if stage == LadderStage.LOST:
+            webhooks.patient_lost_emit(patient, on=values["status_date"], transition_id=entry.pk)
     logger.info("patient=%s ladder %s -> %s", patient.pk, patient.ladder_stage, stage)
     return stage
 

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from surveillance.access.audit import audit_record
 from surveillance.models import FollowUpVisit, Patient, PatientRequest, VisitStatus
+from surveillance.models.audit import AuditActor
 from surveillance.models.visits import RequestKind
 from surveillance.reminders import dispatch, messages
 
@@ -116,6 +117,7 @@ def visit_link(request, token: str):
             object_id=pending.pk,
             patient_id=patient.pk,
             changes={"kind": kind, "visit": visit.pk},
+            actor=AuditActor.PATIENT_LINK,
         )
     return _page(request, language, notice=t["done"].format(**fmt))
 
@@ -142,7 +144,14 @@ def unsubscribe(request, token: str):
             reminders_opted_out_at=timezone.now(), updated_at=timezone.now()
         )
         if changed:
-            audit_record(request, "unsubscribe", object_type="patient", object_id=patient.pk, patient_id=patient.pk)
+            audit_record(
+                request,
+                "unsubscribe",
+                object_type="patient",
+                object_id=patient.pk,
+                patient_id=patient.pk,
+                actor=AuditActor.PATIENT_LINK,
+            )
     return _page(request, language, notice=t["unsubscribed"])
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "AssessmentSpec",
     "ConditionState",
     "InfusionFacts",
+    "LabelledEnum",
     "OffsetUnit",
     "PlannedVisit",
     "ProtocolSpec",
@@ -58,24 +59,40 @@ __all__ = [
 ]
 
 
-class OffsetUnit(StrEnum):
+class LabelledEnum(StrEnum):
+    """A string enum whose members also carry the label people read, written beside the value.
+
+    The models derive their choices from these enums (``models.protocols``), so a value and its label are
+    written once, here, and the engine stays free of Django.
+    """
+
+    label: str
+
+    def __new__(cls, value: str, label: str):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+
+class OffsetUnit(LabelledEnum):
     """The unit of a rule's offset and repetition. Months and years are calendar units (``relativedelta``)."""
 
-    DAY = "day"
-    MONTH = "month"
-    YEAR = "year"
+    DAY = "day", "Days"
+    MONTH = "month", "Months"
+    YEAR = "year", "Years"
 
 
-class VisitKind(StrEnum):
+class VisitKind(LabelledEnum):
     """What sort of contact a rule produces; the admin and the reminder texts differ by kind."""
 
-    BASELINE = "baseline"
-    INFUSION = "infusion"
-    ACUTE = "acute"
-    CLINIC = "clinic"
-    ANNUAL = "annual"
-    REMOTE = "remote"
-    LAB = "lab"
+    BASELINE = "baseline", "Baseline"
+    INFUSION = "infusion", "Infusion"
+    ACUTE = "acute", "Acute monitoring"
+    CLINIC = "clinic", "Clinic visit"
+    ANNUAL = "annual", "Annual examination"
+    REMOTE = "remote", "Annual contact (questionnaire + CBC)"
+    LAB = "lab", "Laboratory check"
 
 
 #: No CAR-T product was infused before this day outside early trials: an earlier infusion date is a data error.

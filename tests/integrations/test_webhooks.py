@@ -142,3 +142,17 @@ def test_it_schedules_the_task_with_beat():
 
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert deliver_webhooks.name in tasks
+
+
+def test_it_emits_one_event_per_visit_the_daily_sweep_marks_missed(endpoint, planned_a):
+    infusion = planned_a[1]
+    closed = list(infusion.visits.filter(status="scheduled").order_by("due_date")[:3])
+    past = timezone.localdate() - dt.timedelta(days=60)
+    for visit in closed:  # setup only: their windows closed long ago, nobody recorded them
+        type(visit).objects.filter(pk=visit.pk).update(window_start=past, due_date=past, window_end=past)
+    result = sweep.daily_sweep()
+    assert result.missed == 3
+    rows = WebhookDelivery.objects.filter(event="visit.missed")
+    assert sorted(row.payload["data"]["visit"] for row in rows) == sorted(visit.pk for visit in closed)
+    sweep.daily_sweep()  # a second run marks nothing and emits nothing more
+    assert WebhookDelivery.objects.filter(event="visit.missed").count() == 3

@@ -173,6 +173,7 @@ def add_reminder(
         purpose=purpose,
         days_before=days_before,
         idempotency_key=reminder_key(visit, audience, purpose, days_before),
+        sequence=visit.sequence,
         send_after=at,
         next_attempt_at=at,
     )
