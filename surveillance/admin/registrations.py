@@ -51,7 +51,7 @@ class ContactActionsMixin:
 @admin.register(m.TreatmentCentre)
 class TreatmentCentreAdmin(CentreScopedAdmin):
     centre_path = ""
-    list_display = ("name", "code", "time_zone", "care_team_email")
+    list_display = ("name", "code", "time_zone", "phone", "care_team_email")
     search_fields = ("name", "code")
 
 

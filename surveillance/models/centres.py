@@ -25,6 +25,12 @@ class TreatmentCentre(models.Model):
     name = models.CharField(max_length=200)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     care_team_email = models.EmailField(help_text="Where window-open notices and escalations go.")
+    # What a patient needs to book a visit: every patient message, calendar entry and letter carries them.
+    phone = models.CharField(max_length=32, blank=True, help_text="The number patients call to book a visit.")
+    address = models.TextField(blank=True, help_text="Where visits take place (street, city), as patients read it.")
+    opening_hours = models.CharField(
+        max_length=200, blank=True, help_text="When the booking line answers, e.g. Mon-Fri 8:00-16:00."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -36,6 +42,11 @@ class TreatmentCentre(models.Model):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    def location(self) -> str:
+        """The centre as a calendar's LOCATION: its name and, when known, its address on one line."""
+        address = ", ".join(line.strip() for line in self.address.splitlines() if line.strip())
+        return f"{self.name}, {address}" if address else self.name
 
 
 class Role(models.TextChoices):
