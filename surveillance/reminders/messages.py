@@ -198,6 +198,8 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanS
     purpose = Purpose(reminder.purpose)
     cancel = purpose == Purpose.CANCELLED
     centre = patient.centre
+    # the window as the patient can use it: from its first to its last day the clinic is open
+    first_open, last_open = centre.calendar().open_bounds(visit.window_start, visit.window_end)
     context = {
         "purpose": purpose.value,
         "centre": centre.name,
@@ -206,8 +208,8 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanS
         "centre_hours": centre.opening_hours,
         "visit": visit,
         "due_date": _long_date(visit.due_date, language),
-        "window_start": _long_date(visit.window_start, language),
-        "window_end": _long_date(visit.window_end, language),
+        "window_start": _long_date(first_open, language),
+        "window_end": _long_date(last_open, language),
         "days_before": reminder.days_before,
         "confirm_url": "" if cancel else visit_link_url(visit, RequestKind.CONFIRM),
         "reschedule_url": "" if cancel else visit_link_url(visit, RequestKind.RESCHEDULE),
@@ -284,6 +286,7 @@ def reminder_fingerprint(reminder: Reminder) -> str:
         patient.pk,
         patient.email,
         patient_language(patient),
+        centre.calendar().open_bounds(visit.window_start, visit.window_end),
         centre.name,
         centre.phone,
         centre.address,

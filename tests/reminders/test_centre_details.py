@@ -77,3 +77,22 @@ def test_it_renders_again_when_the_centre_changes_its_number(centre_details, mak
     centre_details.save()
     reminder.visit.infusion.patient.centre = centre_details
     assert messages.reminder_fingerprint(reminder) != before
+
+
+def test_it_names_only_days_the_clinic_is_open(centre_details, make_patient, open_visit):
+    visit = open_visit(make_patient(centre_details), NOW.date())
+    visit.window_start, visit.window_end = dt.date(2026, 11, 1), dt.date(2026, 11, 29)  # a Sunday to a Sunday
+    visit.save()
+    centre_details.country, centre_details.subdivision = "US", "NY"
+    centre_details.save()
+    mail = messages.reminder_message(add_reminder(visit, NOW), now=NOW)
+    assert "between Monday, November 2, 2026 and Friday, November 27, 2026" in mail.body  # 28-29: a weekend
+
+
+def test_it_renders_again_when_the_clinic_closes_a_day_of_the_window(centre_details, make_patient, open_visit):
+    visit = open_visit(make_patient(centre_details), NOW.date())
+    reminder = add_reminder(visit, NOW)
+    before = messages.reminder_fingerprint(reminder)
+    centre_details.closures.create(day=visit.window_start)
+    centre_details.closures_changed()
+    assert messages.reminder_fingerprint(reminder) != before
