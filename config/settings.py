@@ -366,7 +366,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CAR-T Watch API",
-    "DESCRIPTION": "Surveillance follow-up after CAR T-cell therapy: patients, infusions, visits, imports.",
+    "DESCRIPTION": (
+        "Surveillance follow-up after CAR T-cell therapy: patients, infusions, visits, imports.\n\n"
+        "**Authentication.** Send `Authorization: Bearer <token>` with every request. An administrator of the "
+        "service issues a token to an integration, for one or more treatment centres (`manage.py "
+        "create_api_token`); it is shown once, and a read-only token may only read. A token sees only its "
+        "centres' patients: another centre's id answers as one that does not exist.\n\n"
+        "`GET /api/v1/` lists every resource. The integration guide (the README's *Integration guide* section) "
+        "covers identity matching on import, the codes accepted, webhooks and idempotent retries."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",

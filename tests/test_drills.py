@@ -19,7 +19,7 @@ from tests.conftest import REPO, missing_service
 
 LINE = re.compile(
     r"^drill (?P<name>\S+): expected (?P<expected>\d+), sent (?P<sent>\d+), lost (?P<lost>\d+), "
-    r"duplicated (?P<duplicated>\d+) \(flagged (?P<flagged>\d+)\)$",
+    r"duplicated (?P<duplicated>\d+) \(flagged (?P<flagged>\d+)\), not attempted (?P<unattempted>\d+)$",
     re.MULTILINE,
 )
 
@@ -30,8 +30,18 @@ def test_an_outcome_fails_on_a_lost_or_an_unflagged_doubled_reminder():
     assert not drills.Outcome("x", 10, sent=10, duplicated=2, flagged=1).ok
     assert not drills.Outcome("x", 10, sent=10, problems=["rows not sent"]).ok
     line = drills.Outcome("kill-worker", 10, sent=10, duplicated=1, flagged=1).line()
-    assert line == "drill kill-worker: expected 10, sent 10, lost 0, duplicated 1 (flagged 1)"
+    assert line == "drill kill-worker: expected 10, sent 10, lost 0, duplicated 1 (flagged 1), not attempted 0"
     assert LINE.match(line)
+
+
+def test_it_gives_one_verdict_per_drill_and_tells_a_slow_run_from_a_loss():
+    assert drills.Outcome("x", 10, sent=10, duplicated=1, flagged=1).verdict() == "verdict x: PASS"
+    assert drills.Outcome("x", 10, sent=9, lost=1).verdict() == "verdict x: FAIL: 1 lost"
+    doubled = drills.Outcome("x", 10, sent=10, duplicated=2, flagged=1).verdict()
+    assert doubled == "verdict x: FAIL: 1 doubled without the flag"
+    slow = drills.Outcome("x", 10, sent=4, unattempted=6)
+    assert not slow.ok
+    assert slow.verdict() == "verdict x: INCOMPLETE: 6 reminders never taken up in the time allowed"
 
 
 @pytest.mark.slow
@@ -60,6 +70,8 @@ def test_the_drills_run_at_a_small_size_and_lose_and_double_nothing():
     for m in lines.values():
         assert int(m["sent"]) == int(m["expected"]) > 0, output
         assert int(m["lost"]) == 0 and int(m["duplicated"]) == int(m["flagged"]), output
+        assert int(m["unattempted"]) == 0, output
+        assert f"verdict {m['name']}: PASS" in done.stdout, output
     assert "workers killed with SIGKILL" in done.stdout
     workdir = re.search(r"^working in (\S+)$", done.stdout, re.MULTILINE)
     assert workdir and not Path(workdir[1]).exists(), "the drills left their directory behind"

@@ -48,11 +48,23 @@ class ContactActionsMixin:
         return wl.log_attempt(self, request, queryset, patient_path=self.patient_path)
 
 
+class CentreClosureInline(admin.TabularInline):
+    model = m.CentreClosure
+    extra = 1
+    verbose_name = "day the clinic is closed"
+    verbose_name_plural = "days the clinic is closed (besides its weekly closed days and public holidays)"
+
+
 @admin.register(m.TreatmentCentre)
 class TreatmentCentreAdmin(CentreScopedAdmin):
     centre_path = ""
-    list_display = ("name", "code", "time_zone", "care_team_email")
+    list_display = ("name", "code", "time_zone", "phone", "care_team_email")
     search_fields = ("name", "code")
+    inlines = (CentreClosureInline,)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        form.instance.closures_changed()
 
 
 @admin.register(m.CentreMembership)

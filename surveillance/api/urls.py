@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from surveillance.api import views
+from surveillance.api.index import ApiIndexView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("centres", views.CentreViewSet, basename="centre")
@@ -17,6 +18,7 @@ router.register("malignancy-events", views.MalignancyEventViewSet, basename="mal
 router.register("webhooks", views.WebhookEndpointViewSet, basename="webhook")
 
 v1 = [
+    path("", ApiIndexView.as_view(), name="index"),
     *router.urls,
     path("import/fhir", views.FhirImportView.as_view(), name="import-fhir"),
     path("import/csv", views.CsvImportView.as_view(), name="import-csv"),

@@ -1,7 +1,7 @@
 """The surveillance domain, one concept a module."""
 
 from surveillance.models.audit import AuditEntry
-from surveillance.models.centres import CentreMembership, Role, TreatmentCentre
+from surveillance.models.centres import CentreClosure, CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
 from surveillance.models.integrations import (
     ApiToken,
@@ -34,6 +34,7 @@ __all__ = [
     "Audience",
     "AuditEntry",
     "CarTProduct",
+    "CentreClosure",
     "CentreMembership",
     "ConditionDecision",
     "ContactAttempt",

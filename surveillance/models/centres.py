@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 
+import holidays
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models
+
+from surveillance.scheduling.clinic_calendar import WEEKEND, ClinicCalendar
+
+#: How long a process may go on using a centre's closures after they changed (the admin clears them at once).
+CLOSURES_CACHE_SECONDS = 300
+
+
+@functools.lru_cache(maxsize=256)
+def _calendar(country: str, subdivision: str, weekdays: tuple[int, ...], closures: frozenset) -> ClinicCalendar:
+    return ClinicCalendar(country=country, subdivision=subdivision, closed_weekdays=weekdays, closures=closures)
+
+
+def validate_country(value: str) -> None:
+    """A country the holiday calendar knows, so that its public holidays can be avoided."""
+    if value and value not in holidays.list_supported_countries():
+        raise ValidationError("not a country code the holiday calendar knows (ISO 3166, e.g. US, ES)")
+
+
+def default_closed_weekdays() -> list[int]:
+    return list(WEEKEND)
 
 
 def validate_time_zone(value: str) -> None:
@@ -25,17 +48,68 @@ class TreatmentCentre(models.Model):
     name = models.CharField(max_length=200)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     care_team_email = models.EmailField(help_text="Where window-open notices and escalations go.")
+    # What a patient needs to book a visit: every patient message, calendar entry and letter carries them.
+    phone = models.CharField(max_length=32, blank=True, help_text="The number patients call to book a visit.")
+    address = models.TextField(blank=True, help_text="Where visits take place (street, city), as patients read it.")
+    opening_hours = models.CharField(
+        max_length=200, blank=True, help_text="When the booking line answers, e.g. Mon-Fri 8:00-16:00."
+    )
+    # The clinic calendar: visits fall due on open days only (scheduling.clinic_calendar).
+    country = models.CharField(
+        max_length=2, blank=True, validators=[validate_country], help_text="ISO 3166 code for public holidays, e.g. US."
+    )
+    subdivision = models.CharField(
+        max_length=8, blank=True, help_text="State or region code for regional holidays, e.g. NY or MD (Madrid)."
+    )
+    closed_weekdays = models.JSONField(
+        default=default_closed_weekdays, blank=True, help_text="Days of the week the clinic is closed (0 = Monday)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(subdivision__gt="", country=""), name="centre_region_needs_country"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        if self.subdivision and self.subdivision not in holidays.list_supported_countries().get(self.country, []):
+            raise ValidationError({"subdivision": "not a region of the centre's country known to the holiday calendar"})
+        bad = [
+            d for d in self.closed_weekdays or [] if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= 6
+        ]
+        if bad or not isinstance(self.closed_weekdays, list):
+            raise ValidationError({"closed_weekdays": "a list of days of the week, 0 (Monday) to 6 (Sunday)"})
+
+    def calendar(self) -> ClinicCalendar:
+        """The days this clinic is open, for planning and for what messages say.
+
+        Every message rendered asks for it, so the closures are read through the cache (for a few minutes) and
+        equal calendars are one object, whose holiday table is computed once per process."""
+        closures = cache.get_or_set(
+            f"cartwatch:centre-closures:{self.pk}",
+            lambda: sorted(self.closures.values_list("day", flat=True)),
+            CLOSURES_CACHE_SECONDS,
+        )
+        return _calendar(self.country, self.subdivision, tuple(self.closed_weekdays or ()), frozenset(closures))
+
+    def closures_changed(self) -> None:
+        """Forget the cached closures (after the admin changed them)."""
+        cache.delete(f"cartwatch:centre-closures:{self.pk}")
+
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    def location(self) -> str:
+        """The centre as a calendar's LOCATION: its name and, when known, its address on one line."""
+        address = ", ".join(line.strip() for line in self.address.splitlines() if line.strip())
+        return f"{self.name}, {address}" if address else self.name
 
 
 class Role(models.TextChoices):
@@ -59,3 +133,18 @@ class CentreMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} - {self.get_role_display()} at {self.centre}"
+
+
+class CentreClosure(models.Model):
+    """A day the clinic itself is closed (a staff day, a move): no visit falls due on it."""
+
+    centre = models.ForeignKey(TreatmentCentre, on_delete=models.CASCADE, related_name="closures")
+    day = models.DateField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [models.UniqueConstraint(fields=["centre", "day"], name="closure_one_per_centre_day")]
+
+    def __str__(self) -> str:
+        return f"{self.centre} closed on {self.day:%d %b %Y}"

@@ -128,8 +128,9 @@ def visit_calendar(visit: FollowUpVisit, *, now: dt.datetime, cancel: bool = Fal
     event.add("dtstart", visit.due_date)
     event.add("dtend", visit.due_date + dt.timedelta(days=1))
     event.add("summary", CALENDAR_SUMMARY[language].format(centre=patient.centre.name))
-    event.add("location", patient.centre.name)
-    event.add("status", "CANCELLED" if cancel else "CONFIRMED")
+    event.add("location", patient.centre.location())
+    # Not booked yet: the day is when the visit is due, and the patient books a day in its window.
+    event.add("status", "CANCELLED" if cancel else "TENTATIVE")
     event.add("transp", "TRANSPARENT")
     event.add("organizer", f"mailto:{organizer}")
     attendee = icalendar.vCalAddress(f"mailto:{patient.email}")
@@ -196,13 +197,19 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanS
     language = patient_language(patient)
     purpose = Purpose(reminder.purpose)
     cancel = purpose == Purpose.CANCELLED
+    centre = patient.centre
+    # the window as the patient can use it: from its first to its last day the clinic is open
+    first_open, last_open = centre.calendar().open_bounds(visit.window_start, visit.window_end)
     context = {
         "purpose": purpose.value,
-        "centre": patient.centre.name,
+        "centre": centre.name,
+        "centre_phone": centre.phone,
+        "centre_address": [line.strip() for line in centre.address.splitlines() if line.strip()],
+        "centre_hours": centre.opening_hours,
         "visit": visit,
         "due_date": _long_date(visit.due_date, language),
-        "window_start": _long_date(visit.window_start, language),
-        "window_end": _long_date(visit.window_end, language),
+        "window_start": _long_date(first_open, language),
+        "window_end": _long_date(last_open, language),
         "days_before": reminder.days_before,
         "confirm_url": "" if cancel else visit_link_url(visit, RequestKind.CONFIRM),
         "reschedule_url": "" if cancel else visit_link_url(visit, RequestKind.RESCHEDULE),
@@ -279,7 +286,11 @@ def reminder_fingerprint(reminder: Reminder) -> str:
         patient.pk,
         patient.email,
         patient_language(patient),
+        centre.calendar().open_bounds(visit.window_start, visit.window_end),
         centre.name,
+        centre.phone,
+        centre.address,
+        centre.opening_hours,
         centre.care_team_email,
         settings.SITE_URL,
         settings.DEFAULT_FROM_EMAIL,

@@ -59,7 +59,10 @@ def centres_ensure(cfg: dict) -> list[tuple[TreatmentCentre, dict]]:
     for item in cfg["centres"]:
         centre, _ = TreatmentCentre.objects.get_or_create(
             code=item["code"],
-            defaults={k: item[k] for k in ("name", "time_zone", "care_team_email")},
+            defaults={
+                k: item.get(k, "")
+                for k in ("name", "time_zone", "care_team_email", "phone", "address", "opening_hours")
+            },
         )
         centres.append((centre, item))
     return centres

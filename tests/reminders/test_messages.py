@@ -51,7 +51,7 @@ def test_it_writes_in_the_patients_language(centre_a, make_patient, open_visit):
     visit = open_visit(make_patient(centre_a, preferred_language="es"), NOW.date())
     email = messages.reminder_message(add_reminder(visit, NOW), now=NOW)
     assert email.subject == "Recordatorio: su visita de seguimiento el sábado 7 de noviembre de 2026"
-    assert "Le recordamos" in email.body and "Le recordamos" in email.alternatives[0][0]
+    assert "Para pedir cita" in email.body and "Para pedir cita" in email.alternatives[0][0]
 
 
 def test_it_offers_one_click_unsubscribe_on_routine_reminders_only(centre_a, make_patient, open_visit):
