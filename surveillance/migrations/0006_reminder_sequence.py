@@ -32,7 +32,7 @@ def sequences_fill(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("surveillance", "0004_prepared_messages"),
+        ("surveillance", "0005_centre_details"),
     ]
 
     operations = [
