@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from surveillance.access.tenancy import scope
-from surveillance.api import filters, serializers
+from surveillance.api import filters, idempotency, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import lifecycle, planning, reporting
@@ -62,8 +62,37 @@ class ApiViewMixin:
         super().initial(request, *args, **kwargs)
         if isinstance(request.user, TokenPrincipal):
             self._label_token = audit_models.request_actor_label.set(request.user.audit_label)
+            self._idempotency_claim(request)
+
+    def _idempotency_claim(self, request) -> None:
+        """A token's POST with an ``Idempotency-Key``: claim it, or answer as the first time (``Replay``)."""
+        self._idempotency = None
+        if request.method != "POST":
+            return
+        key = idempotency.idempotency_key_of(request)
+        if key is None:
+            return
+        fingerprint = idempotency.request_fingerprint(request, ehr_import.import_max_bytes())
+        if fingerprint is not None:
+            self._idempotency = idempotency.idempotency_key_claim(request.user.token.pk, key, fingerprint)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, idempotency.Replay):
+            return exc.response
+        try:
+            return super().handle_exception(exc)
+        except BaseException:
+            claim = getattr(self, "_idempotency", None)
+            if claim is not None:
+                idempotency.idempotency_key_release(claim)
+                self._idempotency = None
+            raise
 
     def finalize_response(self, request, response, *args, **kwargs):
+        claim = getattr(self, "_idempotency", None)
+        if claim is not None:
+            idempotency.idempotency_key_answer(claim, response)
+            self._idempotency = None
         token = getattr(self, "_label_token", None)
         if token is not None:
             audit_models.request_actor_label.reset(token)

@@ -5,6 +5,7 @@ from surveillance.models.centres import CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
 from surveillance.models.integrations import (
     ApiToken,
+    IdempotencyKey,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -39,6 +40,7 @@ __all__ = [
     "ContactAttempt",
     "Delivery",
     "FollowUpVisit",
+    "IdempotencyKey",
     "Infusion",
     "LadderStage",
     "MalignancyEvent",
