@@ -14,12 +14,14 @@ from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
+from surveillance.care import lifecycle
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
     Infusion,
     MalignancyEvent,
     Patient,
+    PatientStatus,
     Protocol,
     ProtocolRule,
     Reminder,
@@ -154,6 +156,23 @@ class PatientSerializer(serializers.ModelSerializer):
         if source_id and others.filter(source_system=source_system, source_id=source_id).exists():
             raise serializers.ValidationError({"source_id": ["another patient of this centre has this source id"]})
         return attrs
+
+
+class PatientStatusSerializer(serializers.Serializer):
+    """A status recorded by hand: a death, withdrawal or transfer closes follow-up; lost to follow-up keeps it."""
+
+    status = serializers.ChoiceField(
+        choices=[(value, PatientStatus(value).label) for value in lifecycle.RECORDED_STATUSES],
+        help_text="deceased, withdrawn and transferred cancel every open visit and reminder.",
+    )
+    date = serializers.DateField(help_text="When it happened (not in the future, not before birth).")
+    reason = serializers.CharField(max_length=255, help_text="Why, e.g. the source of a death notice.")
+
+    def validate_date(self, value: dt.date) -> dt.date:
+        problem = lifecycle.patient_status_date_problem(self.context["patient"], value, _today())
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 # --------------------------------------------------------------------------------------------- infusions

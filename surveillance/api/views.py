@@ -233,6 +233,32 @@ class PatientViewSet(
         return super().get_permissions()
 
     @extend_schema(
+        summary="Record a death, withdrawal, transfer or loss to follow-up",
+        description=(
+            "`deceased`, `withdrawn` and `transferred` close follow-up: every open visit is cancelled and every "
+            "pending reminder stopped. `lost_to_follow_up` keeps visits and reminders (a recorded visit brings the "
+            "patient back). 409 when the patient's follow-up is already closed (or, for lost, not active)."
+        ),
+        request=serializers.PatientStatusSerializer,
+        responses={200: serializers.PatientSerializer},
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], url_path="status", filter_backends=[])
+    def status(self, request, pk=None):
+        patient = self.get_object()
+        serializer = serializers.PatientStatusSerializer(
+            data=request.data, context={**self.get_serializer_context(), "patient": patient}
+        )
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        patient = _transition(
+            lambda: lifecycle.patient_status_record(
+                patient, status=data["status"], on=data["date"], reason=data["reason"], by=acting_user(request)
+            )
+        )
+        return Response(serializers.PatientSerializer(patient, context=self.get_serializer_context()).data)
+
+    @extend_schema(
         summary="The patient's schedule as a FHIR CarePlan",
         description="A Bundle (collection) of the CarePlan and a proposed Appointment per open visit.",
         responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT},
