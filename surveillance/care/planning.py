@@ -220,6 +220,7 @@ def infusion_plan(
     ``PlanChanged`` is raised and nothing is written.
     """
     now = now or timezone.now()
+    given = infusion
     with transaction.atomic():
         # Serialise concurrent re-plans of the same infusion (a no-op on SQLite, whose writes are serial anyway).
         infusion = (
@@ -232,6 +233,8 @@ def infusion_plan(
         diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
         if confirm is not None and confirm != diff.fingerprint():
             raise PlanChanged(diff.summary())
+        # The caller's instance (an API answer renders it) shows the protocol planned, not the one it was read with.
+        given.protocol = protocol
         if diff.is_empty:
             return diff
         if _is_first_plan(infusion, work):
