@@ -17,7 +17,7 @@ from surveillance.access.tenancy import scope
 from surveillance.api import filters, idempotency, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
-from surveillance.care import lifecycle, planning, reporting
+from surveillance.care import lifecycle, planning, reporting, risk_flags
 from surveillance.exports import fhir_export
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError
@@ -324,7 +324,9 @@ class InfusionViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Infusion.objects.select_related("product", "protocol", "patient").prefetch_related("risk_flags")
+    queryset = Infusion.objects.select_related("product", "protocol", "patient").prefetch_related(
+        "risk_flags", "condition_decisions"
+    )
     serializer_class = serializers.InfusionSerializer
     filterset_class = filters.InfusionFilter
     centre_path = "patient__centre"
@@ -355,6 +357,40 @@ class InfusionViewSet(
                 planning.infusion_plan(
                     infusion, by=acting_user(self.request), reason="infusion date or product corrected"
                 )
+
+    @extend_schema(
+        summary="Record a risk flag of the infusion (its schedule is re-planned at once)",
+        description=(
+            "Creates or changes the flag of that code, then re-plans the infusion: a flag that calls for the "
+            "intensified variant adds its visits, one withdrawn (`present: false`) may remove them again; completed "
+            "and missed visits are never touched. The change and the re-plan, with the variant's reasons, are in "
+            "the audit trail and the visits' history. The same flag sent again changes nothing. With "
+            "`?dry_run=1` the answer is the re-plan that would follow, and nothing is saved."
+        ),
+        parameters=[OpenApiParameter("dry_run", bool, description="Show the re-plan; save nothing.")],
+        request=serializers.RiskFlagChangeSerializer,
+        responses={200: serializers.RiskFlagOutcomeSerializer},
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], url_path="risk-flags", url_name="risk-flags", filter_backends=[])
+    def record_risk_flag(self, request, pk=None):
+        infusion = self.get_object()
+        serializer = serializers.RiskFlagChangeSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        dry_run = _flag(request, "dry_run")
+        outcome = risk_flags.infusion_risk_flags_record(
+            infusion,
+            [serializers.RiskFlagSerializer.facts(serializer.validated_data)],
+            by=acting_user(request),
+            reason=serializer.validated_data["reason"] or "risk flag recorded through the API",
+            dry_run=dry_run,
+        )
+        body = {
+            "dry_run": dry_run,
+            "changed": outcome.changed,
+            "plan": None if outcome.diff is None else {**outcome.diff.as_dict(), "summary": outcome.diff.summary()},
+        }
+        return Response(serializers.RiskFlagOutcomeSerializer(body).data)
 
 
 # --------------------------------------------------------------------------------------------- visits

@@ -29,6 +29,7 @@ from surveillance.models import (
     VisitChange,
     VisitStatus,
 )
+from surveillance.models.patients import RiskFlagCode
 from surveillance.models.visits import SETTLED_STATUSES
 from surveillance.reminders import outbox
 from surveillance.scheduling import engine
@@ -122,6 +123,14 @@ def infusion_facts(infusion: Infusion) -> engine.InfusionFacts:
         prior_lines=infusion.prior_lines,
         conditions=conditions,
     )
+
+
+def infusion_variant_reasons(infusion: Infusion) -> list[tuple[str, str]]:
+    """Why the infusion calls for the intensified variant, as (code, label) pairs; empty means standard."""
+    return [
+        (code, RiskFlagCode(code).label if code in RiskFlagCode.values else engine.REASON_LABELS.get(code, code))
+        for code in engine.intensified_reasons(infusion_facts(infusion))
+    ]
 
 
 def infusion_choose_protocol(facts: engine.InfusionFacts) -> Protocol:
@@ -421,6 +430,7 @@ def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> Audit
             "summary": diff.summary(),
             "protocol": [diff.protocol_from, diff.protocol_to],
             "reason": reason,
+            "variant_reasons": list(diff.reasons),
         },
     )
     entry.request_context_fill()  # as save() would: a bulk insert does not call it
