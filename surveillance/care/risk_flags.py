@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from surveillance.care import planning
-from surveillance.models import AuditEntry, Infusion, RiskFlag
+from surveillance.imports.fhir.records import RiskFlagRecord
+from surveillance.models import AuditEntry, Infusion, Patient, RiskFlag
+from surveillance.models.patients import FlagSource
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,41 @@ def infusion_risk_flags_record(
         if dry_run:
             transaction.set_rollback(True)
     return FlagsOutcome([facts.code for facts in changed], diff)
+
+
+#: Where an EHR record's flag comes from, by the resource that carried it.
+RECORD_SOURCES = {"Procedure": FlagSource.TREATMENT_HISTORY, "Condition": FlagSource.EHR_IMPORT}
+
+
+def flag_facts_from_record(record: RiskFlagRecord) -> FlagFacts:
+    """What an imported record says, as the flag's facts: the source names the kind of evidence (an NGS report, a
+    lab result, treatment history), the reference names the resource it came from."""
+    if record.resource_type == "Observation":
+        source = FlagSource.NGS_REPORT if record.code == "clonal_haematopoiesis" else FlagSource.LAB_RESULT
+    else:
+        source = RECORD_SOURCES.get(record.resource_type, FlagSource.EHR_IMPORT)
+    return FlagFacts(
+        code=record.code,
+        present=record.present,
+        source=source,
+        observed_on=record.observed_on,
+        detail=record.detail,
+        findings=tuple({"gene": gene, "vaf_percent": vaf} for gene, vaf in record.findings),
+        source_reference=f"{record.resource_type}/{record.source_id}",
+    )
+
+
+def patient_risk_flags_import(
+    patient: Patient, records: Iterable[RiskFlagRecord], *, by=None, reason: str = "EHR import"
+) -> list[FlagsOutcome]:
+    """Record flags an EHR sent about a patient on each of their infusions still followed (not superseded), and
+    re-plan those at once. For the importer: call it once the batch's infusions are written, so that flags sent
+    in the same export as the infusion reach it."""
+    facts = [flag_facts_from_record(record) for record in records]
+    infusions = Infusion.objects.filter(patient=patient, superseded_by__isnull=True).select_related(
+        "patient__centre", "product", "protocol"
+    )
+    return [infusion_risk_flags_record(infusion, facts, by=by, reason=reason) for infusion in infusions]
 
 
 def _reloaded(infusion: Infusion) -> Infusion:
