@@ -87,3 +87,16 @@ def test_it_purges_keys_past_their_retention(api_a, centre_a, settings):
     assert purge_idempotency_keys() == 1
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
     assert idempotency_keys_purge() == 0
+
+
+def test_it_replays_an_ndjson_import_read_as_a_stream(api_a, centre_a):
+    import json
+
+    patient = {"resourceType": "Patient", "id": "nd-1", "identifier": [{"system": "urn:mrn", "value": "ND-1"}]}
+    body = json.dumps(patient) + "\n"
+    send = {"content_type": "application/fhir+ndjson", "HTTP_IDEMPOTENCY_KEY": "nd"}
+    first = api_a.generic("POST", "/api/v1/import/fhir", body, **send)
+    retry = api_a.generic("POST", "/api/v1/import/fhir", body, **send)
+    assert first.status_code == retry.status_code == 200, first.content
+    assert first.json()["patients"]["created"] == 1 and retry.json() == first.json()
+    assert Patient.objects.filter(source_id="nd-1").count() == 1
