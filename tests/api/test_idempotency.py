@@ -100,3 +100,8 @@ def test_it_replays_an_ndjson_import_read_as_a_stream(api_a, centre_a):
     assert first.status_code == retry.status_code == 200, first.content
     assert first.json()["patients"]["created"] == 1 and retry.json() == first.json()
     assert Patient.objects.filter(source_id="nd-1").count() == 1
+
+
+def test_it_schedules_the_purge_with_beat(settings):
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert purge_idempotency_keys.name in tasks
