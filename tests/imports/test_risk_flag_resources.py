@@ -142,3 +142,16 @@ def test_it_reads_flags_from_ndjson_lines(codes):
 def test_it_knows_every_flag_it_emits():
     emitted = {*risk_codes.OBSERVATION_FLAGS.values(), *risk_codes.CONDITION_FLAGS.values(), risk_codes.PRIOR_AUTO_HCT}
     assert emitted <= RISK_FLAGS
+
+
+def test_it_reads_a_condition_whose_verification_has_only_text(codes):
+    condition = {
+        "resourceType": "Condition",
+        "id": "cyt-3",
+        "code": concept(ICD10CM, "D70.1"),
+        "verificationStatus": {"text": "confirmed by haematology"},
+        "subject": SUBJECT,
+        "recordedDate": "2025-04-21",
+    }
+    (flag,) = _flags(codes, condition)
+    assert (flag.code, str(flag.observed_on)) == ("prolonged_cytopenia", "2025-04-21")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -446,14 +446,7 @@ class _Reader:
         matched = self.codes.match(concepts)
         if matched is None:
             if resource_type == "Procedure":
-                hct = next(
-                    (
-                        (c.system, c.code)
-                        for c in model.code.coding or ()
-                        if risk_codes.procedure_flag(c.system, c.code)
-                    ),
-                    None,
-                )
+                hct = _first_code(model.code.coding, risk_codes.procedure_flag)
                 if hct is not None:
                     raw_date, date_field = _infusion_date(model, resource_type)
                     return self._flag(
@@ -504,21 +497,22 @@ class _Reader:
 
     def risk_flag(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
         """An Observation or Condition coded as a risk flag (``risk_codes``): the flag, present or absent."""
-        codings = list(model.code.coding or ()) if model.code else []
+        codings = model.code.coding if model.code else None
         if resource_type == "Observation":
             if model.status not in OBSERVATION_STATUSES:
                 return Ignored(resource_type, source_id, f"status {model.status}")
-            found = next(((c.system, c.code) for c in codings if risk_codes.observation_flag(c.system, c.code)), None)
+            found = _first_code(codings, risk_codes.observation_flag)
             raw_date, date_field = model.effectiveDateTime, "effectiveDateTime"
             if raw_date is None and model.effectivePeriod is not None:
                 raw_date, date_field = model.effectivePeriod.start, "effectivePeriod.start"
             if raw_date is None:
                 raw_date, date_field = model.issued, "issued"
         else:
-            verification = model.verificationStatus.coding[0].code if model.verificationStatus else None
+            status = model.verificationStatus
+            verification = next((c.code for c in status.coding or ()), None) if status else None
             if verification in ("entered-in-error", "refuted"):
                 return Ignored(resource_type, source_id, f"verification {verification}")
-            found = next(((c.system, c.code) for c in codings if risk_codes.condition_flag(c.system, c.code)), None)
+            found = _first_code(codings, risk_codes.condition_flag)
             raw_date, date_field = model.onsetDateTime, "onsetDateTime"
             if raw_date is None:
                 raw_date, date_field = model.recordedDate, "recordedDate"
@@ -590,6 +584,11 @@ class _Reader:
 
 # --------------------------------------------------------------------------------------------- Bundle
 FlagReading = tuple[bool, str, tuple[tuple[str, float | None], ...]]
+
+
+def _first_code(codings: Iterable[Any] | None, lookup: Callable[[Any, Any], str | None]) -> tuple[str, str] | None:
+    """The first (system, code) of the codings that ``lookup`` recognises as a risk flag."""
+    return next(((c.system, c.code) for c in codings or () if lookup(c.system, c.code)), None)
 
 
 def _component(model: Any, loinc: str) -> Any | None:
