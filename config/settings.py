@@ -224,8 +224,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# A static schedule: the dispatcher every minute, rendering ahead every five, the missed-visit sweep daily, the
-# care-team digest weekly.
+# A static schedule: the dispatcher every minute, rendering ahead every five, the API's idempotency keys purged
+# hourly, the missed-visit sweep daily, the care-team digest weekly.
 # Each task only says "do this batch now"; what is due is decided from the database.
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-reminders": {
@@ -247,6 +247,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveillance.integrations.tasks.deliver_webhooks",
         "schedule": env.float("CARTWATCH_WEBHOOK_INTERVAL_SECONDS", default=60.0),
         "options": {"expires": env.float("CARTWATCH_WEBHOOK_INTERVAL_SECONDS", default=60.0)},
+    },
+    "purge-idempotency-keys": {
+        "task": "surveillance.integrations.tasks.purge_idempotency_keys",
+        "schedule": crontab(minute=40),
     },
     "weekly-care-team-digest": {
         "task": "surveillance.reminders.tasks.weekly_digest",
@@ -321,6 +325,9 @@ CARTWATCH = {
     "WEBHOOK_LEASE_SECONDS": env.int("CARTWATCH_WEBHOOK_LEASE_SECONDS", default=120),
     "WEBHOOK_BATCH_SIZE": env.int("CARTWATCH_WEBHOOK_BATCH_SIZE", default=50),
     "WEBHOOK_BUDGET_SECONDS": env.int("CARTWATCH_WEBHOOK_BUDGET_SECONDS", default=50),
+    # API POSTs with an Idempotency-Key: how long the key and its stored answer are kept (a retry after that is
+    # handled as a new request); purged hourly.
+    "IDEMPOTENCY_KEY_HOURS": env.int("CARTWATCH_IDEMPOTENCY_KEY_HOURS", default=24),
     # Sign-in throttle: failures within the lockout window, per username and per client address.
     "LOGIN_FAILURES_PER_USER": env.int("CARTWATCH_LOGIN_FAILURES_PER_USER", default=5),
     "LOGIN_FAILURES_PER_ADDRESS": env.int("CARTWATCH_LOGIN_FAILURES_PER_ADDRESS", default=20),

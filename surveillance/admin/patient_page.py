@@ -25,6 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from surveillance.access.audit import audit_record
 from surveillance.admin.worklists import ContactForm, workspace_today
 from surveillance.care import lifecycle, planning
+from surveillance.care.risk_flags import FlagFacts, risk_flag_write
 from surveillance.models import (
     FollowUpVisit,
     Infusion,
@@ -119,9 +120,10 @@ def patient_page_context(request, patient: Patient) -> dict:
     today = workspace_today(request)
     infusions = list(
         Infusion.objects.filter(patient=patient)
-        .select_related("product", "protocol", "superseded_by")
+        .select_related("product", "protocol", "superseded_by", "patient")
         .prefetch_related(
             Prefetch("risk_flags", queryset=RiskFlag.objects.select_related("recorded_by")),
+            "condition_decisions",
             Prefetch("visits", queryset=FollowUpVisit.objects.order_by("due_date", "rule_code", "occurrence")),
         )
         .order_by("-infusion_date")
@@ -132,6 +134,7 @@ def patient_page_context(request, patient: Patient) -> dict:
             v for v in infusion.visits.all() if v.status == VisitStatus.SCHEDULED and v.window_end >= today
         ][:6]
         infusion.recent_visits = [v for v in infusion.visits.all() if v.status != VisitStatus.SCHEDULED][-12:]
+        infusion.variant_reasons = [label for _, label in planning.infusion_variant_reasons(infusion)]
     reminders = list(
         Reminder.objects.filter(visit__infusion__patient=patient)
         .select_related("visit")
@@ -384,18 +387,15 @@ def _change_apply(infusion: Infusion, data: dict, by) -> dict:
         Infusion.objects.filter(pk=infusion.pk).update(infusion_date=data["infusion_date"], updated_at=timezone.now())
         changed["infusion_date"] = [infusion.infusion_date.isoformat(), data["infusion_date"].isoformat()]
     if data.get("flag_code"):
-        RiskFlag.objects.update_or_create(
-            infusion=infusion,
+        facts = FlagFacts(
             code=data["flag_code"],
-            defaults={
-                "present": data["flag_present"],
-                "source": data["flag_source"],
-                "detail": data["flag_detail"],
-                "source_reference": data["flag_reference"],
-                "observed_on": data["flag_observed_on"],
-                "recorded_by": by,
-            },
+            present=data["flag_present"],
+            source=data["flag_source"],
+            observed_on=data["flag_observed_on"],
+            detail=data["flag_detail"],
+            source_reference=data["flag_reference"],
         )
+        risk_flag_write(infusion, facts, by=by)
         changed["risk_flag"] = {"code": data["flag_code"], "present": data["flag_present"]}
     return changed
 

@@ -39,6 +39,15 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class IdempotencyKeyReused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = (
+        "This Idempotency-Key was used with a different request (another path or body); use a new key for a new "
+        "request."
+    )
+    default_code = "idempotency_key_reused"
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The payload is too large."

@@ -10,16 +10,20 @@ import datetime as dt
 
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
+from surveillance.care import lifecycle, planning
+from surveillance.care.risk_flags import FlagFacts, risk_flag_write
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
     Infusion,
     MalignancyEvent,
     Patient,
+    PatientStatus,
     Protocol,
     ProtocolRule,
     Reminder,
@@ -157,12 +161,124 @@ class PatientSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class PatientStatusSerializer(serializers.Serializer):
+    """A status recorded by hand: a death, withdrawal or transfer closes follow-up; lost to follow-up keeps it."""
+
+    status = serializers.ChoiceField(
+        choices=[(value, PatientStatus(value).label) for value in lifecycle.RECORDED_STATUSES],
+        help_text="deceased, withdrawn and transferred cancel every open visit and reminder.",
+    )
+    date = serializers.DateField(help_text="When it happened (not in the future, not before birth).")
+    reason = serializers.CharField(max_length=255, help_text="Why, e.g. the source of a death notice.")
+
+    def validate_date(self, value: dt.date) -> dt.date:
+        problem = lifecycle.patient_status_date_problem(self.context["patient"], value, _today())
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
 # --------------------------------------------------------------------------------------------- infusions
+MAX_FINDINGS = 50
+
+
+def _validate_findings(value):
+    """NGS findings: a list of ``{"gene": "DNMT3A", "vaf_percent": 4.0}`` (gene names, not patient data)."""
+    if not isinstance(value, list):
+        raise serializers.ValidationError("must be a list of findings")
+    if len(value) > MAX_FINDINGS:
+        raise serializers.ValidationError(f"at most {MAX_FINDINGS} findings")
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"gene", "vaf_percent"} or "gene" not in item:
+            raise serializers.ValidationError('each finding is {"gene": ..., "vaf_percent": ...}')
+        gene = item["gene"]
+        if not isinstance(gene, str) or not 0 < len(gene) <= 32 or not gene.replace("-", "").isalnum():
+            raise serializers.ValidationError("a gene is 1 to 32 letters, digits or hyphens, e.g. DNMT3A")
+        vaf = item.get("vaf_percent")
+        if vaf is not None and (isinstance(vaf, bool) or not isinstance(vaf, int | float) or not 0 <= vaf <= 100):
+            raise serializers.ValidationError("vaf_percent is a number from 0 to 100")
+    return value
+
+
 class RiskFlagSerializer(serializers.ModelSerializer):
+    """A risk factor for second cancers, with where it came from and when (the variant follows from them)."""
+
+    findings = serializers.JSONField(
+        required=False,
+        default=list,
+        validators=[_validate_findings],
+        help_text='NGS findings, e.g. [{"gene": "DNMT3A", "vaf_percent": 4.0}].',
+    )
+
     class Meta:
         model = RiskFlag
-        fields = ["code", "present", "source", "observed_on"]
-        read_only_fields = fields
+        fields = ["code", "present", "source", "observed_on", "detail", "findings", "source_reference"]
+        extra_kwargs = {"present": {"default": True}}
+
+    def validate_observed_on(self, value):
+        if not EARLIEST_BIRTH <= value <= _today():
+            raise serializers.ValidationError(f"must lie between {EARLIEST_BIRTH} and today")
+        return value
+
+    @staticmethod
+    def facts(data: dict) -> FlagFacts:
+        return FlagFacts(
+            code=data["code"],
+            present=data.get("present", True),
+            source=data["source"],
+            observed_on=data["observed_on"],
+            detail=data.get("detail", ""),
+            findings=tuple(data.get("findings") or ()),
+            source_reference=data.get("source_reference", ""),
+        )
+
+
+class RiskFlagChangeSerializer(RiskFlagSerializer):
+    reason = serializers.CharField(
+        max_length=255, required=False, default="", allow_blank=True, help_text="Kept with the re-plan."
+    )
+
+    class Meta(RiskFlagSerializer.Meta):
+        fields = [*RiskFlagSerializer.Meta.fields, "reason"]
+
+
+class VariantReasonSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="A risk flag code, or prior_lines_ge_3, age_ge_65, target_bcma.")
+    label = serializers.CharField()
+
+
+class PlannedVisitRefSerializer(serializers.Serializer):
+    visit_id = serializers.IntegerField(allow_null=True)
+    rule_code = serializers.CharField()
+    occurrence = serializers.IntegerField()
+    due_date = serializers.DateField()
+
+
+class PlannedVisitMoveSerializer(serializers.Serializer):
+    visit_id = serializers.IntegerField()
+    rule_code = serializers.CharField()
+    occurrence = serializers.IntegerField()
+    old_due = serializers.DateField()
+    new_due = serializers.DateField()
+
+
+class PlanDiffSerializer(serializers.Serializer):
+    protocol_from = serializers.CharField(allow_null=True)
+    protocol_to = serializers.CharField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why the variant (codes).")
+    summary = serializers.CharField()
+    added = PlannedVisitRefSerializer(many=True)
+    moved = PlannedVisitMoveSerializer(many=True)
+    removed = PlannedVisitRefSerializer(many=True)
+    changed = PlannedVisitRefSerializer(many=True)
+
+
+class RiskFlagOutcomeSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    changed = serializers.ListField(
+        child=serializers.CharField(), help_text="Codes of the flags that changed (empty: it was recorded already)."
+    )
+    plan = PlanDiffSerializer(allow_null=True, help_text="The re-plan (applied unless dry_run); null if none.")
 
 
 class InfusionSerializer(serializers.ModelSerializer):
@@ -174,7 +290,14 @@ class InfusionSerializer(serializers.ModelSerializer):
         error_messages={"does_not_exist": "Not a product code of the catalogue (e.g. yescarta, kymriah, carvykti)."},
     )
     protocol = serializers.StringRelatedField(read_only=True, help_text="Protocol version, e.g. 'standard v1'.")
-    risk_flags = RiskFlagSerializer(many=True, read_only=True)
+    risk_flags = RiskFlagSerializer(
+        many=True,
+        required=False,
+        help_text="Writable when the infusion is recorded; later changes go to POST /infusions/{id}/risk-flags.",
+    )
+    variant_reasons = serializers.SerializerMethodField(
+        help_text="Why the intensified variant was chosen (empty: standard): recorded flags, then derived triggers."
+    )
 
     class Meta:
         model = Infusion
@@ -189,12 +312,13 @@ class InfusionSerializer(serializers.ModelSerializer):
             "protocol",
             "superseded_by",
             "risk_flags",
+            "variant_reasons",
             "source_system",
             "source_id",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "protocol", "superseded_by", "risk_flags", "created_at", "updated_at"]
+        read_only_fields = ["id", "protocol", "superseded_by", "variant_reasons", "created_at", "updated_at"]
         validators: list = []
         extra_kwargs = {"prior_lines": {"max_value": 30}}
 
@@ -203,7 +327,31 @@ class InfusionSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"must lie between {EARLIEST_INFUSION} and today")
         return value
 
+    @extend_schema_field(VariantReasonSerializer(many=True))
+    def get_variant_reasons(self, infusion: Infusion) -> list[dict]:
+        return [{"code": code, "label": label} for code, label in planning.infusion_variant_reasons(infusion)]
+
+    def validate_risk_flags(self, value: list[dict]) -> list[dict]:
+        codes = [item["code"] for item in value]
+        if len(set(codes)) != len(codes):
+            raise serializers.ValidationError("one entry per flag code")
+        return value
+
+    def create(self, validated_data):
+        """The infusion and the flags it comes with, before its first plan (which then sees them)."""
+        flags = validated_data.pop("risk_flags", [])
+        infusion = super().create(validated_data)
+        user = self.context["request"].user
+        by = user if getattr(user, "pk", None) else None  # a token is not a user: its name is in the audit label
+        for data in flags:
+            risk_flag_write(infusion, RiskFlagSerializer.facts(data), by=by)
+        return infusion
+
     def validate(self, attrs):
+        if self.instance is not None and "risk_flags" in attrs:
+            raise serializers.ValidationError(
+                {"risk_flags": ["change flags with POST /api/v1/infusions/{id}/risk-flags, which re-plans the visits"]}
+            )
         if self.instance is not None and "patient" in attrs and attrs["patient"] != self.instance.patient:
             raise serializers.ValidationError({"patient": ["cannot be changed"]})
         patient = attrs.get("patient") or self.instance.patient

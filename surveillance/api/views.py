@@ -14,10 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from surveillance.access.tenancy import scope
-from surveillance.api import filters, serializers
+from surveillance.api import filters, idempotency, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
-from surveillance.care import lifecycle, planning, reporting
+from surveillance.care import lifecycle, planning, reporting, risk_flags
 from surveillance.exports import fhir_export
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError
@@ -62,8 +62,37 @@ class ApiViewMixin:
         super().initial(request, *args, **kwargs)
         if isinstance(request.user, TokenPrincipal):
             self._label_token = audit_models.request_actor_label.set(request.user.audit_label)
+            self._idempotency_claim(request)
+
+    def _idempotency_claim(self, request) -> None:
+        """A token's POST with an ``Idempotency-Key``: claim it, or answer as the first time (``Replay``)."""
+        self._idempotency = None
+        if request.method != "POST":
+            return
+        key = idempotency.idempotency_key_of(request)
+        if key is None:
+            return
+        fingerprint = idempotency.request_fingerprint(request, ehr_import.import_max_bytes())
+        if fingerprint is not None:
+            self._idempotency = idempotency.idempotency_key_claim(request.user.token.pk, key, fingerprint)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, idempotency.Replay):
+            return exc.response
+        try:
+            return super().handle_exception(exc)
+        except BaseException:
+            claim = getattr(self, "_idempotency", None)
+            if claim is not None:
+                idempotency.idempotency_key_release(claim)
+                self._idempotency = None
+            raise
 
     def finalize_response(self, request, response, *args, **kwargs):
+        claim = getattr(self, "_idempotency", None)
+        if claim is not None:
+            idempotency.idempotency_key_answer(claim, response)
+            self._idempotency = None
         token = getattr(self, "_label_token", None)
         if token is not None:
             audit_models.request_actor_label.reset(token)
@@ -204,6 +233,32 @@ class PatientViewSet(
         return super().get_permissions()
 
     @extend_schema(
+        summary="Record a death, withdrawal, transfer or loss to follow-up",
+        description=(
+            "`deceased`, `withdrawn` and `transferred` close follow-up: every open visit is cancelled and every "
+            "pending reminder stopped. `lost_to_follow_up` keeps visits and reminders (a recorded visit brings the "
+            "patient back). 409 when the patient's follow-up is already closed (or, for lost, not active)."
+        ),
+        request=serializers.PatientStatusSerializer,
+        responses={200: serializers.PatientSerializer},
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], url_path="status", filter_backends=[])
+    def status(self, request, pk=None):
+        patient = self.get_object()
+        serializer = serializers.PatientStatusSerializer(
+            data=request.data, context={**self.get_serializer_context(), "patient": patient}
+        )
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        patient = _transition(
+            lambda: lifecycle.patient_status_record(
+                patient, status=data["status"], on=data["date"], reason=data["reason"], by=acting_user(request)
+            )
+        )
+        return Response(serializers.PatientSerializer(patient, context=self.get_serializer_context()).data)
+
+    @extend_schema(
         summary="The patient's schedule as a FHIR CarePlan",
         description="A Bundle (collection) of the CarePlan and a proposed Appointment per open visit.",
         responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT},
@@ -269,7 +324,9 @@ class InfusionViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Infusion.objects.select_related("product", "protocol", "patient").prefetch_related("risk_flags")
+    queryset = Infusion.objects.select_related("product", "protocol", "patient").prefetch_related(
+        "risk_flags", "condition_decisions"
+    )
     serializer_class = serializers.InfusionSerializer
     filterset_class = filters.InfusionFilter
     centre_path = "patient__centre"
@@ -300,6 +357,40 @@ class InfusionViewSet(
                 planning.infusion_plan(
                     infusion, by=acting_user(self.request), reason="infusion date or product corrected"
                 )
+
+    @extend_schema(
+        summary="Record a risk flag of the infusion (its schedule is re-planned at once)",
+        description=(
+            "Creates or changes the flag of that code, then re-plans the infusion: a flag that calls for the "
+            "intensified variant adds its visits, one withdrawn (`present: false`) may remove them again; completed "
+            "and missed visits are never touched. The change and the re-plan, with the variant's reasons, are in "
+            "the audit trail and the visits' history. The same flag sent again changes nothing. With "
+            "`?dry_run=1` the answer is the re-plan that would follow, and nothing is saved."
+        ),
+        parameters=[OpenApiParameter("dry_run", bool, description="Show the re-plan; save nothing.")],
+        request=serializers.RiskFlagChangeSerializer,
+        responses={200: serializers.RiskFlagOutcomeSerializer},
+        filters=False,
+    )
+    @action(detail=True, methods=["post"], url_path="risk-flags", url_name="risk-flags", filter_backends=[])
+    def record_risk_flag(self, request, pk=None):
+        infusion = self.get_object()
+        serializer = serializers.RiskFlagChangeSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        dry_run = _flag(request, "dry_run")
+        outcome = risk_flags.infusion_risk_flags_record(
+            infusion,
+            [serializers.RiskFlagSerializer.facts(serializer.validated_data)],
+            by=acting_user(request),
+            reason=serializer.validated_data["reason"] or "risk flag recorded through the API",
+            dry_run=dry_run,
+        )
+        body = {
+            "dry_run": dry_run,
+            "changed": outcome.changed,
+            "plan": None if outcome.diff is None else {**outcome.diff.as_dict(), "summary": outcome.diff.summary()},
+        }
+        return Response(serializers.RiskFlagOutcomeSerializer(body).data)
 
 
 # --------------------------------------------------------------------------------------------- visits

@@ -221,10 +221,67 @@ def patient_close(
             patient,
             patient.pk,
             by,
-            {"status": status, "on": on.isoformat(), "visits_cancelled": cancelled},
+            {"status": status, "on": on.isoformat(), "reason": reason[:255], "visits_cancelled": cancelled},
         )
     patient.refresh_from_db()
     return cancelled
+
+
+def patient_mark_lost(
+    patient: Patient, *, on: dt.date, reason: str, by=None, now: dt.datetime | None = None
+) -> Patient:
+    """A coordinator records that an active patient can no longer be reached: lost to follow-up, at the top of the
+    ladder. As when the sweep gets there, visits and reminders continue (a patient found again comes back on a
+    recorded visit) and the audit row is the ladder's, so the same webhook event follows."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = Patient.objects.filter(pk=patient.pk, status=PatientStatus.ACTIVE).update(
+            status=PatientStatus.LOST,
+            status_date=on,
+            status_reason=reason[:255],
+            ladder_stage=LadderStage.LOST,
+            updated_at=now,
+        )
+        if updated != 1:
+            raise TransitionError("only an active patient can be marked lost to follow-up")
+        _audit(
+            "ladder",
+            patient,
+            patient.pk,
+            by,
+            {"from": patient.ladder_stage, "to": LadderStage.LOST, "on": on.isoformat(), "reason": reason[:255]},
+        )
+    patient.refresh_from_db()
+    return patient
+
+
+#: The statuses a person records by hand (active comes back by itself, on a recorded visit).
+RECORDED_STATUSES = (PatientStatus.LOST, *CLOSED_STATUSES)
+
+
+def patient_status_date_problem(patient: Patient, on: dt.date, today: dt.date) -> str | None:
+    """Why ``on`` cannot be the date of a status change, or None: not in the future, not before birth."""
+    if on > today:
+        return "cannot be in the future"
+    if patient.birth_date is not None and on < patient.birth_date:
+        return "cannot be before the patient's birth date"
+    return None
+
+
+def patient_status_record(
+    patient: Patient, *, status: str, on: dt.date, reason: str, by=None, now: dt.datetime | None = None
+) -> Patient:
+    """Record a death, a withdrawal, a transfer (each closes follow-up) or a loss to follow-up, dated and with a
+    reason: the one way a patient's status is set by hand, from the API as from the admin."""
+    if not reason.strip():
+        raise TransitionError("a status change needs a reason")
+    problem = patient_status_date_problem(patient, on, timezone.localdate(now or timezone.now()))
+    if problem:
+        raise TransitionError(problem)
+    if status == PatientStatus.LOST:
+        return patient_mark_lost(patient, on=on, reason=reason, by=by, now=now)
+    patient_close(patient, status=status, on=on, reason=reason, by=by, now=now)
+    return patient
 
 
 def contact_attempt_log(

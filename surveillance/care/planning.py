@@ -30,6 +30,7 @@ from surveillance.models import (
     VisitChange,
     VisitStatus,
 )
+from surveillance.models.patients import RiskFlagCode
 from surveillance.models.visits import PLAN_CONTENT_FIELDS, PLAN_DATE_FIELDS, PLAN_FIELDS, SETTLED_STATUSES
 from surveillance.reminders import outbox
 from surveillance.scheduling import engine
@@ -125,6 +126,14 @@ def infusion_facts(infusion: Infusion) -> engine.InfusionFacts:
     )
 
 
+def infusion_variant_reasons(infusion: Infusion) -> list[tuple[str, str]]:
+    """Why the infusion calls for the intensified variant, as (code, label) pairs; empty means standard."""
+    return [
+        (code, RiskFlagCode(code).label if code in RiskFlagCode.values else engine.REASON_LABELS.get(code, code))
+        for code in engine.intensified_reasons(infusion_facts(infusion))
+    ]
+
+
 def infusion_choose_protocol(facts: engine.InfusionFacts) -> Protocol:
     """The newest active version of the variant the risk flags call for."""
     return Protocol.objects.current(engine.choose_variant(facts))
@@ -213,6 +222,7 @@ def infusion_plan(
     ``PlanChanged`` is raised and nothing is written.
     """
     now = now or timezone.now()
+    given = infusion
     with transaction.atomic():
         # Serialise concurrent re-plans of the same infusion (a no-op on SQLite, whose writes are serial anyway).
         infusion = (
@@ -225,6 +235,8 @@ def infusion_plan(
         diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
         if confirm is not None and confirm != diff.fingerprint():
             raise PlanChanged(diff.summary())
+        # The caller's instance (an API answer renders it) shows the protocol planned, not the one it was read with.
+        given.protocol = protocol
         if diff.is_empty:
             return diff
         if _is_first_plan(infusion, work):
@@ -382,6 +394,7 @@ def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> Audit
             "summary": diff.summary(),
             "protocol": [diff.protocol_from, diff.protocol_to],
             "reason": reason,
+            "variant_reasons": list(diff.reasons),
         },
     )
 

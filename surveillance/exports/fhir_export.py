@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 
 import icalendar
@@ -66,8 +67,17 @@ _CAREPLAN_STATUS = {
 }
 
 
+#: A FHIR resource id (R4 ``id`` datatype): what may follow ``Patient/`` in a literal reference.
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 def patient_reference(patient: Patient) -> dict:
-    if patient.source_id:
+    """The EHR's own Patient id when it has one that is a FHIR id; else our identifier (a logical reference).
+
+    An import of a Bundle whose entries had no id keeps the entry's ``urn:uuid:`` fullUrl as source id: that only
+    names the patient inside the sender's Bundle, and ``Patient/urn:uuid:...`` is no valid reference at all.
+    """
+    if FHIR_ID.fullmatch(patient.source_id):
         return {"reference": f"Patient/{patient.source_id}"}
     return {"identifier": {"system": PATIENT_ID_SYSTEM, "value": str(patient.pk)}}
 

@@ -4,6 +4,11 @@ Header (any order, case-insensitive)::
 
     mrn,given_name,family_name,birth_date,sex,email,phone,preferred_language,product,infusion_date,lot_number
 
+and, optionally, the risk flags of the infusion: ``risk_flags`` (flag codes separated by ``;``, e.g.
+``clonal_haematopoiesis;prior_auto_hct``), ``risk_flags_observed_on`` (the date they were recorded, required with
+flags) and ``ch_findings`` (CH genes and VAF in percent, e.g. ``DNMT3A 4;TET2 2.5``). Each flag yields a
+:class:`RiskFlagRecord` (source id ``csv:<mrn>:<product>:<date>:<flag>``).
+
 ``product`` is a product slug or brand name (case-insensitive); dates are ISO ``YYYY-MM-DD``. A good row
 yields a :class:`PatientRecord` (source id ``csv:<mrn>``) and an :class:`InfusionRecord` (source id
 ``csv:<mrn>:<product>:<date>``); a bad row yields one :class:`ImportIssue` per bad field and no record.
@@ -21,9 +26,10 @@ from surveillance.imports.fhir.records import (
     ImportIssue,
     InfusionRecord,
     PatientRecord,
+    RiskFlagRecord,
     latest_infusion,
 )
-from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.scheduling.engine import EARLIEST_INFUSION, RISK_FLAGS
 
 COLUMNS = (
     "mrn",
@@ -38,6 +44,7 @@ COLUMNS = (
     "infusion_date",
     "lot_number",
 )
+OPTIONAL_COLUMNS = ("risk_flags", "risk_flags_observed_on", "ch_findings")
 CSV_SYSTEM = "csv"  # matched_code is ("csv", <product as written>) for CSV infusions
 
 _SEX = {
@@ -54,6 +61,8 @@ _SEX = {
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _LANGUAGE = re.compile(r"([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*")
+_FINDING = re.compile(r"([A-Za-z0-9-]{1,32})\s+(\d{1,3}(?:\.\d+)?)\s*%?")
+CH_FLAG = "clonal_haematopoiesis"
 
 
 def _date(text: str) -> dt.date | None:
@@ -69,7 +78,7 @@ def _header_problem(header: list[str]) -> str | None:
     names = [name.strip().lstrip("\ufeff").casefold() for name in header]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     missing = [name for name in COLUMNS if name not in names]
-    unknown = [name for name in names if name not in COLUMNS]
+    unknown = [name for name in names if name not in COLUMNS and name not in OPTIONAL_COLUMNS]
     parts = []
     if duplicates:
         parts.append(f"duplicate columns {duplicates}")
@@ -79,7 +88,7 @@ def _header_problem(header: list[str]) -> str | None:
         parts.append(f"unknown columns {unknown}")
     if not parts:
         return None
-    return "; ".join(parts) + f" (expected: {','.join(COLUMNS)})"
+    return "; ".join(parts) + f" (expected: {','.join(COLUMNS)}, optionally {','.join(OPTIONAL_COLUMNS)})"
 
 
 def parse_csv(
@@ -87,7 +96,7 @@ def parse_csv(
     products: Mapping[str, str],
     *,
     today: dt.date | None = None,
-) -> Iterator[tuple[int, PatientRecord | InfusionRecord | ImportIssue]]:
+) -> Iterator[tuple[int, PatientRecord | InfusionRecord | RiskFlagRecord | ImportIssue]]:
     """Parse the clinic CSV lazily, yielding ``(line, item)``; ``line`` is where the row starts (header = 1).
 
     ``products`` maps product names (slug, brand; matched case-insensitively) to product slugs, e.g.
@@ -127,7 +136,7 @@ def parse_csv(
 
 def _row(
     line: int, values: dict[str, str], product_slugs: Mapping[str, str], today: dt.date, latest: dt.date
-) -> Iterator[tuple[int, PatientRecord | InfusionRecord | ImportIssue]]:
+) -> Iterator[tuple[int, PatientRecord | InfusionRecord | RiskFlagRecord | ImportIssue]]:
     problems: list[tuple[str, str]] = []
 
     mrn = values["mrn"]
@@ -173,12 +182,15 @@ def _row(
     elif not EARLIEST_INFUSION <= infusion_date <= latest:
         problems.append(("infusion_date", f"outside {EARLIEST_INFUSION} .. {latest}"))
 
+    flags, observed_on, findings = _risk_flags(values, today, problems)
+
     if problems:
         for field, message in problems:
             yield line, ImportIssue(None, line, field, message, "value")
         return
     assert product is not None and infusion_date is not None and sex is not None
     patient_id = f"csv:{mrn}"
+    infusion_id = f"{patient_id}:{product}:{infusion_date.isoformat()}"
     yield (
         line,
         PatientRecord(
@@ -200,7 +212,7 @@ def _row(
     yield (
         line,
         InfusionRecord(
-            source_id=f"{patient_id}:{product}:{infusion_date.isoformat()}",
+            source_id=infusion_id,
             resource_type="csv",
             patient_ref=patient_id,
             product_code=product,
@@ -210,3 +222,54 @@ def _row(
             line=line,
         ),
     )
+    for code in flags:
+        assert observed_on is not None
+        ch = code == CH_FLAG
+        yield (
+            line,
+            RiskFlagRecord(
+                source_id=f"{infusion_id}:{code}",
+                resource_type="csv",
+                patient_ref=patient_id,
+                code=code,
+                present=True,
+                observed_on=observed_on,
+                matched_code=(CSV_SYSTEM, "risk_flags"),
+                detail=", ".join(f"{gene} {vaf:g}%" for gene, vaf in findings) if ch else "",
+                findings=findings if ch else (),
+                line=line,
+            ),
+        )
+
+
+def _risk_flags(
+    values: dict[str, str], today: dt.date, problems: list[tuple[str, str]]
+) -> tuple[list[str], dt.date | None, tuple[tuple[str, float], ...]]:
+    """The optional risk-flag columns of a row: the flags, their date and the CH findings (problems appended)."""
+    flags = [code.strip().casefold() for code in values.get("risk_flags", "").split(";") if code.strip()]
+    if any(code not in RISK_FLAGS for code in flags):
+        problems.append(("risk_flags", f"unknown risk flag (known: {', '.join(sorted(RISK_FLAGS))})"))
+    if len(set(flags)) != len(flags):
+        problems.append(("risk_flags", "a risk flag is listed twice"))
+    observed_on = None
+    raw = values.get("risk_flags_observed_on", "")
+    if raw:
+        observed_on = _date(raw)
+        if observed_on is None:
+            problems.append(("risk_flags_observed_on", "not a date (YYYY-MM-DD)"))
+        elif observed_on > today:
+            problems.append(("risk_flags_observed_on", "the date is in the future"))
+    elif flags:
+        problems.append(("risk_flags_observed_on", "the date the flags were recorded is required with risk_flags"))
+    findings: list[tuple[str, float]] = []
+    for part in (p.strip() for p in values.get("ch_findings", "").split(";")):
+        if not part:
+            continue
+        match = _FINDING.fullmatch(part)
+        if match is None or not 0 <= float(match.group(2)) <= 100:
+            problems.append(("ch_findings", "expected GENE VAF% pairs separated by ';', e.g. DNMT3A 4;TET2 2.5"))
+            break
+        findings.append((match.group(1).upper(), float(match.group(2))))
+    if findings and CH_FLAG not in flags:
+        problems.append(("ch_findings", f"CH findings need {CH_FLAG} in risk_flags"))
+    return flags, observed_on, tuple(findings)

@@ -5,6 +5,7 @@ from surveillance.models.centres import CentreClosure, CentreMembership, Role, T
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
 from surveillance.models.integrations import (
     ApiToken,
+    IdempotencyKey,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -40,6 +41,7 @@ __all__ = [
     "ContactAttempt",
     "Delivery",
     "FollowUpVisit",
+    "IdempotencyKey",
     "Infusion",
     "LadderStage",
     "MalignancyEvent",

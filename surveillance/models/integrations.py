@@ -139,3 +139,42 @@ class WebhookDelivery(models.Model):
     def backoff(self, base_seconds: int) -> dt.timedelta:
         """Delay before the next attempt: doubling from ``base_seconds``, at most a day."""
         return dt.timedelta(seconds=min(base_seconds * 2 ** max(self.attempts - 1, 0), 86400))
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a token sent with a POST: what the request was and, once answered, the answer.
+
+    A client that timed out retries with the same key and gets the first answer back instead of a second infusion
+    or a second import. The key is unique per token (two integrations may pick the same key); the fingerprint is a
+    hash of the request, so the same key on a different request is refused rather than answered with a stale reply.
+    A row without a status code is a request still in flight.
+    """
+
+    token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    request_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the method, path, content type and body.")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty while in flight.")
+    response_body = models.JSONField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["token", "key"], name="idempotency_key_unique_per_token"),
+            models.CheckConstraint(
+                condition=models.Q(status_code__isnull=True) | models.Q(response_body__isnull=False),
+                name="idempotency_answer_has_body",
+            ),
+        ]
+        indexes = [
+            # idempotency_keys_purge: keys older than the retention period
+            models.Index(fields=["created_at"], name="idempotency_purge_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Idempotency key {self.pk} of token {self.token_id}"
+
+    @property
+    def answered(self) -> bool:
+        return self.status_code is not None

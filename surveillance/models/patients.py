@@ -204,6 +204,12 @@ class RiskFlag(models.Model):
     code = models.CharField(max_length=32, choices=RiskFlagCode.choices)
     present = models.BooleanField(default=True)
     detail = models.CharField(max_length=255, blank=True, help_text="E.g. CH genes and VAF: DNMT3A 4%, TET2 2%.")
+    findings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Structured NGS findings, e.g. [{"gene": "DNMT3A", "vaf_percent": 4.0}], for a later review of '
+        "the clone's growth.",
+    )
     source = models.CharField(max_length=20, choices=FlagSource.choices)
     source_reference = models.CharField(max_length=255, blank=True)
     observed_on = models.DateField()

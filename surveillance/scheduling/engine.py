@@ -39,6 +39,7 @@ __all__ = [
     "KIND_WITHOUT_REMINDERS",
     "NO_REMINDERS",
     "PRIOR_LINES_THRESHOLD",
+    "REASON_LABELS",
     "RISK_FLAGS",
     "AssessmentSpec",
     "ConditionState",
@@ -123,6 +124,12 @@ AGE_THRESHOLD = 65
 REASON_PRIOR_LINES = f"prior_lines_ge_{PRIOR_LINES_THRESHOLD}"
 REASON_AGE = f"age_ge_{AGE_THRESHOLD}"
 REASON_BCMA = "target_bcma"
+#: How the derived triggers read to a person (recorded flags read as their own labels).
+REASON_LABELS = {
+    REASON_PRIOR_LINES: f"{PRIOR_LINES_THRESHOLD} or more prior lines of therapy",
+    REASON_AGE: f"Aged {AGE_THRESHOLD} or over at infusion",
+    REASON_BCMA: "BCMA-directed product",
+}
 
 # Keys a rule's ``applies_to`` may filter on, and those an assessment's ``when`` may (``offset`` selects
 # occurrences by their offset amount in the rule's unit, e.g. the CH panel at month 24 of a quarterly rule).

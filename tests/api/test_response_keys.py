@@ -14,7 +14,7 @@ PATIENT = {
 }  # fmt: skip
 INFUSION = {
     "id", "patient", "product", "infusion_date", "indication", "lot_number", "prior_lines", "protocol",
-    "superseded_by", "risk_flags", "source_system", "source_id", "created_at", "updated_at",
+    "superseded_by", "risk_flags", "variant_reasons", "source_system", "source_id", "created_at", "updated_at",
 }  # fmt: skip
 VISIT = {
     "id", "patient", "centre", "infusion", "rule_code", "occurrence", "label", "kind", "due_date", "window_start",

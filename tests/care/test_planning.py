@@ -31,7 +31,7 @@ def test_it_writes_the_standard_plan_for_a_new_infusion(centre_a, make_patient, 
     infusion = make_infusion(make_patient(centre_a, birth_date=dt.date(1980, 1, 1)), prior_lines=2)
     diff = planning.infusion_plan(infusion, now=NOW)
     infusion.refresh_from_db()
-    assert str(infusion.protocol) == "standard v1"
+    assert str(infusion.protocol) == "standard v2"
     visits = _visits(infusion)
     assert len(diff.added) == len(visits) > 20
     assert visits[("M3", 1)].due_date == dt.date(2026, 5, 1)  # 90 days after 31 Jan
@@ -111,7 +111,7 @@ def test_it_adds_intensified_visits_when_a_risk_flag_appears_and_keeps_history(c
         observed_on=dt.date(2026, 1, 20),
     )
     diff = planning.infusion_plan(infusion, reason="CH found at M12", now=NOW)
-    assert diff.protocol_to == "intensified v1"
+    assert diff.protocol_to == "intensified v2"
     added = {(a.rule_code, a.occurrence) for a in diff.added}
     assert ("M15_21", 1) in added
     visits = _visits(infusion)

@@ -52,23 +52,23 @@ def test_it_changes_nothing_when_loaded_twice():
     report = seeds_load(settings.CARTWATCH["SEEDS_DIR"])
     assert (report.products_created, report.products_updated, report.codes_created) == (0, 0, 0)
     assert report.protocols_created == []
-    assert sorted(report.protocols_unchanged) == ["intensified v1", "standard v1"]
+    assert sorted(report.protocols_unchanged) == ["intensified v1", "intensified v2", "standard v1", "standard v2"]
 
 
 def test_it_adds_a_new_protocol_version_without_touching_the_old(seeds_copy):
-    old = Protocol.objects.get(code="standard", version=1)
+    old = Protocol.objects.current("standard")
     old_rules = list(old.rules.values_list("code", "window_before_days", "window_after_days"))
-    data = yaml.safe_load((seeds_copy / "protocols" / "standard-v1.yaml").read_text())
-    data["version"] = 2
+    data = yaml.safe_load((seeds_copy / "protocols" / f"standard-v{old.version}.yaml").read_text())
+    data["version"] = new = old.version + 1
     next(rule for rule in data["rules"] if rule["code"] == "M6")["window"] = {"before": 30, "after": 30}
-    (seeds_copy / "protocols" / "standard-v2.yaml").write_text(yaml.safe_dump(data))
+    (seeds_copy / "protocols" / f"standard-v{new}.yaml").write_text(yaml.safe_dump(data))
 
     report = seeds_load(seeds_copy)
-    assert "standard v2" in report.protocols_created
-    assert Protocol.objects.current("standard").version == 2
+    assert f"standard v{new}" in report.protocols_created
+    assert Protocol.objects.current("standard").version == new
     old.refresh_from_db()
     assert list(old.rules.values_list("code", "window_before_days", "window_after_days")) == old_rules
-    assert Protocol.objects.get(code="standard", version=2).rules.get(code="M6").window_before_days == 30
+    assert Protocol.objects.get(code="standard", version=new).rules.get(code="M6").window_before_days == 30
 
 
 def test_it_refuses_a_changed_file_for_a_version_already_loaded(seeds_copy):

@@ -1,10 +1,11 @@
 """Parse FHIR R4 input (a Bundle, or Bulk Data NDJSON) into plain records.
 
 Validation is fhir.resources' (pydantic) models for FHIR R4B (4.3.0), the package's closest release to
-R4 4.0.1: Patient, Procedure, MedicationAdministration, MedicationRequest, Medication and the Bundle shell have
-the same JSON structure in R4 and R4B. Only the resource types this module imports (and Medication, read to
-resolve references) are validated; other types are counted as ignored without being validated, so R4-only
-resource types that R4B dropped cannot fail an import.
+R4 4.0.1: Patient, Procedure, MedicationAdministration, MedicationRequest, Medication, Observation, Condition and
+the Bundle shell have the same JSON structure in R4 and R4B. Only the resource types this module imports (and
+Medication, read to resolve references) are validated, and Observations and Conditions only when coded as a risk
+flag (``risk_codes``); other resources are counted as ignored without being validated, so R4-only resource types
+that R4B dropped, or an unrelated malformed lab result, cannot fail an import.
 
 What the library does not check and this module does, because the records depend on it: the status codes it
 acts on, Patient.gender (the library accepts any string), partial dates (the library returns "2013-04" as a
@@ -16,18 +17,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
+from surveillance.imports.fhir import risk_codes
 from surveillance.imports.fhir.codes import CarTCodeIndex
 from surveillance.imports.fhir.records import (
     SEXES,
@@ -37,6 +41,7 @@ from surveillance.imports.fhir.records import (
     InfusionRecord,
     ParseResult,
     PatientRecord,
+    RiskFlagRecord,
     latest_infusion,
 )
 from surveillance.scheduling.engine import EARLIEST_INFUSION
@@ -48,8 +53,13 @@ MODELS: dict[str, Any] = {
     "MedicationAdministration": MedicationAdministration,
     "MedicationRequest": MedicationRequest,
     "Medication": Medication,
+    "Observation": Observation,
+    "Condition": Condition,
 }
 INFUSION_TYPES = ("Procedure", "MedicationAdministration", "MedicationRequest")
+#: Read only when coded as a risk flag (``risk_codes.may_carry_flag``); any other is ignored without validation.
+FLAG_TYPES = ("Observation", "Condition")
+OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected"})
 
 ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -86,7 +96,7 @@ class _Med:
     lot_number: str
 
 
-Outcome = PatientRecord | InfusionRecord | Ignored | list[_Problem]
+Outcome = PatientRecord | InfusionRecord | RiskFlagRecord | Ignored | list[_Problem]
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -116,6 +126,13 @@ def _message(error: Mapping[str, Any]) -> str:
         return "expected a JSON object"
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ").split("\n")[0].strip()
+
+
+def _read(resource: dict) -> bool:
+    """Whether a resource is validated and read: a supported type, and an Observation or Condition only when it
+    is coded as a risk flag."""
+    resource_type = resource.get("resourceType")
+    return resource_type in MODELS and (resource_type not in FLAG_TYPES or risk_codes.may_carry_flag(resource))
 
 
 def _validate(resource: dict) -> tuple[Any, list[_Problem]]:
@@ -396,6 +413,8 @@ class _Reader:
             return _patient(model, source_id, self.today)
         if resource_type == "Medication":
             return Ignored("Medication", source_id, MEDICATION_ONLY)
+        if resource_type in FLAG_TYPES:
+            return self.risk_flag(model, resource_type, source_id, context)
         return self.infusion(model, resource_type, source_id, context)
 
     def infusion(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
@@ -426,6 +445,13 @@ class _Reader:
 
         matched = self.codes.match(concepts)
         if matched is None:
+            if resource_type == "Procedure":
+                hct = _first_code(model.code.coding, risk_codes.procedure_flag)
+                if hct is not None:
+                    raw_date, date_field = _infusion_date(model, resource_type)
+                    return self._flag(
+                        model, resource_type, source_id, context, risk_codes.PRIOR_AUTO_HCT, hct, raw_date, date_field
+                    )
             steps = self.codes.codes_in(concepts)
             if steps:
                 step = steps[0]
@@ -469,6 +495,82 @@ class _Reader:
             lot_number=med.lot_number if med else "",
         )
 
+    def risk_flag(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
+        """An Observation or Condition coded as a risk flag (``risk_codes``): the flag, present or absent."""
+        codings = model.code.coding if model.code else None
+        if resource_type == "Observation":
+            if model.status not in OBSERVATION_STATUSES:
+                return Ignored(resource_type, source_id, f"status {model.status}")
+            found = _first_code(codings, risk_codes.observation_flag)
+            raw_date, date_field = model.effectiveDateTime, "effectiveDateTime"
+            if raw_date is None and model.effectivePeriod is not None:
+                raw_date, date_field = model.effectivePeriod.start, "effectivePeriod.start"
+            if raw_date is None:
+                raw_date, date_field = model.issued, "issued"
+        else:
+            status = model.verificationStatus
+            verification = next((c.code for c in status.coding or ()), None) if status else None
+            if verification in ("entered-in-error", "refuted"):
+                return Ignored(resource_type, source_id, f"verification {verification}")
+            found = _first_code(codings, risk_codes.condition_flag)
+            raw_date, date_field = model.onsetDateTime, "onsetDateTime"
+            if raw_date is None:
+                raw_date, date_field = model.recordedDate, "recordedDate"
+        if found is None:  # may_carry_flag saw the code: only a malformed coding gets here
+            return Ignored(resource_type, source_id, NO_CODE)
+        flag = (
+            risk_codes.observation_flag(*found) if resource_type == "Observation" else risk_codes.condition_flag(*found)
+        )
+        return self._flag(model, resource_type, source_id, context, flag, found, raw_date, date_field)
+
+    def _flag(
+        self,
+        model: Any,
+        resource_type: str,
+        source_id: str,
+        context: _Context,
+        flag: str,
+        matched: tuple[str, str],
+        raw_date: Any,
+        date_field: str,
+    ) -> Outcome:
+        problems: list[_Problem] = []
+        observed_on = _full_date(raw_date)
+        if raw_date is None:
+            problems.append(_Problem(date_field, "a risk flag needs the date it was observed", "required"))
+        elif observed_on is None:
+            problems.append(_Problem(date_field, "the date must give year, month and day", "value"))
+        elif not dt.date(1900, 1, 1) <= observed_on <= self.today:
+            problems.append(_Problem(date_field, f"the date is outside 1900-01-01 .. {self.today}", "value"))
+        subject = _text(model.subject.reference if model.subject else None)
+        patient_ref: str | _Problem = (
+            context.patient(subject)
+            if subject
+            else _Problem("subject.reference", "the subject must be a literal reference to a Patient")
+        )
+        if isinstance(patient_ref, _Problem):
+            problems.append(patient_ref)
+        present, detail, findings = True, "", ()
+        if resource_type == "Observation":
+            read = _variant(model) if flag == risk_codes.CH else _ebv_result(model)
+            if isinstance(read, str):
+                return Ignored(resource_type, source_id, read)
+            present, detail, findings = read
+        if problems:
+            return problems
+        assert observed_on is not None and isinstance(patient_ref, str)
+        return RiskFlagRecord(
+            source_id=source_id,
+            resource_type=resource_type,
+            patient_ref=patient_ref,
+            code=flag,
+            present=present,
+            observed_on=observed_on,
+            matched_code=(_text(matched[0]), _text(matched[1])),
+            detail=detail,
+            findings=findings,
+        )
+
     def _car_t_note(self, model: Any, resource_type: str, context: _Context) -> str:
         """A note for a CAR-T coded resource set aside for its status, so the import summary shows it."""
         if resource_type == "Procedure":
@@ -481,6 +583,67 @@ class _Reader:
 
 
 # --------------------------------------------------------------------------------------------- Bundle
+FlagReading = tuple[bool, str, tuple[tuple[str, float | None], ...]]
+
+
+def _first_code(codings: Iterable[Any] | None, lookup: Callable[[Any, Any], str | None]) -> tuple[str, str] | None:
+    """The first (system, code) of the codings that ``lookup`` recognises as a risk flag."""
+    return next(((c.system, c.code) for c in codings or () if lookup(c.system, c.code)), None)
+
+
+def _component(model: Any, loinc: str) -> Any | None:
+    """The Observation's component coded with this LOINC code, if any."""
+    return next(
+        (
+            part
+            for part in model.component or ()
+            if any(risk_codes.is_loinc(c.system) and c.code == loinc for c in part.code.coding or ())
+        ),
+        None,
+    )
+
+
+def _variant(model: Any) -> FlagReading | str:
+    """A genetic variant assessment: (present, detail, findings), or why it does not count as CH."""
+    gene_part = _component(model, risk_codes.GENE_STUDIED)
+    concept = gene_part.valueCodeableConcept if gene_part is not None else None
+    names = [_text(c.display) for c in (concept.coding or ())] + [_text(concept.text)] if concept else []
+    gene = next((name.upper() for name in names if name.upper() in risk_codes.CH_GENES), None)
+    if gene is None:
+        return "variant in a gene that is not a CH gene of the reference"
+    vaf: float | None = None
+    vaf_part = _component(model, risk_codes.VARIANT_ALLELIC_FREQUENCY)
+    if vaf_part is not None and vaf_part.valueQuantity is not None and vaf_part.valueQuantity.value is not None:
+        value = float(vaf_part.valueQuantity.value)
+        percent = _text(vaf_part.valueQuantity.unit) == "%" or _text(vaf_part.valueQuantity.code) == "%"
+        vaf = round(value if percent else value * 100, 2)
+    present = True
+    if model.valueCodeableConcept is not None:
+        answers = [risk_codes.answer_presence(c.system, c.code) for c in model.valueCodeableConcept.coding or ()]
+        present = next((answer for answer in answers if answer is not None), True)
+    if present and vaf is not None and vaf < risk_codes.CH_VAF_PERCENT:
+        return f"VAF below {risk_codes.CH_VAF_PERCENT:g} %"
+    detail = f"{gene} {vaf:g}%" if vaf is not None else gene
+    return present, detail, ((gene, vaf),) if present else ()
+
+
+def _ebv_result(model: Any) -> FlagReading | str:
+    """An EBV result: positive, detected or a viral load above zero is present; the opposites are absent."""
+    present: bool | None = None
+    if model.valueCodeableConcept is not None:
+        answers = [risk_codes.answer_presence(c.system, c.code) for c in model.valueCodeableConcept.coding or ()]
+        present = next((answer for answer in answers if answer is not None), None)
+    elif model.valueQuantity is not None and model.valueQuantity.value is not None:
+        present = float(model.valueQuantity.value) > 0
+    elif model.valueString is not None:
+        present = {"positive": True, "detected": True, "negative": False, "not detected": False}.get(
+            model.valueString.strip().lower()
+        )
+    if present is None:
+        return "EBV result without a readable value"
+    return present, "EBV positive" if present else "EBV negative", ()
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -585,7 +748,7 @@ def parse_bundle(
         if (entry.get("search") or {}).get("mode") == "outcome":
             result.ignored.append(Ignored(resource_type, source_id, "search outcome", entry=index))
             continue
-        if resource_type not in MODELS:
+        if not _read(resource):
             result.ignored.append(Ignored(resource_type, source_id, NOT_SUPPORTED, entry=index))
             continue
         model, problems = _validate(resource)
@@ -629,7 +792,7 @@ def parse_ndjson(
     start_line: int = 1,
     today: dt.date | None = None,
     medications: MutableMapping[str, Any] | None = None,
-) -> Iterator[tuple[int, PatientRecord | InfusionRecord | Ignored | ImportIssue]]:
+) -> Iterator[tuple[int, PatientRecord | InfusionRecord | RiskFlagRecord | Ignored | ImportIssue]]:
     """Parse Bulk Data NDJSON lazily: one resource per line, one or more items yielded per line.
 
     A bad line yields an :class:`ImportIssue` with its line number and parsing goes on; blank lines are
@@ -669,7 +832,7 @@ def parse_ndjson(
         if not isinstance(resource_type, str) or not resource_type:
             yield issue(number, "resourceType", "the resource has no resourceType", "structure")
             continue
-        if resource_type not in MODELS:
+        if not _read(data):
             yield number, Ignored(resource_type, _text(data.get("id")), NOT_SUPPORTED, line=number)
             continue
         model, problems = _validate(data)

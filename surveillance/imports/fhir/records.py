@@ -55,6 +55,28 @@ class InfusionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskFlagRecord:
+    """A risk factor of the patient's CAR-T infusions found in the source (an NGS finding, an EBV result, a prior
+    autologous transplant, a cytopenia diagnosis; a CSV column), with its date and where it came from.
+
+    ``code`` is a risk flag code (``engine.RISK_FLAGS``); ``findings`` are (gene, VAF in percent or None) pairs;
+    ``matched_code`` is the (system, code) that made it a flag (("csv", column) for the CSV).
+    """
+
+    source_id: str
+    resource_type: str  # Observation | Condition | Procedure | csv
+    patient_ref: str
+    code: str
+    present: bool
+    observed_on: dt.date
+    matched_code: tuple[str, str]
+    detail: str = ""
+    findings: tuple[tuple[str, float | None], ...] = ()
+    line: int | None = None
+    entry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     """A resource deliberately not imported, with the reason (counted in the import summary)."""
 
@@ -130,12 +152,15 @@ class ParseResult:
     infusions: list[InfusionRecord] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     issues: list[ImportIssue] = field(default_factory=list)
+    risk_flags: list[RiskFlagRecord] = field(default_factory=list)
 
-    def add(self, item: PatientRecord | InfusionRecord | Ignored | ImportIssue) -> None:
+    def add(self, item: PatientRecord | InfusionRecord | RiskFlagRecord | Ignored | ImportIssue) -> None:
         if isinstance(item, PatientRecord):
             self.patients.append(item)
         elif isinstance(item, InfusionRecord):
             self.infusions.append(item)
+        elif isinstance(item, RiskFlagRecord):
+            self.risk_flags.append(item)
         elif isinstance(item, Ignored):
             self.ignored.append(item)
         else:
