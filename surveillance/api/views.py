@@ -4,7 +4,7 @@ output serializer. Every queryset is scoped to the caller's centres, so a foreig
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
@@ -18,7 +18,7 @@ from surveillance.api import filters, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import lifecycle, planning, reporting
-from surveillance.exports import fhir_export
+from surveillance.exports import fhir_export, visit_pages
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import (
@@ -117,9 +117,25 @@ class CentreViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="iCalendar feed of a centre's visits",
+        description=(
+            f"A bounded window, so the feed answers quickly at any cohort size: by default from "
+            f"{fhir_export.CALENDAR_DAYS_BACK} days ago to {fhir_export.CALENDAR_DAYS_AHEAD} days ahead; move it "
+            f"with the parameters (one alone moves the whole window), up to {fhir_export.CALENDAR_MAX_DAYS} days "
+            "long."
+        ),
         parameters=[
-            OpenApiParameter("due_after", OpenApiTypes.DATE, description="Default: 30 days ago."),
-            OpenApiParameter("due_before", OpenApiTypes.DATE, description="Default: a year from today."),
+            OpenApiParameter(
+                "due_after",
+                OpenApiTypes.DATE,
+                description=f"Default: {fhir_export.CALENDAR_DAYS_BACK} days ago, or the window's length before "
+                "due_before.",
+            ),
+            OpenApiParameter(
+                "due_before",
+                OpenApiTypes.DATE,
+                description=f"Default: {fhir_export.CALENDAR_DAYS_AHEAD} days ahead, or the window's length after "
+                "due_after.",
+            ),
         ],
         responses={(200, "text/calendar"): OpenApiTypes.BINARY},
         filters=False,
@@ -134,7 +150,13 @@ class CentreViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     )
     def calendar(self, request, pk=None):
         centre = self.get_object()
-        start, end = _date_range(request, default_back_days=30, default_ahead_days=365)
+        start, end = _date_range(
+            request,
+            default_back_days=fhir_export.CALENDAR_DAYS_BACK,
+            default_ahead_days=fhir_export.CALENDAR_DAYS_AHEAD,
+            max_days=fhir_export.CALENDAR_MAX_DAYS,
+            sliding=True,
+        )
         visits = (
             FollowUpVisit.objects.filter(infusion__patient__centre=centre, due_date__range=(start, end))
             .select_related("infusion")
@@ -144,21 +166,24 @@ class CentreViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
         return HttpResponse(body, content_type="text/calendar; charset=utf-8")
 
 
-def _date_range(request, *, default_back_days: int, default_ahead_days: int):
+def _date_range(request, *, default_back_days: int, default_ahead_days: int, max_days: int, sliding: bool = False):
+    """The ``due_after``/``due_before`` range of a request (defaults around today), refused when longer than
+    ``max_days``: the range bounds the work of the answer.
+
+    ``sliding``: a request naming one bound moves the default window there (the other bound keeps the default
+    length), rather than stretching it from today.
+    """
     import datetime as dt
 
     from django.utils import timezone
 
     today = timezone.localdate()
-    values = {}
+    length = dt.timedelta(days=default_back_days + default_ahead_days)
+    values: dict[str, dt.date] = {}
     errors = {}
-    for name, default in (
-        ("due_after", today - dt.timedelta(days=default_back_days)),
-        ("due_before", today + dt.timedelta(days=default_ahead_days)),
-    ):
+    for name in ("due_after", "due_before"):
         raw = request.query_params.get(name)
         if raw in (None, ""):
-            values[name] = default
             continue
         try:
             values[name] = dt.date.fromisoformat(raw)
@@ -166,10 +191,16 @@ def _date_range(request, *, default_back_days: int, default_ahead_days: int):
             errors[name] = ["expected a date YYYY-MM-DD"]
     if errors:
         raise exceptions.ValidationError(errors)
+    if sliding and "due_after" in values and "due_before" not in values:
+        values["due_before"] = values["due_after"] + length
+    elif sliding and "due_before" in values and "due_after" not in values:
+        values["due_after"] = values["due_before"] - length
+    values.setdefault("due_after", today - dt.timedelta(days=default_back_days))
+    values.setdefault("due_before", today + dt.timedelta(days=default_ahead_days))
     if values["due_after"] > values["due_before"]:
         raise exceptions.ValidationError({"due_before": ["must not be before due_after"]})
-    if (values["due_before"] - values["due_after"]).days > 366 * 50:
-        raise exceptions.ValidationError({"due_before": ["the range may span at most 50 years"]})
+    if (values["due_before"] - values["due_after"]).days > max_days:
+        raise exceptions.ValidationError({"due_before": [f"the range may span at most {max_days} days"]})
     return values["due_after"], values["due_before"]
 
 
@@ -629,24 +660,64 @@ class VisitsExportView(ApiViewMixin, APIView):
     content_negotiation_class = JsonErrorsNegotiation
 
     @extend_schema(
-        summary="Bulk export of visits due in a date range (NDJSON, one visit per line)",
+        summary="Bulk export of visits due in a date range (NDJSON, one visit per line), in pages",
+        description=(
+            "Each page holds up to `page_size` visits in (due date, id) order and ends with one marker line "
+            '`{"resourceType": "ExportPage", "complete": true|false, "count": n}`. While more follow, the marker '
+            "says `complete: false` and carries `next`, the URL of the next page, also sent as `Link: <...>; "
+            'rel="next"`. The export is complete only when the last line of a page is a marker saying '
+            "`complete: true`; a page cut short has no marker line (and is shorter than its Content-Length)."
+        ),
         parameters=[
             OpenApiParameter("due_after", OpenApiTypes.DATE, description="Default: 30 days ago."),
             OpenApiParameter("due_before", OpenApiTypes.DATE, description="Default: a year from today."),
             OpenApiParameter("centre", str, description="Centre code (default: all the caller's centres)."),
+            OpenApiParameter("cursor", str, description="Where the page starts: from the previous page's `next`."),
+            OpenApiParameter(
+                "page_size",
+                int,
+                description=f"Visits per page, 1 to {visit_pages.MAX_PAGE_SIZE}. "
+                f"Default {visit_pages.DEFAULT_PAGE_SIZE}.",
+            ),
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
     )
     def get(self, request):
-        _no_nul(request, "centre")
-        start, end = _date_range(request, default_back_days=30, default_ahead_days=365)
+        _no_nul(request, "centre", "cursor")
+        start, end = _date_range(request, default_back_days=30, default_ahead_days=365, max_days=366 * 50)
+        size, after = _export_page_args(request)
         visits = scope(FollowUpVisit.objects.all(), request.user, "infusion__patient__centre").filter(
             due_date__range=(start, end)
         )
         code = request.query_params.get("centre")
         if code:
             visits = visits.filter(infusion__patient__centre__code=code)
-        visits = visits.select_related("infusion__patient").order_by("due_date", "pk")
-        return StreamingHttpResponse(
-            fhir_export.visits_ndjson(visits.iterator(chunk_size=2000)), content_type="application/x-ndjson"
-        )
+        page = visit_pages.visits_page(visits, after=after, size=size)
+        request._request.audit_patient_ids = sorted({visit.infusion.patient_id for visit in page.visits})
+        next_url = None
+        if not page.complete:
+            query = request.query_params.copy()
+            query["cursor"] = page.next_cursor.encode()
+            query.setdefault("due_after", start.isoformat())
+            query.setdefault("due_before", end.isoformat())
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        response = HttpResponse(page.ndjson(next_url), content_type="application/x-ndjson")
+        if next_url:
+            response["Link"] = f'<{next_url}>; rel="next"'
+        return response
+
+
+def _export_page_args(request) -> tuple[int, visit_pages.VisitCursor | None]:
+    errors = {}
+    raw_size = request.query_params.get("page_size") or str(visit_pages.DEFAULT_PAGE_SIZE)
+    if not (raw_size.isdigit() and 0 < int(raw_size) <= visit_pages.MAX_PAGE_SIZE):
+        errors["page_size"] = [f"a whole number from 1 to {visit_pages.MAX_PAGE_SIZE}"]
+    after = None
+    if request.query_params.get("cursor"):
+        try:
+            after = visit_pages.VisitCursor.decode(request.query_params["cursor"])
+        except ValueError:
+            errors["cursor"] = ["invalid cursor"]
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return int(raw_size), after
