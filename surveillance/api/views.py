@@ -14,15 +14,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from surveillance.access.tenancy import scope
-from surveillance.api import filters, serializers
+from surveillance.api import filters, import_jobs, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import lifecycle, planning, reporting
 from surveillance.exports import fhir_export, visit_pages
-from surveillance.imports import ehr_import
+from surveillance.imports import ehr_import, jobs
 from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import (
     FollowUpVisit,
+    ImportFormat,
     Infusion,
     MalignancyEvent,
     Patient,
@@ -513,6 +514,13 @@ IMPORT_PARAMETERS = [
         str,
         description=f"Name of the sending EHR (identity of its ids). Default `{ehr_import.DEFAULT_SOURCE_SYSTEM}`.",
     ),
+    OpenApiParameter(
+        "Prefer",
+        str,
+        OpenApiParameter.HEADER,
+        description="`respond-async`: import as a job whatever the size (202 and a status URL). An upload over "
+        "the synchronous limit becomes a job anyway.",
+    ),
 ]
 
 
@@ -554,7 +562,8 @@ class ImportView(ApiViewMixin, APIView):
             raise exceptions.ValidationError({"source_system": ["1 to 255 characters"]})
         return {"centre": centre, "dry_run": _flag(request, "dry_run"), "source_system": source}
 
-    def check_size(self, request) -> int:
+    def check_size(self, request) -> tuple[int, int]:
+        """The import limit and the upload's declared length (413 beyond the limit)."""
         limit = ehr_import.import_max_bytes()
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -562,7 +571,12 @@ class ImportView(ApiViewMixin, APIView):
             raise exceptions.ValidationError({"Content-Length": ["not a number"]}) from exc
         if length > limit:
             raise PayloadTooLarge(f"The payload is {length} bytes; the limit is {limit}.")
-        return limit
+        return limit, length
+
+    @staticmethod
+    def as_job(request, length: int) -> bool:
+        """An upload larger than a request may import in time, or one whose sender asks for it, becomes a job."""
+        return length > jobs.import_sync_max_bytes() or jobs.prefers_async(request.headers.get("Prefer", ""))
 
     def read_all(self, request, limit: int) -> bytes:
         body = request._request.read(limit + 1)
@@ -580,6 +594,10 @@ class ImportView(ApiViewMixin, APIView):
 
 _IMPORT_RESPONSES = {
     200: serializers.ImportReportSerializer,
+    202: OpenApiResponse(
+        import_jobs.ImportJobProgressSerializer,
+        description="Accepted as a job (a large upload, or `Prefer: respond-async`): follow `Content-Location`.",
+    ),
     (400, "application/json"): OpenApiResponse(ErrorSerializer, description="Bad query parameters."),
     (400, "application/fhir+json"): OpenApiResponse(
         serializers.OperationOutcomeSerializer,
@@ -608,19 +626,22 @@ class FhirImportView(ImportView):
         responses=_IMPORT_RESPONSES,
     )
     def post(self, request):
-        limit = self.check_size(request)
+        limit, length = self.check_size(request)
         args = self.import_args(request)
         kind = self.content_type(request)
+        if kind not in NDJSON_TYPES + JSON_TYPES:
+            raise exceptions.UnsupportedMediaType(
+                kind or "none", detail=f"Send {', '.join(JSON_TYPES + NDJSON_TYPES)}."
+            )
+        if self.as_job(request, length):
+            fmt = ImportFormat.NDJSON if kind in NDJSON_TYPES else ImportFormat.BUNDLE
+            return import_jobs.job_accepted(request, format=fmt, payload=self.read_all(request, limit), **args)
         try:
             if kind in NDJSON_TYPES:
                 lines = ehr_import.ndjson_lines(request._request, limit)
                 report = ehr_import.ndjson_import(lines, **args)
-            elif kind in JSON_TYPES:
-                report = ehr_import.bundle_import(self.read_all(request, limit), **args)
             else:
-                raise exceptions.UnsupportedMediaType(
-                    kind or "none", detail=f"Send {', '.join(JSON_TYPES + NDJSON_TYPES)}."
-                )
+                report = ehr_import.bundle_import(self.read_all(request, limit), **args)
         except FhirImportError as exc:
             return self.outcome(exc)
         request._request.audit_patient_ids = sorted(report.patient_ids)
@@ -639,20 +660,27 @@ class CsvImportView(ImportView):
         responses=_IMPORT_RESPONSES,
     )
     def post(self, request):
-        limit = self.check_size(request)
+        limit, length = self.check_size(request)
         args = self.import_args(request)
         if self.content_type(request) != "text/csv":
             raise exceptions.UnsupportedMediaType(self.content_type(request) or "none", detail="Send text/csv.")
+        body = self.read_all(request, limit)
         try:
-            text = self.read_all(request, limit).decode("utf-8-sig")
+            text = body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise exceptions.ValidationError({"body": ["the CSV is not UTF-8 text"]}) from exc
+        if self.as_job(request, length):
+            return import_jobs.job_accepted(request, format=ImportFormat.CSV, payload=body, **args)
         try:
             report = ehr_import.csv_import(text, **args)
         except FhirImportError as exc:
             return self.outcome(exc)
         request._request.audit_patient_ids = sorted(report.patient_ids)
         return Response(report.as_dict())
+
+
+class ImportJobView(ApiViewMixin, import_jobs.ImportJobView):
+    centre_path = "centre"
 
 
 # --------------------------------------------------------------------------------------------- bulk export

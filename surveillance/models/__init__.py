@@ -3,6 +3,7 @@
 from surveillance.models.audit import AuditEntry
 from surveillance.models.centres import CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
+from surveillance.models.imports import ImportFormat, ImportJob, ImportJobStatus
 from surveillance.models.integrations import (
     ApiToken,
     WebhookDelivery,
@@ -39,6 +40,9 @@ __all__ = [
     "ContactAttempt",
     "Delivery",
     "FollowUpVisit",
+    "ImportFormat",
+    "ImportJob",
+    "ImportJobStatus",
     "Infusion",
     "LadderStage",
     "MalignancyEvent",
