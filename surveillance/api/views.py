@@ -693,8 +693,8 @@ class VisitsExportView(ApiViewMixin, APIView):
             "Each page holds up to `page_size` visits in (due date, id) order and ends with one marker line "
             '`{"resourceType": "ExportPage", "complete": true|false, "count": n}`. While more follow, the marker '
             "says `complete: false` and carries `next`, the URL of the next page, also sent as `Link: <...>; "
-            'rel="next"`. The export is complete only when the last line of a page is a marker saying '
-            "`complete: true`; a page cut short has no marker line (and is shorter than its Content-Length)."
+            'rel="next"`. The export is complete only when a page ends with a whole marker line (newline '
+            "included) saying `complete: true`; a page cut short does not (and is shorter than its Content-Length)."
         ),
         parameters=[
             OpenApiParameter("due_after", OpenApiTypes.DATE, description="Default: 30 days ago."),
@@ -736,9 +736,10 @@ class VisitsExportView(ApiViewMixin, APIView):
 
 
 def _export_page_args(request) -> tuple[int, visit_pages.VisitCursor | None]:
+    """The page size and the cursor of an export request (400, naming each, when either is not valid)."""
     errors = {}
     raw_size = request.query_params.get("page_size") or str(visit_pages.DEFAULT_PAGE_SIZE)
-    if not (raw_size.isdigit() and 0 < int(raw_size) <= visit_pages.MAX_PAGE_SIZE):
+    if not (raw_size.isascii() and raw_size.isdigit() and 0 < int(raw_size) <= visit_pages.MAX_PAGE_SIZE):
         errors["page_size"] = [f"a whole number from 1 to {visit_pages.MAX_PAGE_SIZE}"]
     after = None
     if request.query_params.get("cursor"):

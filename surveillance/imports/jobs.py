@@ -254,8 +254,8 @@ def _progress(claim) -> ehr_import.ImportReport:
     """The report of the batches committed so far, read on the claim (``LeaseLost`` if it was taken over)."""
     state = claim.values_list("progress", flat=True).first()
     if state is None:
-        raise LeaseLost(claim)
-    return report_from_state(state, dry_run=False)
+        raise LeaseLost("the claim was taken over")
+    return report_from_state(state)
 
 
 def _finish(claim, status: int, outcome: dict, *, progress: dict | None = None, now: dt.datetime | None = None) -> int:
@@ -289,8 +289,9 @@ def report_state(report: ehr_import.ImportReport) -> dict:
     }
 
 
-def report_from_state(state: dict, *, dry_run: bool) -> ehr_import.ImportReport:
-    report = ehr_import.ImportReport(dry_run=dry_run, format="ndjson")
+def report_from_state(state: dict) -> ehr_import.ImportReport:
+    """The report an NDJSON job kept (``report_state``), to add the next batch to."""
+    report = ehr_import.ImportReport(format="ndjson")
     for name in ehr_import.COUNTERS:
         setattr(report, name, state.get(name, 0))
     report.ignored = Counter(state.get("ignored", {}))

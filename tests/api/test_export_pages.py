@@ -81,9 +81,13 @@ def test_it_keeps_the_range_and_centre_in_the_next_link(api_a, planned_a):
 
 
 def test_it_refuses_a_bad_cursor_and_a_page_size_out_of_bounds(api_a, planned_a):
-    response = api_a.get("/api/v1/export/visits.ndjson?cursor=not-a-cursor&page_size=5001")
-    assert response.status_code == 400
-    assert response.json()["fields"] == {"cursor": ["invalid cursor"], "page_size": ["a whole number from 1 to 5000"]}
+    for page_size in ("5001", "0", "²"):
+        response = api_a.get(f"/api/v1/export/visits.ndjson?cursor=not-a-cursor&page_size={page_size}")
+        assert response.status_code == 400
+        assert response.json()["fields"] == {
+            "cursor": ["invalid cursor"],
+            "page_size": ["a whole number from 1 to 5000"],
+        }
 
 
 def test_it_gives_another_centre_an_empty_complete_page(api_b, planned_a):
