@@ -125,10 +125,7 @@ def import_job_claim(token: str, now: dt.datetime | None = None) -> ImportJob | 
 
 
 def import_job_reclaim_expired(now: dt.datetime | None = None) -> int:
-    """Put jobs whose worker died (lease expired while ``running``) back in the queue; returns how many.
-
-    A job claimed ``IMPORT_MAX_ATTEMPTS`` times without finishing fails instead, saying what was committed.
-    """
+    """Put jobs whose worker died (lease expired while ``running``) back in the queue; returns how many."""
     now = now or timezone.now()
     reclaimed = 0
     stuck = ImportJob.objects.filter(status=ImportJobStatus.RUNNING, lease_expires_at__lt=now)
@@ -136,14 +133,22 @@ def import_job_reclaim_expired(now: dt.datetime | None = None) -> int:
         stuck.values_list("pk", "lease_expires_at", "attempts", "lines_done")[:100]
     ):
         claim = ImportJob.objects.filter(pk=pk, status=ImportJobStatus.RUNNING, lease_expires_at=lease)
-        if attempts >= _cfg("IMPORT_MAX_ATTEMPTS"):
-            if _finish(claim, 500, _given_up(attempts, lines_done), now=now):
-                logger.warning("import job=%s failed: %s attempts did not finish", pk, attempts)
-            continue
-        if claim.update(status=ImportJobStatus.QUEUED, lease_expires_at=None, claimed_by="", updated_at=now):
+        if _requeue(claim, attempts, lines_done, now):
             reclaimed += 1
             logger.info("import job=%s reclaimed after its lease (attempt %s, line %s)", pk, attempts, lines_done)
     return reclaimed
+
+
+def _requeue(claim, attempts: int, lines_done: int, now: dt.datetime) -> bool:
+    """Put a claimed job back in the queue (a conditional UPDATE on the claim); True if it was.
+
+    A job claimed ``IMPORT_MAX_ATTEMPTS`` times without finishing fails instead, saying what was committed.
+    """
+    if attempts >= _cfg("IMPORT_MAX_ATTEMPTS"):
+        if _finish(claim, 500, _given_up(attempts, lines_done), now=now):
+            logger.warning("import job failed: %s attempts did not finish", attempts)
+        return False
+    return bool(claim.update(status=ImportJobStatus.QUEUED, lease_expires_at=None, claimed_by="", updated_at=now))
 
 
 def _given_up(attempts: int, lines_done: int) -> dict:
@@ -172,6 +177,15 @@ def import_jobs_run(budget_seconds: float | None = None) -> JobsRunResult:
             result.lost += 1
             logger.warning("import job=%s taken over by another worker; stopped", job.pk)
             continue
+        except Exception as exc:
+            # A failing job must not hold its claim until the lease runs out. Its type only is logged: a database
+            # error's message may quote the upload's values.
+            logger.error("import job=%s attempt %s failed: %s", job.pk, job.attempts, type(exc).__name__)
+            claim = ImportJob.objects.filter(pk=job.pk, status=ImportJobStatus.RUNNING, claimed_by=token)
+            lines_done = claim.values_list("lines_done", flat=True).first() or 0
+            if not _requeue(claim, job.attempts, lines_done, timezone.now()):
+                result.failed += 1
+            break  # the next run tries it again
         if status == ImportJobStatus.DONE:
             result.done += 1
         else:

@@ -158,3 +158,23 @@ def test_it_reads_prefer_respond_async():
     assert jobs.prefers_async("respond-async")
     assert jobs.prefers_async("return=minimal, Respond-Async; wait=10")
     assert not jobs.prefers_async("") and not jobs.prefers_async("return=representation")
+
+
+def test_it_puts_a_job_that_raised_back_in_the_queue_and_fails_it_at_the_last_attempt(
+    centre_a, settings, monkeypatch, caplog
+):
+    settings.CARTWATCH = {**settings.CARTWATCH, "IMPORT_MAX_ATTEMPTS": 2}
+    job = ndjson_job(centre_a, cohort_ndjson(1))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Key (mrn)=(PAT00000) already exists")
+
+    monkeypatch.setattr(ehr_import, "ndjson_import", broken)
+
+    assert jobs.import_jobs_run().failed == 0
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.claimed_by) == ("queued", 1, "")
+    assert jobs.import_jobs_run().failed == 1
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.result_status) == ("failed", 2, 500)
+    assert "PAT00000" not in caplog.text and "RuntimeError" in caplog.text
