@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("cartwatch")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["surveillance.reminders", "surveillance.integrations"])
+app.autodiscover_tasks(["surveillance.reminders", "surveillance.integrations", "surveillance.imports"])

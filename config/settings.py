@@ -252,6 +252,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveillance.integrations.tasks.purge_idempotency_keys",
         "schedule": crontab(minute=40),
     },
+    # import jobs: starts the queued ones (requests also ask for a run at once) and resumes those of a dead worker
+    "run-import-jobs": {
+        "task": "surveillance.imports.tasks.run_import_jobs",
+        "schedule": env.float("CARTWATCH_IMPORT_INTERVAL_SECONDS", default=60.0),
+        "options": {"expires": env.float("CARTWATCH_IMPORT_INTERVAL_SECONDS", default=60.0)},
+    },
     "weekly-care-team-digest": {
         "task": "surveillance.reminders.tasks.weekly_digest",
         "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
@@ -317,6 +323,16 @@ CARTWATCH = {
     "REPORTING_STEP_DAYS": env.int("CARTWATCH_REPORTING_STEP_DAYS", default=7),
     # EHR imports: a larger upload is refused with 413 before anything is read.
     "IMPORT_MAX_BYTES": env.int("CARTWATCH_IMPORT_MAX_BYTES", default=50 * 1024 * 1024),
+    # Import jobs: a larger upload (or one sent with "Prefer: respond-async") is stored and imported by a worker,
+    # answering 202 and a status URL. NDJSON commits every IMPORT_BATCH_LINES lines with the job's progress, which
+    # renews its lease; a Bundle or CSV is one transaction, so the lease must outlast the longest of those. A job
+    # claimed IMPORT_MAX_ATTEMPTS times without finishing fails; a worker run stops starting jobs after
+    # IMPORT_BUDGET_SECONDS.
+    "IMPORT_SYNC_MAX_BYTES": env.int("CARTWATCH_IMPORT_SYNC_MAX_BYTES", default=256 * 1024),
+    "IMPORT_BATCH_LINES": env.int("CARTWATCH_IMPORT_BATCH_LINES", default=500),
+    "IMPORT_LEASE_SECONDS": env.int("CARTWATCH_IMPORT_LEASE_SECONDS", default=900),
+    "IMPORT_MAX_ATTEMPTS": env.int("CARTWATCH_IMPORT_MAX_ATTEMPTS", default=5),
+    "IMPORT_BUDGET_SECONDS": env.int("CARTWATCH_IMPORT_BUDGET_SECONDS", default=300),
     # Outbound webhooks: per-request timeout, attempts before a delivery fails (delays double from the first
     # retry delay), how long a claim holds, rows per batch, and how long one run keeps draining.
     "WEBHOOK_TIMEOUT_SECONDS": env.int("CARTWATCH_WEBHOOK_TIMEOUT_SECONDS", default=10),

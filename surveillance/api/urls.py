@@ -1,6 +1,6 @@
 """Routes of the REST API: v1 under /api/v1/, the OpenAPI schema at /api/schema/, interactive docs at /api/docs/."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -22,6 +22,7 @@ v1 = [
     *router.urls,
     path("import/fhir", views.FhirImportView.as_view(), name="import-fhir"),
     path("import/csv", views.CsvImportView.as_view(), name="import-csv"),
+    re_path(r"^import/jobs/(?P<pk>[0-9]+)$", views.ImportJobView.as_view(), name="import-job"),
     path("export/visits.ndjson", views.VisitsExportView.as_view(), name="export-visits"),
 ]
 

@@ -4,7 +4,7 @@ output serializer. Every queryset is scoped to the caller's centres, so a foreig
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
@@ -14,15 +14,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from surveillance.access.tenancy import scope
-from surveillance.api import filters, idempotency, serializers
+from surveillance.api import filters, idempotency, import_jobs, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import lifecycle, planning, reporting, risk_flags
-from surveillance.exports import fhir_export
-from surveillance.imports import ehr_import
+from surveillance.exports import fhir_export, visit_pages
+from surveillance.imports import ehr_import, jobs
 from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import (
     FollowUpVisit,
+    ImportFormat,
     Infusion,
     MalignancyEvent,
     Patient,
@@ -146,9 +147,25 @@ class CentreViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="iCalendar feed of a centre's visits",
+        description=(
+            f"A bounded window, so the feed answers quickly at any cohort size: by default from "
+            f"{fhir_export.CALENDAR_DAYS_BACK} days ago to {fhir_export.CALENDAR_DAYS_AHEAD} days ahead; move it "
+            f"with the parameters (one alone moves the whole window), up to {fhir_export.CALENDAR_MAX_DAYS} days "
+            "long."
+        ),
         parameters=[
-            OpenApiParameter("due_after", OpenApiTypes.DATE, description="Default: 30 days ago."),
-            OpenApiParameter("due_before", OpenApiTypes.DATE, description="Default: a year from today."),
+            OpenApiParameter(
+                "due_after",
+                OpenApiTypes.DATE,
+                description=f"Default: {fhir_export.CALENDAR_DAYS_BACK} days ago, or the window's length before "
+                "due_before.",
+            ),
+            OpenApiParameter(
+                "due_before",
+                OpenApiTypes.DATE,
+                description=f"Default: {fhir_export.CALENDAR_DAYS_AHEAD} days ahead, or the window's length after "
+                "due_after.",
+            ),
         ],
         responses={(200, "text/calendar"): OpenApiTypes.BINARY},
         filters=False,
@@ -163,7 +180,13 @@ class CentreViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     )
     def calendar(self, request, pk=None):
         centre = self.get_object()
-        start, end = _date_range(request, default_back_days=30, default_ahead_days=365)
+        start, end = _date_range(
+            request,
+            default_back_days=fhir_export.CALENDAR_DAYS_BACK,
+            default_ahead_days=fhir_export.CALENDAR_DAYS_AHEAD,
+            max_days=fhir_export.CALENDAR_MAX_DAYS,
+            sliding=True,
+        )
         visits = (
             FollowUpVisit.objects.filter(infusion__patient__centre=centre, due_date__range=(start, end))
             .select_related("infusion")
@@ -173,21 +196,24 @@ class CentreViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
         return HttpResponse(body, content_type="text/calendar; charset=utf-8")
 
 
-def _date_range(request, *, default_back_days: int, default_ahead_days: int):
+def _date_range(request, *, default_back_days: int, default_ahead_days: int, max_days: int, sliding: bool = False):
+    """The ``due_after``/``due_before`` range of a request (defaults around today), refused when longer than
+    ``max_days``: the range bounds the work of the answer.
+
+    ``sliding``: a request naming one bound moves the default window there (the other bound keeps the default
+    length), rather than stretching it from today.
+    """
     import datetime as dt
 
     from django.utils import timezone
 
     today = timezone.localdate()
-    values = {}
+    length = dt.timedelta(days=default_back_days + default_ahead_days)
+    values: dict[str, dt.date] = {}
     errors = {}
-    for name, default in (
-        ("due_after", today - dt.timedelta(days=default_back_days)),
-        ("due_before", today + dt.timedelta(days=default_ahead_days)),
-    ):
+    for name in ("due_after", "due_before"):
         raw = request.query_params.get(name)
         if raw in (None, ""):
-            values[name] = default
             continue
         try:
             values[name] = dt.date.fromisoformat(raw)
@@ -195,10 +221,16 @@ def _date_range(request, *, default_back_days: int, default_ahead_days: int):
             errors[name] = ["expected a date YYYY-MM-DD"]
     if errors:
         raise exceptions.ValidationError(errors)
+    if sliding and "due_after" in values and "due_before" not in values:
+        values["due_before"] = values["due_after"] + length
+    elif sliding and "due_before" in values and "due_after" not in values:
+        values["due_after"] = values["due_before"] - length
+    values.setdefault("due_after", today - dt.timedelta(days=default_back_days))
+    values.setdefault("due_before", today + dt.timedelta(days=default_ahead_days))
     if values["due_after"] > values["due_before"]:
         raise exceptions.ValidationError({"due_before": ["must not be before due_after"]})
-    if (values["due_before"] - values["due_after"]).days > 366 * 50:
-        raise exceptions.ValidationError({"due_before": ["the range may span at most 50 years"]})
+    if (values["due_before"] - values["due_after"]).days > max_days:
+        raise exceptions.ValidationError({"due_before": [f"the range may span at most {max_days} days"]})
     return values["due_after"], values["due_before"]
 
 
@@ -573,6 +605,13 @@ IMPORT_PARAMETERS = [
         str,
         description=f"Name of the sending EHR (identity of its ids). Default `{ehr_import.DEFAULT_SOURCE_SYSTEM}`.",
     ),
+    OpenApiParameter(
+        "Prefer",
+        str,
+        OpenApiParameter.HEADER,
+        description="`respond-async`: import as a job whatever the size (202 and a status URL). An upload over "
+        "the synchronous limit becomes a job anyway.",
+    ),
 ]
 
 
@@ -614,7 +653,8 @@ class ImportView(ApiViewMixin, APIView):
             raise exceptions.ValidationError({"source_system": ["1 to 255 characters"]})
         return {"centre": centre, "dry_run": _flag(request, "dry_run"), "source_system": source}
 
-    def check_size(self, request) -> int:
+    def check_size(self, request) -> tuple[int, int]:
+        """The import limit and the upload's declared length (413 beyond the limit)."""
         limit = ehr_import.import_max_bytes()
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -622,7 +662,12 @@ class ImportView(ApiViewMixin, APIView):
             raise exceptions.ValidationError({"Content-Length": ["not a number"]}) from exc
         if length > limit:
             raise PayloadTooLarge(f"The payload is {length} bytes; the limit is {limit}.")
-        return limit
+        return limit, length
+
+    @staticmethod
+    def as_job(request, length: int) -> bool:
+        """An upload larger than a request may import in time, or one whose sender asks for it, becomes a job."""
+        return length > jobs.import_sync_max_bytes() or jobs.prefers_async(request.headers.get("Prefer", ""))
 
     def read_all(self, request, limit: int) -> bytes:
         body = request._request.read(limit + 1)
@@ -640,6 +685,10 @@ class ImportView(ApiViewMixin, APIView):
 
 _IMPORT_RESPONSES = {
     200: serializers.ImportReportSerializer,
+    202: OpenApiResponse(
+        import_jobs.ImportJobProgressSerializer,
+        description="Accepted as a job (a large upload, or `Prefer: respond-async`): follow `Content-Location`.",
+    ),
     (400, "application/json"): OpenApiResponse(ErrorSerializer, description="Bad query parameters."),
     (400, "application/fhir+json"): OpenApiResponse(
         serializers.OperationOutcomeSerializer,
@@ -668,19 +717,22 @@ class FhirImportView(ImportView):
         responses=_IMPORT_RESPONSES,
     )
     def post(self, request):
-        limit = self.check_size(request)
+        limit, length = self.check_size(request)
         args = self.import_args(request)
         kind = self.content_type(request)
+        if kind not in NDJSON_TYPES + JSON_TYPES:
+            raise exceptions.UnsupportedMediaType(
+                kind or "none", detail=f"Send {', '.join(JSON_TYPES + NDJSON_TYPES)}."
+            )
+        if self.as_job(request, length):
+            fmt = ImportFormat.NDJSON if kind in NDJSON_TYPES else ImportFormat.BUNDLE
+            return import_jobs.job_accepted(request, format=fmt, payload=self.read_all(request, limit), **args)
         try:
             if kind in NDJSON_TYPES:
                 lines = ehr_import.ndjson_lines(request._request, limit)
                 report = ehr_import.ndjson_import(lines, **args)
-            elif kind in JSON_TYPES:
-                report = ehr_import.bundle_import(self.read_all(request, limit), **args)
             else:
-                raise exceptions.UnsupportedMediaType(
-                    kind or "none", detail=f"Send {', '.join(JSON_TYPES + NDJSON_TYPES)}."
-                )
+                report = ehr_import.bundle_import(self.read_all(request, limit), **args)
         except FhirImportError as exc:
             return self.outcome(exc)
         request._request.audit_patient_ids = sorted(report.patient_ids)
@@ -699,14 +751,17 @@ class CsvImportView(ImportView):
         responses=_IMPORT_RESPONSES,
     )
     def post(self, request):
-        limit = self.check_size(request)
+        limit, length = self.check_size(request)
         args = self.import_args(request)
         if self.content_type(request) != "text/csv":
             raise exceptions.UnsupportedMediaType(self.content_type(request) or "none", detail="Send text/csv.")
+        body = self.read_all(request, limit)
         try:
-            text = self.read_all(request, limit).decode("utf-8-sig")
+            text = body.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise exceptions.ValidationError({"body": ["the CSV is not UTF-8 text"]}) from exc
+        if self.as_job(request, length):
+            return import_jobs.job_accepted(request, format=ImportFormat.CSV, payload=body, **args)
         try:
             report = ehr_import.csv_import(text, **args)
         except FhirImportError as exc:
@@ -715,29 +770,74 @@ class CsvImportView(ImportView):
         return Response(report.as_dict())
 
 
+class ImportJobView(ApiViewMixin, import_jobs.ImportJobView):
+    centre_path = "centre"
+
+
 # --------------------------------------------------------------------------------------------- bulk export
 class VisitsExportView(ApiViewMixin, APIView):
     content_negotiation_class = JsonErrorsNegotiation
 
     @extend_schema(
-        summary="Bulk export of visits due in a date range (NDJSON, one visit per line)",
+        summary="Bulk export of visits due in a date range (NDJSON, one visit per line), in pages",
+        description=(
+            "Each page holds up to `page_size` visits in (due date, id) order and ends with one marker line "
+            '`{"resourceType": "ExportPage", "complete": true|false, "count": n}`. While more follow, the marker '
+            "says `complete: false` and carries `next`, the URL of the next page, also sent as `Link: <...>; "
+            'rel="next"`. The export is complete only when a page ends with a whole marker line (newline '
+            "included) saying `complete: true`; a page cut short does not (and is shorter than its Content-Length)."
+        ),
         parameters=[
             OpenApiParameter("due_after", OpenApiTypes.DATE, description="Default: 30 days ago."),
             OpenApiParameter("due_before", OpenApiTypes.DATE, description="Default: a year from today."),
             OpenApiParameter("centre", str, description="Centre code (default: all the caller's centres)."),
+            OpenApiParameter("cursor", str, description="Where the page starts: from the previous page's `next`."),
+            OpenApiParameter(
+                "page_size",
+                int,
+                description=f"Visits per page, 1 to {visit_pages.MAX_PAGE_SIZE}. "
+                f"Default {visit_pages.DEFAULT_PAGE_SIZE}.",
+            ),
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
     )
     def get(self, request):
-        _no_nul(request, "centre")
-        start, end = _date_range(request, default_back_days=30, default_ahead_days=365)
+        _no_nul(request, "centre", "cursor")
+        start, end = _date_range(request, default_back_days=30, default_ahead_days=365, max_days=366 * 50)
+        size, after = _export_page_args(request)
         visits = scope(FollowUpVisit.objects.all(), request.user, "infusion__patient__centre").filter(
             due_date__range=(start, end)
         )
         code = request.query_params.get("centre")
         if code:
             visits = visits.filter(infusion__patient__centre__code=code)
-        visits = visits.select_related("infusion__patient").order_by("due_date", "pk")
-        return StreamingHttpResponse(
-            fhir_export.visits_ndjson(visits.iterator(chunk_size=2000)), content_type="application/x-ndjson"
-        )
+        page = visit_pages.visits_page(visits, after=after, size=size)
+        request._request.audit_patient_ids = sorted({visit.infusion.patient_id for visit in page.visits})
+        next_url = None
+        if not page.complete:
+            query = request.query_params.copy()
+            query["cursor"] = page.next_cursor.encode()
+            query.setdefault("due_after", start.isoformat())
+            query.setdefault("due_before", end.isoformat())
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        response = HttpResponse(page.ndjson(next_url), content_type="application/x-ndjson")
+        if next_url:
+            response["Link"] = f'<{next_url}>; rel="next"'
+        return response
+
+
+def _export_page_args(request) -> tuple[int, visit_pages.VisitCursor | None]:
+    """The page size and the cursor of an export request (400, naming each, when either is not valid)."""
+    errors = {}
+    raw_size = request.query_params.get("page_size") or str(visit_pages.DEFAULT_PAGE_SIZE)
+    if not (raw_size.isascii() and raw_size.isdigit() and 0 < int(raw_size) <= visit_pages.MAX_PAGE_SIZE):
+        errors["page_size"] = [f"a whole number from 1 to {visit_pages.MAX_PAGE_SIZE}"]
+    after = None
+    if request.query_params.get("cursor"):
+        try:
+            after = visit_pages.VisitCursor.decode(request.query_params["cursor"])
+        except ValueError:
+            errors["cursor"] = ["invalid cursor"]
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return int(raw_size), after

@@ -25,6 +25,12 @@ PATIENT_ID_SYSTEM = "urn:cartwatch:patient"
 VISIT_ID_SYSTEM = "urn:cartwatch:visit"
 DUE_DATE_EXTENSION = f"{settings.SITE_URL}/fhir/StructureDefinition/visit-due-date"
 PRODID = "-//CAR-T Watch//Follow-up schedule//EN"
+#: A centre's calendar feed covers a bounded window (its work grows with the window, not with the cohort's
+#: history): by default from a month back, for the visits still being arranged, to six months ahead.
+CALENDAR_DAYS_BACK = 30
+CALENDAR_DAYS_AHEAD = 180
+#: The longest window a feed request may ask for: a little over a year.
+CALENDAR_MAX_DAYS = 400
 
 CSV_COLUMNS = (
     "visit_id",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import logging
 from collections import ChainMap, Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -628,11 +628,18 @@ def ndjson_import(
     source_system: str = DEFAULT_SOURCE_SYSTEM,
     dry_run: bool = False,
     batch_lines: int = DEFAULT_BATCH_LINES,
+    start_line: int = 1,
+    on_batch: Callable[[ImportReport, int], None] | None = None,
 ) -> ImportReport:
     """Import Bulk Data NDJSON line by line in constant memory; each batch of lines commits on its own.
 
     Problems are reported per line and do not stop the import. Patient lines must come before the lines that
     refer to them (a Bulk Data export's Patient file first), or have been imported earlier.
+
+    ``start_line``: the number of the first line given (an import resumed after its last committed line).
+    ``on_batch(batch_report, last_line)`` is called inside each batch's transaction, once the batch is applied, so
+    that what it records (an import job's progress) commits with the batch or not at all; it may raise to refuse
+    the batch.
     """
     report = ImportReport(dry_run=dry_run, format="ndjson")
     codes = car_t_code_index()
@@ -642,13 +649,13 @@ def ndjson_import(
             report.lines += 1
             yield raw
 
-    parsed = parse_ndjson(counted(lines), codes, today=timezone.localdate(), medications={})
+    parsed = parse_ndjson(counted(lines), codes, start_line=start_line, today=timezone.localdate(), medications={})
     importer = Importer(centre, source_system=source_system, report=report)
     importer.defer_plans = True
 
     def run() -> None:
         for batch in _batches(parsed, batch_lines):
-            _ndjson_batch_commit(importer, batch)
+            _ndjson_batch_commit(importer, batch, on_batch)
 
     if dry_run:
         try:
@@ -662,18 +669,24 @@ def ndjson_import(
     return report
 
 
-def _ndjson_batch_commit(importer: Importer, batch: list[tuple[int, object]]) -> None:
+def _ndjson_batch_commit(
+    importer: Importer, batch: list[tuple[int, object]], on_batch: Callable[[ImportReport, int], None] | None = None
+) -> None:
     """Apply a batch of lines and commit it: without savepoints, or, should the database refuse a write, again
     with a savepoint per line, so that the refused line is reported by its number and the others are kept."""
     try:
         with transaction.atomic():
             importer.batch_begin(careful=False)
             _ndjson_batch(importer, batch, careful=False)
+            if on_batch is not None:
+                on_batch(importer.report, batch[-1][0])
     except REFUSED as exc:
         logger.info("ndjson lines %s-%s applied again line by line: %s", batch[0][0], batch[-1][0], type(exc).__name__)
         with transaction.atomic():
             importer.batch_begin(careful=True)
             _ndjson_batch(importer, batch, careful=True)
+            if on_batch is not None:
+                on_batch(importer.report, batch[-1][0])
     importer.batch_commit()
 
 

@@ -3,6 +3,7 @@
 from surveillance.models.audit import AuditEntry
 from surveillance.models.centres import CentreClosure, CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
+from surveillance.models.imports import ImportFormat, ImportJob, ImportJobStatus
 from surveillance.models.integrations import (
     ApiToken,
     IdempotencyKey,
@@ -42,6 +43,9 @@ __all__ = [
     "Delivery",
     "FollowUpVisit",
     "IdempotencyKey",
+    "ImportFormat",
+    "ImportJob",
+    "ImportJobStatus",
     "Infusion",
     "LadderStage",
     "MalignancyEvent",

@@ -113,6 +113,8 @@ class FollowUpVisit(models.Model):
             ),
             # worklists: due in the next 14 days / window open / overdue
             models.Index(fields=["status", "due_date"], name="visit_worklist_due_idx"),
+            # the bulk export's keyset pages: (due date, id) after the cursor, in that order
+            models.Index(fields=["due_date", "id"], name="visit_export_keyset_idx"),
             # the daily outbox top-up: scheduled visits entering the reminder look-ahead
             models.Index(
                 fields=["due_date"],

@@ -85,7 +85,8 @@ def test_it_bulk_exports_visits_in_a_date_range_as_ndjson(api_a, planned_a):
     first = infusion.visits.order_by("due_date").first()
     response = api_a.get(f"/api/v1/export/visits.ndjson?due_after={first.due_date}&due_before={first.due_date}")
     assert response["Content-Type"] == "application/x-ndjson"
-    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    *rows, marker = [json.loads(line) for line in response.content.decode().splitlines()]
+    assert marker == {"resourceType": "ExportPage", "complete": True, "count": len(rows)}
     assert rows and all(row["due_date"] == str(first.due_date) for row in rows)
     assert tuple(rows[0]) == CSV_COLUMNS
 

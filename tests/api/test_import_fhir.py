@@ -173,7 +173,9 @@ def bulk_text(*names: str) -> str:
     return "".join((BULK / name).read_text(encoding="utf-8") for name in names)
 
 
+@override_settings(CARTWATCH={**__import__("django.conf").conf.settings.CARTWATCH, "IMPORT_SYNC_MAX_BYTES": 4 << 20})
 def test_it_imports_the_bulk_export_with_no_infusion_and_reimports_as_a_no_op(api_a, centre_a):
+    """The whole sample (1.7 MB), imported within the request as a deployment with a higher limit does."""
     text = bulk_text("Patient.000.ndjson", "Procedure.000.ndjson", "MedicationRequest.000.ndjson")
     report = post_ndjson(api_a, text).json()
     assert (report["patients"]["created"], report["infusions"]["created"], report["error_count"]) == (11, 0, 0)

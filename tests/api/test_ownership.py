@@ -15,8 +15,10 @@ from django.urls import URLResolver, get_resolver
 
 from surveillance.api.auth import api_token_create
 from surveillance.care import reporting
+from surveillance.imports import jobs
 from surveillance.models import (
     FollowUpVisit,
+    ImportJob,
     Infusion,
     MalignancyEvent,
     Patient,
@@ -97,7 +99,11 @@ def world_a(planned_a, centre_a):
     visit = FollowUpVisit.objects.filter(infusion=infusion, status="scheduled").first()
     reminder = Reminder.objects.filter(visit__infusion=infusion).first()
     assert visit is not None and reminder is not None
+    job = jobs.import_job_create(
+        centre_a, format="csv", payload=b"mrn\n", source_system="ehr", dry_run=False, requested_by="token:epic-a"
+    )
     return {
+        ImportJob: job,
         TreatmentCentre: centre_a,
         Patient: patient,
         Infusion: infusion,

@@ -55,3 +55,36 @@ def codes() -> CarTCodeIndex:
     if not CODES_CSV.exists():
         pytest.fail(f"shared samples missing: {SAMPLES} (CI clones shared/ beside the repo)")
     return CarTCodeIndex.from_csv(CODES_CSV)
+
+
+def cohort_ndjson(count: int, *, prefix: str = "pat") -> str:
+    """Bulk Data NDJSON of ``count`` patients, each followed by the CAR-T infusion that plans their schedule."""
+    today = dt.date.today()
+    lines = []
+    for n in range(count):
+        lines.append(
+            {
+                "resourceType": "Patient",
+                "id": f"{prefix}-{n}",
+                "identifier": [
+                    {
+                        "type": concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MR"),
+                        "system": "urn:test:mrn",
+                        "value": f"{prefix.upper()}{n:05d}",
+                    }
+                ],
+                "name": [{"family": "Doe", "given": ["Sam"]}],
+                "birthDate": "1960-02-03",
+            }
+        )
+        lines.append(
+            {
+                "resourceType": "Procedure",
+                "id": f"{prefix}-inf-{n}",
+                "status": "completed",
+                "code": concept(HCPCS, "Q2041"),
+                "subject": {"reference": f"Patient/{prefix}-{n}"},
+                "performedDateTime": (today - dt.timedelta(days=30 + n % 200)).isoformat(),
+            }
+        )
+    return "".join(json.dumps(line) + "\n" for line in lines)
