@@ -43,3 +43,11 @@ def test_it_follows_the_configured_number_of_days(review, settings):
 def test_it_leaves_a_review_whose_work_up_was_ordered(review, physician_a):
     signal_review_order_workup(review, by=physician_a, items=["bone_marrow"], now=timezone.now())
     assert signal_reviews_escalate(OPENED + dt.timedelta(days=30)) == 0
+
+
+def test_the_daily_sweep_escalates_them(review):
+    from surveillance.reminders.sweep import daily_sweep
+
+    assert daily_sweep(OPENED + dt.timedelta(days=8)).signals_escalated == 1
+    review.refresh_from_db()
+    assert review.escalated_at is not None
