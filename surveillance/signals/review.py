@@ -61,6 +61,7 @@ class SignalReport:
     reviews_joined: list[int] = field(default_factory=list)
     unconverted: list[str] = field(default_factory=list)
     undated: list[str] = field(default_factory=list)
+    after_death: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -70,6 +71,7 @@ class SignalReport:
             "reviews_joined": self.reviews_joined,
             "unconverted": self.unconverted,
             "undated": self.undated,
+            "after_death": self.after_death,
         }
 
 
@@ -130,15 +132,21 @@ def signals_record(
     """Evaluate the records after this infusion and record each new signal in its patient's review.
 
     Idempotent: evidence already recorded for the patient and kind is counted as a duplicate, so re-importing the
-    same records changes nothing. Results in units the rules cannot convert, and diagnoses without a date, raise
-    nothing and are listed in the report (and the audit row) instead.
+    same records changes nothing. Results in units the rules cannot convert, diagnoses without a date, and
+    evidence dated after the patient's recorded death (a record that contradicts it) raise nothing and are listed
+    in the report (and the audit row) instead.
     """
     now = now or timezone.now()
     stored, rules = ruleset_current()
     evaluation = signals_evaluate(rules, infusion_facts(infusion), records)
     report = SignalReport(unconverted=list(evaluation.unconverted), undated=list(evaluation.undated))
+    patient = infusion.patient
+    died_on = patient.status_date if patient.status == PatientStatus.DECEASED else None
     with transaction.atomic():
         for raised in evaluation.signals:
+            if died_on is not None and raised.observed_on > died_on:
+                report.after_death.append(f"{raised.kind} {raised.code} on {raised.observed_on.isoformat()}")
+                continue
             if Signal.objects.filter(
                 patient_id=infusion.patient_id, kind=raised.kind, evidence_key=raised.key[:255]
             ).exists():
@@ -171,7 +179,7 @@ def signals_record(
             if review.pk not in report.reviews_joined:
                 report.reviews_joined.append(review.pk)
             _audit("signal_joined", review, by, {"kind": raised.kind, "source": source, "rules": str(stored)})
-        if report.unconverted or report.undated:
+        if report.unconverted or report.undated or report.after_death:
             AuditEntry.objects.create(
                 actor=by,
                 actor_label="" if by else "system",
@@ -179,7 +187,12 @@ def signals_record(
                 object_type="infusion",
                 object_id=str(infusion.pk),
                 patient_id=infusion.patient_id,
-                changes={"unconverted": report.unconverted, "undated": report.undated, "source": source},
+                changes={
+                    "unconverted": report.unconverted,
+                    "undated": report.undated,
+                    "after_death": report.after_death,
+                    "source": source,
+                },
             )
     logger.info("signals recorded", extra={"infusion_id": infusion.pk, **report.as_dict()})
     return report

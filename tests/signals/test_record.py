@@ -102,3 +102,20 @@ def test_it_opens_a_new_review_after_the_last_one_was_dismissed(infusion, physic
     signal_review_dismiss(SignalReview.objects.get(), by=physician_a, reason="Explained by a viral infection")
     record(infusion, LabResult("751-8", 0.9, "10*3/uL", day(400)))
     assert sorted(SignalReview.objects.values_list("status", flat=True)) == [ReviewStatus.DISMISSED, ReviewStatus.OPEN]
+
+
+def test_it_raises_nothing_from_evidence_dated_after_a_recorded_death(infusion):
+    from surveillance.models.patients import PatientStatus
+
+    patient = infusion.patient
+    patient.status, patient.status_date = PatientStatus.DECEASED, day(300)
+    patient.save()
+    report = record(
+        infusion,
+        LabResult("751-8", 1.2, "10*3/uL", day(274), "Observation/before"),
+        LabResult("751-8", 0.9, "10*3/uL", day(320), "Observation/after"),
+    )
+    assert report.raised == 1
+    assert sorted(line.split()[0] for line in report.after_death) == ["neutropenia", "worsening_cytopenia"]
+    assert list(Signal.objects.values_list("evidence_key", flat=True)) == ["Observation/before"]
+    assert AuditEntry.objects.get(action="signal_skipped").changes["after_death"] == report.after_death
