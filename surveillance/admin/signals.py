@@ -145,6 +145,10 @@ class SignalReviewAdmin(CentreScopedAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # Decisions are the actions below; a review's page is read-only, so no form can write around them.
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request, obj=None):
         return False
 

@@ -370,7 +370,9 @@ class _Collector:
     facts: InfusionFacts
     signals: list[RaisedSignal] = field(default_factory=list)
 
-    def add(self, rule: LabRule | SimpleRule | DiagnosisRule, on: dt.date, key: str, code: str, summary: str, **extra):
+    def add(
+        self, rule: LabRule | SimpleRule | DiagnosisRule, on: dt.date, key: str, code: str, summary: str, **extra
+    ) -> None:
         day = (on - self.facts.infusion_date).days
         self.signals.append(
             RaisedSignal(

@@ -53,14 +53,19 @@ def test_it_lists_only_the_centres_reviews_most_urgent_first(login, physician_a,
     response = login(physician_a).get(reverse(CHANGELIST), {"worklist": "signals"})
     assert [obj.kind for obj in response.context["cl"].result_list] == ["t_cell_lymphoma", "neutropenia"]
     assert b"escalated" in response.content
+    assert b'value="dismiss"' in response.content  # the decisions are offered to a physician
     assert AuditEntry.objects.filter(action="list", object_type="signalreview", actor=physician_a).exists()
 
 
-def test_it_shows_the_evidence_on_the_review_page(login, physician_a, reviews):
+def test_it_shows_the_evidence_on_the_review_page_read_only(login, physician_a, reviews):
     review = reviews["neutropenia"]
-    response = login(physician_a).get(reverse("admin:surveillance_signalreview_change", args=[review.pk]))
+    url = reverse("admin:surveillance_signalreview_change", args=[review.pk])
+    client = login(physician_a)
+    response = client.get(url)
     assert response.status_code == 200
     assert b"CTCAE grade 2" in response.content
+    assert b'name="_save"' not in response.content
+    assert client.post(url, {"reason": "edited around the decision"}).status_code == 403
 
 
 def test_it_hides_another_centres_review(login, physician_b, reviews):
@@ -104,7 +109,9 @@ def test_a_physician_orders_the_work_up(login, physician_a, reviews):
 
 def test_a_coordinator_sees_the_worklist_but_cannot_decide(login, coordinator_a, reviews):
     client = login(coordinator_a)
-    assert client.get(reverse(CHANGELIST)).status_code == 200
+    response = client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+    assert b'value="dismiss"' not in response.content
     review = reviews["neutropenia"]
     _post_action(client, "dismiss", [review], apply="1", reason="Not for me to say")
     review.refresh_from_db()
