@@ -116,3 +116,13 @@ def test_a_coordinator_sees_the_worklist_but_cannot_decide(login, coordinator_a,
     _post_action(client, "dismiss", [review], apply="1", reason="Not for me to say")
     review.refresh_from_db()
     assert review.status == ReviewStatus.OPEN
+
+
+def test_the_patient_page_lists_the_patients_signal_reviews(login, physician_a, reviews):
+    patient = reviews["neutropenia"].patient
+    response = login(physician_a).get(reverse("admin:surveillance_patient_change", args=[patient.pk]))
+    html = response.content.decode()
+    assert 'id="signals"' in html
+    for review in (reviews["neutropenia"], reviews["t_cell_lymphoma"]):
+        assert reverse("admin:surveillance_signalreview_change", args=[review.pk]) in html
+    assert 'cw-badge cw-escalated">escalated' in html
