@@ -390,7 +390,9 @@ class _Collector:
         )
 
 
-def _convert(ruleset: RuleSet, labs: Iterable[LabResult], facts: InfusionFacts):
+def _convert(
+    ruleset: RuleSet, labs: Iterable[LabResult], facts: InfusionFacts
+) -> tuple[dict[str, list[_Converted]], list[str]]:
     """Each rule's results in canonical units, oldest first, and the results that could not be converted."""
     by_kind: dict[str, list[_Converted]] = {rule.kind: [] for rule in ruleset.laboratory}
     unconverted: list[str] = []
