@@ -321,6 +321,8 @@ CARTWATCH = {
     "LINK_MAX_AGE_DAYS": env.int("CARTWATCH_LINK_MAX_AGE_DAYS", default=180),
     # Days after diagnosis before an open malignancy reporting step escalates (clinical reference (e) 5).
     "REPORTING_STEP_DAYS": env.int("CARTWATCH_REPORTING_STEP_DAYS", default=7),
+    # Days a second-cancer signal review may stay open with no decision before the daily sweep escalates it.
+    "SIGNAL_ESCALATE_DAYS": env.int("CARTWATCH_SIGNAL_ESCALATE_DAYS", default=7),
     # EHR imports: a larger upload is refused with 413 before anything is read.
     "IMPORT_MAX_BYTES": env.int("CARTWATCH_IMPORT_MAX_BYTES", default=50 * 1024 * 1024),
     # Import jobs: a larger upload (or one sent with "Prefer: respond-async") is stored and imported by a worker,

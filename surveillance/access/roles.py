@@ -28,11 +28,14 @@ _ALL = (
     "delivery",
     "malignancyevent",
     "reportingstep",
+    "signalreview",
+    "signal",
+    "signalruleset",
 )
 #: Coordinators work the lists, record visits and contact patients.
 _COORDINATOR_CHANGES = ("patient", "followupvisit", "contactattempt", "patientrequest")
-#: Physicians also record results and malignancy events, change risk flags and infusion dates (with a confirmed
-#: re-plan), and sign off protocol upgrades (``change_protocol``).
+#: Physicians also record results and malignancy events, decide second-cancer signal reviews, change risk flags and
+#: infusion dates (with a confirmed re-plan), and sign off protocol upgrades (``change_protocol``).
 _PHYSICIAN_CHANGES = (
     *_COORDINATOR_CHANGES,
     "infusion",
@@ -40,6 +43,7 @@ _PHYSICIAN_CHANGES = (
     "conditiondecision",
     "malignancyevent",
     "reportingstep",
+    "signalreview",
     "protocol",
 )
 

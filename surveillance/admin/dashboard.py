@@ -67,7 +67,7 @@ def vbar_chart(items: list[tuple[str, int, str]], width: int = 520, height: int 
 
 
 def incidence_chart(inc: cohort.Incidence, width: int = 640, height: int = 260) -> dict:
-    """1 - Kaplan-Meier as a step line, with the published reference lines dashed."""
+    """The cumulative incidence (Aalen-Johansen, death competing) as a step line, the published references dashed."""
     left, right, top, bottom = 44, 16, 12, 30
     max_months = max(60, min(int(inc.max_months) + 1, 180))
     peak = max([15.0, *(p for _, p in inc.steps), *(p for _, pts in cohort.REFERENCE_LINES for _, p in pts)])

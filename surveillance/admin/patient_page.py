@@ -41,6 +41,7 @@ from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 TIMELINE_YEARS = 15
 REMINDERS_SHOWN = 200
+SIGNAL_REVIEWS_SHOWN = 20
 
 
 # --- The timeline: the whole 15-year schedule as one server-rendered SVG -----------------------------------------
@@ -152,6 +153,7 @@ def patient_page_context(request, patient: Patient) -> dict:
         "reminders": reminders,
         "contact_attempts": list(patient.contact_attempts.select_related("by")[:50]),
         "events": events,
+        "signal_reviews": list(patient.signal_reviews.order_by("-opened_at")[:SIGNAL_REVIEWS_SHOWN]),
         "can_act_on_visits": user.has_perm("surveillance.change_followupvisit"),
         "can_replan": user.has_perm("surveillance.change_infusion") and user.has_perm("surveillance.change_riskflag"),
         "can_record_event": user.has_perm("surveillance.add_malignancyevent"),

@@ -24,7 +24,15 @@ from django.utils.http import urlencode
 from surveillance.access.audit import audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
 from surveillance.care import lifecycle
-from surveillance.models import FollowUpVisit, Patient, PatientRequest, Reminder, ReportingStep, VisitStatus
+from surveillance.models import (
+    FollowUpVisit,
+    Patient,
+    PatientRequest,
+    Reminder,
+    ReportingStep,
+    SignalReview,
+    VisitStatus,
+)
 from surveillance.models.centres import TreatmentCentre
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
@@ -60,6 +68,7 @@ class Worklist:
     centre_path: str
     help: str
     apply: Callable[[QuerySet, dt.date], QuerySet]
+    escalated: Callable[[QuerySet, dt.date], QuerySet] | None = None  # the rows shown as escalated on the tile
 
     def queryset(self, user, today: dt.date) -> QuerySet:
         return self.apply(scope(self.model._default_manager.all(), user, self.centre_path), today)
@@ -141,6 +150,17 @@ WORKLISTS: tuple[Worklist, ...] = (
         "event__infusion__patient__centre",
         "Open reporting steps of malignancy events; those past due are escalated.",
         lambda qs, today: qs.filter(completed_at__isnull=True),
+        lambda qs, today: qs.filter(due_date__lt=today),
+    ),
+    Worklist(
+        "signals",
+        "Second-cancer signals to review",
+        SignalReview,
+        "patient__centre",
+        "Results and diagnoses from the EHR that may mean a second cancer, most urgent first: confirm, order the "
+        "work-up, or dismiss with a reason. Those left open too long are escalated.",
+        lambda qs, today: qs.unresolved(),
+        lambda qs, today: qs.filter(escalated_at__isnull=False),
     ),
 )
 WORKLISTS_BY_KEY = {w.key: w for w in WORKLISTS}
@@ -154,14 +174,14 @@ class WorklistCount:
 
 
 def worklist_counts(request) -> list[WorklistCount]:
-    """The index tiles: one scoped COUNT per worklist (and the escalated reporting steps)."""
+    """The index tiles: one scoped COUNT per worklist (and one for its escalated rows, where it has them)."""
     today = workspace_today(request)
     result = []
     for worklist in WORKLISTS:
         if not request.user.has_perm(f"surveillance.view_{worklist.model._meta.model_name}"):
             continue
         qs = worklist.queryset(request.user, today)
-        escalated = qs.filter(due_date__lt=today).count() if worklist.key == "reporting" else None
+        escalated = worklist.escalated(qs, today).count() if worklist.escalated else None
         result.append(WorklistCount(worklist, qs.count(), escalated))
     return result
 

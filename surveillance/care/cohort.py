@@ -3,16 +3,19 @@
 Every function takes the querysets already restricted to the user's centres (``tenancy.scope``), so a figure
 can never count another centre's patients.
 
-The cumulative incidence of second cancers is one minus the Kaplan-Meier survival of "no second cancer": each
-infusion is followed from its date until its first confirmed malignancy (an event) or until follow-up stopped
-(censored: today, the day the patient's follow-up closed or was lost, or a re-infusion). Deaths are censored,
-not treated as a competing risk, which slightly overstates the incidence in a cohort with many deaths.
+The cumulative incidence of second cancers is the Aalen-Johansen estimate with death as a competing risk: each
+infusion is followed from its date until its first confirmed malignancy (the event), the patient's death (the
+competing event: a patient who died can no longer develop a second cancer), or until follow-up stopped (censored:
+today, the day the patient's follow-up was withdrawn, transferred or lost, or a re-infusion). One minus
+Kaplan-Meier would censor the deaths instead and so overstate the incidence in a cohort with many deaths; without
+deaths the two agree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from django.db.models import Count, F, Min, Q, QuerySet
 
@@ -128,9 +131,17 @@ def cohort_reminder_outcomes(reminders: QuerySet) -> dict[str, int]:
     return result
 
 
+class Outcome(StrEnum):
+    """How the follow-up of one infusion ended, for the incidence estimate."""
+
+    SECOND_CANCER = "second_cancer"
+    DEATH = "death"
+    CENSORED = "censored"
+
+
 @dataclass
 class Incidence:
-    """1 - Kaplan-Meier: ``steps`` are (month, percent) after each event time; ``at`` gives chosen months."""
+    """Cumulative incidence: ``steps`` are (month, percent) after each event time; ``at`` gives chosen months."""
 
     infusions: int
     events: int
@@ -154,40 +165,50 @@ def cohort_second_cancer_incidence(
     rows = rows.annotate(
         first_event=Min("malignancy_events__diagnosis_date", filter=Q(malignancy_events__confirmed=True))
     )
-    times: list[tuple[int, bool]] = []
+    times: list[tuple[int, Outcome]] = []
     for r in rows:
-        end = today
-        if r["patient__status"] != PatientStatus.ACTIVE and r["patient__status_date"]:
-            end = min(end, r["patient__status_date"])
-        if r["superseded_by__infusion_date"]:
-            end = min(end, r["superseded_by__infusion_date"])
         event = r["first_event"]
         if event is not None and event <= today:
-            times.append((max((event - r["infusion_date"]).days, 0), True))
-        else:
-            times.append((max((end - r["infusion_date"]).days, 0), False))
-    return incidence_km(times, report_months)
+            times.append((max((event - r["infusion_date"]).days, 0), Outcome.SECOND_CANCER))
+            continue
+        end, outcome = today, Outcome.CENSORED
+        if r["superseded_by__infusion_date"]:
+            end = min(end, r["superseded_by__infusion_date"])
+        closed_on = r["patient__status_date"]
+        if r["patient__status"] != PatientStatus.ACTIVE and closed_on and closed_on <= end:
+            end = closed_on
+            outcome = Outcome.DEATH if r["patient__status"] == PatientStatus.DECEASED else Outcome.CENSORED
+        times.append((max((end - r["infusion_date"]).days, 0), outcome))
+    return incidence_aj(times, report_months)
 
 
-def incidence_km(times: list[tuple[int, bool]], report_months: tuple[int, ...] = (12, 36, 60)) -> Incidence:
-    """1 - Kaplan-Meier from (days, is_event) pairs; events at a time count before censorings at that time."""
-    result = Incidence(infusions=len(times), events=sum(1 for _, e in times if e))
-    ordered = sorted(times, key=lambda t: (t[0], not t[1]))
+def incidence_aj(times: list[tuple[int, Outcome]], report_months: tuple[int, ...] = (12, 36, 60)) -> Incidence:
+    """Aalen-Johansen cumulative incidence of second cancers from (days, outcome) pairs, death competing.
+
+    At each day with events: the incidence grows by S(t-) x second cancers / at risk, where S is the probability of
+    being alive without a second cancer (it falls with both kinds of event); censorings that day leave the risk
+    set after the events, as in Kaplan-Meier.
+    """
+    result = Incidence(infusions=len(times), events=sum(1 for _, o in times if o == Outcome.SECOND_CANCER))
+    ordered = sorted(times, key=lambda t: t[0])
     at_risk = len(ordered)
-    survival = 1.0
+    event_free = 1.0
+    incidence = 0.0
     i = 0
     curve: list[tuple[float, float]] = []
     while i < len(ordered):
         day = ordered[i][0]
-        events = censored = 0
+        counts = dict.fromkeys(Outcome, 0)
         while i < len(ordered) and ordered[i][0] == day:
-            events += ordered[i][1]
-            censored += not ordered[i][1]
+            counts[ordered[i][1]] += 1
             i += 1
-        if events:
-            survival *= 1 - events / at_risk
-            curve.append((day / DAYS_PER_MONTH, round(100 * (1 - survival), 2)))
-        at_risk -= events + censored
+        cancers, deaths = counts[Outcome.SECOND_CANCER], counts[Outcome.DEATH]
+        if cancers:
+            incidence += event_free * cancers / at_risk
+            curve.append((day / DAYS_PER_MONTH, round(100 * incidence, 2)))
+        if cancers or deaths:
+            event_free *= 1 - (cancers + deaths) / at_risk
+        at_risk -= cancers + deaths + counts[Outcome.CENSORED]
     result.steps = curve
     result.max_months = max((d for d, _ in times), default=0) / DAYS_PER_MONTH
     for month in report_months:

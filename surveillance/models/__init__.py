@@ -23,6 +23,7 @@ from surveillance.models.patients import (
 from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
 from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
+from surveillance.models.signals import ReviewStatus, Signal, SignalReview, SignalRuleSet, WorkupItem
 from surveillance.models.visits import (
     ConditionDecision,
     FollowUpVisit,
@@ -61,8 +62,12 @@ __all__ = [
     "Reminder",
     "ReminderStatus",
     "ReportingStep",
+    "ReviewStatus",
     "RiskFlag",
     "Role",
+    "Signal",
+    "SignalReview",
+    "SignalRuleSet",
     "TransgeneStatus",
     "TreatmentCentre",
     "VisitChange",
@@ -71,4 +76,5 @@ __all__ = [
     "WebhookEndpoint",
     "WebhookEvent",
     "WebhookStatus",
+    "WorkupItem",
 ]

@@ -39,6 +39,7 @@ from surveillance.models import (
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage
 from surveillance.models.reminders import CareTeamDigest
 from surveillance.reminders import messages, outbox
+from surveillance.signals.review import signal_reviews_escalate
 
 logger = logging.getLogger("surveillance.reminders.sweep")
 
@@ -55,6 +56,7 @@ class SweepResult:
     missed: int = 0
     ladder_changes: int = 0
     topped_up: int = 0
+    signals_escalated: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -150,7 +152,8 @@ def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> s
 
 
 def daily_sweep(now: dt.datetime | None = None) -> SweepResult:
-    """Mark missed visits, move patients along the ladder (up or back down), top the outbox up."""
+    """Mark missed visits, move patients along the ladder (up or back down), top the outbox up, escalate
+    undecided signal reviews."""
     now = now or timezone.now()
     result = SweepResult()
     touched = visits_mark_missed(now)
@@ -163,6 +166,7 @@ def daily_sweep(now: dt.datetime | None = None) -> SweepResult:
         if patient_ladder_update(patient, now):
             result.ladder_changes += 1
     result.topped_up = outbox.outbox_top_up(now)
+    result.signals_escalated = signal_reviews_escalate(now)
     return result
 
 

@@ -1,7 +1,8 @@
-"""Loading the seed data files (product catalogue, protocol versions) into the database.
+"""Loading the seed data files (product catalogue, protocol versions, signal rules) into the database.
 
-Idempotent: loading the same files twice changes nothing. A protocol version, once loaded, is immutable: a file
-whose content differs from the stored version of the same number is refused, so a change must be a new version.
+Idempotent: loading the same files twice changes nothing. A protocol or signal rules version, once loaded, is
+immutable: a file whose content differs from the stored version of the same number is refused, so a change must be
+a new version.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import yaml
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.models import CarTProduct, ProductCode, Protocol, ProtocolRule, ProtocolStatus
+from surveillance.models import CarTProduct, ProductCode, Protocol, ProtocolRule, ProtocolStatus, SignalRuleSet
 from surveillance.scheduling import engine, protocol_file
+from surveillance.signals.rules import ruleset_from_dict
 
 PRODUCT_FIELDS = (
     "brand",
@@ -46,12 +48,16 @@ class SeedReport:
     codes_created: int = 0
     protocols_created: list[str] = field(default_factory=list)
     protocols_unchanged: list[str] = field(default_factory=list)
+    signal_rules_created: list[str] = field(default_factory=list)
+    signal_rules_unchanged: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"products: {self.products_created} created, {self.products_updated} updated; "
             f"codes: {self.codes_created} created; protocols: {', '.join(self.protocols_created) or 'none'} created, "
-            f"{len(self.protocols_unchanged)} unchanged"
+            f"{len(self.protocols_unchanged)} unchanged; "
+            f"signal rules: {', '.join(self.signal_rules_created) or 'none'} created, "
+            f"{len(self.signal_rules_unchanged)} unchanged"
         )
 
 
@@ -66,11 +72,12 @@ def _read_yaml(path: Path) -> dict:
 
 
 def seeds_load(seeds_dir: Path) -> SeedReport:
-    """Load ``products.yaml`` and every ``protocols/*.yaml`` in one transaction."""
+    """Load ``products.yaml``, every ``protocols/*.yaml`` and every ``signals/*.yaml`` in one transaction."""
     report = SeedReport()
     with transaction.atomic():
         products_load(_read_yaml(seeds_dir / "products.yaml"), report)
         protocols_load(sorted((seeds_dir / "protocols").glob("*.yaml")), report)
+        signal_rules_load(sorted((seeds_dir / "signals").glob("*.yaml")), report)
     return report
 
 
@@ -202,3 +209,33 @@ def protocols_load(paths: list[Path], report: SeedReport) -> None:
             ProtocolRule(protocol=protocol, position=i, **fields) for i, fields in enumerate(rules, start=1)
         )
         report.protocols_created.append(f"{code} v{version}")
+
+
+def signal_rules_load(paths: list[Path], report: SeedReport) -> None:
+    """Store each signal rules version once, checked by the parser that evaluates it; a changed file is refused."""
+    for path in paths:
+        data = _read_yaml(path)
+        try:
+            rules = ruleset_from_dict(data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise SeedError(f"{path.name}: {exc}") from exc
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        label = f"{rules.code} v{rules.version}"
+        stored = SignalRuleSet.objects.filter(code=rules.code, version=rules.version).first()
+        if stored is not None:
+            if stored.content_hash != digest:
+                raise SeedError(
+                    f"{path.name}: signal rules {label} are already loaded with different content; "
+                    "they are immutable once loaded, so give the change a new version number"
+                )
+            report.signal_rules_unchanged.append(label)
+            continue
+        SignalRuleSet.objects.create(
+            code=rules.code,
+            version=rules.version,
+            name=data.get("name") or label,
+            source=data.get("source") or "",
+            content=json.loads(json.dumps(data, default=str)),
+            content_hash=digest,
+        )
+        report.signal_rules_created.append(label)

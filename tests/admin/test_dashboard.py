@@ -15,10 +15,11 @@ pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
 
 
-def test_it_computes_one_minus_kaplan_meier_with_censoring():
-    # 5 followed: events at days 100 and 400; censored at 50, 200 and 500.
-    times = [(100, True), (50, False), (200, False), (400, True), (500, False)]
-    inc = cohort.incidence_km(times, report_months=(12, 14))
+def test_it_computes_one_minus_kaplan_meier_with_censoring_when_nobody_died():
+    # 5 followed: events at days 100 and 400; censored at 50, 200 and 500. Without deaths Aalen-Johansen is 1 - KM.
+    cancer, censored = cohort.Outcome.SECOND_CANCER, cohort.Outcome.CENSORED
+    times = [(100, cancer), (50, censored), (200, censored), (400, cancer), (500, censored)]
+    inc = cohort.incidence_aj(times, report_months=(12, 14))
     # day 100: 4 at risk, 1 event -> S=0.75; day 400: 2 at risk, 1 event -> S=0.375
     assert inc.steps == [
         (pytest.approx(100 / cohort.DAYS_PER_MONTH), 25.0),
@@ -87,9 +88,10 @@ def test_it_computes_the_dashboard_figures_of_the_centre(built, centre_a, today)
         for s in ReminderStatus.values
     }
     assert figures.reminder_outcomes == expected and expected["failed"] == 1
-    # Five infusions: the death at day 50 is censored, then 4 at risk at day 100, one event: 25%.
+    # Five infusions: the death at day 50 competes (alive and cancer-free: 4/5), then 4 at risk at day 100 and one
+    # event: 4/5 x 1/4 = 20% (1 - Kaplan-Meier, censoring the death, would say 25%).
     assert figures.incidence.infusions == 5 and figures.incidence.events == 1
-    assert figures.incidence.at[12] == 25.0
+    assert figures.incidence.at[12] == 20.0
 
 
 def test_it_renders_the_figures_as_pictures_with_the_numbers_beside(login, physician_a, built):
@@ -99,6 +101,6 @@ def test_it_renders_the_figures_as_pictures_with_the_numbers_beside(login, physi
     for section in ("incidence", "adherence", "workload", "statuses", "reminders"):
         assert f'id="{section}"' in html
     assert html.count("<svg") >= 5
-    assert "25.0%" in html  # cumulative incidence at 12 months, in the table beside the curve
+    assert "20.0%" in html  # cumulative incidence at 12 months, in the table beside the curve
     assert "6.5% at 36 months" in html  # the published reference line, on hover
     assert "2 of 4 completed within the window (50.0%)" in html

@@ -60,6 +60,7 @@ def test_it_shows_a_count_for_every_worklist_on_the_index(login, coordinator_a, 
         "failed_reminders",
         "requests",
         "reporting",
+        "signals",
     }
     assert counts["missed"] == 1
     assert counts["ladder"] == 1

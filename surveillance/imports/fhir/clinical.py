@@ -1,0 +1,212 @@
+"""FHIR R4 blood results, diagnoses and NGS variants -> the plain records the second-cancer signals read.
+
+Validation is fhir.resources' (pydantic) models for FHIR R4B, as in ``parse``: Observation, Condition and
+DiagnosticReport have the same JSON structure in R4 and R4B. The caller passes the resources of one patient (a
+Bundle, or decoded NDJSON lines) and hands the records to ``surveillance.signals.review.signals_record``.
+
+What is kept, and what is left out on purpose (each left-out resource is listed with its reason):
+
+- Observation (status final, amended or corrected) with a LOINC code and a numeric ``valueQuantity``: one
+  ``LabResult``, unit as the UCUM code (else the unit text), the reference range's low bound when it is in the
+  same unit. LOINC components of a panel (e.g. a CBC sent as one Observation) become results of their own.
+- An Observation coded 69548-6 (genetic variant assessment, HL7 genomics reporting) with a gene studied
+  (48018-6) and a variant allele frequency (81258-6, a fraction, or a percentage when the unit says %): one
+  ``VariantResult``. A DiagnosticReport's contained variant Observations count too, dated by the report when they
+  carry no date of their own.
+- Condition not refuted nor entered in error: one ``Diagnosis``, ICD-10(-CM) preferred over SNOMED CT when both
+  are sent; its onset is onsetDateTime, onsetPeriod.start or else recordedDate (only full dates: a partial date
+  cannot be placed before or after an infusion).
+- The date of a result is the date as written in its own offset.
+
+No value read here is echoed in a reason: reasons name codes, statuses and FHIRPaths only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.condition import Condition
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from pydantic import ValidationError
+
+from surveillance.imports.fhir.records import Ignored
+from surveillance.signals.rules import ClinicalRecords, Diagnosis, LabResult, VariantResult
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+VERIFICATION_STATUS = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+ICD10_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"})
+RESULT_STATUSES = frozenset({"final", "amended", "corrected"})
+DISCARDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+
+VARIANT_ASSESSMENT = "69548-6"
+GENE_STUDIED = "48018-6"
+VARIANT_ALLELE_FREQUENCY = "81258-6"
+
+MODELS: dict[str, Any] = {"Observation": Observation, "Condition": Condition, "DiagnosticReport": DiagnosticReport}
+
+
+@dataclass
+class ClinicalParse:
+    """The records found, and every resource left out with its reason."""
+
+    labs: list[LabResult] = field(default_factory=list)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    variants: list[VariantResult] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+
+    def records(self) -> ClinicalRecords:
+        return ClinicalRecords(tuple(self.labs), tuple(self.diagnoses), tuple(self.variants))
+
+    def ignore(self, resource_type: str, source_id: str, reason: str) -> None:
+        self.ignored.append(Ignored(resource_type, source_id, reason))
+
+
+def _resources(items: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """The resources themselves, a Bundle's entries unwrapped."""
+    for item in items:
+        if isinstance(item, Mapping) and item.get("resourceType") == "Bundle":
+            yield from _resources(entry.get("resource") for entry in item.get("entry") or [] if entry)
+        elif isinstance(item, Mapping):
+            yield item
+
+
+def _full_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return None  # a partial date ("2013-04") arrives as a string
+
+
+def _codes(concept: Any, systems: frozenset[str]) -> list[str]:
+    codings = getattr(concept, "coding", None) or []
+    return [str(c.code) for c in codings if c.system in systems and c.code]
+
+
+def _number(quantity: Any) -> tuple[float, str] | None:
+    value = getattr(quantity, "value", None)
+    if not isinstance(value, int | float | Decimal):
+        return None
+    unit = getattr(quantity, "code", None) or getattr(quantity, "unit", None) or ""
+    return float(value), str(unit)
+
+
+def _reference_low(model: Any, unit: str) -> float | None:
+    for reference in getattr(model, "referenceRange", None) or []:
+        low = _number(reference.low)
+        if low is not None and low[1] == unit:
+            return low[0]
+    return None
+
+
+def _observation_date(model: Observation, default: dt.date | None = None) -> dt.date | None:
+    period_start = model.effectivePeriod.start if model.effectivePeriod else None
+    for value in (model.effectiveDateTime, period_start, model.effectiveInstant, model.issued):
+        if (date := _full_date(value)) is not None:
+            return date
+    return default
+
+
+def _variant(model: Observation, on: dt.date, ref: str) -> VariantResult | None:
+    gene, vaf = "", None
+    for component in model.component or []:
+        codes = _codes(component.code, frozenset({LOINC}))
+        if GENE_STUDIED in codes and component.valueCodeableConcept is not None:
+            concept = component.valueCodeableConcept
+            coding = (concept.coding or [None])[0]
+            gene = str((coding and (coding.display or coding.code)) or concept.text or "")
+        elif VARIANT_ALLELE_FREQUENCY in codes and (number := _number(component.valueQuantity)) is not None:
+            value, unit = number
+            vaf = value if unit == "%" else value * 100
+    if not gene or vaf is None:
+        return None
+    return VariantResult(gene.strip(), vaf, on, ref)
+
+
+def _observation(model: Observation, ref: str, out: ClinicalParse, default_date: dt.date | None = None) -> None:
+    if str(model.status) not in RESULT_STATUSES:
+        out.ignore("Observation", ref, f"status {model.status} is not a result to act on")
+        return
+    on = _observation_date(model, default_date)
+    if on is None:
+        out.ignore("Observation", ref, "no full effective date")
+        return
+    loinc = _codes(model.code, frozenset({LOINC}))
+    if VARIANT_ASSESSMENT in loinc:
+        variant = _variant(model, on, ref)
+        if variant is None:
+            out.ignore("Observation", ref, "variant without a gene studied and an allele frequency")
+        else:
+            out.variants.append(variant)
+        return
+    found = 0
+    number = _number(model.valueQuantity)
+    if loinc and number is not None:
+        out.labs.append(LabResult(loinc[0], number[0], number[1], on, ref, _reference_low(model, number[1])))
+        found += 1
+    for component in model.component or []:
+        codes = _codes(component.code, frozenset({LOINC}))
+        value = _number(component.valueQuantity)
+        if codes and value is not None:
+            low = _reference_low(component, value[1])
+            out.labs.append(LabResult(codes[0], value[0], value[1], on, f"{ref}#{codes[0]}", low))
+            found += 1
+    if not found:
+        out.ignore("Observation", ref, "no LOINC code with a numeric value")
+
+
+def _condition(model: Condition, ref: str, out: ClinicalParse) -> None:
+    verification = _codes(model.verificationStatus, frozenset({VERIFICATION_STATUS}))
+    if DISCARDED_VERIFICATION & set(verification):
+        out.ignore("Condition", ref, f"verification status {verification[0]}")
+        return
+    icd10, snomed = _codes(model.code, ICD10_SYSTEMS), _codes(model.code, frozenset({SNOMED}))
+    if not (icd10 or snomed):
+        out.ignore("Condition", ref, "no ICD-10 or SNOMED CT code")
+        return
+    period_start = model.onsetPeriod.start if model.onsetPeriod else None
+    onset = next(
+        (d for d in map(_full_date, (model.onsetDateTime, period_start, model.recordedDate)) if d is not None), None
+    )
+    system, code = ("icd10", icd10[0]) if icd10 else ("snomed", snomed[0])
+    out.diagnoses.append(Diagnosis(system, code, onset, ref))
+
+
+def _report(model: DiagnosticReport, ref: str, out: ClinicalParse) -> None:
+    if str(model.status) not in RESULT_STATUSES:
+        out.ignore("DiagnosticReport", ref, f"status {model.status} is not a result to act on")
+        return
+    period_start = model.effectivePeriod.start if model.effectivePeriod else None
+    on = next((d for d in map(_full_date, (model.effectiveDateTime, period_start, model.issued)) if d), None)
+    contained = [r for r in model.contained or [] if r.get_resource_type() == "Observation"]
+    if not contained:
+        out.ignore("DiagnosticReport", ref, "no contained Observation (referenced results are read on their own)")
+    for observation in contained:
+        _observation(observation, f"{ref}#{observation.id}", out, default_date=on)
+
+
+def clinical_records(resources: Iterable[Mapping[str, Any]]) -> ClinicalParse:
+    """The lab results, diagnoses and variants in one patient's FHIR resources (Bundles are unwrapped)."""
+    out = ClinicalParse()
+    handlers = {"Observation": _observation, "Condition": _condition, "DiagnosticReport": _report}
+    for resource in _resources(resources):
+        resource_type = str(resource.get("resourceType") or "")
+        ref = f"{resource_type}/{resource.get('id') or '?'}"
+        if resource_type not in handlers:
+            out.ignore(resource_type or "(none)", ref, "not a result or diagnosis")
+            continue
+        try:
+            model = MODELS[resource_type].model_validate(resource)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            where = ".".join(str(part) for part in errors[0]["loc"]) if errors else ""
+            out.ignore(resource_type, ref, f"not valid FHIR R4 ({where or 'structure'})")
+            continue
+        handlers[resource_type](model, ref, out)
+    return out
