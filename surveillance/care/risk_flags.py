@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from surveillance.access.audit import audit_write
 from surveillance.care import planning
 from surveillance.imports.fhir.records import RiskFlagRecord
-from surveillance.models import AuditEntry, Infusion, Patient, RiskFlag
+from surveillance.models import Infusion, Patient, RiskFlag
 from surveillance.models.patients import FlagSource
 
 
@@ -85,10 +86,9 @@ def infusion_risk_flags_record(
         changed = [facts for facts in flags if risk_flag_write(infusion, facts, by=by)]
         if not changed:
             return FlagsOutcome([], None)
-        AuditEntry.objects.create(
-            actor=by,
-            actor_label="" if by else "system",
-            action="risk_flags",
+        audit_write(
+            "risk_flags",
+            by=by,
             object_type="infusion",
             object_id=str(infusion.pk),
             patient_id=infusion.patient_id,

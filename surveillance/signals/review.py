@@ -20,9 +20,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
 from surveillance.care.reporting import malignancy_event_record
 from surveillance.models import (
-    AuditEntry,
     Infusion,
     MalignancyEvent,
     MalignancyType,
@@ -88,10 +88,9 @@ def infusion_facts(infusion: Infusion) -> InfusionFacts:
 
 
 def _audit(action: str, review: SignalReview, by, changes: dict) -> None:
-    AuditEntry.objects.create(
-        actor=by,
-        actor_label="" if by else "system",
-        action=action,
+    audit_write(
+        action,
+        by=by,
         object_type="signal_review",
         object_id=str(review.pk),
         patient_id=review.patient_id,
@@ -180,10 +179,9 @@ def signals_record(
                 report.reviews_joined.append(review.pk)
             _audit("signal_joined", review, by, {"kind": raised.kind, "source": source, "rules": str(stored)})
         if report.unconverted or report.undated or report.after_death:
-            AuditEntry.objects.create(
-                actor=by,
-                actor_label="" if by else "system",
-                action="signal_skipped",
+            audit_write(
+                "signal_skipped",
+                by=by,
                 object_type="infusion",
                 object_id=str(infusion.pk),
                 patient_id=infusion.patient_id,
