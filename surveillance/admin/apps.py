@@ -8,5 +8,5 @@ class CartWatchAdminConfig(AdminConfig):
 
     def ready(self) -> None:
         super().ready()
-        from surveillance import audit  # noqa: F401  (login signals)
+        from surveillance.access import audit  # noqa: F401  (login signals)
         from surveillance.admin import registrations  # noqa: F401  (registers the ModelAdmins)
