@@ -19,12 +19,11 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from surveillance.access.audit import audit_record
 from surveillance.admin.worklists import ContactForm, workspace_today
-from surveillance.care import lifecycle, planning
+from surveillance.care import infusions, lifecycle, planning
 from surveillance.models import (
     FollowUpVisit,
     Infusion,
@@ -36,6 +35,7 @@ from surveillance.models import (
 )
 from surveillance.models.patients import FlagSource, RiskFlagCode
 from surveillance.models.protocols import VisitKind
+from surveillance.models.visits import RECORDABLE_STATUSES
 
 TIMELINE_YEARS = 15
 REMINDERS_SHOWN = 200
@@ -64,6 +64,7 @@ STATUS_CLASS = {
     VisitStatus.MISSED: "missed",
     VisitStatus.CANCELLED: "cancelled",
     VisitStatus.SCHEDULED: "scheduled",
+    VisitStatus.UNRECORDED: "unrecorded",
 }
 
 
@@ -243,7 +244,7 @@ def visit_page_view(model_admin, request, object_id):
     if not model_admin.has_view_permission(request, visit):
         raise PermissionDenied
     today = workspace_today(request)
-    can_act = model_admin.has_change_permission(request, visit) and visit.status == VisitStatus.SCHEDULED
+    can_act = model_admin.has_change_permission(request, visit) and visit.status in RECORDABLE_STATUSES
     action = request.POST.get("action") if request.method == "POST" else None
     bound = {"complete": None, "reschedule": None, "cancel": None}
     if action in bound:
@@ -359,6 +360,10 @@ class ReplanForm(forms.Form):
         value = self.cleaned_data["infusion_date"]
         if value < dt.date(2010, 1, 1) or value > self.today:
             raise forms.ValidationError("The infusion date must be between 2010-01-01 and today.")
+        try:
+            infusions.infusion_check(self.infusion.patient, value, correcting=True)
+        except infusions.InfusionRefused as exc:
+            raise forms.ValidationError(f"The infusion date {exc.message}.") from exc
         return value
 
     def clean(self):
@@ -376,27 +381,23 @@ class ReplanForm(forms.Form):
         return data
 
 
-def _change_apply(infusion: Infusion, data: dict, by) -> dict:
-    """Write the requested change (inside the caller's transaction); returns what changed, for the audit."""
-    changed: dict = {}
-    if data["infusion_date"] != infusion.infusion_date:
-        Infusion.objects.filter(pk=infusion.pk).update(infusion_date=data["infusion_date"], updated_at=timezone.now())
-        changed["infusion_date"] = [infusion.infusion_date.isoformat(), data["infusion_date"].isoformat()]
-    if data.get("flag_code"):
-        RiskFlag.objects.update_or_create(
-            infusion=infusion,
-            code=data["flag_code"],
-            defaults={
-                "present": data["flag_present"],
-                "source": data["flag_source"],
-                "detail": data["flag_detail"],
-                "source_reference": data["flag_reference"],
-                "observed_on": data["flag_observed_on"],
-                "recorded_by": by,
-            },
-        )
-        changed["risk_flag"] = {"code": data["flag_code"], "present": data["flag_present"]}
-    return changed
+def _flag_apply(infusion: Infusion, data: dict, by) -> dict:
+    """Write the requested risk flag, if any (inside the caller's transaction); returns what changed, for the audit."""
+    if not data.get("flag_code"):
+        return {}
+    RiskFlag.objects.update_or_create(
+        infusion=infusion,
+        code=data["flag_code"],
+        defaults={
+            "present": data["flag_present"],
+            "source": data["flag_source"],
+            "detail": data["flag_detail"],
+            "source_reference": data["flag_reference"],
+            "observed_on": data["flag_observed_on"],
+            "recorded_by": by,
+        },
+    )
+    return {"risk_flag": {"code": data["flag_code"], "present": data["flag_present"]}}
 
 
 def _reload(infusion_id: int) -> Infusion:
@@ -406,7 +407,8 @@ def _reload(infusion_id: int) -> Infusion:
 def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
     """The diff the change would cause, computed with the change written and then rolled back."""
     with transaction.atomic():
-        _change_apply(infusion, data, by)
+        _flag_apply(infusion, data, by)
+        infusions.infusion_values_write(_reload(infusion.pk), {"infusion_date": data["infusion_date"]})
         diff = planning.infusion_plan_preview(_reload(infusion.pk))
         transaction.set_rollback(True)
     return diff
@@ -437,7 +439,12 @@ def infusion_replan_view(model_admin, request, object_id):
         if confirm:
             try:
                 with transaction.atomic():
-                    changed = _change_apply(infusion, data, request.user)
+                    changed = _flag_apply(infusion, data, request.user)
+                    if data["infusion_date"] != infusion.infusion_date:
+                        changed["infusion_date"] = [
+                            infusion.infusion_date.isoformat(),
+                            data["infusion_date"].isoformat(),
+                        ]
                     audit_record(
                         request,
                         "change",
@@ -446,13 +453,19 @@ def infusion_replan_view(model_admin, request, object_id):
                         patient_id=infusion.patient_id,
                         changes={**changed, "reason": data["reason"]},
                     )
-                    applied = planning.infusion_plan(
-                        _reload(infusion.pk), by=request.user, reason=data["reason"], confirm=confirm
+                    applied = infusions.infusion_correct(
+                        _reload(infusion.pk),
+                        infusion_date=data["infusion_date"],
+                        by=request.user,
+                        reason=data["reason"],
+                        replan=True,
+                        confirm=confirm,
                     )
             except planning.PlanChanged:
                 notice = "The plan changed since you looked at it: check the new preview and confirm again."
             else:
-                model_admin.message_user(request, f"Change applied and visits re-planned: {applied.summary()}.")
+                done = f"visits re-planned: {applied.summary()}" if applied else "follow-up is closed: no re-plan"
+                model_admin.message_user(request, f"Change applied, {done}.")
                 return HttpResponseRedirect(patient_url(infusion.patient_id))
         diff = replan_preview(infusion, data, request.user)
         form = ReplanForm({**request.POST.dict(), "fingerprint": diff.fingerprint()}, infusion=infusion, today=today)

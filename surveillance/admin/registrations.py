@@ -3,6 +3,7 @@ visits, patients, reminders, requests and reporting steps carry the worklist fil
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, DateField, Max, Value
 from django.urls import path, reverse
@@ -19,9 +20,22 @@ from surveillance.admin.patient_page import (
     patient_page_context,
     visit_page_view,
 )
-from surveillance.care import planning
+from surveillance.care import infusions
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
+
+
+class InfusionForm(forms.ModelForm):
+    """The admin's infusion form: a new infusion that contradicts the patient's record is a form error."""
+
+    def clean(self):
+        data = super().clean()
+        if data.get("patient") and data.get("infusion_date"):
+            try:
+                infusions.infusion_check(data["patient"], data["infusion_date"])
+            except infusions.InfusionRefused as exc:
+                self.add_error(exc.field_name, exc.message)
+        return data
 
 
 def _via(prefix: str) -> tuple[str, ...]:
@@ -170,6 +184,7 @@ class InfusionAdmin(CentreScopedAdmin):
     search_fields = _via("patient")
     list_select_related = ("patient", "product", "protocol")
     autocomplete_fields = ("patient",)
+    form = InfusionForm
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -178,10 +193,10 @@ class InfusionAdmin(CentreScopedAdmin):
         return ("patient", "product", "infusion_date", "protocol", "superseded_by")
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if not change:
-            planning.infusion_supersede_earlier(obj, by=request.user)
-            planning.infusion_plan(obj, by=request.user, reason="infusion entered in the admin")
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            infusions.infusion_record(obj, by=request.user, reason="infusion entered in the admin")
 
     def get_urls(self):
         urls = [

@@ -3,7 +3,9 @@ output serializer. Every queryset is scoped to the caller's centres, so a foreig
 
 from __future__ import annotations
 
-from django.db import transaction
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -17,7 +19,7 @@ from surveillance.access.tenancy import scope
 from surveillance.api import filters, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
-from surveillance.care import lifecycle, planning, reporting
+from surveillance.care import infusions, lifecycle, reporting
 from surveillance.exports import fhir_export
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError
@@ -284,22 +286,30 @@ class InfusionViewSet(
         return super().get_permissions()
 
     def perform_create(self, serializer):
-        by = acting_user(self.request)
-        with transaction.atomic():
-            infusion = serializer.save()
-            planning.infusion_plan(infusion, by=by, reason="recorded through the API")
-            if Infusion.objects.filter(patient=infusion.patient, infusion_date__lt=infusion.infusion_date).exists():
-                planning.infusion_supersede_earlier(infusion, by=by)
+        infusion = Infusion(**serializer.validated_data)
+        with _refusal_as_400():
+            infusions.infusion_record(infusion, by=acting_user(self.request), reason="recorded through the API")
+        serializer.instance = infusion
         self.request._request.audit_patient_id = infusion.patient_id
 
     def perform_update(self, serializer):
-        before = (serializer.instance.infusion_date, serializer.instance.product_id)
-        with transaction.atomic():
-            infusion = serializer.save()
-            if (infusion.infusion_date, infusion.product_id) != before and infusion.patient.under_follow_up:
-                planning.infusion_plan(
-                    infusion, by=acting_user(self.request), reason="infusion date or product corrected"
-                )
+        values = {name: value for name, value in serializer.validated_data.items() if name != "patient"}
+        with _refusal_as_400():
+            infusions.infusion_correct(
+                serializer.instance,
+                by=acting_user(self.request),
+                reason="infusion date or product corrected",
+                **values,
+            )
+
+
+@contextmanager
+def _refusal_as_400() -> Iterator[None]:
+    """An infusion that contradicts the patient's record is a 400 naming the field, like any invalid input."""
+    try:
+        yield
+    except infusions.InfusionRefused as exc:
+        raise exceptions.ValidationError({exc.field_name: [exc.message]}) from exc
 
 
 # --------------------------------------------------------------------------------------------- visits

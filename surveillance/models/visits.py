@@ -16,10 +16,16 @@ class VisitStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     MISSED = "missed", "Missed"
     CANCELLED = "cancelled", "Cancelled"
+    # Its window had closed before the infusion was recorded here: whether it took place is not known yet. It can
+    # still be recorded (done or not done), but it is never reminded of, never missed and never on a worklist.
+    UNRECORDED = "unrecorded", "Not recorded (window closed before the infusion was entered)"
 
 
 #: A visit in one of these states is history: re-planning never touches it.
 SETTLED_STATUSES = (VisitStatus.COMPLETED, VisitStatus.MISSED)
+
+#: States a clinician can still record a visit from (as done, or as not done with a reason).
+RECORDABLE_STATUSES = (VisitStatus.SCHEDULED, VisitStatus.UNRECORDED)
 
 
 class FollowUpVisitQuerySet(models.QuerySet):

@@ -17,7 +17,7 @@ import yaml
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.care import lifecycle, planning, reporting
+from surveillance.care import infusions, lifecycle, reporting
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
@@ -117,7 +117,7 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         preferred_language="es" if spanish else "en",
     )
     product = rng.choices([p for p, _ in mix], weights=[w for _, w in mix])[0]
-    infusion = Infusion.objects.create(
+    infusion = Infusion(
         patient=patient,
         product=product,
         infusion_date=infusion_date,
@@ -127,7 +127,6 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
     )
     flags = [
         RiskFlag(
-            infusion=infusion,
             code=code,
             source=FlagSource.NGS_REPORT if code == "clonal_haematopoiesis" else FlagSource.TREATMENT_HISTORY,
             detail="DNMT3A VAF 4%" if code == "clonal_haematopoiesis" else "",
@@ -136,8 +135,7 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         for code, share in cfg["risk_flags"].items()
         if rng.random() < share
     ]
-    RiskFlag.objects.bulk_create(flags)
-    planning.infusion_plan(infusion, reason="demo cohort")
+    infusions.infusion_record(infusion, reason="demo cohort", risk_flags=flags)
     closure = _pick_closure(rng, infusion_date, cfg, today)
     _fill_history(rng, infusion, cfg, closure[1] if closure else today)
     events = _second_cancer(rng, infusion, cfg, closure[1] if closure else today)
@@ -147,16 +145,10 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
 
 
 def _fill_history(rng, infusion: Infusion, cfg: dict, until: dt.date) -> None:
-    """Visits whose window closed before today were planned after the fact; record them as the clinic did.
-
-    Visits after ``until`` (the day follow-up closed) stay cancelled.
+    """Visits whose window closed before today were planned after the fact (unrecorded); record them as the clinic
+    did. Those after ``until`` (the day follow-up closed) are left to the closure.
     """
-    past = FollowUpVisit.objects.filter(
-        infusion=infusion,
-        status=VisitStatus.CANCELLED,
-        status_reason=planning.WINDOW_CLOSED_REASON,
-        window_end__lt=until,
-    )
+    past = FollowUpVisit.objects.filter(infusion=infusion, status=VisitStatus.UNRECORDED, window_end__lt=until)
     completed, missed = [], []
     for visit in past:
         if visit.kind in ("infusion", "acute", "baseline") or rng.random() < cfg["visit_completion"]:

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
+from surveillance.care import lifecycle
 from surveillance.models import AuditEntry, FollowUpVisit, Reminder, RiskFlag, VisitStatus
 
 pytestmark = pytest.mark.django_db
@@ -104,11 +105,16 @@ def test_it_moves_open_visits_and_keeps_history_when_the_infusion_date_is_correc
     login, physician_a, planned, centre_a
 ):
     infusion = planned(centre_a, days_ago=60)
+    unrecorded = FollowUpVisit.objects.filter(infusion=infusion, status=VisitStatus.UNRECORDED).order_by("due_date")
+    lifecycle.visit_mark_completed(unrecorded[0], completed_on=unrecorded[0].due_date, by=physician_a)
+    # Still unrecorded (planned after their window closed): not history, they move with the date.
+    open_before = dict(unrecorded.values_list("pk", "due_date"))
     settled = set(
         FollowUpVisit.objects.filter(infusion=infusion)
-        .exclude(status=VisitStatus.SCHEDULED)
+        .exclude(status__in=(VisitStatus.SCHEDULED, VisitStatus.UNRECORDED))
         .values_list("pk", "due_date", "status")
     )
+    assert settled and open_before
     client = login(physician_a)
     url = reverse("admin:surveillance_infusion_replan", args=[infusion.pk])
     new_date = (infusion.infusion_date + 2 * DAY).isoformat()
@@ -127,6 +133,9 @@ def test_it_moves_open_visits_and_keeps_history_when_the_infusion_date_is_correc
         FollowUpVisit.objects.filter(pk__in=[pk for pk, _, _ in settled]).values_list("pk", "due_date", "status")
     )
     assert still == settled
+    after = dict(FollowUpVisit.objects.filter(pk__in=open_before).values_list("pk", "due_date"))
+    assert after == {pk: due + 2 * DAY for pk, due in open_before.items()}
+    assert {m.visit_id for m in diff.moved} >= set(open_before)
 
 
 def test_it_rejects_an_empty_or_impossible_change_with_field_messages(login, physician_a, planned, centre_a, today):
