@@ -150,6 +150,37 @@ def test_it_rejects_an_empty_or_impossible_change_with_field_messages(login, phy
     assert no_source.status_code == 400 and "flag_source" in no_source.context["form"].errors
 
 
+def test_it_refuses_a_corrected_date_before_birth_or_after_death(login, physician_a, planned, centre_a, today):
+    infusion = planned(centre_a, days_ago=60, birth_date=today - 70 * DAY)
+    client = login(physician_a)
+    url = reverse("admin:surveillance_infusion_replan", args=[infusion.pk])
+    unborn = client.post(url, _replan_data(infusion, infusion_date=(today - 80 * DAY).isoformat()))
+    assert unborn.status_code == 400
+    assert unborn.context["form"].errors["infusion_date"] == ["The infusion date is before the patient's birth date."]
+    lifecycle.patient_close(infusion.patient, status="deceased", on=today - 50 * DAY, reason="Died")
+    dead = client.post(url, _replan_data(infusion, infusion_date=(today - 40 * DAY).isoformat()))
+    assert dead.status_code == 400
+    assert dead.context["form"].errors["infusion_date"] == [
+        "The infusion date is after the patient's recorded date of death."
+    ]
+    infusion.refresh_from_db()
+    assert infusion.infusion_date == today - 60 * DAY
+
+
+def test_it_records_a_visit_planned_after_its_window_closed(login, physician_a, planned, centre_a):
+    infusion = planned(centre_a, days_ago=60)
+    visit = FollowUpVisit.objects.filter(infusion=infusion, status=VisitStatus.UNRECORDED).first()
+    client = login(physician_a)
+    url = reverse("admin:surveillance_followupvisit_change", args=[visit.pk])
+    page = client.get(url)
+    assert b"Record visit done" in page.content and b"reschedule-form" not in page.content
+    data = {"action": "complete", "completed_on": visit.due_date.isoformat()}
+    data.update({name: "normal" for name in page.context["complete_form"].fields if name.startswith("result_")})
+    assert client.post(url, data).status_code == 302
+    visit.refresh_from_db()
+    assert (visit.status, visit.completed_on) == (VisitStatus.COMPLETED, visit.due_date)
+
+
 def test_it_lets_only_physicians_change_flags_or_dates(login, coordinator_a, planned, centre_a):
     infusion = planned(centre_a, days_ago=60)
     url = reverse("admin:surveillance_infusion_replan", args=[infusion.pk])
