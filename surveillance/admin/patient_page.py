@@ -478,6 +478,7 @@ def infusion_replan_view(model_admin, request, object_id):
         "patient": infusion.patient,
         "form": form,
         "diff": diff,
+        "today": today,
         "notice": notice,
         "flags": infusion.risk_flags.all(),
     }

@@ -118,8 +118,9 @@ def test_it_moves_open_visits_and_keeps_history_when_the_infusion_date_is_correc
     client = login(physician_a)
     url = reverse("admin:surveillance_infusion_replan", args=[infusion.pk])
     new_date = (infusion.infusion_date + 2 * DAY).isoformat()
-    diff = client.post(url, _replan_data(infusion, infusion_date=new_date, reason="Date typo")).context["diff"]
-    assert diff.moved
+    preview = client.post(url, _replan_data(infusion, infusion_date=new_date, reason="Date typo"))
+    diff = preview.context["diff"]
+    assert diff.moved and b"(window closed: not recorded)" in preview.content
     response = client.post(
         url,
         _replan_data(infusion, infusion_date=new_date, reason="Date typo", confirm="1", fingerprint=diff.fingerprint()),
