@@ -33,7 +33,7 @@ from surveillance.models import (
     RiskFlag,
     VisitStatus,
 )
-from surveillance.models.patients import FlagSource, RiskFlagCode
+from surveillance.models.patients import CLOSED_STATUSES, FlagSource, PatientStatus, RiskFlagCode
 from surveillance.models.protocols import VisitKind
 from surveillance.models.visits import RECORDABLE_STATUSES
 
@@ -153,6 +153,7 @@ def patient_page_context(request, patient: Patient) -> dict:
         "can_replan": user.has_perm("surveillance.change_infusion") and user.has_perm("surveillance.change_riskflag"),
         "can_record_event": user.has_perm("surveillance.add_malignancyevent"),
         "can_log_attempt": user.has_perm("surveillance.add_contactattempt"),
+        "can_close": user.has_perm("surveillance.change_patient") and patient.under_follow_up,
     }
 
 
@@ -306,6 +307,52 @@ def visit_page_view(model_admin, request, object_id):
     }
     status = 400 if action and (error or any(f.is_bound and f.errors for f in (complete, reschedule, cancel))) else 200
     return TemplateResponse(request, "surveillance/admin/visit_page.html", context, status=status)
+
+
+class CloseFollowUpForm(forms.Form):
+    status = forms.ChoiceField(choices=[(s.value, s.label) for s in CLOSED_STATUSES], label="Follow-up ends because")
+    on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="On")
+    reason = forms.CharField(max_length=255, help_text="Where the information comes from (kept with the closure).")
+
+    def __init__(self, *args, today: dt.date, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+
+    def clean_on(self):
+        value = self.cleaned_data["on"]
+        if value > self.today:
+            raise forms.ValidationError("The date cannot be in the future.")
+        return value
+
+
+def patient_close_view(model_admin, request, object_id):
+    """Record a death, a withdrawal or a transfer: ``lifecycle.patient_close`` cancels the visits ahead."""
+    patient = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not request.user.has_perm("surveillance.change_patient"):
+        raise PermissionDenied
+    form = CloseFollowUpForm(request.POST or None, today=workspace_today(request))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            cancelled = lifecycle.patient_close(
+                patient, status=data["status"], on=data["on"], reason=data["reason"], by=request.user
+            )
+        except lifecycle.TransitionError as exc:
+            form.add_error(None, str(exc))
+        else:
+            label = PatientStatus(data["status"]).label.lower()
+            model_admin.message_user(request, f"Follow-up closed ({label}): {cancelled} visits cancelled.")
+            return HttpResponseRedirect(patient_url(patient.pk))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Close follow-up — {patient.display_name}",
+        "opts": model_admin.model._meta,
+        "form": form,
+        "patient": patient,
+    }
+    return TemplateResponse(
+        request, "surveillance/admin/close_follow_up.html", context, status=400 if form.is_bound else 200
+    )
 
 
 def patient_log_attempt_view(model_admin, request, object_id):

@@ -16,6 +16,7 @@ from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
 from surveillance.admin.patient_page import (
     infusion_replan_view,
+    patient_close_view,
     patient_log_attempt_view,
     patient_page_context,
     visit_page_view,
@@ -164,7 +165,12 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
                 "<path:object_id>/log-attempt/",
                 self.admin_site.admin_view(lambda r, object_id: patient_log_attempt_view(self, r, object_id)),
                 name="surveillance_patient_log_attempt",
-            )
+            ),
+            path(
+                "<path:object_id>/close/",
+                self.admin_site.admin_view(lambda r, object_id: patient_close_view(self, r, object_id)),
+                name="surveillance_patient_close",
+            ),
         ]
         return urls + super().get_urls()
 
