@@ -39,6 +39,18 @@ class InfusionForm(forms.ModelForm):
         return data
 
 
+class PatientForm(forms.ModelForm):
+    """The admin's patient form: a birth date after one of the patient's infusions is a form error."""
+
+    def clean_birth_date(self):
+        value = self.cleaned_data["birth_date"]
+        try:
+            infusions.patient_birth_date_check(self.instance, value)
+        except infusions.InfusionRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return value
+
+
 def _via(prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}__{field}" for field in PATIENT_SEARCH)
 
@@ -121,6 +133,7 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
     )
     change_form_template = "surveillance/admin/patient_page.html"
     actions = ["mark_contacted", "log_attempt", "export_csv"]
+    form = PatientForm
 
     def get_queryset(self, request):
         return (

@@ -14,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
+from surveillance.care import infusions
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
@@ -123,6 +124,11 @@ class PatientSerializer(serializers.ModelSerializer):
     def validate_birth_date(self, value):
         if value is not None and not EARLIEST_BIRTH <= value <= _today():
             raise serializers.ValidationError(f"must lie between {EARLIEST_BIRTH} and today")
+        if self.instance is not None:
+            try:
+                infusions.patient_birth_date_check(self.instance, value)
+            except infusions.InfusionRefused as exc:
+                raise serializers.ValidationError(exc.message) from exc
         return value
 
     def validate_mrn(self, value: str) -> str:

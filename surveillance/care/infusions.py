@@ -47,6 +47,13 @@ def infusion_check(patient: Patient, infusion_date: dt.date, *, correcting: bool
         )
 
 
+def patient_birth_date_check(patient: Patient, birth_date: dt.date | None) -> None:
+    """The same rule seen from the patient: a (corrected) birth date after one of their infusions is refused, as
+    every later re-plan of that infusion would contradict it."""
+    if birth_date and patient.pk and patient.infusions.filter(infusion_date__lt=birth_date).exists():
+        raise InfusionRefused("birth_date", "is after the date of one of the patient's infusions")
+
+
 def _patient_locked(patient_id: int) -> Patient:
     """The patient row, locked until the transaction ends, so that a closure cannot slip between check and write."""
     return Patient.objects.select_for_update().select_related("centre").get(pk=patient_id)

@@ -1,5 +1,5 @@
-"""Adding an infusion in the admin: one that contradicts the patient's record is a form error; a valid one is
-recorded and planned by the same flow as the API's."""
+"""Infusion dates in the admin: a new infusion that contradicts the patient's record, or a birth date corrected
+to after an infusion, is a form error; a valid infusion is recorded and planned by the same flow as the API's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 from django.urls import reverse
 
 from surveillance.care import lifecycle
-from surveillance.models import CarTProduct, Infusion, VisitStatus
+from surveillance.models import CarTProduct, Infusion, Patient, VisitStatus
 
 DAY = dt.timedelta(days=1)
 
@@ -48,3 +48,20 @@ def test_it_records_and_plans_a_valid_infusion(login, physician_a, centre_a, mak
     assert infusion.protocol is not None
     assert infusion.visits.filter(status=VisitStatus.SCHEDULED).exists()
     assert infusion.visits.filter(status=VisitStatus.UNRECORDED).exists()
+
+
+def test_it_refuses_a_birth_date_corrected_to_after_an_infusion(login, coordinator_a, planned, centre_a, today):
+    patient = planned(centre_a, days_ago=60).patient
+    client = login(coordinator_a)
+    url = reverse("admin:surveillance_patient_change", args=[patient.pk])
+    form = client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    data.update(centre=patient.centre_id, birth_date=(today - 30 * DAY).isoformat(), contact_consent="on")
+    data["reminders_opted_out_at_0"] = data["reminders_opted_out_at_1"] = ""
+    data.pop("reminders_opted_out_at", None)
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "birth_date": ["is after the date of one of the patient's infusions"]
+    }
+    assert Patient.objects.get().birth_date == patient.birth_date

@@ -73,3 +73,12 @@ def test_it_answers_a_fhir_import_infused_before_birth_with_an_operation_outcome
     assert issue["expression"] == ["Bundle.entry[1].resource.date"]
     assert issue["diagnostics"].endswith("is before the patient's birth date")
     assert not Patient.objects.exists() and not Infusion.objects.exists()
+
+
+def test_it_refuses_a_birth_date_corrected_to_after_an_infusion(api_a, planned_a):
+    patient, infusion = planned_a
+    later = (infusion.infusion_date + 5 * DAY).isoformat()
+    response = api_a.patch(f"/api/v1/patients/{patient.pk}", {"birth_date": later}, format="json")
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"birth_date": ["is after the date of one of the patient's infusions"]}
+    assert Patient.objects.get().birth_date == patient.birth_date
