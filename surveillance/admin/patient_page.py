@@ -314,8 +314,9 @@ class CloseFollowUpForm(forms.Form):
     on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="On")
     reason = forms.CharField(max_length=255, help_text="Where the information comes from (kept with the closure).")
 
-    def __init__(self, *args, today: dt.date, **kwargs):
+    def __init__(self, *args, patient: Patient, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
+        self.patient = patient
         self.today = today
 
     def clean_on(self):
@@ -324,13 +325,22 @@ class CloseFollowUpForm(forms.Form):
             raise forms.ValidationError("The date cannot be in the future.")
         return value
 
+    def clean(self):
+        data = super().clean()
+        if data.get("status") == PatientStatus.DECEASED and data.get("on"):
+            try:
+                infusions.patient_death_date_check(self.patient, data["on"])
+            except infusions.InfusionRefused as exc:
+                self.add_error(exc.field_name, f"The date of death {exc.message}.")
+        return data
+
 
 def patient_close_view(model_admin, request, object_id):
     """Record a death, a withdrawal or a transfer: ``lifecycle.patient_close`` cancels the visits ahead."""
     patient = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
     if not request.user.has_perm("surveillance.change_patient"):
         raise PermissionDenied
-    form = CloseFollowUpForm(request.POST or None, today=workspace_today(request))
+    form = CloseFollowUpForm(request.POST or None, patient=patient, today=workspace_today(request))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

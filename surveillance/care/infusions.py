@@ -54,6 +54,12 @@ def patient_birth_date_check(patient: Patient, birth_date: dt.date | None) -> No
         raise InfusionRefused("birth_date", "is after the date of one of the patient's infusions")
 
 
+def patient_death_date_check(patient: Patient, died_on: dt.date) -> None:
+    """And from the patient's death: a date of death before one of their infusions is refused."""
+    if patient.infusions.filter(infusion_date__gt=died_on).exists():
+        raise InfusionRefused("on", "is before the date of one of the patient's infusions")
+
+
 def _patient_locked(patient_id: int) -> Patient:
     """The patient row, locked until the transaction ends, so that a closure cannot slip between check and write."""
     return Patient.objects.select_for_update().select_related("centre").get(pk=patient_id)

@@ -47,6 +47,18 @@ def test_it_refuses_a_future_date_and_a_second_closure(login, coordinator_a, pla
     assert Patient.objects.get().status == "withdrawn"
 
 
+def test_it_refuses_a_date_of_death_before_an_infusion(login, physician_a, planned, centre_a, today):
+    infusion = planned(centre_a, days_ago=30)
+    url = reverse("admin:surveillance_patient_close", args=[infusion.patient_id])
+    before = (infusion.infusion_date - DAY).isoformat()
+    response = login(physician_a).post(url, {"status": "deceased", "on": before, "reason": "Registry"})
+    assert response.status_code == 400
+    assert response.context["form"].errors == {
+        "on": ["The date of death is before the date of one of the patient's infusions."]
+    }
+    assert Patient.objects.get().status == "active"
+
+
 def test_it_lets_no_auditor_close_a_follow_up(login, auditor, planned, centre_a, today):
     infusion = planned(centre_a, days_ago=30)
     url = reverse("admin:surveillance_patient_close", args=[infusion.patient_id])
