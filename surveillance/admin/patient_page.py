@@ -331,7 +331,7 @@ class CloseFollowUpForm(forms.Form):
             try:
                 infusions.patient_death_date_check(self.patient, data["on"])
             except infusions.InfusionRefused as exc:
-                self.add_error(exc.field_name, f"The date of death {exc.message}.")
+                self.add_error("on", f"The date of death {exc.message}.")
         return data
 
 

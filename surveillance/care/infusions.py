@@ -57,7 +57,7 @@ def patient_birth_date_check(patient: Patient, birth_date: dt.date | None) -> No
 def patient_death_date_check(patient: Patient, died_on: dt.date) -> None:
     """And from the patient's death: a date of death before one of their infusions is refused."""
     if patient.infusions.filter(infusion_date__gt=died_on).exists():
-        raise InfusionRefused("on", "is before the date of one of the patient's infusions")
+        raise InfusionRefused("status_date", "is before the date of one of the patient's infusions")
 
 
 def _patient_locked(patient_id: int) -> Patient:
