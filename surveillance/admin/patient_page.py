@@ -19,12 +19,11 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from surveillance.access.audit import audit_record
 from surveillance.admin.worklists import ContactForm, workspace_today
-from surveillance.care import lifecycle, planning
+from surveillance.care import infusions, lifecycle, planning
 from surveillance.care.risk_flags import FlagFacts, risk_flag_write
 from surveillance.models import (
     FollowUpVisit,
@@ -35,8 +34,9 @@ from surveillance.models import (
     RiskFlag,
     VisitStatus,
 )
-from surveillance.models.patients import FlagSource, RiskFlagCode
+from surveillance.models.patients import CLOSED_STATUSES, FlagSource, PatientStatus, RiskFlagCode
 from surveillance.models.protocols import VisitKind
+from surveillance.models.visits import RECORDABLE_STATUSES
 from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 TIMELINE_YEARS = 15
@@ -67,6 +67,7 @@ STATUS_CLASS = {
     VisitStatus.MISSED: "missed",
     VisitStatus.CANCELLED: "cancelled",
     VisitStatus.SCHEDULED: "scheduled",
+    VisitStatus.UNRECORDED: "unrecorded",
 }
 
 
@@ -158,6 +159,7 @@ def patient_page_context(request, patient: Patient) -> dict:
         "can_replan": user.has_perm("surveillance.change_infusion") and user.has_perm("surveillance.change_riskflag"),
         "can_record_event": user.has_perm("surveillance.add_malignancyevent"),
         "can_log_attempt": user.has_perm("surveillance.add_contactattempt"),
+        "can_close": user.has_perm("surveillance.change_patient") and patient.under_follow_up,
     }
 
 
@@ -249,7 +251,7 @@ def visit_page_view(model_admin, request, object_id):
     if not model_admin.has_view_permission(request, visit):
         raise PermissionDenied
     today = workspace_today(request)
-    can_act = model_admin.has_change_permission(request, visit) and visit.status == VisitStatus.SCHEDULED
+    can_act = model_admin.has_change_permission(request, visit) and visit.status in RECORDABLE_STATUSES
     action = request.POST.get("action") if request.method == "POST" else None
     bound = {"complete": None, "reschedule": None, "cancel": None}
     if action in bound:
@@ -313,6 +315,62 @@ def visit_page_view(model_admin, request, object_id):
     return TemplateResponse(request, "surveillance/admin/visit_page.html", context, status=status)
 
 
+class CloseFollowUpForm(forms.Form):
+    status = forms.ChoiceField(choices=[(s.value, s.label) for s in CLOSED_STATUSES], label="Follow-up ends because")
+    on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="On")
+    reason = forms.CharField(max_length=255, help_text="Where the information comes from (kept with the closure).")
+
+    def __init__(self, *args, patient: Patient, today: dt.date, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.patient = patient
+        self.today = today
+
+    def clean_on(self):
+        value = self.cleaned_data["on"]
+        if value > self.today:
+            raise forms.ValidationError("The date cannot be in the future.")
+        return value
+
+    def clean(self):
+        data = super().clean()
+        if data.get("status") == PatientStatus.DECEASED and data.get("on"):
+            try:
+                infusions.patient_death_date_check(self.patient, data["on"])
+            except infusions.InfusionRefused as exc:
+                self.add_error("on", f"The date of death {exc.message}.")
+        return data
+
+
+def patient_close_view(model_admin, request, object_id):
+    """Record a death, a withdrawal or a transfer: ``lifecycle.patient_close`` cancels the visits ahead."""
+    patient = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not request.user.has_perm("surveillance.change_patient"):
+        raise PermissionDenied
+    form = CloseFollowUpForm(request.POST or None, patient=patient, today=workspace_today(request))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            cancelled = lifecycle.patient_close(
+                patient, status=data["status"], on=data["on"], reason=data["reason"], by=request.user
+            )
+        except lifecycle.TransitionError as exc:
+            form.add_error(None, str(exc))
+        else:
+            label = PatientStatus(data["status"]).label.lower()
+            model_admin.message_user(request, f"Follow-up closed ({label}): {cancelled} visits cancelled.")
+            return HttpResponseRedirect(patient_url(patient.pk))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Close follow-up — {patient.display_name}",
+        "opts": model_admin.model._meta,
+        "form": form,
+        "patient": patient,
+    }
+    return TemplateResponse(
+        request, "surveillance/admin/close_follow_up.html", context, status=400 if form.is_bound else 200
+    )
+
+
 def patient_log_attempt_view(model_admin, request, object_id):
     patient = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
     if not request.user.has_perm("surveillance.add_contactattempt"):
@@ -365,6 +423,10 @@ class ReplanForm(forms.Form):
         value = self.cleaned_data["infusion_date"]
         if value < EARLIEST_INFUSION or value > self.today:
             raise forms.ValidationError(f"The infusion date must be between {EARLIEST_INFUSION} and today.")
+        try:
+            infusions.infusion_check(self.infusion.patient, value, correcting=True)
+        except infusions.InfusionRefused as exc:
+            raise forms.ValidationError(f"The infusion date {exc.message}.") from exc
         return value
 
     def clean(self):
@@ -382,24 +444,20 @@ class ReplanForm(forms.Form):
         return data
 
 
-def _change_apply(infusion: Infusion, data: dict, by) -> dict:
-    """Write the requested change (inside the caller's transaction); returns what changed, for the audit."""
-    changed: dict = {}
-    if data["infusion_date"] != infusion.infusion_date:
-        Infusion.objects.filter(pk=infusion.pk).update(infusion_date=data["infusion_date"], updated_at=timezone.now())
-        changed["infusion_date"] = [infusion.infusion_date.isoformat(), data["infusion_date"].isoformat()]
-    if data.get("flag_code"):
-        facts = FlagFacts(
-            code=data["flag_code"],
-            present=data["flag_present"],
-            source=data["flag_source"],
-            observed_on=data["flag_observed_on"],
-            detail=data["flag_detail"],
-            source_reference=data["flag_reference"],
-        )
-        risk_flag_write(infusion, facts, by=by)
-        changed["risk_flag"] = {"code": data["flag_code"], "present": data["flag_present"]}
-    return changed
+def _flag_apply(infusion: Infusion, data: dict, by) -> dict:
+    """Write the requested risk flag, if any (inside the caller's transaction); returns what changed, for the audit."""
+    if not data.get("flag_code"):
+        return {}
+    facts = FlagFacts(
+        code=data["flag_code"],
+        present=data["flag_present"],
+        source=data["flag_source"],
+        observed_on=data["flag_observed_on"],
+        detail=data["flag_detail"],
+        source_reference=data["flag_reference"],
+    )
+    risk_flag_write(infusion, facts, by=by)
+    return {"risk_flag": {"code": data["flag_code"], "present": data["flag_present"]}}
 
 
 def _reload(infusion_id: int) -> Infusion:
@@ -409,7 +467,8 @@ def _reload(infusion_id: int) -> Infusion:
 def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
     """The diff the change would cause, computed with the change written and then rolled back."""
     with transaction.atomic():
-        _change_apply(infusion, data, by)
+        _flag_apply(infusion, data, by)
+        infusions.infusion_values_write(_reload(infusion.pk), {"infusion_date": data["infusion_date"]})
         diff = planning.infusion_plan_preview(_reload(infusion.pk))
         transaction.set_rollback(True)
     return diff
@@ -440,7 +499,12 @@ def infusion_replan_view(model_admin, request, object_id):
         if confirm:
             try:
                 with transaction.atomic():
-                    changed = _change_apply(infusion, data, request.user)
+                    changed = _flag_apply(infusion, data, request.user)
+                    if data["infusion_date"] != infusion.infusion_date:
+                        changed["infusion_date"] = [
+                            infusion.infusion_date.isoformat(),
+                            data["infusion_date"].isoformat(),
+                        ]
                     audit_record(
                         request,
                         "change",
@@ -449,13 +513,19 @@ def infusion_replan_view(model_admin, request, object_id):
                         patient_id=infusion.patient_id,
                         changes={**changed, "reason": data["reason"]},
                     )
-                    applied = planning.infusion_plan(
-                        _reload(infusion.pk), by=request.user, reason=data["reason"], confirm=confirm
+                    applied = infusions.infusion_correct(
+                        _reload(infusion.pk),
+                        infusion_date=data["infusion_date"],
+                        by=request.user,
+                        reason=data["reason"],
+                        replan=True,
+                        confirm=confirm,
                     )
             except planning.PlanChanged:
                 notice = "The plan changed since you looked at it: check the new preview and confirm again."
             else:
-                model_admin.message_user(request, f"Change applied and visits re-planned: {applied.summary()}.")
+                done = f"visits re-planned: {applied.summary()}" if applied else "follow-up is closed: no re-plan"
+                model_admin.message_user(request, f"Change applied, {done}.")
                 return HttpResponseRedirect(patient_url(infusion.patient_id))
         diff = replan_preview(infusion, data, request.user)
         form = ReplanForm({**request.POST.dict(), "fingerprint": diff.fingerprint()}, infusion=infusion, today=today)
@@ -468,6 +538,7 @@ def infusion_replan_view(model_admin, request, object_id):
         "patient": infusion.patient,
         "form": form,
         "diff": diff,
+        "today": today,
         "notice": notice,
         "flags": infusion.risk_flags.all(),
     }

@@ -3,6 +3,7 @@ visits, patients, reminders, requests and reporting steps carry the worklist fil
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, DateField, Max, Value
 from django.urls import path, reverse
@@ -16,13 +17,39 @@ from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
 from surveillance.admin.patient_page import (
     infusion_replan_view,
+    patient_close_view,
     patient_log_attempt_view,
     patient_page_context,
     visit_page_view,
 )
-from surveillance.care import planning
+from surveillance.care import infusions
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
+
+
+class InfusionForm(forms.ModelForm):
+    """The admin's infusion form: a new infusion that contradicts the patient's record is a form error."""
+
+    def clean(self):
+        data = super().clean()
+        if data.get("patient") and data.get("infusion_date"):
+            try:
+                infusions.infusion_check(data["patient"], data["infusion_date"])
+            except infusions.InfusionRefused as exc:
+                self.add_error(exc.field_name, exc.message)
+        return data
+
+
+class PatientForm(forms.ModelForm):
+    """The admin's patient form: a birth date after one of the patient's infusions is a form error."""
+
+    def clean_birth_date(self):
+        value = self.cleaned_data["birth_date"]
+        try:
+            infusions.patient_birth_date_check(self.instance, value)
+        except infusions.InfusionRefused as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return value
 
 
 def _via(prefix: str) -> tuple[str, ...]:
@@ -119,6 +146,7 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
     )
     change_form_template = "surveillance/admin/patient_page.html"
     actions = ["mark_contacted", "log_attempt", "export_csv"]
+    form = PatientForm
 
     def get_queryset(self, request):
         return (
@@ -163,7 +191,12 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
                 "<path:object_id>/log-attempt/",
                 self.admin_site.admin_view(lambda r, object_id: patient_log_attempt_view(self, r, object_id)),
                 name="surveillance_patient_log_attempt",
-            )
+            ),
+            path(
+                "<path:object_id>/close/",
+                self.admin_site.admin_view(lambda r, object_id: patient_close_view(self, r, object_id)),
+                name="surveillance_patient_close",
+            ),
         ]
         return urls + super().get_urls()
 
@@ -183,6 +216,7 @@ class InfusionAdmin(CentreScopedAdmin):
     search_fields = _via("patient")
     list_select_related = ("patient", "product", "protocol")
     autocomplete_fields = ("patient",)
+    form = InfusionForm
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -191,10 +225,10 @@ class InfusionAdmin(CentreScopedAdmin):
         return ("patient", "product", "infusion_date", "protocol", "superseded_by")
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if not change:
-            planning.infusion_supersede_earlier(obj, by=request.user)
-            planning.infusion_plan(obj, by=request.user, reason="infusion entered in the admin")
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            infusions.infusion_record(obj, by=request.user, reason="infusion entered in the admin")
 
     def get_urls(self):
         urls = [

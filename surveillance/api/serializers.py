@@ -15,8 +15,8 @@ from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
-from surveillance.care import lifecycle, planning
-from surveillance.care.risk_flags import FlagFacts, risk_flag_write
+from surveillance.care import infusions, lifecycle, planning
+from surveillance.care.risk_flags import FlagFacts
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
@@ -128,6 +128,11 @@ class PatientSerializer(serializers.ModelSerializer):
     def validate_birth_date(self, value):
         if value is not None and not EARLIEST_BIRTH <= value <= _today():
             raise serializers.ValidationError(f"must lie between {EARLIEST_BIRTH} and today")
+        if self.instance is not None:
+            try:
+                infusions.patient_birth_date_check(self.instance, value)
+            except infusions.InfusionRefused as exc:
+                raise serializers.ValidationError(exc.message) from exc
         return value
 
     def validate_mrn(self, value: str) -> str:
@@ -336,16 +341,6 @@ class InfusionSerializer(serializers.ModelSerializer):
         if len(set(codes)) != len(codes):
             raise serializers.ValidationError("one entry per flag code")
         return value
-
-    def create(self, validated_data):
-        """The infusion and the flags it comes with, before its first plan (which then sees them)."""
-        flags = validated_data.pop("risk_flags", [])
-        infusion = super().create(validated_data)
-        user = self.context["request"].user
-        by = user if getattr(user, "pk", None) else None  # a token is not a user: its name is in the audit label
-        for data in flags:
-            risk_flag_write(infusion, RiskFlagSerializer.facts(data), by=by)
-        return infusion
 
     def validate(self, attrs):
         if self.instance is not None and "risk_flags" in attrs:

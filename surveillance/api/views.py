@@ -3,7 +3,9 @@ output serializer. Every queryset is scoped to the caller's centres, so a foreig
 
 from __future__ import annotations
 
-from django.db import transaction
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -17,7 +19,7 @@ from surveillance.access.tenancy import scope
 from surveillance.api import filters, idempotency, import_jobs, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
-from surveillance.care import lifecycle, planning, reporting, risk_flags
+from surveillance.care import infusions, lifecycle, reporting, risk_flags
 from surveillance.exports import fhir_export, visit_pages
 from surveillance.imports import ehr_import, jobs
 from surveillance.imports.fhir.records import FhirImportError
@@ -373,22 +375,25 @@ class InfusionViewSet(
         return super().get_permissions()
 
     def perform_create(self, serializer):
-        by = acting_user(self.request)
-        with transaction.atomic():
-            infusion = serializer.save()
-            planning.infusion_plan(infusion, by=by, reason="recorded through the API")
-            if Infusion.objects.filter(patient=infusion.patient, infusion_date__lt=infusion.infusion_date).exists():
-                planning.infusion_supersede_earlier(infusion, by=by)
+        values = dict(serializer.validated_data)
+        flags = [serializers.RiskFlagSerializer.facts(data) for data in values.pop("risk_flags", [])]
+        infusion = Infusion(**values)
+        with _refusal_as_400():
+            infusions.infusion_record(
+                infusion, by=acting_user(self.request), reason="recorded through the API", risk_flags=flags
+            )
+        serializer.instance = infusion
         self.request._request.audit_patient_id = infusion.patient_id
 
     def perform_update(self, serializer):
-        before = (serializer.instance.infusion_date, serializer.instance.product_id)
-        with transaction.atomic():
-            infusion = serializer.save()
-            if (infusion.infusion_date, infusion.product_id) != before and infusion.patient.under_follow_up:
-                planning.infusion_plan(
-                    infusion, by=acting_user(self.request), reason="infusion date or product corrected"
-                )
+        values = {name: value for name, value in serializer.validated_data.items() if name != "patient"}
+        with _refusal_as_400():
+            infusions.infusion_correct(
+                serializer.instance,
+                by=acting_user(self.request),
+                reason="infusion date or product corrected",
+                **values,
+            )
 
     @extend_schema(
         summary="Record a risk flag of the infusion (its schedule is re-planned at once)",
@@ -423,6 +428,15 @@ class InfusionViewSet(
             "plan": None if outcome.diff is None else {**outcome.diff.as_dict(), "summary": outcome.diff.summary()},
         }
         return Response(serializers.RiskFlagOutcomeSerializer(body).data)
+
+
+@contextmanager
+def _refusal_as_400() -> Iterator[None]:
+    """An infusion that contradicts the patient's record is a 400 naming the field, like any invalid input."""
+    try:
+        yield
+    except infusions.InfusionRefused as exc:
+        raise exceptions.ValidationError({exc.field_name: [exc.message]}) from exc
 
 
 # --------------------------------------------------------------------------------------------- visits

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from surveillance.access.audit import audit_write
@@ -27,6 +28,7 @@ from surveillance.models import (
 )
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage
 from surveillance.models.reminders import ReminderStatus
+from surveillance.models.visits import RECORDABLE_STATUSES
 from surveillance.reminders import outbox
 
 
@@ -75,13 +77,15 @@ def visit_mark_completed(
     by=None,
     now: dt.datetime | None = None,
 ) -> FollowUpVisit:
-    """Record a visit as done. A date outside the window is allowed (it happened) but must not be in the future."""
+    """Record a visit as done. A date outside the window is allowed (it happened) but must not be in the future.
+
+    An unrecorded visit (planned after its window closed) is recorded the same way, from the clinic's notes."""
     now = now or timezone.now()
     if completed_on > timezone.localdate(now):
         raise TransitionError("a visit cannot be completed on a future date")
     return _transition(
         visit,
-        (VisitStatus.SCHEDULED,),
+        RECORDABLE_STATUSES,
         action="completed",
         by=by,
         reason="",
@@ -94,11 +98,15 @@ def visit_mark_completed(
 
 
 def visit_cancel(visit: FollowUpVisit, *, reason: str, by=None, now: dt.datetime | None = None) -> FollowUpVisit:
+    """A visit that will not (or, for an unrecorded one, did not) take place, with the reason.
+
+    Recording an unrecorded visit as not done cancels it rather than marking it missed: nobody was reminded of it
+    or could have booked it here, so it does not move the patient along the lost-to-follow-up ladder."""
     if not reason.strip():
         raise TransitionError("a cancellation needs a reason")
     return _transition(
         visit,
-        (VisitStatus.SCHEDULED,),
+        RECORDABLE_STATUSES,
         action="cancelled",
         by=by,
         reason=reason,
@@ -185,7 +193,8 @@ def patient_close(
 ) -> int:
     """Deceased, withdrawn or transferred: off every worklist, every open visit cancelled, every reminder stopped.
 
-    Returns the number of visits cancelled.
+    Unrecorded visits (planned after their window closed) are cancelled too when their window opened after ``on``:
+    they cannot have taken place; earlier ones can still be recorded. Returns the number of visits cancelled.
     """
     if status not in CLOSED_STATUSES:
         raise TransitionError(f"{status!r} does not close follow-up")
@@ -204,7 +213,10 @@ def patient_close(
         )
         if updated != 1:
             raise TransitionError("the patient's follow-up is already closed")
-        visits = FollowUpVisit.objects.filter(infusion__patient=patient, status=VisitStatus.SCHEDULED)
+        visits = FollowUpVisit.objects.filter(
+            Q(status=VisitStatus.SCHEDULED) | Q(status=VisitStatus.UNRECORDED, window_start__gt=on),
+            infusion__patient=patient,
+        )
         cancelled = visits.update(
             status=VisitStatus.CANCELLED,
             status_reason=f"Patient {PatientStatus(status).label.lower()}"[:255],

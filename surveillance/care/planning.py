@@ -2,9 +2,11 @@
 
 The engine (``scheduling``) says what the visits should be; this module compares that with what is stored and
 writes the difference. Completed and missed visits are history and are never touched; a visit a person cancelled
-stays cancelled. A re-plan is idempotent: running it twice changes nothing the second time. Callers show
-``infusion_plan_preview()`` to a person, then pass its fingerprint to ``infusion_plan()`` so that the change
-applied is the change that was confirmed.
+stays cancelled. A visit whose window closed before it was planned (an infusion entered after the fact) is
+``unrecorded``, not missed: it moves with a corrected infusion date like a scheduled one, and becomes scheduled
+again should its window now lie ahead (and the other way round). A re-plan is idempotent: running it twice
+changes nothing the second time. Callers show ``infusion_plan_preview()`` to a person, then pass its fingerprint
+to ``infusion_plan()`` so that the change applied is the change that was confirmed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from surveillance.models import (
     VisitStatus,
 )
 from surveillance.models.patients import RiskFlagCode
-from surveillance.models.visits import PLAN_CONTENT_FIELDS, PLAN_DATE_FIELDS, PLAN_FIELDS, SETTLED_STATUSES
+from surveillance.models.visits import (
+    PLAN_CONTENT_FIELDS,
+    PLAN_DATE_FIELDS,
+    PLAN_FIELDS,
+    RECORDABLE_STATUSES,
+    SETTLED_STATUSES,
+)
 from surveillance.reminders import outbox
 from surveillance.scheduling import engine
 
@@ -193,7 +201,7 @@ def _diff(
             diff.unchanged += 1
             work["relink"].append((visit, plan))
     for key, visit in stored.items():
-        if key not in wanted and visit.status == VisitStatus.SCHEDULED:
+        if key not in wanted and visit.status in RECORDABLE_STATUSES:
             diff.removed.append(VisitRef(visit.pk, visit.rule_code, visit.occurrence, visit.due_date))
             work["remove"].append(visit)
     return diff, work
@@ -368,14 +376,14 @@ def _visit_row(
     reminders_planned_for: int | None = None,
 ) -> tuple:
     """A new visit's row (``VISIT_ROW_COLUMNS``), as ``_new_visit`` fills it; ``closed_at``: its window had
-    closed when it was planned (an import of an old infusion, or a corrected date), so it is not a missed visit."""
+    closed when it was planned (an import of an old infusion), so it is unrecorded, not missed."""
     return (
         infusion_id,
         rule_id,
         plan.rule_code,
         plan.occurrence,
         *(getattr(plan, name) for name in PLAN_FIELDS),
-        VisitStatus.SCHEDULED if closed_at is None else VisitStatus.CANCELLED,
+        VisitStatus.SCHEDULED if closed_at is None else VisitStatus.UNRECORDED,
         "" if closed_at is None else WINDOW_CLOSED_REASON,
         closed_at,
         reminders_planned_for,
@@ -415,9 +423,9 @@ def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: st
     for visit, plan in work["revive"]:
         before = _snapshot(visit)
         _copy_plan(visit, rules[plan.rule_code], plan)
-        visit.status, visit.status_reason, visit.planner_cancelled = VisitStatus.SCHEDULED, "", False
+        visit.planner_cancelled = False
+        _open_status_set(visit, today, now, by)
         visit.sequence += 1
-        visit.status_changed_at, visit.status_changed_by = now, by
         changes.append(
             VisitChange(visit=visit, by=by, action="restored", before=before, after=_snapshot(visit), reason=reason)
         )
@@ -425,6 +433,7 @@ def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: st
     for visit, plan in work["move"]:
         before = _snapshot(visit)
         _copy_plan(visit, rules[plan.rule_code], plan)
+        _open_status_set(visit, today, now, by)
         visit.sequence += 1
         changes.append(
             VisitChange(visit=visit, by=by, action="moved", before=before, after=_snapshot(visit), reason=reason)
@@ -489,14 +498,19 @@ def _new_visit(
 ) -> FollowUpVisit:
     visit = FollowUpVisit(infusion=infusion, rule_code=plan.rule_code, occurrence=plan.occurrence)
     _copy_plan(visit, rule, plan)
-    if plan.window_end < today:
-        # Planned after the fact (an import of an old infusion, or a corrected date): not a missed visit.
-        visit.status, visit.status_reason, visit.status_changed_at = (
-            VisitStatus.CANCELLED,
-            WINDOW_CLOSED_REASON,
-            now,
-        )
+    _open_status_set(visit, today, now, None)
     return visit
+
+
+def _open_status_set(visit: FollowUpVisit, today: dt.date, now: dt.datetime, by) -> None:
+    """Scheduled, or unrecorded if its window has already closed: planned after the fact (an infusion entered
+    late, or a corrected date), it is not a missed visit but one whose outcome is still to be recorded."""
+    status, reason = (
+        (VisitStatus.UNRECORDED, WINDOW_CLOSED_REASON) if visit.window_end < today else (VisitStatus.SCHEDULED, "")
+    )
+    if (visit.status, visit.status_reason) != (status, reason):
+        visit.status, visit.status_reason = status, reason
+        visit.status_changed_at, visit.status_changed_by = now, by
 
 
 def _copy_plan(visit: FollowUpVisit, rule: ProtocolRule, plan: engine.PlannedVisit) -> None:

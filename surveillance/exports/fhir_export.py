@@ -63,6 +63,7 @@ _ACTIVITY_STATUS = {
     VisitStatus.COMPLETED: "completed",
     VisitStatus.MISSED: "stopped",
     VisitStatus.CANCELLED: "cancelled",
+    VisitStatus.UNRECORDED: "unknown",  # its window closed before it was planned here, its outcome not yet told
 }
 _CAREPLAN_STATUS = {
     PatientStatus.ACTIVE: "active",

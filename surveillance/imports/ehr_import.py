@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from surveillance.access.audit import audit_acting_as
-from surveillance.care import lifecycle, planning
+from surveillance.care import infusions, lifecycle, planning
 from surveillance.imports.fhir.codes import CarTCodeIndex, product_names
 from surveillance.imports.fhir.parse import parse_bundle, parse_ndjson
 from surveillance.imports.fhir.records import (
@@ -458,6 +458,17 @@ class Importer:
 
     # --- infusions
     def infusion_apply(self, record: InfusionRecord, siblings: Iterable[InfusionRecord] = ()) -> Infusion:
+        """Store a new infusion or a corrected date or product, through ``care.infusions`` (its rules refused as
+        ``RowProblem``). A patient's first infusion in an NDJSON batch is inserted with the batch and planned with
+        it (``plans_flush``): it shares ``infusion_check`` with ``infusion_record``, which plans any other at once.
+        """
+        try:
+            return self._infusion_apply(record, siblings)
+        except infusions.InfusionRefused as exc:  # named by the model's field: say the record's element
+            element = {"infusion_date": "date", "patient": "subject.reference"}[exc.field_name]
+            raise RowProblem(element, exc.message, "business-rule") from exc
+
+    def _infusion_apply(self, record: InfusionRecord, siblings: Iterable[InfusionRecord]) -> Infusion:
         if record.infusion_date < EARLIEST_INFUSION:
             raise RowProblem(
                 "date", f"an infusion before {EARLIEST_INFUSION} predates every approved CAR-T product", "value"
@@ -480,11 +491,7 @@ class Importer:
             if existing is not None:  # the same infusion, described by another resource
                 self.report.infusions_unchanged += 1
                 return existing
-            # A patient's first infusion is planned with the others of the batch (``plans_flush``); one that
-            # may supersede an earlier infusion is planned at once, after those deferred so far.
-            defer = self.defer_plans and not stored and patient.under_follow_up
-            if not defer:
-                self.plans_flush()
+            infusions.infusion_check(patient, record.infusion_date)
             infusion = Infusion(
                 patient=patient,
                 product=product,
@@ -494,31 +501,36 @@ class Importer:
                 source_id=source_id,
             )
             self.report.infusions_created += 1
-            if defer and self.queue_creates:
-                self._new_infusions.append(infusion)
-            else:
-                infusion.save(force_insert=True)
-            if defer:
+            # A patient's first infusion is planned with the others of the batch (``plans_flush``); one that
+            # may supersede (or be superseded by) another is recorded at once, after those deferred so far.
+            if self.defer_plans and not stored:
+                if self.queue_creates:
+                    self._new_infusions.append(infusion)
+                else:
+                    infusion.save(force_insert=True)
                 self._pending.append((infusion, record))
                 if self._infusions is not None and patient.pk in self._infusions:
                     self._infusions[patient.pk].append(infusion)
                 return infusion
+            self.plans_flush()
             self._infusions_forget(patient)
-            self._plan(infusion, patient, PLAN_REASON)
-            if any(i.infusion_date < infusion.infusion_date for i in stored):
-                planning.infusion_supersede_earlier(infusion)
+            diff = infusions.infusion_record(infusion, reason=PLAN_REASON)
+            self.report.visits_planned += len(diff.added)
             return infusion
         if existing.infusion_date == record.infusion_date and existing.product_id == product.pk:
             self.report.infusions_unchanged += 1
             return existing
+        infusions.infusion_check(patient, record.infusion_date, correcting=True)
         self.plans_flush()
         self._infusions_forget(patient)
-        Infusion.objects.filter(pk=existing.pk).update(
-            infusion_date=record.infusion_date, product=product, updated_at=timezone.now()
+        diff = infusions.infusion_correct(
+            existing,
+            infusion_date=record.infusion_date,
+            product=product,
+            reason="EHR import: infusion date or product corrected",
         )
-        existing.refresh_from_db()
         self.report.infusions_replanned += 1
-        self._plan(existing, patient, "EHR import: infusion date or product corrected")
+        self.report.visits_planned += len(diff.added) if diff else 0
         return existing
 
     def _product_from(self, record, patient, existing, siblings) -> str:
@@ -546,12 +558,6 @@ class Importer:
             "(e.g. its HCPCS Q-code or NDC) or a MedicationAdministration of the product",
             "code-invalid",
         )
-
-    def _plan(self, infusion: Infusion, patient: Patient, reason: str) -> None:
-        if not patient.under_follow_up:
-            return
-        diff = planning.infusion_plan(infusion, reason=reason)
-        self.report.visits_planned += len(diff.added)
 
     # --- one record, in a savepoint
     def apply(self, item, siblings: Iterable[InfusionRecord] = ()) -> None:

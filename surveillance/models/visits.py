@@ -16,6 +16,9 @@ class VisitStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     MISSED = "missed", "Missed"
     CANCELLED = "cancelled", "Cancelled"
+    # Its window had closed before the infusion was recorded here: whether it took place is not known yet. It can
+    # still be recorded (done or not done), but it is never reminded of, never missed and never on a worklist.
+    UNRECORDED = "unrecorded", "Not recorded (window closed before the infusion was entered)"
 
 
 #: A visit in one of these states is history: re-planning never touches it.
@@ -28,6 +31,8 @@ PLAN_CONTENT_FIELDS = ("label", "kind", "assessments")
 #: Every field the planner copies from the engine's ``PlannedVisit`` (same names there), in the order the API and
 #: the exports list them. The planner, the serializers and the exports read this one list.
 PLAN_FIELDS = ("label", "kind", *PLAN_DATE_FIELDS, "assessments")
+#: States a clinician can still record a visit from (as done, or as not done with a reason).
+RECORDABLE_STATUSES = (VisitStatus.SCHEDULED, VisitStatus.UNRECORDED)
 
 
 class FollowUpVisitQuerySet(models.QuerySet):

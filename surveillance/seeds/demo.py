@@ -17,13 +17,13 @@ import yaml
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.care import lifecycle, planning, reporting
+from surveillance.care import infusions, lifecycle, reporting
+from surveillance.care.risk_flags import FlagFacts
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
     Infusion,
     Patient,
-    RiskFlag,
     TreatmentCentre,
     VisitStatus,
 )
@@ -120,7 +120,7 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         preferred_language="es" if spanish else "en",
     )
     product = rng.choices([p for p, _ in mix], weights=[w for _, w in mix])[0]
-    infusion = Infusion.objects.create(
+    infusion = Infusion(
         patient=patient,
         product=product,
         infusion_date=infusion_date,
@@ -129,9 +129,9 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         prior_lines=rng.randint(cfg["prior_lines"]["min"], cfg["prior_lines"]["max"]),
     )
     flags = [
-        RiskFlag(
-            infusion=infusion,
+        FlagFacts(
             code=code,
+            present=True,
             source=FlagSource.NGS_REPORT if code == "clonal_haematopoiesis" else FlagSource.TREATMENT_HISTORY,
             detail="DNMT3A VAF 4%" if code == "clonal_haematopoiesis" else "",
             observed_on=infusion_date - dt.timedelta(days=14),
@@ -139,8 +139,7 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         for code, share in cfg["risk_flags"].items()
         if rng.random() < share
     ]
-    RiskFlag.objects.bulk_create(flags)
-    planning.infusion_plan(infusion, reason="demo cohort")
+    infusions.infusion_record(infusion, reason="demo cohort", risk_flags=flags)
     closure = _pick_closure(rng, infusion_date, cfg, today)
     _fill_history(rng, infusion, cfg, closure[1] if closure else today)
     events = _second_cancer(rng, infusion, cfg, closure[1] if closure else today)
@@ -150,16 +149,10 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
 
 
 def _fill_history(rng, infusion: Infusion, cfg: dict, until: dt.date) -> None:
-    """Visits whose window closed before today were planned after the fact; record them as the clinic did.
-
-    Visits after ``until`` (the day follow-up closed) stay cancelled.
+    """Visits whose window closed before today were planned after the fact (unrecorded); record them as the clinic
+    did. Those after ``until`` (the day follow-up closed) are left to the closure.
     """
-    past = FollowUpVisit.objects.filter(
-        infusion=infusion,
-        status=VisitStatus.CANCELLED,
-        status_reason=planning.WINDOW_CLOSED_REASON,
-        window_end__lt=until,
-    )
+    past = FollowUpVisit.objects.filter(infusion=infusion, status=VisitStatus.UNRECORDED, window_end__lt=until)
     completed, missed = [], []
     for visit in past:
         if visit.kind in ("infusion", "acute", "baseline") or rng.random() < cfg["visit_completion"]:

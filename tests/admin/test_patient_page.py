@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
+from surveillance.care import lifecycle
 from surveillance.models import AuditEntry, FollowUpVisit, Reminder, RiskFlag, VisitStatus
 
 pytestmark = pytest.mark.django_db
@@ -104,16 +105,22 @@ def test_it_moves_open_visits_and_keeps_history_when_the_infusion_date_is_correc
     login, physician_a, planned, centre_a
 ):
     infusion = planned(centre_a, days_ago=60)
+    unrecorded = FollowUpVisit.objects.filter(infusion=infusion, status=VisitStatus.UNRECORDED).order_by("due_date")
+    lifecycle.visit_mark_completed(unrecorded[0], completed_on=unrecorded[0].due_date, by=physician_a)
+    # Still unrecorded (planned after their window closed): not history, they move with the date.
+    open_before = dict(unrecorded.values_list("pk", "due_date"))
     settled = set(
         FollowUpVisit.objects.filter(infusion=infusion)
-        .exclude(status=VisitStatus.SCHEDULED)
+        .exclude(status__in=(VisitStatus.SCHEDULED, VisitStatus.UNRECORDED))
         .values_list("pk", "due_date", "status")
     )
+    assert settled and open_before
     client = login(physician_a)
     url = reverse("admin:surveillance_infusion_replan", args=[infusion.pk])
     new_date = (infusion.infusion_date + 2 * DAY).isoformat()
-    diff = client.post(url, _replan_data(infusion, infusion_date=new_date, reason="Date typo")).context["diff"]
-    assert diff.moved
+    preview = client.post(url, _replan_data(infusion, infusion_date=new_date, reason="Date typo"))
+    diff = preview.context["diff"]
+    assert diff.moved and b"(window closed: not recorded)" in preview.content
     response = client.post(
         url,
         _replan_data(infusion, infusion_date=new_date, reason="Date typo", confirm="1", fingerprint=diff.fingerprint()),
@@ -127,6 +134,9 @@ def test_it_moves_open_visits_and_keeps_history_when_the_infusion_date_is_correc
         FollowUpVisit.objects.filter(pk__in=[pk for pk, _, _ in settled]).values_list("pk", "due_date", "status")
     )
     assert still == settled
+    after = dict(FollowUpVisit.objects.filter(pk__in=open_before).values_list("pk", "due_date"))
+    assert after == {pk: due + 2 * DAY for pk, due in open_before.items()}
+    assert {m.visit_id for m in diff.moved} >= set(open_before)
 
 
 def test_it_rejects_an_empty_or_impossible_change_with_field_messages(login, physician_a, planned, centre_a, today):
@@ -139,6 +149,37 @@ def test_it_rejects_an_empty_or_impossible_change_with_field_messages(login, phy
     assert future.status_code == 400 and "infusion_date" in future.context["form"].errors
     no_source = client.post(url, _replan_data(infusion, flag_code="ebv_positive"))
     assert no_source.status_code == 400 and "flag_source" in no_source.context["form"].errors
+
+
+def test_it_refuses_a_corrected_date_before_birth_or_after_death(login, physician_a, planned, centre_a, today):
+    infusion = planned(centre_a, days_ago=60, birth_date=today - 70 * DAY)
+    client = login(physician_a)
+    url = reverse("admin:surveillance_infusion_replan", args=[infusion.pk])
+    unborn = client.post(url, _replan_data(infusion, infusion_date=(today - 80 * DAY).isoformat()))
+    assert unborn.status_code == 400
+    assert unborn.context["form"].errors["infusion_date"] == ["The infusion date is before the patient's birth date."]
+    lifecycle.patient_close(infusion.patient, status="deceased", on=today - 50 * DAY, reason="Died")
+    dead = client.post(url, _replan_data(infusion, infusion_date=(today - 40 * DAY).isoformat()))
+    assert dead.status_code == 400
+    assert dead.context["form"].errors["infusion_date"] == [
+        "The infusion date is after the patient's recorded date of death."
+    ]
+    infusion.refresh_from_db()
+    assert infusion.infusion_date == today - 60 * DAY
+
+
+def test_it_records_a_visit_planned_after_its_window_closed(login, physician_a, planned, centre_a):
+    infusion = planned(centre_a, days_ago=60)
+    visit = FollowUpVisit.objects.filter(infusion=infusion, status=VisitStatus.UNRECORDED).first()
+    client = login(physician_a)
+    url = reverse("admin:surveillance_followupvisit_change", args=[visit.pk])
+    page = client.get(url)
+    assert b"Record visit done" in page.content and b"reschedule-form" not in page.content
+    data = {"action": "complete", "completed_on": visit.due_date.isoformat()}
+    data.update({name: "normal" for name in page.context["complete_form"].fields if name.startswith("result_")})
+    assert client.post(url, data).status_code == 302
+    visit.refresh_from_db()
+    assert (visit.status, visit.completed_on) == (VisitStatus.COMPLETED, visit.due_date)
 
 
 def test_it_lets_only_physicians_change_flags_or_dates(login, coordinator_a, planned, centre_a):

@@ -43,7 +43,8 @@ def test_it_exports_a_valid_careplan_whatever_the_visits_and_patient_status(api_
     Bundle.model_validate(bundle)
     careplan = bundle["entry"][0]["resource"]
     statuses = [a["detail"]["status"] for a in careplan["activity"] if "detail" in a]
-    assert set(statuses) == {"cancelled", "completed", "stopped"}
+    # "unknown": the visits whose window had closed before the infusion was entered, their outcome not yet recorded
+    assert set(statuses) == {"cancelled", "completed", "stopped", "unknown"}
     assert careplan["subject"] == {"identifier": {"system": "urn:cartwatch:patient", "value": str(patient.pk)}}
 
 

@@ -85,3 +85,17 @@ def test_it_lists_each_visit_as_its_own_page_shows_it(api_a, planned_a):
     assert {"status": "completed", "completed_on": dt.date.today().isoformat()}.items() <= next(
         row for row in rows if row["id"] == visit.pk
     ).items()
+
+
+def test_it_records_a_visit_planned_after_its_window_closed(api_a, planned_a):
+    visit = FollowUpVisit.objects.filter(infusion=planned_a[1], status=VisitStatus.UNRECORDED).first()
+    response = api_a.post(
+        f"/api/v1/visits/{visit.pk}/complete",
+        {"completed_on": visit.due_date.isoformat(), "results": {"cbc": "normal"}},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "completed"
+    other = FollowUpVisit.objects.filter(infusion=planned_a[1], status=VisitStatus.UNRECORDED).first()
+    response = api_a.post(f"/api/v1/visits/{other.pk}/cancel", {"reason": "Not done (clinic notes)"}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"

@@ -116,8 +116,9 @@ def test_it_adds_intensified_visits_when_a_risk_flag_appears_and_keeps_history(c
     assert ("M15_21", 1) in added
     visits = _visits(infusion)
     assert visits[("M6", 1)].status == VisitStatus.COMPLETED
-    # M9 (October 2025) was already past when the flag arrived: planned after the fact, so not a missed visit.
-    assert visits[("M9", 1)].status == VisitStatus.CANCELLED
+    # M9 (October 2025) was already past when the flag arrived: planned after the fact, so not a missed visit but
+    # one whose outcome is still to be recorded.
+    assert visits[("M9", 1)].status == VisitStatus.UNRECORDED
     assert visits[("M9", 1)].status_reason == planning.WINDOW_CLOSED_REASON
     assert visits[("M15_21", 1)].status == VisitStatus.SCHEDULED
 
@@ -275,7 +276,7 @@ def test_it_plans_a_batch_of_new_infusions_as_it_plans_them_one_by_one(centre_a,
         assert _planned_rows(mine) == _planned_rows(theirs)
     rows = [_planned_rows(i) for i in batch]
     assert any(r["reminders"] for r in rows)
-    assert any(v[9] == VisitStatus.CANCELLED for v in rows[1]["visits"])
+    assert any(v[9] == VisitStatus.UNRECORDED for v in rows[1]["visits"])
     assert rows[0]["protocol"] != rows[2]["protocol"]
     # Planning the batch again changes nothing.
     again = planning.infusions_plan_new(batch, now=NOW)

@@ -56,7 +56,7 @@ def test_it_writes_the_rows_bulk_create_writes(
     rows = _stored(copied)
     assert len(rows["visits"]) > 20
     assert rows["reminders"] and len(rows["audit"]) == 1
-    assert {v["status"] for v in rows["visits"]} == {"scheduled", "cancelled"}
+    assert {v["status"] for v in rows["visits"]} == {"scheduled", "unrecorded"}
 
 
 COLUMNS = ("infusion_id", "rule_id", "rule_code", "occurrence", "label", "kind", "due_date", "window_start")
