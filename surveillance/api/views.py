@@ -613,11 +613,7 @@ class CsvImportView(ImportView):
         if self.content_type(request) != "text/csv":
             raise exceptions.UnsupportedMediaType(self.content_type(request) or "none", detail="Send text/csv.")
         try:
-            text = self.read_all(request, limit).decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise exceptions.ValidationError({"body": ["the CSV is not UTF-8 text"]}) from exc
-        try:
-            report = ehr_import.csv_import(text, **args)
+            report = ehr_import.csv_import(self.read_all(request, limit), **args)
         except FhirImportError as exc:
             return self.outcome(exc)
         request._request.audit_patient_ids = sorted(report.patient_ids)

@@ -374,10 +374,10 @@ class Importer:
 
     # --- patients
     def patient_apply(self, record: PatientRecord) -> Patient:
-        mrn = (record.mrn or record.source_id).strip()[:64]
+        mrn = (record.mrn or record.source_id).strip()
         if not mrn:
             raise RowProblem("identifier", "the patient has neither an MRN nor an id", "required")
-        source_id = record.source_id[:128]
+        source_id = record.source_id
         if {("source", source_id), ("mrn", mrn)} & self._queued:
             self._patients_flush()  # the same patient twice in a batch: the second finds the first, stored
         if self._cached:
@@ -391,16 +391,17 @@ class Importer:
                 or Patient.objects.filter(centre=self.centre, mrn=mrn).first()
             )
         values = {
-            "given_name": record.given_name[:100],
-            "family_name": record.family_name[:100],
+            "given_name": record.given_name,
+            "family_name": record.family_name,
             "birth_date": record.birth_date,
             "sex": record.sex,
-            "email": record.email[:254],
-            "phone": record.phone[:32],
+            "email": record.email,
+            "phone": record.phone,
             "preferred_language": record.preferred_language
             if record.preferred_language in dict(settings.LANGUAGES)
             else "en",
         }
+        _columns_fit(Patient, {**values, "mrn": mrn, "source_id": source_id})
         if patient is None:
             patient = Patient(
                 centre=self.centre, mrn=mrn, source_system=self.source_system, source_id=source_id, **values
@@ -464,7 +465,8 @@ class Importer:
         self._patients_flush()
         patient = self._patient_for(record.patient_ref)
         self.report.patient_ids.add(patient.pk)
-        source_id = record.source_id[:128]
+        source_id = record.source_id
+        _columns_fit(Infusion, {"source_id": source_id, "lot_number": record.lot_number})
         # The patient's infusions in one query (a handful at most): the three lookups below are made on them.
         stored = self._infusions_of(patient)
         existing = next((i for i in stored if i.source_system == self.source_system and i.source_id == source_id), None)
@@ -488,7 +490,7 @@ class Importer:
                 patient=patient,
                 product=product,
                 infusion_date=record.infusion_date,
-                lot_number=record.lot_number[:64],
+                lot_number=record.lot_number,
                 source_system=self.source_system,
                 source_id=source_id,
             )
@@ -572,6 +574,14 @@ def _refuse_nul(record) -> None:
         value = getattr(record, name)
         if isinstance(value, str) and "\x00" in value:
             raise RowProblem(name, "null characters are not allowed", "value")
+
+
+def _columns_fit(model: type[Patient | Infusion], values: dict[str, object]) -> None:
+    """Refuse a value longer than its column: cut short, an MRN or a name would be stored silently wrong."""
+    for name, value in values.items():
+        limit = model._meta.get_field(name).max_length
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise RowProblem(name, f"longer than the {limit} characters stored", "too-long")
 
 
 def _issue(item, problem: RowProblem | str) -> ImportIssue:
@@ -708,14 +718,19 @@ def _ndjson_item_careful(importer: Importer, item, siblings: list[InfusionRecord
 
 # --------------------------------------------------------------------------------------------- CSV
 def csv_import(
-    text: str,
+    data: bytes | str,
     centre: TreatmentCentre,
     *,
     source_system: str = DEFAULT_SOURCE_SYSTEM,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Import a clinic CSV export atomically: any bad row rejects the file (every problem is listed)."""
-    from surveillance.imports.ehr_csv import parse_csv
+    """Import a clinic CSV export atomically: any bad row rejects the file (every problem is listed).
+
+    ``data`` as sent (bytes) is decoded here, so that a file that is not UTF-8 is reported by its line.
+    """
+    from surveillance.imports.ehr_csv import csv_decode, parse_csv
+
+    text = csv_decode(data) if isinstance(data, bytes) else data
 
     report = ImportReport(dry_run=dry_run, format="csv")
     products = dict(product_names())

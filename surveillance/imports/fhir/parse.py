@@ -54,6 +54,7 @@ INFUSION_TYPES = ("Procedure", "MedicationAdministration", "MedicationRequest")
 ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_LINE_CHARS = 16 * 1024 * 1024
+MAX_ID_CHARS = 64  # FHIR's id type: [A-Za-z0-9\-\.]{1,64}
 
 ANIMAL_EXTENSION = "http://hl7.org/fhir/StructureDefinition/patient-animal"
 IDENTIFIER_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -122,10 +123,13 @@ def _validate(resource: dict) -> tuple[Any, list[_Problem]]:
     """The fhir.resources model for a supported resource, or the problems (without echoing values)."""
     model_class = MODELS[resource["resourceType"]]
     try:
-        return model_class.model_validate(resource), []
+        model = model_class.model_validate(resource)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         return None, [_Problem(_path(error["loc"]), _message(error), "structure") for error in errors]
+    if model.id is not None and len(model.id) > MAX_ID_CHARS:  # the library checks the characters, not the length
+        return None, [_Problem("id", f"a FHIR id is at most {MAX_ID_CHARS} characters", "value")]
+    return model, []
 
 
 # --------------------------------------------------------------------------------------------- values
