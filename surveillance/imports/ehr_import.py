@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from surveillance.care import lifecycle, planning
@@ -41,6 +40,14 @@ from surveillance.imports.fhir.records import (
     ImportIssue,
     InfusionRecord,
     PatientRecord,
+)
+from surveillance.imports.identity import (
+    Identity,
+    SourceKey,
+    identity_reviews_open,
+    patient_identify,
+    patients_find,
+    record_mrn,
 )
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, ProductCode, TreatmentCentre
 
@@ -167,9 +174,12 @@ class RowProblem(Exception):
 
 # --------------------------------------------------------------------------------------------- applying records
 class Importer:
-    """Applies records for one centre and one source system; reused across the batches of a stream."""
+    """Applies records for one centre on behalf of one sender; reused across the batches of a stream.
 
-    PATIENT_FIELDS = ("given_name", "family_name", "birth_date", "sex", "email", "phone", "preferred_language")
+    ``source_system`` is the sender's declared source: the source of records that do not state their own
+    (``PatientRecord.source``). Who a Patient is, is decided by ``imports.identity``; a record refused there for a
+    conflict is kept in ``conflicts`` for the identity review worklist.
+    """
 
     def __init__(self, centre: TreatmentCentre, *, source_system: str = DEFAULT_SOURCE_SYSTEM, report: ImportReport):
         self.centre = centre
@@ -177,12 +187,14 @@ class Importer:
         self.report = self._main = report
         self.today = timezone.localdate(timezone.now(), centre.tz)
         self.products = {p.code: p for p in CarTProduct.objects.all()}
-        # Source id -> patient pk, within this import; a batch's own entries in front until it commits.
-        self._patients: ChainMap[str, int] = ChainMap()
+        # Source identity -> patient pk, within this import; a batch's own entries in front until it commits.
+        self._patients: ChainMap[SourceKey, int] = ChainMap()
+        # Records refused for their identity, by source identity: the review worklist's, once the import is over.
+        self.conflicts: dict[SourceKey, tuple[str, PatientRecord, Identity]] = {}
         # A batch applied without savepoints queues its new patients and infusions (``creates_flush``).
         self.queue_creates = False
-        self._new_patients: list[tuple[Patient, PatientRecord]] = []
-        self._queued: set[tuple[str, str]] = set()  # ("source" | "mrn", value) of the queued patients
+        self._new_patients: list[tuple[Patient, SourceKey]] = []
+        self._queued: set[tuple[str, object]] = set()  # ("source", key) and ("mrn", value) of the queued patients
         self._new_infusions: list[Infusion] = []
         # NDJSON batches: new infusions are planned together at the end of the batch (``plans_flush``), and the
         # batch's patients and infusions are looked up with a query each (``batch_prepare``).
@@ -192,10 +204,11 @@ class Importer:
         self._flushed_visits = 0
         self._cached = False
         self._objects: dict[int, Patient] = {}  # pk -> the one object of that patient (centre selected)
-        self._by_source: dict[str, int] = {}  # this source system's source id -> patient pk
+        self._by_source: dict[SourceKey, int] = {}  # source identity -> patient pk
         self._by_mrn: dict[str, int] = {}
-        self._keys: dict[int, tuple[str | None, str | None]] = {}  # patient pk -> its keys above
-        self._by_ref: dict[str, int] = {}  # an infusion's patient reference -> patient pk
+        self._linked: dict[SourceKey, int] = {}  # source identity -> the patient a coordinator decided it is
+        self._keys: dict[int, tuple[SourceKey | None, str | None]] = {}  # patient pk -> its keys above
+        self._by_ref: dict[SourceKey, int] = {}  # an infusion's patient (source, reference) -> patient pk
         self._infusions: dict[int, list[Infusion]] | None = None  # patient pk -> its infusions, by pk
 
     # --- a batch of NDJSON lines
@@ -229,8 +242,8 @@ class Importer:
         patients, self._new_patients, self._queued = self._new_patients, [], set()
         if patients:
             Patient.objects.bulk_create([patient for patient, _ in patients])
-            for patient, record in patients:
-                self._patient_applied(patient, record)
+            for patient, key in patients:
+                self._patient_applied(patient, key)
 
     def _infusions_flush(self) -> None:
         infusions, self._new_infusions = self._new_infusions, []
@@ -239,52 +252,70 @@ class Importer:
 
     # --- looking a batch up at once
     def batch_prepare(self, items: list) -> None:
-        """Look up the batch's patients (by source id or MRN) and its infusions' patients with a query each."""
+        """Look up the batch's patients (by source identity or MRN) and its infusions' patients at once."""
         self.cache_drop()
         patients = [item for item in items if isinstance(item, PatientRecord)]
-        refs = {item.patient_ref for item in items if isinstance(item, InfusionRecord)}
-        query = Patient.objects.select_related("centre").filter(centre=self.centre)
+        refs = {self._patient_key(item) for item in items if isinstance(item, InfusionRecord)}
         if patients:
-            source_ids = {record.source_id[:128] for record in patients}
-            mrns = {(record.mrn or record.source_id).strip()[:64] for record in patients}
-            for patient in query.filter(
-                Q(source_system=self.source_system, source_id__in=source_ids) | Q(mrn__in=mrns)
-            ):
-                source_key = (
-                    patient.source_id
-                    if patient.source_system == self.source_system and patient.source_id in source_ids
-                    else None
-                )
-                mrn_key = patient.mrn if patient.mrn in mrns else None
+            found = patients_find(
+                self.centre,
+                {(self._source(record), record.source_id) for record in patients},
+                {record_mrn(record) for record in patients},
+            )
+            for key, patient in found.by_source.items():
                 self._objects[patient.pk] = patient
-                self._keys[patient.pk] = (source_key, mrn_key)
-                if source_key is not None:
-                    self._by_source[source_key] = patient.pk
-                if mrn_key is not None:
-                    self._by_mrn[mrn_key] = patient.pk
+                self._by_source[key] = patient.pk
+                self._keys[patient.pk] = (key, None)
+            for mrn, patient in found.by_mrn.items():
+                self._objects.setdefault(patient.pk, patient)
+                self._by_mrn[mrn] = patient.pk
+                self._keys[patient.pk] = (self._keys.get(patient.pk, (None, None))[0], mrn)
+            for key, patient in found.linked.items():
+                self._objects.setdefault(patient.pk, patient)
+                self._linked[key] = patient.pk
         known = {ref: self._patients[ref] for ref in refs if ref in self._patients}
         missing = set(known.values()) - set(self._objects)
         if missing:
-            self._objects.update({patient.pk: patient for patient in query.filter(pk__in=missing)})
+            query = Patient.objects.select_related("centre").filter(centre=self.centre, pk__in=missing)
+            self._objects.update({patient.pk: patient for patient in query})
         self._by_ref.update({ref: pk for ref, pk in known.items() if pk in self._objects})
-        others = {ref[:128] for ref in refs if ref not in known}
+        others = refs - set(known)
         if others:
-            for patient in query.filter(source_system=self.source_system, source_id__in=others):
-                self._objects.setdefault(patient.pk, patient)
-                self._by_ref[patient.source_id] = patient.pk
+            found = patients_find(self.centre, others, ())
+            for key, patient in {**found.by_source, **found.linked}.items():
+                self._by_ref[key] = self._objects.setdefault(patient.pk, patient).pk
         self._cached = True
 
     def cache_drop(self) -> None:
         """Forget what ``batch_prepare`` looked up: lookups query the database again."""
         self._cached = False
         self._objects, self._by_source, self._by_mrn, self._keys, self._by_ref = {}, {}, {}, {}, {}
+        self._linked = {}
         self._infusions = None
 
-    def _patient_known(self, source_id: str, mrn: str) -> Patient | None:
-        pk = self._by_source.get(source_id) or self._by_mrn.get(mrn)
-        return self._objects[pk] if pk else None
+    def _source(self, record: PatientRecord) -> str:
+        return record.source or self.source_system
 
-    def _patient_remember(self, patient: Patient, record: PatientRecord) -> None:
+    def _patient_key(self, record: InfusionRecord) -> SourceKey:
+        """The source identity of the patient an infusion refers to."""
+        return (record.patient_source or self.source_system, record.patient_ref)
+
+    def _identify(self, record: PatientRecord, key: SourceKey, mrn: str) -> Identity:
+        if not self._cached:
+            self._patients_flush()
+            return patients_find(self.centre, [key], [mrn]).identify(record, key[0])
+
+        def known(pks: dict, value) -> Patient | None:
+            return self._objects[pks[value]] if value in pks else None
+
+        return patient_identify(
+            record,
+            by_source=known(self._by_source, key),
+            by_mrn=known(self._by_mrn, mrn),
+            linked=known(self._linked, key),
+        )
+
+    def _patient_remember(self, patient: Patient, key: SourceKey) -> None:
         if not self._cached:
             return
         old_source, old_mrn = self._keys.get(patient.pk, (None, None))
@@ -292,18 +323,20 @@ class Importer:
             del self._by_source[old_source]
         if old_mrn is not None and self._by_mrn.get(old_mrn) == patient.pk:
             del self._by_mrn[old_mrn]
+        own = (patient.source_system, patient.source_id)
         self._objects[patient.pk] = patient
-        self._by_source[patient.source_id] = self._by_mrn[patient.mrn] = patient.pk
-        self._keys[patient.pk] = (patient.source_id, patient.mrn)
-        self._by_ref[record.source_id] = patient.pk
+        self._by_source[own] = self._by_mrn[patient.mrn] = patient.pk
+        self._keys[patient.pk] = (own, patient.mrn)
+        self._by_ref[key] = patient.pk
 
     def _patient_forget(self, patient: Patient) -> None:
-        source_id, mrn = self._keys.pop(patient.pk, (None, None))
-        self._by_source.pop(source_id, None)
+        source_key, mrn = self._keys.pop(patient.pk, (None, None))
+        self._by_source.pop(source_key, None)
         self._by_mrn.pop(mrn, None)
         self._objects.pop(patient.pk, None)
-        for ref in [ref for ref, pk in self._by_ref.items() if pk == patient.pk]:
-            del self._by_ref[ref]
+        for pks in (self._by_ref, self._linked):
+            for ref in [ref for ref, pk in pks.items() if pk == patient.pk]:
+                del pks[ref]
 
     def _infusions_of(self, patient: Patient) -> list[Infusion]:
         """The patient's infusions (a handful at most), by pk; those of the batch's patients in one query."""
@@ -374,22 +407,11 @@ class Importer:
 
     # --- patients
     def patient_apply(self, record: PatientRecord) -> Patient:
-        mrn = (record.mrn or record.source_id).strip()
+        source = self._source(record)
+        mrn = record_mrn(record)
         if not mrn:
             raise RowProblem("identifier", "the patient has neither an MRN nor an id", "required")
-        source_id = record.source_id
-        if {("source", source_id), ("mrn", mrn)} & self._queued:
-            self._patients_flush()  # the same patient twice in a batch: the second finds the first, stored
-        if self._cached:
-            patient = self._patient_known(source_id, mrn)
-        else:
-            self._patients_flush()
-            patient = (
-                Patient.objects.filter(
-                    centre=self.centre, source_system=self.source_system, source_id=source_id
-                ).first()
-                or Patient.objects.filter(centre=self.centre, mrn=mrn).first()
-            )
+        key = (source, record.source_id)
         values = {
             "given_name": record.given_name,
             "family_name": record.family_name,
@@ -401,28 +423,50 @@ class Importer:
             if record.preferred_language in dict(settings.LANGUAGES)
             else "en",
         }
-        _columns_fit(Patient, {**values, "mrn": mrn, "source_id": source_id})
+        _columns_fit(Patient, {**values, "mrn": mrn, "source_system": source, "source_id": record.source_id})
+        if {("source", key), ("mrn", mrn)} & self._queued:
+            self._patients_flush()  # the same patient twice in a batch: the second finds the first, stored
+        identity = self._identify(record, key, mrn)
+        patient = identity.patient
+        if identity.conflict:
+            assert patient is not None
+            self.conflicts[key] = (source, record, identity)
+            message = f"not merged into patient {patient.pk}: {identity.conflict}; it awaits an identity review"
+            raise RowProblem("identifier", message, "conflict")
+        system = (record.identifier_system or "") if record.mrn else ""
         if patient is None:
             patient = Patient(
-                centre=self.centre, mrn=mrn, source_system=self.source_system, source_id=source_id, **values
+                centre=self.centre,
+                mrn=mrn,
+                identifier_system=system,
+                source_system=source,
+                source_id=record.source_id,
+                **values,
             )
             self.report.patients_created += 1
             if self.queue_creates and not record.deceased:
-                self._new_patients.append((patient, record))
-                self._queued |= {("source", source_id), ("mrn", mrn)}
+                self._new_patients.append((patient, key))
+                self._queued |= {("source", key), ("mrn", mrn)}
                 return patient
             patient.save(force_insert=True)
+        elif identity.linked:  # a coordinator's decision: the record contradicts the details, which stay
+            self.report.patients_unchanged += 1
         else:
-            values.update(mrn=mrn, source_system=self.source_system, source_id=source_id)
+            values.update(
+                mrn=mrn,
+                identifier_system=system or patient.identifier_system,
+                source_system=source,
+                source_id=record.source_id,
+            )
             changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
             if changed:
-                for key, value in changed.items():
-                    setattr(patient, key, value)
+                for name, value in changed.items():
+                    setattr(patient, name, value)
                 patient.save(update_fields=[*changed, "updated_at"])
                 self.report.patients_updated += 1
             else:
                 self.report.patients_unchanged += 1
-        self._patient_applied(patient, record)
+        self._patient_applied(patient, key)
         if record.deceased and patient.under_follow_up:
             self.plans_flush()
             self._patient_forget(patient)
@@ -432,22 +476,22 @@ class Importer:
             self.report.patients_closed += 1
         return patient
 
-    def _patient_applied(self, patient: Patient, record: PatientRecord) -> None:
+    def _patient_applied(self, patient: Patient, key: SourceKey) -> None:
         """The record's patient is stored: infusions may refer to it."""
-        self._patients[record.source_id] = patient.pk
-        self._patient_remember(patient, record)
+        self._patients[key] = patient.pk
+        self._patient_remember(patient, key)
         self.report.patient_ids.add(patient.pk)
 
-    def _patient_for(self, reference: str) -> Patient:
-        if self._cached and reference in self._by_ref:
-            return self._objects[self._by_ref[reference]]
-        pk = self._patients.get(reference)
-        query = Patient.objects.select_related("centre")
-        patient = (
-            query.filter(pk=pk).first()
-            if pk
-            else query.filter(centre=self.centre, source_system=self.source_system, source_id=reference[:128]).first()
-        )
+    def _patient_for(self, record: InfusionRecord) -> Patient:
+        key = self._patient_key(record)
+        if self._cached and key in self._by_ref:
+            return self._objects[self._by_ref[key]]
+        pk = self._patients.get(key)
+        if pk:
+            patient = Patient.objects.select_related("centre").filter(pk=pk).first()
+        else:
+            found = patients_find(self.centre, [key], ())
+            patient = found.linked.get(key) or found.by_source.get(key)
         if patient is None:
             raise RowProblem(
                 "subject.reference",
@@ -463,7 +507,7 @@ class Importer:
                 "date", f"an infusion before {EARLIEST_INFUSION} predates every approved CAR-T product", "value"
             )
         self._patients_flush()
-        patient = self._patient_for(record.patient_ref)
+        patient = self._patient_for(record)
         self.report.patient_ids.add(patient.pk)
         source_id = record.source_id
         _columns_fit(Infusion, {"source_id": source_id, "lot_number": record.lot_number})
@@ -666,6 +710,7 @@ def ndjson_import(
             pass
     else:
         run()
+        identity_reviews_open(centre, importer.conflicts.values())
     return report
 
 
@@ -749,9 +794,9 @@ def csv_import(
 def _atomic_apply(items: list, centre, source_system: str, report: ImportReport, dry_run: bool) -> None:
     """Apply all items in one transaction; any refused item rolls everything back (``FhirImportError``)."""
     infusions = [item for item in items if isinstance(item, InfusionRecord)]
+    importer = Importer(centre, source_system=source_system, report=report)
     try:
         with transaction.atomic():
-            importer = Importer(centre, source_system=source_system, report=report)
             problems: list[ImportIssue] = []
             for item in _ordered(items):
                 try:
@@ -770,6 +815,10 @@ def _atomic_apply(items: list, centre, source_system: str, report: ImportReport,
                 raise _DryRun
     except _DryRun:
         pass
+    except FhirImportError:
+        if not dry_run:  # the entries refused for their identity wait for a coordinator, though nothing was saved
+            identity_reviews_open(centre, importer.conflicts.values())
+        raise
 
 
 def looks_like_bundle(head: bytes) -> bool:

@@ -3,6 +3,7 @@
 from surveillance.models.audit import AuditEntry
 from surveillance.models.centres import CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
+from surveillance.models.identity import IdentityReview, ReviewStatus
 from surveillance.models.integrations import (
     ApiToken,
     WebhookDelivery,
@@ -39,6 +40,7 @@ __all__ = [
     "ContactAttempt",
     "Delivery",
     "FollowUpVisit",
+    "IdentityReview",
     "Infusion",
     "LadderStage",
     "MalignancyEvent",
@@ -54,6 +56,7 @@ __all__ = [
     "Reminder",
     "ReminderStatus",
     "ReportingStep",
+    "ReviewStatus",
     "RiskFlag",
     "Role",
     "TransgeneStatus",
