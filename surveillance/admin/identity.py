@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from surveillance.access.audit import audit_record
 from surveillance.admin.base import CentreScopedAdmin
+from surveillance.admin.worklists import WorklistFilter
 from surveillance.imports.identity import ReviewClosed, identity_review_resolve
 from surveillance.models import IdentityReview, Patient, ReviewStatus
 
@@ -53,7 +54,7 @@ class DecisionForm(forms.Form):
 class IdentityReviewAdmin(CentreScopedAdmin):
     patient_path = "patient"
     list_display = ("__str__", "decide", "reason", "status", "created_at")
-    list_filter = ("status",)
+    list_filter = (WorklistFilter, "status")
     list_select_related = ("patient",)
     readonly_fields = [field.name for field in IdentityReview._meta.fields]
 

@@ -26,6 +26,7 @@ from surveillance.access.audit import audit_record
 from surveillance.admin.worklists import ContactForm, workspace_today
 from surveillance.care import lifecycle, planning
 from surveillance.models import (
+    CarTProduct,
     FollowUpVisit,
     Infusion,
     MalignancyEvent,
@@ -334,6 +335,12 @@ def patient_log_attempt_view(model_admin, request, object_id):
 
 
 class ReplanForm(forms.Form):
+    product = forms.ModelChoiceField(
+        CarTProduct.objects.all(),
+        required=False,
+        to_field_name="code",
+        help_text="Required while the product is to confirm (imported from a CAR-T procedure naming none).",
+    )
     infusion_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     flag_code = forms.ChoiceField(
         choices=[("", "— no risk flag change —"), *RiskFlagCode.choices], required=False, label="Risk flag"
@@ -371,7 +378,11 @@ class ReplanForm(forms.Form):
                 self.add_error("flag_observed_on", "Say when it was observed.")
             elif data["flag_observed_on"] > self.today:
                 self.add_error("flag_observed_on", "The observation date cannot be in the future.")
-        if data.get("infusion_date") == self.infusion.infusion_date and not code and not self.errors:
+        product = data.get("product")
+        if self.infusion.product_id is None and product is None:
+            self.add_error("product", "Name the product: it is to confirm.")
+        renamed = product is not None and product.pk != self.infusion.product_id
+        if data.get("infusion_date") == self.infusion.infusion_date and not code and not renamed and not self.errors:
             raise forms.ValidationError("Nothing to change: give a new infusion date or a risk flag.")
         return data
 
@@ -379,6 +390,10 @@ class ReplanForm(forms.Form):
 def _change_apply(infusion: Infusion, data: dict, by) -> dict:
     """Write the requested change (inside the caller's transaction); returns what changed, for the audit."""
     changed: dict = {}
+    product = data.get("product")
+    if product is not None and product.pk != infusion.product_id:
+        Infusion.objects.filter(pk=infusion.pk).update(product=product, updated_at=timezone.now())
+        changed["product"] = [infusion.product.code if infusion.product else None, product.code]
     if data["infusion_date"] != infusion.infusion_date:
         Infusion.objects.filter(pk=infusion.pk).update(infusion_date=data["infusion_date"], updated_at=timezone.now())
         changed["infusion_date"] = [infusion.infusion_date.isoformat(), data["infusion_date"].isoformat()]
@@ -427,7 +442,7 @@ def infusion_replan_view(model_admin, request, object_id):
         request.POST or None,
         infusion=infusion,
         today=today,
-        initial={"infusion_date": infusion.infusion_date, "flag_observed_on": today},
+        initial={"infusion_date": infusion.infusion_date, "flag_observed_on": today, "product": infusion.product},
     )
     diff = None
     notice = None

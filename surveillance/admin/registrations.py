@@ -166,11 +166,16 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
 class InfusionAdmin(CentreScopedAdmin):
     centre_path = "patient__centre"
     patient_path = "patient"
-    list_display = ("__str__", "patient", "product", "infusion_date", "protocol")
-    list_filter = ("product", "protocol")
+    list_display = ("__str__", "patient", "product", "infusion_date", "protocol", "replan")
+    list_filter = (wl.WorklistFilter, "product", "protocol")
     search_fields = _via("patient")
     list_select_related = ("patient", "product", "protocol")
     autocomplete_fields = ("patient",)
+
+    @admin.display(description="Change")
+    def replan(self, obj) -> str:
+        url = reverse("admin:surveillance_infusion_replan", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, "Name the product" if obj.product_id is None else "Re-plan")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

@@ -515,16 +515,20 @@ class Importer:
         stored = self._infusions_of(patient)
         existing = next((i for i in stored if i.source_system == self.source_system and i.source_id == source_id), None)
         product_code = record.product_code or self._product_from(record, patient, existing, siblings)
-        product = self.products.get(product_code)
-        if product is None:
+        product = self.products.get(product_code) if product_code else None  # None: to confirm
+        if product is None and product_code:
             raise RowProblem("code", f"CAR-T product {product_code!r} is not in the catalogue", "code-invalid")
+        product_id = product.pk if product else None
         if existing is None:
+            # The same infusion described by another resource; or recorded earlier without its product, now named.
             existing = next(
-                (i for i in stored if i.product_id == product.pk and i.infusion_date == record.infusion_date), None
+                (i for i in stored if i.product_id in (product_id, None) and i.infusion_date == record.infusion_date),
+                None,
             )
-            if existing is not None:  # the same infusion, described by another resource
+            if existing is not None and existing.product_id == product_id:
                 self.report.infusions_unchanged += 1
                 return existing
+        if existing is None:
             # A patient's first infusion is planned with the others of the batch (``plans_flush``); one that
             # may supersede an earlier infusion is planned at once, after those deferred so far.
             defer = self.defer_plans and not stored and patient.under_follow_up
@@ -553,7 +557,7 @@ class Importer:
             if any(i.infusion_date < infusion.infusion_date for i in stored):
                 planning.infusion_supersede_earlier(infusion)
             return infusion
-        if existing.infusion_date == record.infusion_date and existing.product_id == product.pk:
+        if existing.infusion_date == record.infusion_date and existing.product_id == product_id:
             self.report.infusions_unchanged += 1
             return existing
         self.plans_flush()
@@ -566,10 +570,16 @@ class Importer:
         self._plan(existing, patient, "EHR import: infusion date or product corrected")
         return existing
 
-    def _product_from(self, record, patient, existing, siblings) -> str:
-        """A generic administration code (CPT 38228, ICD-10-PCS XW033C3) names no product: find it elsewhere."""
+    def _product_from(self, record, patient, existing, siblings) -> str | None:
+        """A generic administration code (CPT 38228, ICD-10-PCS XW033C3) names no product: find it elsewhere.
+
+        None for a Procedure whose product is named nowhere: EHRs often record the administration only. Refusing
+        it would leave the patient without follow-up, so the infusion is created with its product to confirm
+        (planned on the intensified variant meanwhile, see ``engine.intensified_reasons``) and waits on the
+        physicians' worklist. Any other resource naming no product is refused.
+        """
         if existing is not None:
-            return existing.product_id and existing.product.code
+            return existing.product.code if existing.product_id else None
         for other in siblings:
             if (
                 other.product_code
@@ -584,7 +594,9 @@ class Importer:
             .first()
         )
         if stored is not None:
-            return stored.product.code
+            return stored.product.code if stored.product_id else None
+        if record.resource_type == "Procedure":
+            return None
         raise RowProblem(
             "code",
             f"code {record.matched_code[1]} marks a CAR-T infusion but names no product; add the product's code "
