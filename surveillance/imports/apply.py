@@ -24,13 +24,8 @@ from surveillance.imports.fhir.records import (
     InfusionRecord,
     PatientRecord,
 )
-from surveillance.imports.identity import (
-    Identity,
-    SourceKey,
-    patient_identify,
-    patients_find,
-    record_mrn,
-)
+from surveillance.imports.identity import Identity, SourceKey, patients_find, record_mrn
+from surveillance.imports.lookup import BatchLookup
 from surveillance.imports.report import ImportReport
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, TreatmentCentre
 
@@ -84,14 +79,7 @@ class Importer:
         self._pending: list[tuple[Infusion, InfusionRecord]] = []
         self._flushed: list[tuple[Infusion, InfusionRecord]] = []  # planned while applying the current item
         self._flushed_visits = 0
-        self._cached = False
-        self._objects: dict[int, Patient] = {}  # pk -> the one object of that patient (centre selected)
-        self._by_source: dict[SourceKey, int] = {}  # source identity -> patient pk
-        self._by_mrn: dict[str, int] = {}
-        self._linked: dict[SourceKey, int] = {}  # source identity -> the patient a coordinator decided it is
-        self._keys: dict[int, tuple[SourceKey | None, str | None]] = {}  # patient pk -> its keys above
-        self._by_ref: dict[SourceKey, int] = {}  # an infusion's patient (source, reference) -> patient pk
-        self._infusions: dict[int, list[Infusion]] | None = None  # patient pk -> its infusions, by pk
+        self._lookup: BatchLookup | None = None  # None: each record is looked up on its own
 
     # --- a batch of NDJSON lines
     def batch_begin(self, *, careful: bool) -> None:
@@ -135,45 +123,18 @@ class Importer:
     # --- looking a batch up at once
     def batch_prepare(self, items: list) -> None:
         """Look up the batch's patients (by source identity or MRN) and its infusions' patients at once."""
-        self.cache_drop()
         patients = [item for item in items if isinstance(item, PatientRecord)]
-        refs = {self._patient_key(item) for item in items if isinstance(item, InfusionRecord)}
-        if patients:
-            found = patients_find(
-                self.centre,
-                {(self._source(record), record.source_id) for record in patients},
-                {record_mrn(record) for record in patients},
-            )
-            for key, patient in found.by_source.items():
-                self._objects[patient.pk] = patient
-                self._by_source[key] = patient.pk
-                self._keys[patient.pk] = (key, None)
-            for mrn, patient in found.by_mrn.items():
-                self._objects.setdefault(patient.pk, patient)
-                self._by_mrn[mrn] = patient.pk
-                self._keys[patient.pk] = (self._keys.get(patient.pk, (None, None))[0], mrn)
-            for key, patient in found.linked.items():
-                self._objects.setdefault(patient.pk, patient)
-                self._linked[key] = patient.pk
-        known = {ref: self._patients[ref] for ref in refs if ref in self._patients}
-        missing = set(known.values()) - set(self._objects)
-        if missing:
-            query = Patient.objects.select_related("centre").filter(centre=self.centre, pk__in=missing)
-            self._objects.update({patient.pk: patient for patient in query})
-        self._by_ref.update({ref: pk for ref, pk in known.items() if pk in self._objects})
-        others = refs - set(known)
-        if others:
-            found = patients_find(self.centre, others, ())
-            for key, patient in {**found.by_source, **found.linked}.items():
-                self._by_ref[key] = self._objects.setdefault(patient.pk, patient).pk
-        self._cached = True
+        self._lookup = BatchLookup.load(
+            self.centre,
+            {(self._source(record), record.source_id) for record in patients},
+            {record_mrn(record) for record in patients},
+            {self._patient_key(item) for item in items if isinstance(item, InfusionRecord)},
+            self._patients,
+        )
 
     def cache_drop(self) -> None:
         """Forget what ``batch_prepare`` looked up: lookups query the database again."""
-        self._cached = False
-        self._objects, self._by_source, self._by_mrn, self._keys, self._by_ref = {}, {}, {}, {}, {}
-        self._linked = {}
-        self._infusions = None
+        self._lookup = None
 
     def _source(self, record: PatientRecord) -> str:
         return record.source or self.source_system
@@ -183,58 +144,26 @@ class Importer:
         return (record.patient_source or self.source_system, record.patient_ref)
 
     def _identify(self, record: PatientRecord, key: SourceKey, mrn: str) -> Identity:
-        if not self._cached:
-            self._patients_flush()
-            return patients_find(self.centre, [key], [mrn]).identify(record, key[0])
-
-        def known(pks: dict, value) -> Patient | None:
-            return self._objects[pks[value]] if value in pks else None
-
-        return patient_identify(
-            record,
-            by_source=known(self._by_source, key),
-            by_mrn=known(self._by_mrn, mrn),
-            linked=known(self._linked, key),
-        )
-
-    def _patient_remember(self, patient: Patient, key: SourceKey) -> None:
-        if not self._cached:
-            return
-        old_source, old_mrn = self._keys.get(patient.pk, (None, None))
-        if old_source is not None and self._by_source.get(old_source) == patient.pk:
-            del self._by_source[old_source]
-        if old_mrn is not None and self._by_mrn.get(old_mrn) == patient.pk:
-            del self._by_mrn[old_mrn]
-        own = (patient.source_system, patient.source_id)
-        self._objects[patient.pk] = patient
-        self._by_source[own] = self._by_mrn[patient.mrn] = patient.pk
-        self._keys[patient.pk] = (own, patient.mrn)
-        self._by_ref[key] = patient.pk
-
-    def _patient_forget(self, patient: Patient) -> None:
-        source_key, mrn = self._keys.pop(patient.pk, (None, None))
-        self._by_source.pop(source_key, None)
-        self._by_mrn.pop(mrn, None)
-        self._objects.pop(patient.pk, None)
-        for pks in (self._by_ref, self._linked):
-            for ref in [ref for ref, pk in pks.items() if pk == patient.pk]:
-                del pks[ref]
+        if self._lookup is not None:
+            return self._lookup.identify(record, key, mrn)
+        self._patients_flush()
+        return patients_find(self.centre, [key], [mrn]).identify(record, key[0])
 
     def _infusions_of(self, patient: Patient) -> list[Infusion]:
         """The patient's infusions (a handful at most), by pk; those of the batch's patients in one query."""
-        if self._cached and self._infusions is None:
-            self._infusions_flush()
-            self._infusions = {pk: [] for pk in self._by_ref.values()}
-            for infusion in Infusion.objects.filter(patient_id__in=list(self._infusions)).order_by("pk"):
-                self._infusions[infusion.patient_id].append(infusion)
-        if self._infusions is not None and patient.pk in self._infusions:
-            return list(self._infusions[patient.pk])
+        if self._lookup is not None:
+            if self._lookup.infusions is None:
+                self._infusions_flush()
+                self._lookup.infusions_load()
+            found = self._lookup.infusions_of(patient)
+            if found is not None:
+                return found
         self._infusions_flush()
         return list(Infusion.objects.filter(patient=patient).order_by("pk"))
 
     def _infusions_forget(self, patient: Patient) -> None:
-        if self._infusions is not None:
-            self._infusions.pop(patient.pk, None)
+        if self._lookup is not None:
+            self._lookup.infusions_forget(patient)
 
     # --- planning new infusions together
     def plans_flush(self) -> None:
@@ -351,7 +280,8 @@ class Importer:
         self._patient_applied(patient, key)
         if record.deceased and patient.under_follow_up:
             self.plans_flush()
-            self._patient_forget(patient)
+            if self._lookup is not None:
+                self._lookup.forget(patient)
             lifecycle.patient_close(
                 patient, status=PatientStatus.DECEASED, on=record.deceased_date or self.today, reason=DECEASED_REASON
             )
@@ -361,13 +291,15 @@ class Importer:
     def _patient_applied(self, patient: Patient, key: SourceKey) -> None:
         """The record's patient is stored: infusions may refer to it."""
         self._patients[key] = patient.pk
-        self._patient_remember(patient, key)
+        if self._lookup is not None:
+            self._lookup.remember(patient, key)
         self.report.patient_ids.add(patient.pk)
 
     def _patient_for(self, record: InfusionRecord) -> Patient:
         key = self._patient_key(record)
-        if self._cached and key in self._by_ref:
-            return self._objects[self._by_ref[key]]
+        known = self._lookup.patient_for(key) if self._lookup is not None else None
+        if known is not None:
+            return known
         pk = self._patients.get(key)
         if pk:
             patient = Patient.objects.select_related("centre").filter(pk=pk).first()
@@ -431,8 +363,8 @@ class Importer:
                 infusion.save(force_insert=True)
             if defer:
                 self._pending.append((infusion, record))
-                if self._infusions is not None and patient.pk in self._infusions:
-                    self._infusions[patient.pk].append(infusion)
+                if self._lookup is not None:
+                    self._lookup.infusion_added(patient, infusion)
                 return infusion
             self._infusions_forget(patient)
             self._plan(infusion, patient, PLAN_REASON)
