@@ -306,6 +306,8 @@ class Importer:
         else:
             found = patients_find(self.centre, [key], ())
             patient = found.linked.get(key) or found.by_source.get(key)
+        if patient is None and key in self.conflicts:
+            raise RowProblem("subject.reference", "the Patient it refers to awaits an identity review", "conflict")
         if patient is None:
             raise RowProblem(
                 "subject.reference",

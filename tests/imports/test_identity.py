@@ -32,8 +32,9 @@ def test_it_does_not_let_another_server_take_over_a_patient_by_reusing_its_id(ce
     other = server_bundle(B, synthea_patient("1", "Jones", "1985-07-08"), car_t_procedure("p1", "1", days_ago=10))
     with pytest.raises(FhirImportError) as refused:
         ehr_import.bundle_import(other, centre_a)
-    (issue,) = [issue for issue in refused.value.issues if issue.code == "conflict"]
-    assert issue.entry == 0 and "identity review" in issue.message
+    patient_issue, infusion_issue = [issue for issue in refused.value.issues if issue.code == "conflict"]
+    assert patient_issue.entry == 0 and "identity review" in patient_issue.message
+    assert infusion_issue.message == "the Patient it refers to awaits an identity review"
     assert "Jones" not in str(refused.value) and "1985" not in str(refused.value)  # no PHI echoed
     smith.refresh_from_db()
     assert (smith.family_name, smith.birth_date, smith.source_system) == ("Smith", dt.date(1960, 1, 2), A)
