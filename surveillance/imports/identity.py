@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -157,13 +157,13 @@ def identity_reviews_open(centre: TreatmentCentre, conflicts: Iterable[tuple[str
     count = 0
     for source, record, identity in conflicts:
         assert identity.patient is not None and identity.conflict
-        IdentityReview.objects.update_or_create(
-            centre=centre,
-            source_system=source,
-            source_id=record.source_id,
-            status=ReviewStatus.OPEN,
-            defaults={"patient": identity.patient, "record": record_as_json(record), "reason": identity.conflict},
-        )
+        key = {"centre": centre, "source_system": source, "source_id": record.source_id, "status": ReviewStatus.OPEN}
+        values = {"patient": identity.patient, "record": record_as_json(record), "reason": identity.conflict}
+        try:
+            with transaction.atomic():
+                IdentityReview.objects.update_or_create(**key, defaults=values)
+        except IntegrityError:  # the same record refused by a concurrent import: its review is there now
+            IdentityReview.objects.filter(**key).update(**values)
         count += 1
     return count
 

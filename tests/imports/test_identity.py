@@ -116,3 +116,22 @@ def test_it_decides_identity_without_an_import(make_patient, centre_a):
 
 def _fields(record: PatientRecord) -> dict:
     return {name: getattr(record, name) for name in record.__slots__}
+
+
+def test_it_keeps_one_open_review_per_record_even_when_a_concurrent_import_writes_it_first(centre_a, monkeypatch):
+    from django.db import IntegrityError
+
+    first_import(centre_a)
+    other = server_bundle(B, synthea_patient("1", "Jones", "1985-07-08"), noise=20)
+    with pytest.raises(FhirImportError):
+        ehr_import.bundle_import(other, centre_a)
+    other["entry"][0]["resource"]["name"][0]["family"] = "Jones-Ruiz"
+
+    def raced(**kwargs):  # the other import's row is already there when this one inserts
+        raise IntegrityError("identity_review_open_or_linked_unique")
+
+    monkeypatch.setattr(IdentityReview.objects, "update_or_create", raced)
+    with pytest.raises(FhirImportError):
+        ehr_import.bundle_import(other, centre_a)
+    review = IdentityReview.objects.get()
+    assert review.record["family_name"] == "Jones-Ruiz"
