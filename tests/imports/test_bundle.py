@@ -141,4 +141,7 @@ def test_it_refuses_an_id_that_breaks_the_fhir_id_rules(codes):
     for bad in ("a" * 65, "a_b", "a b"):
         patient = official("patient-example.json")
         patient["id"] = bad
-        assert refused(collection(patient), codes) == [(0, "id")]
+        with pytest.raises(FhirImportError) as caught:
+            parse_bundle(collection(patient), codes, today=TODAY)
+        ((entry, field, message),) = [(issue.entry, issue.field, issue.message) for issue in caught.value.issues]
+        assert (entry, field, message) == (0, "id", "not a FHIR id: 1 to 64 letters, digits, '-' or '.'")

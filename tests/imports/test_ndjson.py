@@ -135,5 +135,5 @@ def test_it_refuses_a_resource_id_over_64_characters(codes):
         json.dumps({"resourceType": "Patient", "id": "p"}),
     ]
     items = list(parse_ndjson(lines, codes, today=TODAY))
-    assert items[0] == (1, ImportIssue(None, 1, "id", "a FHIR id is at most 64 characters", "value"))
+    assert items[0] == (1, ImportIssue(None, 1, "id", "not a FHIR id: 1 to 64 letters, digits, '-' or '.'", "value"))
     assert isinstance(items[1][1], PatientRecord)

@@ -55,6 +55,7 @@ ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "search
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_LINE_CHARS = 16 * 1024 * 1024
 MAX_ID_CHARS = 64  # FHIR's id type: [A-Za-z0-9\-\.]{1,64}
+ID_RULE = f"not a FHIR id: 1 to {MAX_ID_CHARS} letters, digits, '-' or '.'"
 
 ANIMAL_EXTENSION = "http://hl7.org/fhir/StructureDefinition/patient-animal"
 IDENTIFIER_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -116,6 +117,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown element (not in FHIR R4)"
     if kind == "json_invalid":
         return "expected a JSON object"
+    if kind == "string_pattern_mismatch" and tuple(error.get("loc", ())) == ("id",):
+        return ID_RULE
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ").split("\n")[0].strip()
 
@@ -129,7 +132,7 @@ def _validate(resource: dict) -> tuple[Any, list[_Problem]]:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         return None, [_Problem(_path(error["loc"]), _message(error), "structure") for error in errors]
     if model.id is not None and len(model.id) > MAX_ID_CHARS:  # the library checks the characters, not the length
-        return None, [_Problem("id", f"a FHIR id is at most {MAX_ID_CHARS} characters", "value")]
+        return None, [_Problem("id", ID_RULE, "value")]
     return model, []
 
 
