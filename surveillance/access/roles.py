@@ -31,9 +31,10 @@ _ALL = (
     "signalreview",
     "signal",
     "signalruleset",
+    "identityreview",
 )
-#: Coordinators work the lists, record visits and contact patients.
-_COORDINATOR_CHANGES = ("patient", "followupvisit", "contactattempt", "patientrequest")
+#: Coordinators work the lists, record visits, contact patients and decide who an imported patient is.
+_COORDINATOR_CHANGES = ("patient", "followupvisit", "contactattempt", "patientrequest", "identityreview")
 #: Physicians also record results and malignancy events, decide second-cancer signal reviews, change risk flags and
 #: infusion dates (with a confirmed re-plan), and sign off protocol upgrades (``change_protocol``).
 _PHYSICIAN_CHANGES = (

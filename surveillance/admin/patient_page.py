@@ -26,6 +26,7 @@ from surveillance.admin.worklists import ContactForm, workspace_today
 from surveillance.care import infusions, lifecycle, planning
 from surveillance.care.risk_flags import FlagFacts, risk_flag_write
 from surveillance.models import (
+    CarTProduct,
     FollowUpVisit,
     Infusion,
     MalignancyEvent,
@@ -398,6 +399,12 @@ def patient_log_attempt_view(model_admin, request, object_id):
 
 
 class ReplanForm(forms.Form):
+    product = forms.ModelChoiceField(
+        CarTProduct.objects.all(),
+        required=False,
+        to_field_name="code",
+        help_text="Required while the product is to confirm (imported from a CAR-T procedure naming none).",
+    )
     infusion_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     flag_code = forms.ChoiceField(
         choices=[("", "— no risk flag change —"), *RiskFlagCode.choices], required=False, label="Risk flag"
@@ -439,7 +446,11 @@ class ReplanForm(forms.Form):
                 self.add_error("flag_observed_on", "Say when it was observed.")
             elif data["flag_observed_on"] > self.today:
                 self.add_error("flag_observed_on", "The observation date cannot be in the future.")
-        if data.get("infusion_date") == self.infusion.infusion_date and not code and not self.errors:
+        product = data.get("product")
+        if self.infusion.product_id is None and product is None:
+            self.add_error("product", "Name the product: it is to confirm.")
+        renamed = product is not None and product.pk != self.infusion.product_id
+        if data.get("infusion_date") == self.infusion.infusion_date and not code and not renamed and not self.errors:
             raise forms.ValidationError("Nothing to change: give a new infusion date or a risk flag.")
         return data
 
@@ -460,6 +471,14 @@ def _flag_apply(infusion: Infusion, data: dict, by) -> dict:
     return {"risk_flag": {"code": data["flag_code"], "present": data["flag_present"]}}
 
 
+def _values(data: dict) -> dict:
+    """The infusion's own values the form asks for: its date, and its product when one is named."""
+    values = {"infusion_date": data["infusion_date"]}
+    if data.get("product") is not None:
+        values["product"] = data["product"]
+    return values
+
+
 def _reload(infusion_id: int) -> Infusion:
     return Infusion.objects.select_related("product", "patient__centre", "protocol").get(pk=infusion_id)
 
@@ -468,7 +487,7 @@ def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
     """The diff the change would cause, computed with the change written and then rolled back."""
     with transaction.atomic():
         _flag_apply(infusion, data, by)
-        infusions.infusion_values_write(_reload(infusion.pk), {"infusion_date": data["infusion_date"]})
+        infusions.infusion_values_write(_reload(infusion.pk), _values(data))
         diff = planning.infusion_plan_preview(_reload(infusion.pk))
         transaction.set_rollback(True)
     return diff
@@ -489,7 +508,7 @@ def infusion_replan_view(model_admin, request, object_id):
         request.POST or None,
         infusion=infusion,
         today=today,
-        initial={"infusion_date": infusion.infusion_date, "flag_observed_on": today},
+        initial={"infusion_date": infusion.infusion_date, "flag_observed_on": today, "product": infusion.product},
     )
     diff = None
     notice = None
@@ -505,6 +524,9 @@ def infusion_replan_view(model_admin, request, object_id):
                             infusion.infusion_date.isoformat(),
                             data["infusion_date"].isoformat(),
                         ]
+                    product = data.get("product")
+                    if product is not None and product.pk != infusion.product_id:
+                        changed["product"] = [infusion.product.code if infusion.product else None, product.code]
                     audit_record(
                         request,
                         "change",
@@ -515,7 +537,7 @@ def infusion_replan_view(model_admin, request, object_id):
                     )
                     applied = infusions.infusion_correct(
                         _reload(infusion.pk),
-                        infusion_date=data["infusion_date"],
+                        **_values(data),
                         by=request.user,
                         reason=data["reason"],
                         replan=True,

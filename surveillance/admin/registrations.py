@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from surveillance import models as m
 from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers the audit trail)
+from surveillance.admin import identity as _identity_admin  # noqa: F401  (registers the identity reviews)
 from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
 from surveillance.admin import signals as _signals_admin  # noqa: F401  (registers the signal reviews)
 from surveillance.admin import worklists as wl
@@ -211,12 +212,17 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
 class InfusionAdmin(CentreScopedAdmin):
     centre_path = "patient__centre"
     patient_path = "patient"
-    list_display = ("__str__", "patient", "product", "infusion_date", "protocol")
-    list_filter = ("product", "protocol")
+    list_display = ("__str__", "patient", "product", "infusion_date", "protocol", "replan")
+    list_filter = (wl.WorklistFilter, "product", "protocol")
     search_fields = _via("patient")
     list_select_related = ("patient", "product", "protocol")
     autocomplete_fields = ("patient",)
     form = InfusionForm
+
+    @admin.display(description="Change")
+    def replan(self, obj) -> str:
+        url = reverse("admin:surveillance_infusion_replan", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, "Name the product" if obj.product_id is None else "Re-plan")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

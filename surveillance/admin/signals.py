@@ -138,7 +138,7 @@ class SignalReviewAdmin(CentreScopedAdmin):
 
     @admin.display(description="State")
     def state(self, obj):
-        if obj.escalated_at and obj.status == m.ReviewStatus.OPEN:
+        if obj.escalated_at and obj.status == m.SignalReviewStatus.OPEN:
             return mark_safe('<span class="cw-badge cw-escalated">escalated</span>')
         return obj.get_status_display()
 

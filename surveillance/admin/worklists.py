@@ -26,6 +26,9 @@ from surveillance.access.tenancy import scope, user_centre_ids
 from surveillance.care import lifecycle
 from surveillance.models import (
     FollowUpVisit,
+    IdentityReview,
+    IdentityReviewStatus,
+    Infusion,
     Patient,
     PatientRequest,
     Reminder,
@@ -142,6 +145,26 @@ WORKLISTS: tuple[Worklist, ...] = (
         "visit__infusion__patient__centre",
         "What patients said through the links in reminders: confirm, reschedule, done elsewhere.",
         lambda qs, today: qs.filter(handled_at__isnull=True),
+    ),
+    Worklist(
+        "product",
+        "Infusions whose product is to confirm",
+        Infusion,
+        "patient__centre",
+        "Imported from a CAR-T procedure that names no product, planned on the intensified variant meanwhile: "
+        "name the product (the re-plan shows its diff first).",
+        lambda qs, today: qs.filter(product__isnull=True, superseded_by__isnull=True).exclude(
+            patient__status__in=CLOSED_STATUSES
+        ),
+    ),
+    Worklist(
+        "identity",
+        "Imported patients to identify",
+        IdentityReview,
+        "centre",
+        "Imported Patients refused because they match a stored patient whose birth date or family name differ: "
+        "link, create or reject each.",
+        lambda qs, today: qs.filter(status=IdentityReviewStatus.OPEN),
     ),
     Worklist(
         "reporting",

@@ -770,14 +770,10 @@ class CsvImportView(ImportView):
         if self.content_type(request) != "text/csv":
             raise exceptions.UnsupportedMediaType(self.content_type(request) or "none", detail="Send text/csv.")
         body = self.read_all(request, limit)
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise exceptions.ValidationError({"body": ["the CSV is not UTF-8 text"]}) from exc
         if self.as_job(request, length):
             return import_jobs.job_accepted(request, format=ImportFormat.CSV, payload=body, **args)
         try:
-            report = ehr_import.csv_import(text, **args)
+            report = ehr_import.csv_import(body, **args)
         except FhirImportError as exc:
             return self.outcome(exc)
         request._request.audit_patient_ids = sorted(report.patient_ids)

@@ -125,8 +125,9 @@ def infusion_facts(infusion: Infusion) -> engine.InfusionFacts:
     }
     return engine.InfusionFacts(
         infusion_date=infusion.infusion_date,
-        target_antigen=infusion.product.target_antigen,
-        vector_type=infusion.product.vector_type,
+        # No product yet (to confirm): no target or vector, which the engine plans on the intensified variant.
+        target_antigen=infusion.product.target_antigen if infusion.product else "",
+        vector_type=infusion.product.vector_type if infusion.product else "",
         birth_date=infusion.patient.birth_date,
         risk_flags=flags,
         prior_lines=infusion.prior_lines,

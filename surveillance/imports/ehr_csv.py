@@ -11,8 +11,10 @@ flags) and ``ch_findings`` (CH genes and VAF in percent, e.g. ``DNMT3A 4;TET2 2.
 
 ``product`` is a product slug or brand name (case-insensitive); dates are ISO ``YYYY-MM-DD``. A good row
 yields a :class:`PatientRecord` (source id ``csv:<mrn>``) and an :class:`InfusionRecord` (source id
-``csv:<mrn>:<product>:<date>``); a bad row yields one :class:`ImportIssue` per bad field and no record.
-Pure Python, read lazily row by row.
+``csv:<mrn>:<product>:<date>``); a bad row yields one :class:`ImportIssue` per bad field and no record. A file
+without rows, or a row repeating another's MRN, product and date, is an issue too: a clinic that sends either has
+exported the wrong thing, and "0 imported" or a silently merged row would hide it. Pure Python, read lazily row by
+row.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 
 from surveillance.imports.fhir.records import (
+    FhirImportError,
     ImportIssue,
     InfusionRecord,
     PatientRecord,
@@ -74,6 +77,20 @@ def _date(text: str) -> dt.date | None:
         return None
 
 
+def csv_decode(data: bytes) -> str:
+    """The file as text (UTF-8, with or without a byte order mark).
+
+    Raises ``FhirImportError`` naming the first line that is not UTF-8 (a Latin-1 export, typically), so that the
+    clinic can find it: the import's usual issue shape, not a bare decoding error.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = "not UTF-8 text (export the file as UTF-8)"
+        raise FhirImportError([ImportIssue(None, line, "", message, "structure")]) from None
+
+
 def _header_problem(header: list[str]) -> str | None:
     names = [name.strip().lstrip("\ufeff").casefold() for name in header]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -107,13 +124,16 @@ def parse_csv(
     product_slugs = {name.strip().casefold(): slug for name, slug in products.items()}
     reader = csv.reader(stream)
     header: list[str] | None = None
+    header_line = 0
+    rows = 0
+    infusions: dict[str, int] = {}  # an infusion's source id -> the line of its row
 
     while True:
         line = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
-            return
+            break
         except csv.Error as exc:
             yield line, ImportIssue(None, line, "", f"unreadable CSV: {exc}", "structure")
             continue
@@ -125,13 +145,27 @@ def parse_csv(
                 yield line, ImportIssue(None, line, "header", problem, "structure")
                 return
             header = [name.strip().lstrip("\ufeff").casefold() for name in row]
+            header_line = line
             continue
+        rows += 1
         if len(row) != len(header):
             message = f"expected {len(header)} fields, got {len(row)}"
             yield line, ImportIssue(None, line, "", message, "structure")
             continue
         values = dict(zip(header, (cell.strip() for cell in row), strict=True))
-        yield from _row(line, values, product_slugs, today, latest)
+        items = list(_row(line, values, product_slugs, today, latest))
+        infusion = items[-1][1]
+        if isinstance(infusion, InfusionRecord):
+            first = infusions.setdefault(infusion.source_id, line)
+            if first != line:
+                message = f"duplicates line {first}: the same MRN, product and infusion date"
+                yield line, ImportIssue(None, line, "", message, "duplicate")
+                continue
+        yield from items
+    if header is None:
+        yield 1, ImportIssue(None, 1, "", "the CSV is empty: expected a header line and a row per infusion", "required")
+    elif not rows:
+        yield header_line + 1, ImportIssue(None, header_line + 1, "", "the CSV has a header but no rows", "required")
 
 
 def _row(

@@ -1,58 +1,46 @@
 """Import EHR exports (FHIR Bundle, Bulk Data NDJSON, CSV) into patients and infusions, and plan their schedules.
 
-The parsers (``imports.fhir``, ``imports.ehr_csv``) turn the input into validated records; this module decides
-identity and writes rows:
+The entry points. The parsers (``imports.fhir``, ``imports.ehr_csv``) turn the input into validated records;
+``imports.identity`` decides who a Patient is; ``imports.apply`` writes the rows:
 
-- a patient is the same patient when its source identity (centre, source system, source id) or, failing that, its
-  MRN within the centre matches; a record without an MRN keeps its source id as MRN;
+- a patient is the same patient when its source identity (centre, source system, resource id) or its MRN matches,
+  never by a bare id (``imports.identity``); a record without an MRN keeps its resource id as MRN;
 - an infusion is the same infusion when its source identity matches, or when the patient already has an infusion of
   the same product on the same date (a Procedure and a MedicationAdministration often describe one infusion);
 - a new infusion is planned at once (the import is the instruction, so no preview is confirmed); a changed infusion
   date re-plans it as the planner does; a deceased patient's follow-up is closed.
 
-Importing the same export twice changes nothing. A Bundle is atomic: any problem (in parsing or in applying)
-rejects it whole with an OperationOutcome naming the entry and the element. NDJSON is applied in batches of lines,
-each committed on its own, and problems are reported per line: a batch is written with a few statements, and only
-should the database refuse one of them is it applied again line by line, each line in a savepoint, so that the
-refused line is reported by its number and the others are kept. ``dry_run`` applies everything inside a transaction
-that is rolled back, so the report says exactly what would happen.
+Importing the same export twice changes nothing. A Bundle (and a CSV) is atomic: any problem (in parsing or in
+applying) rejects it whole with an OperationOutcome naming the entry and the element; the Patients refused for
+their identity still go on the identity review worklist. NDJSON is applied in batches of lines, each committed on
+its own, and problems are reported per line (``imports.batching``). ``dry_run`` applies everything inside a
+transaction that is rolled back, so the report says exactly what would happen.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections import ChainMap, Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from surveillance.access.audit import audit_acting_as
-from surveillance.care import infusions, lifecycle, planning
+from surveillance.imports.apply import DEFAULT_SOURCE_SYSTEM, REFUSED, Importer, RowProblem, issue_of, ordered
+from surveillance.imports.batching import DEFAULT_BATCH_LINES, batch_commit, batches
 from surveillance.imports.fhir.codes import CarTCodeIndex, product_names
 from surveillance.imports.fhir.parse import parse_bundle, parse_ndjson
-from surveillance.imports.fhir.records import (
-    FhirImportError,
-    Ignored,
-    ImportIssue,
-    InfusionRecord,
-    PatientRecord,
-)
-from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, ProductCode, TreatmentCentre
+from surveillance.imports.fhir.records import FhirImportError, ImportIssue, InfusionRecord
+from surveillance.imports.identity import identity_reviews_open
+from surveillance.imports.report import ImportReport
+from surveillance.models import CarTProduct, ProductCode, TreatmentCentre
 from surveillance.models.audit import AuditActor
-from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 logger = logging.getLogger("surveillance.imports.ehr_import")
 
-DEFAULT_SOURCE_SYSTEM = "ehr"
-DEFAULT_BATCH_LINES = 500
-MAX_REPORTED_ERRORS = 1000
-DECEASED_REASON = "Deceased per EHR import"
-PLAN_REASON = "EHR import"
+__all__ = ["DEFAULT_SOURCE_SYSTEM", "ImportReport", "Importer", "bundle_import", "csv_import", "ndjson_import"]
 
 
 class _DryRun(Exception):
@@ -70,528 +58,6 @@ def car_t_code_index() -> CarTCodeIndex:
         {"system": r["system"], "code": r["code"], "product": r["product__code"], "marks_infusion": r["marks_infusion"]}
         for r in rows
     )
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, in a dry run, would do)."""
-
-    dry_run: bool = False
-    format: str = ""
-    patients_created: int = 0
-    patients_updated: int = 0
-    patients_unchanged: int = 0
-    patients_closed: int = 0
-    infusions_created: int = 0
-    infusions_replanned: int = 0
-    infusions_unchanged: int = 0
-    visits_planned: int = 0
-    ignored: Counter = field(default_factory=Counter)
-    errors: list[ImportIssue] = field(default_factory=list)
-    error_count: int = 0
-    lines: int = 0
-    patient_ids: set[int] = field(default_factory=set)
-
-    def error(self, issue: ImportIssue) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(issue)
-
-    def merge(self, other: ImportReport) -> None:
-        """Add what a batch did (``other``, its own report) to this one, as if reported here."""
-        for name in COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.ignored.update(other.ignored)
-        self.errors += other.errors[: MAX_REPORTED_ERRORS - len(self.errors)]
-        self.error_count += other.error_count
-        self.patient_ids |= other.patient_ids
-
-    def as_dict(self) -> dict:
-        return {
-            "dry_run": self.dry_run,
-            "format": self.format,
-            "patients": {
-                "created": self.patients_created,
-                "updated": self.patients_updated,
-                "unchanged": self.patients_unchanged,
-                "closed": self.patients_closed,
-            },
-            "infusions": {
-                "created": self.infusions_created,
-                "replanned": self.infusions_replanned,
-                "unchanged": self.infusions_unchanged,
-            },
-            "visits_planned": self.visits_planned,
-            "ignored": {"count": sum(self.ignored.values()), "by_reason": dict(sorted(self.ignored.items()))},
-            "lines": self.lines,
-            "error_count": self.error_count,
-            "errors": [
-                {"line": i.line, "entry": i.entry, "field": i.expression() or "", "message": i.message, "code": i.code}
-                for i in self.errors
-            ],
-        }
-
-    @property
-    def changed(self) -> bool:
-        return bool(
-            self.patients_created
-            or self.patients_updated
-            or self.patients_closed
-            or self.infusions_created
-            or self.infusions_replanned
-        )
-
-
-COUNTERS = (
-    "patients_created",
-    "patients_updated",
-    "patients_unchanged",
-    "patients_closed",
-    "infusions_created",
-    "infusions_replanned",
-    "infusions_unchanged",
-    "visits_planned",
-)
-#: What the database (or a lifecycle rule) may refuse while a record is applied: the record is reported, not raised.
-REFUSED = (IntegrityError, DataError, lifecycle.TransitionError)
-
-
-class RowProblem(Exception):
-    """A record that parsed but cannot be applied (unknown patient, product not named, ...)."""
-
-    def __init__(self, field_name: str, message: str, code: str = "invalid"):
-        super().__init__(message)
-        self.field_name = field_name
-        self.message = message
-        self.code = code
-
-
-# --------------------------------------------------------------------------------------------- applying records
-class Importer:
-    """Applies records for one centre and one source system; reused across the batches of a stream."""
-
-    PATIENT_FIELDS = ("given_name", "family_name", "birth_date", "sex", "email", "phone", "preferred_language")
-
-    def __init__(self, centre: TreatmentCentre, *, source_system: str = DEFAULT_SOURCE_SYSTEM, report: ImportReport):
-        self.centre = centre
-        self.source_system = source_system[:255]
-        self.report = self._main = report
-        self.today = timezone.localdate(timezone.now(), centre.tz)
-        self.products = {p.code: p for p in CarTProduct.objects.all()}
-        # Source id -> patient pk, within this import; a batch's own entries in front until it commits.
-        self._patients: ChainMap[str, int] = ChainMap()
-        # A batch applied without savepoints queues its new patients and infusions (``creates_flush``).
-        self.queue_creates = False
-        self._new_patients: list[tuple[Patient, PatientRecord]] = []
-        self._queued: set[tuple[str, str]] = set()  # ("source" | "mrn", value) of the queued patients
-        self._new_infusions: list[Infusion] = []
-        # NDJSON batches: new infusions are planned together at the end of the batch (``plans_flush``), and the
-        # batch's patients and infusions are looked up with a query each (``batch_prepare``).
-        self.defer_plans = False
-        self._pending: list[tuple[Infusion, InfusionRecord]] = []
-        self._flushed: list[tuple[Infusion, InfusionRecord]] = []  # planned while applying the current item
-        self._flushed_visits = 0
-        self._cached = False
-        self._objects: dict[int, Patient] = {}  # pk -> the one object of that patient (centre selected)
-        self._by_source: dict[str, int] = {}  # this source system's source id -> patient pk
-        self._by_mrn: dict[str, int] = {}
-        self._keys: dict[int, tuple[str | None, str | None]] = {}  # patient pk -> its keys above
-        self._by_ref: dict[str, int] = {}  # an infusion's patient reference -> patient pk
-        self._infusions: dict[int, list[Infusion]] | None = None  # patient pk -> its infusions, by pk
-
-    # --- a batch of NDJSON lines
-    def batch_begin(self, *, careful: bool) -> None:
-        """Start applying a batch, with a report of its own until it commits (``batch_commit``); what an earlier
-        attempt at the same batch left (rolled back) is forgotten.
-
-        ``careful``: each record in a savepoint, its rows written at once, so that a record the database refuses
-        is reported by its line and the others kept. Otherwise no savepoints, and new patients and infusions are
-        inserted a statement per batch: a refusal then fails the whole batch, which is applied again carefully.
-        """
-        self.report = ImportReport(dry_run=self._main.dry_run, format=self._main.format)
-        self._patients = ChainMap({}, self._patients.maps[-1])
-        self.queue_creates = not careful
-        self._new_patients, self._queued, self._new_infusions, self._pending = [], set(), [], []
-        self.item_begin()
-        self.cache_drop()
-
-    def batch_commit(self) -> None:
-        """The batch is stored: what it did counts in the import's report, its patients are known."""
-        self._patients.maps[-1].update(self._patients.maps[0])
-        self._main.merge(self.report)
-        self.report = self._main
-
-    def creates_flush(self) -> None:
-        """Insert the queued patients and infusions, a statement per table."""
-        self._patients_flush()
-        self._infusions_flush()
-
-    def _patients_flush(self) -> None:
-        patients, self._new_patients, self._queued = self._new_patients, [], set()
-        if patients:
-            Patient.objects.bulk_create([patient for patient, _ in patients])
-            for patient, record in patients:
-                self._patient_applied(patient, record)
-
-    def _infusions_flush(self) -> None:
-        infusions, self._new_infusions = self._new_infusions, []
-        if infusions:
-            Infusion.objects.bulk_create(infusions)
-
-    # --- looking a batch up at once
-    def batch_prepare(self, items: list) -> None:
-        """Look up the batch's patients (by source id or MRN) and its infusions' patients with a query each."""
-        self.cache_drop()
-        patients = [item for item in items if isinstance(item, PatientRecord)]
-        refs = {item.patient_ref for item in items if isinstance(item, InfusionRecord)}
-        query = Patient.objects.select_related("centre").filter(centre=self.centre)
-        if patients:
-            source_ids = {record.source_id[:128] for record in patients}
-            mrns = {(record.mrn or record.source_id).strip()[:64] for record in patients}
-            for patient in query.filter(
-                Q(source_system=self.source_system, source_id__in=source_ids) | Q(mrn__in=mrns)
-            ):
-                source_key = (
-                    patient.source_id
-                    if patient.source_system == self.source_system and patient.source_id in source_ids
-                    else None
-                )
-                mrn_key = patient.mrn if patient.mrn in mrns else None
-                self._objects[patient.pk] = patient
-                self._keys[patient.pk] = (source_key, mrn_key)
-                if source_key is not None:
-                    self._by_source[source_key] = patient.pk
-                if mrn_key is not None:
-                    self._by_mrn[mrn_key] = patient.pk
-        known = {ref: self._patients[ref] for ref in refs if ref in self._patients}
-        missing = set(known.values()) - set(self._objects)
-        if missing:
-            self._objects.update({patient.pk: patient for patient in query.filter(pk__in=missing)})
-        self._by_ref.update({ref: pk for ref, pk in known.items() if pk in self._objects})
-        others = {ref[:128] for ref in refs if ref not in known}
-        if others:
-            for patient in query.filter(source_system=self.source_system, source_id__in=others):
-                self._objects.setdefault(patient.pk, patient)
-                self._by_ref[patient.source_id] = patient.pk
-        self._cached = True
-
-    def cache_drop(self) -> None:
-        """Forget what ``batch_prepare`` looked up: lookups query the database again."""
-        self._cached = False
-        self._objects, self._by_source, self._by_mrn, self._keys, self._by_ref = {}, {}, {}, {}, {}
-        self._infusions = None
-
-    def _patient_known(self, source_id: str, mrn: str) -> Patient | None:
-        pk = self._by_source.get(source_id) or self._by_mrn.get(mrn)
-        return self._objects[pk] if pk else None
-
-    def _patient_remember(self, patient: Patient, record: PatientRecord) -> None:
-        if not self._cached:
-            return
-        old_source, old_mrn = self._keys.get(patient.pk, (None, None))
-        if old_source is not None and self._by_source.get(old_source) == patient.pk:
-            del self._by_source[old_source]
-        if old_mrn is not None and self._by_mrn.get(old_mrn) == patient.pk:
-            del self._by_mrn[old_mrn]
-        self._objects[patient.pk] = patient
-        self._by_source[patient.source_id] = self._by_mrn[patient.mrn] = patient.pk
-        self._keys[patient.pk] = (patient.source_id, patient.mrn)
-        self._by_ref[record.source_id] = patient.pk
-
-    def _patient_forget(self, patient: Patient) -> None:
-        source_id, mrn = self._keys.pop(patient.pk, (None, None))
-        self._by_source.pop(source_id, None)
-        self._by_mrn.pop(mrn, None)
-        self._objects.pop(patient.pk, None)
-        for ref in [ref for ref, pk in self._by_ref.items() if pk == patient.pk]:
-            del self._by_ref[ref]
-
-    def _infusions_of(self, patient: Patient) -> list[Infusion]:
-        """The patient's infusions (a handful at most), by pk; those of the batch's patients in one query."""
-        if self._cached and self._infusions is None:
-            self._infusions_flush()
-            self._infusions = {pk: [] for pk in self._by_ref.values()}
-            for infusion in Infusion.objects.filter(patient_id__in=list(self._infusions)).order_by("pk"):
-                self._infusions[infusion.patient_id].append(infusion)
-        if self._infusions is not None and patient.pk in self._infusions:
-            return list(self._infusions[patient.pk])
-        self._infusions_flush()
-        return list(Infusion.objects.filter(patient=patient).order_by("pk"))
-
-    def _infusions_forget(self, patient: Patient) -> None:
-        if self._infusions is not None:
-            self._infusions.pop(patient.pk, None)
-
-    # --- planning new infusions together
-    def plans_flush(self) -> None:
-        """Plan the new infusions deferred so far, in bulk (``planning.infusions_plan_new``).
-
-        Should that fail, each is planned on its own, and one that cannot be is reported by its line, as when
-        infusions were planned one by one.
-        """
-        self.creates_flush()
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        self._flushed += pending
-        before = self.report.visits_planned
-        try:
-            self._plans_write(pending)
-        finally:
-            self._flushed_visits += self.report.visits_planned - before
-
-    def item_begin(self) -> None:
-        self._flushed, self._flushed_visits = [], 0
-
-    def item_rolled_back(self, *, changed: bool = True) -> None:
-        """The current item's savepoint was rolled back: so were the plans flushed in it, which are pending again.
-
-        ``changed``: the item may have written rows before it failed, so what was looked up may be stale.
-        """
-        self._pending = self._flushed + self._pending
-        self.report.visits_planned -= self._flushed_visits
-        self.item_begin()
-        if changed:
-            self.cache_drop()
-
-    def _plans_write(self, pending: list[tuple[Infusion, InfusionRecord]]) -> None:
-        try:
-            with transaction.atomic():
-                diffs = planning.infusions_plan_new([infusion for infusion, _ in pending], reason=PLAN_REASON)
-        except REFUSED:
-            for infusion, record in pending:
-                try:
-                    with transaction.atomic():
-                        self.report.visits_planned += len(planning.infusion_plan(infusion, reason=PLAN_REASON).added)
-                except REFUSED as exc:
-                    logger.info("ndjson line %s refused: %s", record.line, type(exc).__name__)
-                    Infusion.objects.filter(pk=infusion.pk).delete()
-                    self.cache_drop()
-                    self.report.error(
-                        _issue(record, "cannot be stored: a duplicate identifier, or a value the database refuses")
-                    )
-            return
-        self.report.visits_planned += sum(len(diff.added) for diff in diffs)
-
-    # --- patients
-    def patient_apply(self, record: PatientRecord) -> Patient:
-        mrn = (record.mrn or record.source_id).strip()[:64]
-        if not mrn:
-            raise RowProblem("identifier", "the patient has neither an MRN nor an id", "required")
-        source_id = record.source_id[:128]
-        if {("source", source_id), ("mrn", mrn)} & self._queued:
-            self._patients_flush()  # the same patient twice in a batch: the second finds the first, stored
-        if self._cached:
-            patient = self._patient_known(source_id, mrn)
-        else:
-            self._patients_flush()
-            patient = (
-                Patient.objects.filter(
-                    centre=self.centre, source_system=self.source_system, source_id=source_id
-                ).first()
-                or Patient.objects.filter(centre=self.centre, mrn=mrn).first()
-            )
-        values = {
-            "given_name": record.given_name[:100],
-            "family_name": record.family_name[:100],
-            "birth_date": record.birth_date,
-            "sex": record.sex,
-            "email": record.email[:254],
-            "phone": record.phone[:32],
-            "preferred_language": record.preferred_language
-            if record.preferred_language in dict(settings.LANGUAGES)
-            else "en",
-        }
-        if patient is None:
-            patient = Patient(
-                centre=self.centre, mrn=mrn, source_system=self.source_system, source_id=source_id, **values
-            )
-            self.report.patients_created += 1
-            if self.queue_creates and not record.deceased:
-                self._new_patients.append((patient, record))
-                self._queued |= {("source", source_id), ("mrn", mrn)}
-                return patient
-            patient.save(force_insert=True)
-        else:
-            values.update(mrn=mrn, source_system=self.source_system, source_id=source_id)
-            changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
-            if changed:
-                for key, value in changed.items():
-                    setattr(patient, key, value)
-                patient.save(update_fields=[*changed, "updated_at"])
-                self.report.patients_updated += 1
-            else:
-                self.report.patients_unchanged += 1
-        self._patient_applied(patient, record)
-        if record.deceased and patient.under_follow_up:
-            self.plans_flush()
-            self._patient_forget(patient)
-            lifecycle.patient_close(
-                patient, status=PatientStatus.DECEASED, on=record.deceased_date or self.today, reason=DECEASED_REASON
-            )
-            self.report.patients_closed += 1
-        return patient
-
-    def _patient_applied(self, patient: Patient, record: PatientRecord) -> None:
-        """The record's patient is stored: infusions may refer to it."""
-        self._patients[record.source_id] = patient.pk
-        self._patient_remember(patient, record)
-        self.report.patient_ids.add(patient.pk)
-
-    def _patient_for(self, reference: str) -> Patient:
-        if self._cached and reference in self._by_ref:
-            return self._objects[self._by_ref[reference]]
-        pk = self._patients.get(reference)
-        query = Patient.objects.select_related("centre")
-        patient = (
-            query.filter(pk=pk).first()
-            if pk
-            else query.filter(centre=self.centre, source_system=self.source_system, source_id=reference[:128]).first()
-        )
-        if patient is None:
-            raise RowProblem(
-                "subject.reference",
-                "the Patient it refers to is neither in this import nor imported earlier for this centre",
-                "not-found",
-            )
-        return patient
-
-    # --- infusions
-    def infusion_apply(self, record: InfusionRecord, siblings: Iterable[InfusionRecord] = ()) -> Infusion:
-        """Store a new infusion or a corrected date or product, through ``care.infusions`` (its rules refused as
-        ``RowProblem``). A patient's first infusion in an NDJSON batch is inserted with the batch and planned with
-        it (``plans_flush``): it shares ``infusion_check`` with ``infusion_record``, which plans any other at once.
-        """
-        try:
-            return self._infusion_apply(record, siblings)
-        except infusions.InfusionRefused as exc:  # named by the model's field: say the record's element
-            element = {"infusion_date": "date", "patient": "subject.reference"}[exc.field_name]
-            raise RowProblem(element, exc.message, "business-rule") from exc
-
-    def _infusion_apply(self, record: InfusionRecord, siblings: Iterable[InfusionRecord]) -> Infusion:
-        if record.infusion_date < EARLIEST_INFUSION:
-            raise RowProblem(
-                "date", f"an infusion before {EARLIEST_INFUSION} predates every approved CAR-T product", "value"
-            )
-        self._patients_flush()
-        patient = self._patient_for(record.patient_ref)
-        self.report.patient_ids.add(patient.pk)
-        source_id = record.source_id[:128]
-        # The patient's infusions in one query (a handful at most): the three lookups below are made on them.
-        stored = self._infusions_of(patient)
-        existing = next((i for i in stored if i.source_system == self.source_system and i.source_id == source_id), None)
-        product_code = record.product_code or self._product_from(record, patient, existing, siblings)
-        product = self.products.get(product_code)
-        if product is None:
-            raise RowProblem("code", f"CAR-T product {product_code!r} is not in the catalogue", "code-invalid")
-        if existing is None:
-            existing = next(
-                (i for i in stored if i.product_id == product.pk and i.infusion_date == record.infusion_date), None
-            )
-            if existing is not None:  # the same infusion, described by another resource
-                self.report.infusions_unchanged += 1
-                return existing
-            infusions.infusion_check(patient, record.infusion_date)
-            infusion = Infusion(
-                patient=patient,
-                product=product,
-                infusion_date=record.infusion_date,
-                lot_number=record.lot_number[:64],
-                source_system=self.source_system,
-                source_id=source_id,
-            )
-            self.report.infusions_created += 1
-            # A patient's first infusion is planned with the others of the batch (``plans_flush``); one that
-            # may supersede (or be superseded by) another is recorded at once, after those deferred so far.
-            if self.defer_plans and not stored:
-                if self.queue_creates:
-                    self._new_infusions.append(infusion)
-                else:
-                    infusion.save(force_insert=True)
-                self._pending.append((infusion, record))
-                if self._infusions is not None and patient.pk in self._infusions:
-                    self._infusions[patient.pk].append(infusion)
-                return infusion
-            self.plans_flush()
-            self._infusions_forget(patient)
-            diff = infusions.infusion_record(infusion, reason=PLAN_REASON)
-            self.report.visits_planned += len(diff.added)
-            return infusion
-        if existing.infusion_date == record.infusion_date and existing.product_id == product.pk:
-            self.report.infusions_unchanged += 1
-            return existing
-        infusions.infusion_check(patient, record.infusion_date, correcting=True)
-        self.plans_flush()
-        self._infusions_forget(patient)
-        diff = infusions.infusion_correct(
-            existing,
-            infusion_date=record.infusion_date,
-            product=product,
-            reason="EHR import: infusion date or product corrected",
-        )
-        self.report.infusions_replanned += 1
-        self.report.visits_planned += len(diff.added) if diff else 0
-        return existing
-
-    def _product_from(self, record, patient, existing, siblings) -> str:
-        """A generic administration code (CPT 38228, ICD-10-PCS XW033C3) names no product: find it elsewhere."""
-        if existing is not None:
-            return existing.product_id and existing.product.code
-        for other in siblings:
-            if (
-                other.product_code
-                and other.patient_ref == record.patient_ref
-                and abs((other.infusion_date - record.infusion_date).days) <= 1
-            ):
-                return other.product_code
-        self._infusions_flush()
-        stored = (
-            Infusion.objects.filter(patient=patient, infusion_date=record.infusion_date)
-            .select_related("product")
-            .first()
-        )
-        if stored is not None:
-            return stored.product.code
-        raise RowProblem(
-            "code",
-            f"code {record.matched_code[1]} marks a CAR-T infusion but names no product; add the product's code "
-            "(e.g. its HCPCS Q-code or NDC) or a MedicationAdministration of the product",
-            "code-invalid",
-        )
-
-    # --- one record, in a savepoint
-    def apply(self, item, siblings: Iterable[InfusionRecord] = ()) -> None:
-        if isinstance(item, PatientRecord | InfusionRecord):
-            _refuse_nul(item)
-        if isinstance(item, Ignored):
-            self.report.ignored[f"{item.resource_type}: {item.reason}"] += 1
-        elif isinstance(item, PatientRecord):
-            self.patient_apply(item)
-        elif isinstance(item, InfusionRecord):
-            self.infusion_apply(item, siblings)
-        elif isinstance(item, ImportIssue):
-            self.report.error(item)
-
-
-def _refuse_nul(record) -> None:
-    """A NUL character is refused here, whatever the database would do with it."""
-    for name in record.__slots__:
-        value = getattr(record, name)
-        if isinstance(value, str) and "\x00" in value:
-            raise RowProblem(name, "null characters are not allowed", "value")
-
-
-def _issue(item, problem: RowProblem | str) -> ImportIssue:
-    if isinstance(problem, str):
-        return ImportIssue(getattr(item, "entry", None), getattr(item, "line", None), "", problem, "conflict")
-    return ImportIssue(
-        getattr(item, "entry", None), getattr(item, "line", None), problem.field_name, problem.message, problem.code
-    )
-
-
-def _ordered(items: list) -> list:
-    """Patients before the infusions that refer to them; issues and ignored items keep their place."""
-    return sorted(items, key=lambda item: 0 if isinstance(item, PatientRecord) else 1)
 
 
 # --------------------------------------------------------------------------------------------- FHIR Bundle
@@ -613,19 +79,6 @@ def bundle_import(
 
 
 # --------------------------------------------------------------------------------------------- NDJSON
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch: list = []
-    last_line = None
-    for line, item in items:
-        if len(batch) >= size and line != last_line:
-            yield batch
-            batch = []
-        batch.append((line, item))
-        last_line = line
-    if batch:
-        yield batch
-
-
 @audit_acting_as(AuditActor.EHR_IMPORT)
 def ndjson_import(
     lines: Iterable[bytes | str],
@@ -660,8 +113,8 @@ def ndjson_import(
     importer.defer_plans = True
 
     def run() -> None:
-        for batch in _batches(parsed, batch_lines):
-            _ndjson_batch_commit(importer, batch, on_batch)
+        for batch in batches(parsed, batch_lines):
+            batch_commit(importer, batch, on_batch)
 
     if dry_run:
         try:
@@ -672,73 +125,26 @@ def ndjson_import(
             pass
     else:
         run()
+        identity_reviews_open(centre, importer.conflicts.values())
     return report
-
-
-def _ndjson_batch_commit(
-    importer: Importer, batch: list[tuple[int, object]], on_batch: Callable[[ImportReport, int], None] | None = None
-) -> None:
-    """Apply a batch of lines and commit it: without savepoints, or, should the database refuse a write, again
-    with a savepoint per line, so that the refused line is reported by its number and the others are kept."""
-    try:
-        with transaction.atomic():
-            importer.batch_begin(careful=False)
-            _ndjson_batch(importer, batch, careful=False)
-            if on_batch is not None:
-                on_batch(importer.report, batch[-1][0])
-    except REFUSED as exc:
-        logger.info("ndjson lines %s-%s applied again line by line: %s", batch[0][0], batch[-1][0], type(exc).__name__)
-        with transaction.atomic():
-            importer.batch_begin(careful=True)
-            _ndjson_batch(importer, batch, careful=True)
-            if on_batch is not None:
-                on_batch(importer.report, batch[-1][0])
-    importer.batch_commit()
-
-
-def _ndjson_batch(importer: Importer, batch: list[tuple[int, object]], *, careful: bool) -> None:
-    items = [item for _, item in batch]
-    siblings = [item for item in items if isinstance(item, InfusionRecord)]
-    importer.batch_prepare(items)
-    for item in _ordered(items):
-        if careful:
-            _ndjson_item_careful(importer, item, siblings)
-            continue
-        try:
-            importer.apply(item, siblings)
-        except RowProblem as problem:  # refused before writing anything
-            importer.report.error(_issue(item, problem))
-    importer.item_begin()
-    importer.plans_flush()
-    importer.cache_drop()
-
-
-def _ndjson_item_careful(importer: Importer, item, siblings: list[InfusionRecord]) -> None:
-    """Apply one record in a savepoint: one the database refuses is reported, and the batch goes on."""
-    importer.item_begin()
-    try:
-        with transaction.atomic():
-            importer.apply(item, siblings)
-    except RowProblem as problem:
-        importer.item_rolled_back(changed=False)  # refused before writing anything
-        importer.report.error(_issue(item, problem))
-    except REFUSED as exc:
-        logger.info("ndjson line %s refused: %s", getattr(item, "line", None), type(exc).__name__)
-        importer.item_rolled_back()
-        importer.report.error(_issue(item, "cannot be stored: a duplicate identifier, or a value the database refuses"))
 
 
 # --------------------------------------------------------------------------------------------- CSV
 @audit_acting_as(AuditActor.EHR_IMPORT)
 def csv_import(
-    text: str,
+    data: bytes | str,
     centre: TreatmentCentre,
     *,
     source_system: str = DEFAULT_SOURCE_SYSTEM,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Import a clinic CSV export atomically: any bad row rejects the file (every problem is listed)."""
-    from surveillance.imports.ehr_csv import parse_csv
+    """Import a clinic CSV export atomically: any bad row rejects the file (every problem is listed).
+
+    ``data`` as sent (bytes) is decoded here, so that a file that is not UTF-8 is reported by its line.
+    """
+    from surveillance.imports.ehr_csv import csv_decode, parse_csv
+
+    text = csv_decode(data) if isinstance(data, bytes) else data
 
     report = ImportReport(dry_run=dry_run, format="csv")
     products = dict(product_names())
@@ -757,20 +163,20 @@ def csv_import(
 def _atomic_apply(items: list, centre, source_system: str, report: ImportReport, dry_run: bool) -> None:
     """Apply all items in one transaction; any refused item rolls everything back (``FhirImportError``)."""
     infusions = [item for item in items if isinstance(item, InfusionRecord)]
+    importer = Importer(centre, source_system=source_system, report=report)
     try:
         with transaction.atomic():
-            importer = Importer(centre, source_system=source_system, report=report)
             problems: list[ImportIssue] = []
-            for item in _ordered(items):
+            for item in ordered(items):
                 try:
                     with transaction.atomic():
                         importer.apply(item, infusions)
                 except RowProblem as problem:
-                    problems.append(_issue(item, problem))
+                    problems.append(issue_of(item, problem))
                 except REFUSED as exc:
                     logger.info("import item refused: %s", type(exc).__name__)
                     problems.append(
-                        _issue(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
+                        issue_of(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
                     )
             if problems:
                 raise FhirImportError(problems)
@@ -778,6 +184,10 @@ def _atomic_apply(items: list, centre, source_system: str, report: ImportReport,
                 raise _DryRun
     except _DryRun:
         pass
+    except FhirImportError:
+        if not dry_run:  # the entries refused for their identity wait for a coordinator, though nothing was saved
+            identity_reviews_open(centre, importer.conflicts.values())
+        raise
 
 
 def looks_like_bundle(head: bytes) -> bool:

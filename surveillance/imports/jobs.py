@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError, ImportIssue
+from surveillance.imports.report import COUNTERS, ImportReport
 from surveillance.models import ImportFormat, ImportJob, ImportJobStatus
 from surveillance.models import audit as audit_models
 from surveillance.reminders.dispatch import worker_id
@@ -229,19 +230,19 @@ def _outcome(run) -> tuple[int, dict, dict | None]:
     return 200, report.as_dict(), report_state(report)
 
 
-def _atomic_run(job: ImportJob) -> ehr_import.ImportReport:
+def _atomic_run(job: ImportJob) -> ImportReport:
     args = {"source_system": job.source_system, "dry_run": job.dry_run}
     if job.format == ImportFormat.BUNDLE:
         return ehr_import.bundle_import(bytes(job.payload), job.centre, **args)
-    return ehr_import.csv_import(bytes(job.payload).decode("utf-8-sig"), job.centre, **args)
+    return ehr_import.csv_import(bytes(job.payload), job.centre, **args)
 
 
-def _ndjson_run(job: ImportJob, claim) -> ehr_import.ImportReport:
+def _ndjson_run(job: ImportJob, claim) -> ImportReport:
     """Import the NDJSON after the last committed line; each batch commits with the job's progress."""
     resume = not job.dry_run  # a dry run is one transaction rolled back: nothing to resume, nothing to record
     start = job.lines_done if resume else 0
 
-    def on_batch(batch: ehr_import.ImportReport, last_line: int) -> None:
+    def on_batch(batch: ImportReport, last_line: int) -> None:
         so_far = _progress(claim)
         so_far.merge(batch)
         now = timezone.now()
@@ -264,7 +265,7 @@ def _ndjson_run(job: ImportJob, claim) -> ehr_import.ImportReport:
     return report
 
 
-def _progress(claim) -> ehr_import.ImportReport:
+def _progress(claim) -> ImportReport:
     """The report of the batches committed so far, read on the claim (``LeaseLost`` if it was taken over)."""
     state = claim.values_list("progress", flat=True).first()
     if state is None:
@@ -291,10 +292,10 @@ def _finish(claim, status: int, outcome: dict, *, progress: dict | None = None, 
 
 
 # --- the report between batches -----------------------------------------------------------------------------------
-def report_state(report: ehr_import.ImportReport) -> dict:
+def report_state(report: ImportReport) -> dict:
     """What a job keeps of its report so far: the counters, reasons, reported problems and patients."""
     return {
-        **{name: getattr(report, name) for name in ehr_import.COUNTERS},
+        **{name: getattr(report, name) for name in COUNTERS},
         "ignored": dict(report.ignored),
         "errors": [asdict(issue) for issue in report.errors],
         "error_count": report.error_count,
@@ -303,10 +304,10 @@ def report_state(report: ehr_import.ImportReport) -> dict:
     }
 
 
-def report_from_state(state: dict) -> ehr_import.ImportReport:
+def report_from_state(state: dict) -> ImportReport:
     """The report an NDJSON job kept (``report_state``), to add the next batch to."""
-    report = ehr_import.ImportReport(format="ndjson")
-    for name in ehr_import.COUNTERS:
+    report = ImportReport(format="ndjson")
+    for name in COUNTERS:
         setattr(report, name, state.get(name, 0))
     report.ignored = Counter(state.get("ignored", {}))
     report.errors = [ImportIssue(**issue) for issue in state.get("errors", [])]

@@ -3,6 +3,7 @@
 from surveillance.models.audit import AuditEntry
 from surveillance.models.centres import CentreClosure, CentreMembership, Role, TreatmentCentre
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
+from surveillance.models.identity import IdentityReview, IdentityReviewStatus
 from surveillance.models.imports import ImportFormat, ImportJob, ImportJobStatus
 from surveillance.models.integrations import (
     ApiToken,
@@ -23,7 +24,7 @@ from surveillance.models.patients import (
 from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
 from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
-from surveillance.models.signals import ReviewStatus, Signal, SignalReview, SignalRuleSet, WorkupItem
+from surveillance.models.signals import Signal, SignalReview, SignalReviewStatus, SignalRuleSet, WorkupItem
 from surveillance.models.visits import (
     ConditionDecision,
     FollowUpVisit,
@@ -44,6 +45,8 @@ __all__ = [
     "Delivery",
     "FollowUpVisit",
     "IdempotencyKey",
+    "IdentityReview",
+    "IdentityReviewStatus",
     "ImportFormat",
     "ImportJob",
     "ImportJobStatus",
@@ -62,11 +65,11 @@ __all__ = [
     "Reminder",
     "ReminderStatus",
     "ReportingStep",
-    "ReviewStatus",
     "RiskFlag",
     "Role",
     "Signal",
     "SignalReview",
+    "SignalReviewStatus",
     "SignalRuleSet",
     "TransgeneStatus",
     "TreatmentCentre",

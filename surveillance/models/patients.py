@@ -55,6 +55,9 @@ class Patient(models.Model):
 
     centre = models.ForeignKey(TreatmentCentre, on_delete=models.PROTECT, related_name="patients")
     mrn = models.CharField("MRN", max_length=64)
+    identifier_system = models.CharField(
+        max_length=255, blank=True, help_text="The system (namespace) of the MRN, when the EHR sent one."
+    )
     given_name = models.CharField(max_length=100, blank=True)
     family_name = models.CharField(max_length=100, blank=True)
     birth_date = models.DateField(null=True, blank=True)
@@ -137,7 +140,14 @@ class Infusion(models.Model):
     """One CAR-T infusion. It anchors a schedule; a re-infusion is a new Infusion with a schedule of its own."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="infusions")
-    product = models.ForeignKey(CarTProduct, on_delete=models.PROTECT, related_name="infusions")
+    product = models.ForeignKey(
+        CarTProduct,
+        on_delete=models.PROTECT,
+        related_name="infusions",
+        null=True,
+        blank=True,
+        help_text="Blank: to confirm (the EHR recorded the administration without naming the product).",
+    )
     infusion_date = models.DateField()
     indication = models.CharField(max_length=255, blank=True)
     lot_number = models.CharField(max_length=64, blank=True)
@@ -169,6 +179,10 @@ class Infusion(models.Model):
             models.CheckConstraint(
                 condition=models.Q(infusion_date__gte=EARLIEST_INFUSION), name="infusion_date_plausible"
             ),
+        ]
+        indexes = [
+            # the worklist of infusions whose product a physician must name (imported from a bare CAR-T procedure)
+            models.Index(fields=["patient"], condition=models.Q(product__isnull=True), name="infusion_to_confirm_idx"),
         ]
 
     def __str__(self) -> str:

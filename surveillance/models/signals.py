@@ -35,7 +35,7 @@ class SignalRuleSet(models.Model):
         return f"{self.code} v{self.version}"
 
 
-class ReviewStatus(models.TextChoices):
+class SignalReviewStatus(models.TextChoices):
     OPEN = "open", "Open"
     WORKUP = "workup_ordered", "Work-up ordered"
     CONFIRMED = "confirmed", "Second cancer confirmed"
@@ -43,7 +43,7 @@ class ReviewStatus(models.TextChoices):
 
 
 #: A review in one of these takes the later signals of its kind: the physician has not closed it.
-UNRESOLVED_STATUSES = (ReviewStatus.OPEN, ReviewStatus.WORKUP)
+UNRESOLVED_STATUSES = (SignalReviewStatus.OPEN, SignalReviewStatus.WORKUP)
 
 
 class WorkupItem(models.TextChoices):
@@ -60,7 +60,7 @@ class SignalReviewQuerySet(models.QuerySet):
 
     def escalation_due(self, opened_before: dt.datetime) -> SignalReviewQuerySet:
         """Reviews nobody has acted on since before ``opened_before`` and not yet escalated."""
-        return self.filter(status=ReviewStatus.OPEN, escalated_at__isnull=True, opened_at__lt=opened_before)
+        return self.filter(status=SignalReviewStatus.OPEN, escalated_at__isnull=True, opened_at__lt=opened_before)
 
 
 class SignalReview(models.Model):
@@ -72,7 +72,7 @@ class SignalReview(models.Model):
     label = models.CharField(max_length=120)
     priority = models.PositiveSmallIntegerField(help_text="1 = most urgent (the rules file's 'highest').")
     suggested_type = models.CharField(max_length=20, choices=MalignancyType.choices, blank=True)
-    status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.OPEN)
+    status = models.CharField(max_length=16, choices=SignalReviewStatus.choices, default=SignalReviewStatus.OPEN)
     opened_at = models.DateTimeField()
     first_observed_on = models.DateField()
     last_observed_on = models.DateField()
@@ -97,18 +97,18 @@ class SignalReview(models.Model):
                 name="signal_review_one_unresolved_per_kind",
             ),
             models.CheckConstraint(
-                condition=models.Q(status__in=ReviewStatus.values), name="signal_review_status_valid"
+                condition=models.Q(status__in=SignalReviewStatus.values), name="signal_review_status_valid"
             ),
             models.CheckConstraint(
-                condition=models.Q(status=ReviewStatus.OPEN) | models.Q(decided_at__isnull=False),
+                condition=models.Q(status=SignalReviewStatus.OPEN) | models.Q(decided_at__isnull=False),
                 name="signal_review_decision_dated",
             ),
             models.CheckConstraint(
-                condition=~models.Q(status=ReviewStatus.DISMISSED) | ~models.Q(reason=""),
+                condition=~models.Q(status=SignalReviewStatus.DISMISSED) | ~models.Q(reason=""),
                 name="signal_review_dismissal_reasoned",
             ),
             models.CheckConstraint(
-                condition=~models.Q(status=ReviewStatus.CONFIRMED) | models.Q(malignancy_event__isnull=False),
+                condition=~models.Q(status=SignalReviewStatus.CONFIRMED) | models.Q(malignancy_event__isnull=False),
                 name="signal_review_confirmation_has_event",
             ),
         ]
@@ -122,7 +122,7 @@ class SignalReview(models.Model):
             # signal_reviews_escalate: open reviews not yet escalated, by age
             models.Index(
                 fields=["opened_at"],
-                condition=models.Q(status=ReviewStatus.OPEN, escalated_at__isnull=True),
+                condition=models.Q(status=SignalReviewStatus.OPEN, escalated_at__isnull=True),
                 name="signal_review_escalate_idx",
             ),
         ]

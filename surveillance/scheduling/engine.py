@@ -130,6 +130,8 @@ REASON_LABELS = {
     REASON_AGE: f"Aged {AGE_THRESHOLD} or over at infusion",
     REASON_BCMA: "BCMA-directed product",
 }
+#: An infusion recorded without its product (a bare CAR-T administration code): see ``intensified_reasons``.
+REASON_PRODUCT_UNKNOWN = "product_to_confirm"
 
 # Keys a rule's ``applies_to`` may filter on, and those an assessment's ``when`` may (``offset`` selects
 # occurrences by their offset amount in the rule's unit, e.g. the CH panel at month 24 of a quarterly rule).
@@ -293,6 +295,11 @@ def intensified_reasons(facts: InfusionFacts) -> tuple[str, ...]:
         reasons.append(REASON_AGE)
     if facts.target_antigen.casefold() == "bcma":
         reasons.append(REASON_BCMA)
+    if not facts.target_antigen:
+        # The product is not named yet, so it may be a BCMA product. The intensified variant is the safe plan
+        # meanwhile: it is a superset of the standard one (the same visits, more often, plus the extra screening),
+        # so nothing the standard plan asks for is missed; naming the product re-plans with the usual diff.
+        reasons.append(REASON_PRODUCT_UNKNOWN)
     return tuple(reasons)
 
 

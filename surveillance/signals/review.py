@@ -27,9 +27,9 @@ from surveillance.models import (
     MalignancyEvent,
     MalignancyType,
     PatientStatus,
-    ReviewStatus,
     Signal,
     SignalReview,
+    SignalReviewStatus,
     SignalRuleSet,
     WorkupItem,
 )
@@ -245,7 +245,7 @@ def signal_review_confirm(
             by=by,
             now=now or timezone.now(),
             changes={"malignancy_event": event.pk, "malignancy_type": malignancy_type},
-            status=ReviewStatus.CONFIRMED,
+            status=SignalReviewStatus.CONFIRMED,
             malignancy_event=event,
         )
     return event
@@ -261,12 +261,12 @@ def signal_review_order_workup(
     with transaction.atomic():
         return _decide(
             review,
-            (ReviewStatus.OPEN,),
+            (SignalReviewStatus.OPEN,),
             action="signal_workup",
             by=by,
             now=now or timezone.now(),
             changes={"workup": chosen},
-            status=ReviewStatus.WORKUP,
+            status=SignalReviewStatus.WORKUP,
             workup=chosen,
             reason=note.strip()[:500],
         )
@@ -285,7 +285,7 @@ def signal_review_dismiss(review: SignalReview, *, by, reason: str, now: dt.date
             by=by,
             now=now or timezone.now(),
             changes={"reason": reason[:500]},
-            status=ReviewStatus.DISMISSED,
+            status=SignalReviewStatus.DISMISSED,
             reason=reason[:500],
         )
 

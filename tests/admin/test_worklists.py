@@ -59,6 +59,8 @@ def test_it_shows_a_count_for_every_worklist_on_the_index(login, coordinator_a, 
         "ladder",
         "failed_reminders",
         "requests",
+        "product",
+        "identity",
         "reporting",
         "signals",
     }

@@ -61,3 +61,28 @@ def test_it_exits_with_a_one_line_reason(centre_a, tmp_path):
         call_command("import_ehr", str(path), "--centre", "a")
     with pytest.raises(CommandError, match="no such centre"):
         call_command("import_ehr", str(path), "--centre", "zz")
+
+
+def test_it_reports_a_latin_1_csv_by_its_line(api_a, centre_a):
+    body = CSV.encode() + "C-3,Zoë,Müller,,,,,,kymriah,2024-01-01,\n".encode("latin-1")
+    response = api_a.generic("POST", "/api/v1/import/csv", body, content_type="text/csv")
+    assert response.status_code == 400
+    (issue,) = response.json()["issue"]
+    assert issue["diagnostics"] == "line 4: not UTF-8 text (export the file as UTF-8)"
+    assert not Patient.objects.exists()
+
+
+def test_it_refuses_a_value_longer_than_its_column_with_its_line(api_a, centre_a):
+    long_name = "L" * 101
+    response = post_csv(api_a, CSV + f"C-3,{long_name},Do,,,,,,kymriah,{DAY},\n")
+    assert response.status_code == 400
+    issue = response.json()["issue"][0]
+    assert issue["diagnostics"] == "line 4: longer than the 100 characters stored"
+    assert issue["expression"] == ["given_name"]
+    assert not Patient.objects.filter(given_name__startswith="L").exists() and not Patient.objects.exists()
+
+
+def test_it_refuses_a_header_only_csv_rather_than_reporting_success(api_a, centre_a):
+    response = post_csv(api_a, CSV.splitlines()[0] + "\n")
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["diagnostics"] == "line 2: the CSV has a header but no rows"

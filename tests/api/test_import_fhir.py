@@ -117,15 +117,25 @@ def test_it_refuses_the_whole_bundle_for_one_bad_entry(api_a, centre_a):
     assert not Patient.objects.exists() and not Infusion.objects.exists()
 
 
-def test_it_refuses_a_generic_administration_code_that_names_no_product(api_a, centre_a):
+def test_it_imports_a_bare_car_t_procedure_with_its_product_to_confirm_on_the_intensified_plan(api_a, centre_a):
     bundle = car_t_bundle()
     bundle["entry"][1]["resource"]["code"] = concept("http://www.ama-assn.org/go/cpt", "38228")
     bundle["entry"] = bundle["entry"][:2]
     response = post_bundle(api_a, bundle)
-    assert response.status_code == 400
-    (issue,) = response.json()["issue"]
-    assert issue["expression"] == ["Bundle.entry[1].resource.code"] and "names no product" in issue["diagnostics"]
-    assert not Patient.objects.exists()
+    assert response.status_code == 200, response.content
+    infusion = Infusion.objects.get()
+    assert infusion.product is None and infusion.patient == Patient.objects.get()
+    assert infusion.protocol.variant == "intensified" and infusion.visits.count() > 10
+
+
+def test_it_names_the_product_when_a_later_import_records_it_and_replans(api_a, centre_a):
+    bundle = car_t_bundle()
+    bundle["entry"][1]["resource"]["code"] = concept("http://www.ama-assn.org/go/cpt", "38228")
+    post_bundle(api_a, collection(bundle["entry"][0]["resource"], bundle["entry"][1]["resource"]))
+    report = post_bundle(api_a, collection(bundle["entry"][0]["resource"], bundle["entry"][2]["resource"])).json()
+    assert (report["infusions"]["created"], report["infusions"]["replanned"]) == (0, 1)
+    infusion = Infusion.objects.get()
+    assert infusion.product.code == "yescarta" and infusion.protocol.variant == "standard"
 
 
 def test_it_takes_the_product_from_a_sibling_resource(api_a, centre_a):

@@ -128,3 +128,20 @@ def test_it_accepts_a_batch_and_an_empty_bundle(codes):
     assert len(parse_bundle(batch, codes, today=TODAY).infusions) == 1
     empty = parse_bundle({"resourceType": "Bundle", "type": "collection"}, codes)
     assert (empty.patients, empty.infusions, empty.ignored, empty.issues) == ([], [], [], [])
+
+
+def test_it_refuses_relative_full_urls_which_leave_a_patient_without_a_source(codes):
+    patient = official("patient-example.json")
+    del patient["id"]  # the fullUrl would be its only identity
+    bundle = collection(patient, car_t_procedure(), full_urls=["Patient/example", "https://x.example/fhir/Procedure/1"])
+    assert refused(bundle, codes) == [(0, "Bundle.entry[0].fullUrl")]
+
+
+def test_it_refuses_an_id_that_breaks_the_fhir_id_rules(codes):
+    for bad in ("a" * 65, "a_b", "a b"):
+        patient = official("patient-example.json")
+        patient["id"] = bad
+        with pytest.raises(FhirImportError) as caught:
+            parse_bundle(collection(patient), codes, today=TODAY)
+        ((entry, field, message),) = [(issue.entry, issue.field, issue.message) for issue in caught.value.issues]
+        assert (entry, field, message) == (0, "id", "not a FHIR id: 1 to 64 letters, digits, '-' or '.'")

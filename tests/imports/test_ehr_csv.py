@@ -122,3 +122,22 @@ def test_it_takes_the_header_in_any_order_and_case():
     header = ",".join(reversed([column.upper() for column in COLUMNS]))
     ((_, patient), (_, infusion)) = parse("L-1,2024-01-01,breyanzi,,,,,,Doe,Jo,I-9", header=header)
     assert (patient.mrn, infusion.product_code, infusion.lot_number) == ("I-9", "breyanzi", "L-1")
+
+
+def test_it_refuses_an_empty_csv():
+    items = list(parse_csv(io.StringIO(""), product_names(), today=TODAY))
+    assert [(line, issue.line, issue.code) for line, issue in items] == [(1, 1, "required")]
+    assert "empty" in items[0][1].message
+
+
+def test_it_refuses_a_csv_with_a_header_and_no_rows():
+    items = parse(header=HEADER)
+    assert [(line, issue.line, issue.message) for line, issue in items] == [(2, 2, "the CSV has a header but no rows")]
+
+
+def test_it_reports_a_duplicated_row_with_both_line_numbers():
+    row = "J-1,Jo,Doe,,,,,,kymriah,2024-01-01,"
+    items = parse(row, "K-2,Al,Roe,,,,,,kymriah,2024-01-01,", row)
+    issues = [item for _, item in items if isinstance(item, ImportIssue)]
+    assert [(issue.line, issue.code) for issue in issues] == [(4, "duplicate")]
+    assert "line 2" in issues[0].message

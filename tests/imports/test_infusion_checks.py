@@ -88,11 +88,11 @@ def test_it_refuses_a_csv_row_infused_before_birth_naming_its_line(centre_a):
 
 
 def test_it_refuses_a_csv_row_for_a_patient_who_died_before_it(centre_a):
-    dead = patient(identifier=[], deceasedDateTime=ago(100))
+    dead = patient(deceasedDateTime=ago(100))
     dead.pop("deceasedBoolean")
     ehr_import.bundle_import(collection(dead), centre_a)
     assert Patient.objects.get().status == PatientStatus.DECEASED
-    text = CSV_HEAD + f"example,Ana,Lima,1974-12-25,f,,,en,yescarta,{ago(20)},\n"  # the MRN of that patient
+    text = CSV_HEAD + f"12345,Peter,Chalmers,1974-12-25,m,,,en,yescarta,{ago(20)},\n"  # that patient, by MRN
     with pytest.raises(FhirImportError) as caught:
         ehr_import.csv_import(text, centre_a)
     assert [(i.line, i.field) for i in caught.value.issues] == [(2, "date")]
@@ -109,3 +109,19 @@ def test_it_cancels_the_visits_ahead_when_a_reimport_records_the_death(centre_a)
     report = ehr_import.bundle_import(collection(dead, car_t_procedure(days_ago=200)), centre_a)
     assert (report.patients_closed, report.infusions_unchanged) == (1, 1)
     assert set(FollowUpVisit.objects.filter(pk__in=ahead).values_list("status", flat=True)) == {"cancelled"}
+
+
+def test_it_refuses_a_reimported_birth_date_after_an_infusion(centre_a):
+    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    issues = bundle_issues(collection(patient(birthDate=ago(100))), centre_a)
+    assert issues == [(0, "birthDate", "is after the date of one of the patient's infusions")]
+    assert Patient.objects.get().birth_date.isoformat() == "1974-12-25"
+
+
+def test_it_refuses_a_reimported_death_before_an_infusion(centre_a):
+    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    dead = patient(deceasedDateTime=ago(300))
+    dead.pop("deceasedBoolean")
+    issues = bundle_issues(collection(dead), centre_a)
+    assert issues == [(0, "deceasedDateTime", "is before the date of one of the patient's infusions")]
+    assert Patient.objects.get().status == PatientStatus.ACTIVE

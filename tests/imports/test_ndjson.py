@@ -127,3 +127,13 @@ def test_it_streams_without_reading_ahead(codes):
         assert produced == line == count
         assert isinstance(item, PatientRecord)
     assert count == 50_000
+
+
+def test_it_refuses_a_resource_id_over_64_characters(codes):
+    lines = [
+        json.dumps({"resourceType": "Patient", "id": "p" * 65}),
+        json.dumps({"resourceType": "Patient", "id": "p"}),
+    ]
+    items = list(parse_ndjson(lines, codes, today=TODAY))
+    assert items[0] == (1, ImportIssue(None, 1, "id", "not a FHIR id: 1 to 64 letters, digits, '-' or '.'", "value"))
+    assert isinstance(items[1][1], PatientRecord)

@@ -112,3 +112,11 @@ def test_it_imports_as_the_line_by_line_path_does(centre_a, centre_b, monkeypatc
     assert mine == theirs and mine["error_count"] == 2
     assert stored(centre_a) == stored(centre_b)
     assert len(fast.patient_ids) == len(careful.patient_ids) == 6
+
+
+@pytest.mark.parametrize("nul", ["\\u0000", "\x00"], ids=["escaped", "raw"])
+def test_it_reports_a_nul_byte_for_its_line_only(centre_a, nul):
+    bad = patient_line("b", "Y1").replace('"Doe"', f'"Do{nul}e"')
+    report = ehr_import.ndjson_import([patient_line("a", "X1"), bad, patient_line("c", "Z1")], centre_a)
+    assert [issue.line for issue in report.errors] == [2]
+    assert sorted(Patient.objects.values_list("mrn", flat=True)) == ["X1", "Z1"]

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from surveillance.models import AuditEntry, MalignancyEvent, ReviewStatus, SignalReview
+from surveillance.models import AuditEntry, MalignancyEvent, SignalReview, SignalReviewStatus
 from surveillance.signals.review import signal_reviews_escalate, signals_record
 from surveillance.signals.rules import ClinicalRecords, Diagnosis, LabResult
 from tests.signals.conftest import INFUSED, day
@@ -89,7 +89,11 @@ def test_a_physician_confirms_a_second_cancer_from_the_worklist(login, physician
     assert response.status_code == 302
     review.refresh_from_db()
     event = MalignancyEvent.objects.get()
-    assert (review.status, review.malignancy_event, event.reporting_steps.count()) == (ReviewStatus.CONFIRMED, event, 4)
+    assert (review.status, review.malignancy_event, event.reporting_steps.count()) == (
+        SignalReviewStatus.CONFIRMED,
+        event,
+        4,
+    )
 
 
 def test_it_refuses_a_dismissal_without_a_reason_and_changes_nothing(login, physician_a, reviews):
@@ -97,14 +101,18 @@ def test_it_refuses_a_dismissal_without_a_reason_and_changes_nothing(login, phys
     response = _post_action(login(physician_a), "dismiss", [review], apply="1", reason="")
     assert response.status_code == 400
     review.refresh_from_db()
-    assert review.status == ReviewStatus.OPEN
+    assert review.status == SignalReviewStatus.OPEN
 
 
 def test_a_physician_orders_the_work_up(login, physician_a, reviews):
     review = reviews["neutropenia"]
     _post_action(login(physician_a), "order_workup", [review], apply="1", items=["bone_marrow"])
     review.refresh_from_db()
-    assert (review.status, review.workup, review.decided_by) == (ReviewStatus.WORKUP, ["bone_marrow"], physician_a)
+    assert (review.status, review.workup, review.decided_by) == (
+        SignalReviewStatus.WORKUP,
+        ["bone_marrow"],
+        physician_a,
+    )
 
 
 def test_a_coordinator_sees_the_worklist_but_cannot_decide(login, coordinator_a, reviews):
@@ -115,7 +123,7 @@ def test_a_coordinator_sees_the_worklist_but_cannot_decide(login, coordinator_a,
     review = reviews["neutropenia"]
     _post_action(client, "dismiss", [review], apply="1", reason="Not for me to say")
     review.refresh_from_db()
-    assert review.status == ReviewStatus.OPEN
+    assert review.status == SignalReviewStatus.OPEN
 
 
 def test_the_patient_page_lists_the_patients_signal_reviews(login, physician_a, reviews):

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from surveillance.models import AuditEntry, MalignancyEvent, ReportingStep, ReviewStatus, SignalReview
+from surveillance.models import AuditEntry, MalignancyEvent, ReportingStep, SignalReview, SignalReviewStatus
 from surveillance.models.patients import PatientStatus
 from surveillance.signals.review import (
     SignalError,
@@ -38,7 +38,7 @@ def test_it_confirms_a_second_cancer_opening_the_event_and_its_reporting_steps(t
     )
     tcl_review.refresh_from_db()
     assert (tcl_review.status, tcl_review.malignancy_event, tcl_review.decided_by) == (
-        ReviewStatus.CONFIRMED,
+        SignalReviewStatus.CONFIRMED,
         event,
         physician_a,
     )
@@ -51,7 +51,7 @@ def test_it_refuses_a_diagnosis_before_the_infusion_and_records_nothing(tcl_revi
         signal_review_confirm(tcl_review, by=physician_a, diagnosis_date=day(-3), malignancy_type="t_cell_lymphoma")
     assert not MalignancyEvent.objects.exists()
     tcl_review.refresh_from_db()
-    assert tcl_review.status == ReviewStatus.OPEN
+    assert tcl_review.status == SignalReviewStatus.OPEN
 
 
 def test_it_refuses_a_diagnosis_after_the_recorded_death(tcl_review, physician_a):
@@ -76,7 +76,7 @@ def test_it_records_the_work_up_ordered_and_keeps_the_review_for_later_results(i
     review = SignalReview.objects.get()
     signal_review_order_workup(review, by=physician_a, items=["bone_marrow"], note="with myeloid NGS panel")
     review.refresh_from_db()
-    assert (review.status, review.workup) == (ReviewStatus.WORKUP, ["bone_marrow"])
+    assert (review.status, review.workup) == (SignalReviewStatus.WORKUP, ["bone_marrow"])
     signals_record(infusion, ClinicalRecords(labs=(LabResult("709-8", 5, "%", day(230)),)), source="fhir")
     assert review.signals.count() == 2
 
@@ -91,7 +91,7 @@ def test_it_requires_a_reason_to_dismiss(tcl_review, physician_a):
         signal_review_dismiss(tcl_review, by=physician_a, reason="  ")
     review = signal_review_dismiss(tcl_review, by=physician_a, reason="Known indolent lesion")
     assert (review.status, review.reason, review.decided_at is not None) == (
-        ReviewStatus.DISMISSED,
+        SignalReviewStatus.DISMISSED,
         "Known indolent lesion",
         True,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
-from surveillance.models import AuditEntry, Reminder, ReviewStatus, Signal, SignalReview
+from surveillance.models import AuditEntry, Reminder, Signal, SignalReview, SignalReviewStatus
 from surveillance.signals.review import signals_record
 from surveillance.signals.rules import ClinicalRecords, Diagnosis, LabResult
 from tests.signals.conftest import INFUSED, day, monthly_normal_counts
@@ -34,7 +34,7 @@ def test_it_opens_one_neutropenia_review_for_a_grade_2_result_at_month_9(infusio
     assert report.reviews_opened == [review.pk]
     assert (review.kind, review.status, review.patient_id, review.first_observed_on) == (
         "neutropenia",
-        ReviewStatus.OPEN,
+        SignalReviewStatus.OPEN,
         infusion.patient_id,
         day(274),
     )
@@ -101,7 +101,10 @@ def test_it_opens_a_new_review_after_the_last_one_was_dismissed(infusion, physic
     record(infusion, LabResult("751-8", 1.2, "10*3/uL", day(274)))
     signal_review_dismiss(SignalReview.objects.get(), by=physician_a, reason="Explained by a viral infection")
     record(infusion, LabResult("751-8", 0.9, "10*3/uL", day(400)))
-    assert sorted(SignalReview.objects.values_list("status", flat=True)) == [ReviewStatus.DISMISSED, ReviewStatus.OPEN]
+    assert sorted(SignalReview.objects.values_list("status", flat=True)) == [
+        SignalReviewStatus.DISMISSED,
+        SignalReviewStatus.OPEN,
+    ]
 
 
 def test_it_raises_nothing_from_evidence_dated_after_a_recorded_death(infusion):

@@ -64,6 +64,8 @@ OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected"})
 ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_LINE_CHARS = 16 * 1024 * 1024
+MAX_ID_CHARS = 64  # FHIR's id type: [A-Za-z0-9\-\.]{1,64}
+ID_RULE = f"not a FHIR id: 1 to {MAX_ID_CHARS} letters, digits, '-' or '.'"
 
 ANIMAL_EXTENSION = "http://hl7.org/fhir/StructureDefinition/patient-animal"
 IDENTIFIER_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -79,6 +81,7 @@ _NAME_RANK = {"official": 0, "usual": 1, None: 2, "temp": 3, "nickname": 4, "ano
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # as the CSV import checks it
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?![A-Za-z])")
 _TYPE_ID = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_ABSOLUTE_URL = re.compile(r"(?:https?://[^/\s]+/\S*|urn:(?:uuid|oid):\S+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown element (not in FHIR R4)"
     if kind == "json_invalid":
         return "expected a JSON object"
+    if kind == "string_pattern_mismatch" and tuple(error.get("loc", ())) == ("id",):
+        return ID_RULE
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ").split("\n")[0].strip()
 
@@ -139,10 +144,13 @@ def _validate(resource: dict) -> tuple[Any, list[_Problem]]:
     """The fhir.resources model for a supported resource, or the problems (without echoing values)."""
     model_class = MODELS[resource["resourceType"]]
     try:
-        return model_class.model_validate(resource), []
+        model = model_class.model_validate(resource)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         return None, [_Problem(_path(error["loc"]), _message(error), "structure") for error in errors]
+    if model.id is not None and len(model.id) > MAX_ID_CHARS:  # the library checks the characters, not the length
+        return None, [_Problem("id", ID_RULE, "value")]
+    return model, []
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -160,6 +168,20 @@ def _text(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------- references
+def _base(url: str) -> str:
+    """The server base of an absolute RESTful URL ("https://a.example/fhir" of ".../fhir/Patient/1"), else ""."""
+    if not url.lower().startswith(("http://", "https://")):
+        return ""
+    match = _TYPE_ID.search(url)
+    return url[: match.start()] if match else ""
+
+
+def _meta_source(model: Any) -> str:
+    """``meta.source`` without its fragment: servers such as HAPI append "#<request id>", new at every write."""
+    meta = getattr(model, "meta", None)
+    return _text(meta.source if meta else None).split("#", 1)[0]
+
+
 def _type_and_id(reference: str) -> tuple[str, str] | None:
     """("Patient", "123") from "Patient/123", "http://host/fhir/Patient/123" or ".../Patient/123/_history/2"."""
     match = _TYPE_ID.search(reference)
@@ -185,6 +207,11 @@ class _Context:
     def patient(self, reference: str) -> str | _Problem:
         raise NotImplementedError
 
+    def patient_source(self, reference: str, patient_id: str, own_source: str) -> str:
+        """Where the Patient referred to comes from: an absolute reference says it; a relative one is resolved
+        against the referring resource's own server (FHIR's rule), unless the Bundle holds that Patient."""
+        return _base(reference) or own_source
+
     def medication(self, reference: str) -> _Med | str | None:
         """The Medication, a reason it cannot be resolved (str), or None when the reference is not one."""
         raise NotImplementedError
@@ -203,6 +230,12 @@ class _BundleContext(_Context):
         self.by_url: dict[str, tuple[str, str]] = {}  # fullUrl -> (resourceType, source_id)
         self.by_type_id: dict[str, tuple[str, str]] = {}  # "Type/id" -> (resourceType, source_id)
         self.medications: dict[str, _Med] = {}  # fullUrl and "Medication/id" -> _Med
+        self.patient_sources: dict[str, str] = {}  # a Patient entry's source_id -> its source
+
+    def patient_source(self, reference: str, patient_id: str, own_source: str) -> str:
+        if patient_id in self.patient_sources:
+            return self.patient_sources[patient_id]
+        return super().patient_source(reference, patient_id, own_source)
 
     def register(self, full_url: str | None, resource_type: str, resource_id: str | None, source_id: str) -> None:
         if full_url:
@@ -328,7 +361,7 @@ def _language(communications: Iterable[Any] | None) -> str:
     return "en"
 
 
-def _patient(model: Any, source_id: str, today: dt.date) -> PatientRecord | list[_Problem]:
+def _patient(model: Any, source_id: str, source: str, today: dt.date) -> PatientRecord | list[_Problem]:
     problems: list[_Problem] = []
     if any(extension.url == ANIMAL_EXTENSION for extension in model.extension or ()):
         problems.append(_Problem("extension", "patient-animal extension: not a human patient", "business-rule"))
@@ -362,6 +395,7 @@ def _patient(model: Any, source_id: str, today: dt.date) -> PatientRecord | list
         preferred_language=_language(model.communication),
         deceased=deceased,
         deceased_date=deceased_date,
+        source=source,
     )
 
 
@@ -408,16 +442,17 @@ class _Reader:
         self.today = today
         self.latest = latest_infusion(today)
 
-    def resource(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
+    def resource(self, model: Any, resource_type: str, source_id: str, source: str, context: _Context) -> Outcome:
+        """``source``: where the resource says it comes from (``PatientRecord.source``)."""
         if resource_type == "Patient":
-            return _patient(model, source_id, self.today)
+            return _patient(model, source_id, source, self.today)
         if resource_type == "Medication":
             return Ignored("Medication", source_id, MEDICATION_ONLY)
         if resource_type in FLAG_TYPES:
             return self.risk_flag(model, resource_type, source_id, context)
-        return self.infusion(model, resource_type, source_id, context)
+        return self.infusion(model, resource_type, source_id, source, context)
 
-    def infusion(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
+    def infusion(self, model: Any, resource_type: str, source_id: str, source: str, context: _Context) -> Outcome:
         status = model.status
         if status != "completed":
             return Ignored(
@@ -493,6 +528,7 @@ class _Reader:
             matched_code=matched[1],
             infusion_date=infusion_date,
             lot_number=med.lot_number if med else "",
+            patient_source=context.patient_source(subject, patient_ref, source),
         )
 
     def risk_flag(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
@@ -754,6 +790,9 @@ def parse_bundle(
         model, problems = _validate(resource)
         if not source_id:
             problems.append(_Problem("id", "the entry has neither a resource id nor a fullUrl", "required"))
+        if full_url and not _ABSOLUTE_URL.fullmatch(full_url):  # it would leave the resource without a source
+            message = "the fullUrl must be absolute (https://server/Type/id, urn:uuid:... or urn:oid:...)"
+            problems.append(_Problem(f"Bundle.entry[{index}].fullUrl", message))
         key = f"{resource_type}/{source_id}"
         if key in seen:
             problems.append(_Problem("id", f"the same {resource_type} is also entry {seen[key]}", "duplicate"))
@@ -762,15 +801,18 @@ def parse_bundle(
             continue
         seen[key] = index
         context.register(full_url, resource_type, resource_id, source_id)
+        source = _base(full_url or "") or _meta_source(model)
+        if resource_type == "Patient":
+            context.patient_sources[source_id] = source
         if resource_type == "Medication":
             med = _med_of(model)
             for alias in (full_url, f"Medication/{resource_id}" if resource_id else None):
                 if alias:
                     context.medications[alias] = med
-        pending.append((index, resource_type, model, source_id))
+        pending.append((index, resource_type, model, source_id, source))
 
-    for index, resource_type, model, source_id in pending:
-        outcome = reader.resource(model, resource_type, source_id, context)
+    for index, resource_type, model, source_id, source in pending:
+        outcome = reader.resource(model, resource_type, source_id, source, context)
         if isinstance(outcome, list):
             refuse(index, outcome)
         else:
@@ -846,7 +888,7 @@ def parse_ndjson(
             med = _med_of(model)
             if codes.codes_in([med.code]):
                 context.medications[model.id] = med
-        outcome = reader.resource(model, resource_type, model.id, context)
+        outcome = reader.resource(model, resource_type, model.id, _meta_source(model), context)
         if isinstance(outcome, list):
             for problem in outcome:
                 yield issue(number, problem.field, problem.message, problem.code)

@@ -21,7 +21,12 @@ def latest_infusion(today: dt.date) -> dt.date:
 
 @dataclass(frozen=True, slots=True)
 class PatientRecord:
-    """One patient as found in the source. ``source_id`` is the resource id (or the fullUrl without one)."""
+    """One patient as found in the source. ``source_id`` is the resource id (or the fullUrl without one).
+
+    ``source`` is the system the resource says it comes from (its entry's absolute fullUrl base, else its
+    ``meta.source``), or "" when it does not say: the importer then takes the sender's declared source. A resource
+    id is only unique within its source, so the two together are its identity.
+    """
 
     source_id: str
     identifier_system: str | None
@@ -35,6 +40,7 @@ class PatientRecord:
     preferred_language: str  # "en", "es", ... (primary BCP-47 subtag), default "en"
     deceased: bool
     deceased_date: dt.date | None
+    source: str = ""
     line: int | None = None
     entry: int | None = None
 
@@ -50,6 +56,7 @@ class InfusionRecord:
     matched_code: tuple[str, str]  # (system, code) that made it a CAR-T infusion
     infusion_date: dt.date
     lot_number: str
+    patient_source: str = ""  # the source of the Patient referred to, as PatientRecord.source
     line: int | None = None
     entry: int | None = None
 

@@ -41,13 +41,11 @@ class Command(BaseCommand):
                 with open(file, "rb") as handle:
                     report = ehr_import.ndjson_import(handle, **common)
             elif kind == "csv":
-                report = ehr_import.csv_import(Path(file).read_text(encoding="utf-8-sig"), **common)
+                report = ehr_import.csv_import(Path(file).read_bytes(), **common)
             else:
                 report = ehr_import.bundle_import(Path(file).read_bytes(), **common)
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"{file} is not UTF-8 text") from exc
         except FhirImportError as exc:
             first = exc.issues[0] if exc.issues else None
             more = f" (and {len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
