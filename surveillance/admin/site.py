@@ -1,13 +1,18 @@
 """The CAR-T Watch admin site: worklist counts on the index, the dashboard, protocol upgrades, throttled login with
-a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``)."""
+a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``). Every page shows
+times in the user's centre's zone."""
 
 from __future__ import annotations
+
+from functools import update_wrapper
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
+from django.template.response import SimpleTemplateResponse
 from django.urls import path
+from django.utils import timezone
 from django_otp.forms import OTPAuthenticationFormMixin
 
 from surveillance.access.audit import login_throttled, request_remote_addr
@@ -102,6 +107,20 @@ class CartWatchAdminSite(admin.AdminSite):
         back to the sign-in page.
         """
         return super().has_permission(request) and session_second_factor_ok(request.user)
+
+    def admin_view(self, view, cacheable=False):
+        """Every admin page: permission checked (Django's), then rendered in the user's centre's time zone."""
+
+        def in_workspace(request, *args, **kwargs):
+            from surveillance.admin.worklists import workspace_zone
+
+            with timezone.override(workspace_zone(request)):
+                response = view(request, *args, **kwargs)
+                if isinstance(response, SimpleTemplateResponse):
+                    response.render()  # while the zone is active: rendering converts the times
+            return response
+
+        return super().admin_view(update_wrapper(in_workspace, view), cacheable)
 
     def get_urls(self):
         from surveillance.admin import dashboard, protocol_upgrade

@@ -33,9 +33,12 @@ DUE_SOON_DAYS = 14
 MISSED_RECENT_DAYS = 90
 
 
-def workspace_today(request) -> dt.date:
-    """Today in the time zone of the user's (first) centre: worklists change at the clinic's midnight."""
-    cached = getattr(request, "_workspace_today", None)
+def workspace_zone(request) -> zoneinfo.ZoneInfo:
+    """The time zone of the user's (first) centre: the admin shows every time in it, and its day is the worklists'.
+
+    A user of no centre (and the sign-in page) gets the server's zone.
+    """
+    cached = getattr(request, "_workspace_zone", None)
     if cached is not None:
         return cached
     centre_ids = user_centre_ids(request.user)
@@ -43,9 +46,17 @@ def workspace_today(request) -> dt.date:
     if centre_ids is not None:
         centres = centres.filter(pk__in=centre_ids)
     tz_name = centres.values_list("time_zone", flat=True).first()
-    today = timezone.localdate(timezone.now(), zoneinfo.ZoneInfo(tz_name)) if tz_name else timezone.localdate()
-    request._workspace_today = today
-    return today
+    zone = zoneinfo.ZoneInfo(tz_name) if tz_name else timezone.get_default_timezone()
+    request._workspace_zone = zone
+    return zone
+
+
+def workspace_today(request) -> dt.date:
+    """Today in the user's centre: worklists change at the clinic's midnight (one day for the whole request)."""
+    cached = getattr(request, "_workspace_today", None)
+    if cached is None:
+        cached = request._workspace_today = timezone.localdate(timezone.now(), workspace_zone(request))
+    return cached
 
 
 def _followed(visits: QuerySet) -> QuerySet:
