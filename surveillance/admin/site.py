@@ -19,7 +19,20 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp.forms import OTPAuthenticationFormMixin
 
 from surveillance.access.audit import login_throttled, request_remote_addr
+from surveillance.access.roles import ROLE_PERMISSIONS
 from surveillance.access.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
+
+#: What the clinical roles may do ("app_label.codename"): a permission beyond these makes a user an administrator.
+ROLE_GRANTS = frozenset(f"surveillance.{codename}" for codenames in ROLE_PERMISSIONS.values() for codename in codenames)
+
+
+def user_administers(user) -> bool:
+    """Superusers, and staff granted a permission no clinical role has (managing centres, products, accounts).
+
+    They see the raw model lists on the home page; coordinators, physicians and auditors work from the worklists.
+    """
+    return user.is_superuser or bool(user.get_all_permissions() - ROLE_GRANTS)
+
 
 DEAD_ENDS = {
     403: ("You cannot do this here", "Your role does not allow this action or page. Nothing was changed."),
@@ -175,11 +188,14 @@ class CartWatchAdminSite(admin.AdminSite):
         return urls + super().get_urls()
 
     def index(self, request, extra_context=None):
-        from surveillance.admin.worklists import worklist_counts
+        from surveillance.admin.worklists import worklist_counts, workspace_today
 
         extra_context = {
             **(extra_context or {}),
+            "today": workspace_today(request),
             "worklists": worklist_counts(request),
             "can_upgrade_protocols": request.user.has_perm("surveillance.view_protocol"),
+            "can_find_patients": request.user.has_perm("surveillance.view_patient"),
+            "administers": user_administers(request.user),
         }
         return super().index(request, extra_context)

@@ -60,10 +60,12 @@ def test_it_shows_summer_time_with_its_own_abbreviation(login, coordinator_a, ce
     assert b"1 Jul 2026, 09:00 EDT" in body
 
 
-def test_it_writes_dates_in_one_format_on_the_lists(login, coordinator_a, centre_a, planned, today):
+def test_it_writes_dates_in_one_format_on_the_lists_and_the_index(login, coordinator_a, centre_a, planned, today):
     visit = visit_set(scheduled(planned(centre_a), "M3"), due=today - 3 * DAY)
     client = login(coordinator_a)
     body = client.get(reverse("admin:surveillance_followupvisit_changelist")).content.decode()
     assert f"{visit.due_date.day} {visit.due_date:%b %Y}" in body
     cells = re.sub(r'aria-label="[^"]*"', "", body.split('id="result_list"', 1)[1])  # the model's own string form
     assert visit.due_date.isoformat() not in cells
+    index = client.get(reverse("admin:index")).content.decode()
+    assert f"Today, {today.day} {today:%b %Y}" in index
