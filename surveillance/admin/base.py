@@ -52,10 +52,12 @@ class CentreScopedAdmin(admin.ModelAdmin):
 
     # --- lists: titled by their worklist; every page of patients shown is audited ---------------------------------
     def changelist_view(self, request, extra_context=None):
-        # A worklist is titled by its name and says what it is for, rather than "Select ... to change".
+        # A worklist is titled by its name and says what it is for, rather than "Select ... to change". The
+        # template always finds ``worklist`` (None on a plain list): a missing variable is logged with the request.
         worklist = current_worklist(request)
+        extra_context = {**(extra_context or {}), "worklist": None}
         if worklist is not None and worklist.model is self.model:
-            extra_context = {**(extra_context or {}), "title": worklist.label, "worklist": worklist}
+            extra_context.update(title=worklist.label, worklist=worklist)
         response = super().changelist_view(request, extra_context)
         if self.patient_path is not None and request.method == "GET" and hasattr(response, "context_data"):
             cl = (response.context_data or {}).get("cl")
