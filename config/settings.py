@@ -130,6 +130,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("es", "Español")]
+# The admin's one date format ("3 Mar 2026") and times with their zone abbreviation.
+FORMAT_MODULE_PATH = ["surveillance.admin.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

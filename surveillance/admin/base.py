@@ -8,6 +8,7 @@ from django.contrib.admin.options import IS_POPUP_VAR
 
 from surveillance.access.audit import audit_patients_viewed, audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
+from surveillance.admin.worklists import current_worklist
 from surveillance.models import Patient, TreatmentCentre
 
 
@@ -52,8 +53,14 @@ class CentreScopedAdmin(admin.ModelAdmin):
     def has_module_permission(self, request):
         return super().has_module_permission(request) and user_centre_ids(request.user) != []
 
-    # --- audit ------------------------------------------------------------------------------------------------
+    # --- lists: titled by their worklist; every page of patients shown is audited ---------------------------------
     def changelist_view(self, request, extra_context=None):
+        # A worklist is titled by its name and says what it is for, rather than "Select ... to change". The
+        # template always finds ``worklist`` (None on a plain list): a missing variable is logged with the request.
+        worklist = current_worklist(request)
+        extra_context = {**(extra_context or {}), "worklist": None}
+        if worklist is not None and worklist.model is self.model:
+            extra_context.update(title=worklist.label, worklist=worklist)
         response = super().changelist_view(request, extra_context)
         if self.patient_path is not None and request.method == "GET" and hasattr(response, "context_data"):
             cl = (response.context_data or {}).get("cl")

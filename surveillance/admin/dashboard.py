@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 
 from surveillance.access.audit import audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
+from surveillance.admin.display import date_text
 from surveillance.admin.worklists import workspace_today
 from surveillance.care import cohort
 from surveillance.models import TreatmentCentre
@@ -146,7 +147,7 @@ def dashboard_context(request) -> dict:
     )
     workload = vbar_chart(
         [
-            (w.week_start.strftime("%d %b"), w.visits, f"Week of {w.week_start}: {w.visits} visits")
+            (w.week_start.strftime("%d %b"), w.visits, f"Week of {date_text(w.week_start)}: {w.visits} visits")
             for w in figures.workload
         ]
     )

@@ -10,11 +10,13 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from surveillance import models as m
 from surveillance.admin.base import CentreScopedAdmin
+from surveillance.admin.display import date_text
 from surveillance.admin.worklists import WorklistFilter, workspace_today
 from surveillance.care import reporting
 from surveillance.models.events import ReportingStepKind
@@ -174,13 +176,18 @@ class ReportingStepAdmin(CentreScopedAdmin):
     def event_link(self, obj):
         url = reverse("admin:surveillance_malignancyevent_change", args=[obj.event_id])
         return format_html(
-            '<a href="{}">{} ({})</a>', url, obj.event.get_malignancy_type_display(), obj.event.diagnosis_date
+            '<a href="{}">{} ({})</a>',
+            url,
+            obj.event.get_malignancy_type_display(),
+            date_text(obj.event.diagnosis_date),
         )
 
     @admin.display(description="State")
     def state(self, obj):
         if obj.completed_at:
-            return format_html('<span class="cw-badge cw-done">done {}</span>', obj.completed_at.date())
+            return format_html(
+                '<span class="cw-badge cw-done">done {}</span>', date_text(timezone.localdate(obj.completed_at))
+            )
         if obj.escalated:
             return mark_safe('<span class="cw-badge cw-escalated">escalated</span>')
         return mark_safe('<span class="cw-badge">open</span>')

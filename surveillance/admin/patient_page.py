@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from surveillance.access.audit import audit_record
+from surveillance.admin.display import date_text
 from surveillance.admin.worklists import ContactForm, workspace_today
 from surveillance.care import infusions, lifecycle, planning
 from surveillance.care.risk_flags import FlagFacts, risk_flag_write
@@ -100,10 +101,10 @@ def visit_timeline(infusion: Infusion, visits: list[FollowUpVisit], today: dt.da
             windows.append({"x": x0, "y": y - 7, "w": max(x1 - x0, 2), "h": 14})
         day = v.completed_on if v.status == VisitStatus.COMPLETED and v.completed_on else v.due_date
         status = "next" if next_due is not None and v.pk == next_due.pk else STATUS_CLASS.get(v.status, "scheduled")
-        title = f"{v.label} ({v.rule_code} #{v.occurrence}): {v.get_status_display()}, due {v.due_date}"
-        title += f", window {v.window_start} to {v.window_end}"
+        title = f"{v.label} ({v.rule_code} #{v.occurrence}): {v.get_status_display()}, due {date_text(v.due_date)}"
+        title += f", window {date_text(v.window_start)} to {date_text(v.window_end)}"
         if v.completed_on:
-            title += f", done {v.completed_on}"
+            title += f", done {date_text(v.completed_on)}"
         markers.append({"cx": x_of(day), "cy": y, "r": 7 if status == "next" else 4.5, "cls": status, "title": title})
     height = top + len(kinds) * lane_h + 30
     axis_y = top + len(kinds) * lane_h + 4
@@ -285,7 +286,7 @@ def visit_page_view(model_admin, request, object_id):
                         reason=form.cleaned_data["reason"],
                         by=request.user,
                     )
-                    done = f"Visit {visit.label} moved to {form.cleaned_data['new_date']}."
+                    done = f"Visit {visit.label} moved to {date_text(form.cleaned_data['new_date'])}."
                 else:
                     lifecycle.visit_cancel(visit, reason=form.cleaned_data["reason"], by=request.user)
                     done = f"Visit {visit.label} cancelled."

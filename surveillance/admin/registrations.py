@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, DateField, Max, Value
+from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -16,6 +16,8 @@ from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (r
 from surveillance.admin import signals as _signals_admin  # noqa: F401  (registers the signal reviews)
 from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
+from surveillance.admin.callsheet import CSV_COLUMNS, CallRow, last_contact_text, window_text, with_call_columns
+from surveillance.admin.display import date_text
 from surveillance.admin.patient_page import (
     infusion_replan_view,
     patient_close_view,
@@ -60,6 +62,47 @@ def _via(prefix: str) -> tuple[str, ...]:
 def _patient_link(patient) -> str:
     url = reverse("admin:surveillance_patient_change", args=[patient.pk])
     return format_html('<a href="{}">{}</a> <small class="cw-mrn">{}</small>', url, patient.display_name, patient.mrn)
+
+
+class CallColumnsMixin:
+    """The columns a caller works from (``callsheet``), for lists whose rows lead to a patient and a visit."""
+
+    def call_row(self, obj) -> CallRow:
+        raise NotImplementedError
+
+    def get_queryset(self, request):
+        return with_call_columns(super().get_queryset(request), self.patient_path, wl.workspace_today(request))
+
+    @admin.display(description="Phone / preferred contact")
+    def phone_col(self, obj):
+        row = self.call_row(obj)
+        return format_html(
+            '<span class="cw-phone">{}</span><br><small>{}</small>',
+            row.patient.phone or "no phone",
+            row.preferred_contact(),
+        )
+
+    @admin.display(description="Language")
+    def language_col(self, obj):
+        return self.call_row(obj).language()
+
+    @admin.display(description="Window")
+    def window(self, obj):
+        return window_text(self.call_row(obj))
+
+    @admin.display(description="Days late / left")
+    def days_col(self, obj):
+        row = self.call_row(obj)
+        text = row.days()
+        return format_html('<span class="cw-late">{}</span>', text) if "late" in text else text
+
+    @admin.display(description="Last contact attempt", ordering="cw_last_contact_at")
+    def last_contact_col(self, obj):
+        return last_contact_text(self.call_row(obj))
+
+    def call_csv(self, request, queryset, extra: list[tuple[str, object]]):
+        columns = [(name, lambda obj, get=get: get(self.call_row(obj))) for name, get in CSV_COLUMNS]
+        return wl.export_csv(self, request, queryset, columns=columns + extra, patient_path=self.patient_path)
 
 
 class ContactActionsMixin:
@@ -119,10 +162,22 @@ class ProductCodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.Patient)
-class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
+class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
     patient_path = ""
-    list_display = ("mrn", "name", "centre", "status", "ladder_stage", "last_contact", "attempts", "quick_log")
-    list_display_links = ("mrn",)
+    list_display = (
+        "name",
+        "phone_col",
+        "language_col",
+        "next_visit",
+        "next_due",
+        "window",
+        "days_col",
+        "last_contact_col",
+        "attempts",
+        "follow_up",
+        "quick_log",
+    )
+    list_display_links = ("name",)
     list_filter = (wl.WorklistFilter, "status", "ladder_stage", ("centre", admin.RelatedOnlyFieldListFilter))
     search_fields = PATIENT_SEARCH
     list_select_related = ("centre",)
@@ -153,21 +208,34 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(last_contact_at=Max("contact_attempts__attempted_at"), attempt_count=Count("contact_attempts"))
+            .annotate(attempt_count=Count("contact_attempts"))
             .order_by("family_name", "given_name", "pk")
         )
 
-    @admin.display(description="Name", ordering="family_name")
-    def name(self, obj):
-        return obj.display_name
+    def call_row(self, obj) -> CallRow:
+        return CallRow.of(obj, obj)
 
-    @admin.display(description="Last contact attempt", ordering="last_contact_at")
-    def last_contact(self, obj):
-        return obj.last_contact_at.date() if obj.last_contact_at else "—"
+    @admin.display(description="Patient", ordering="family_name")
+    def name(self, obj):
+        return format_html('{} <small class="cw-mrn">{}</small>', obj.display_name, obj.mrn)
+
+    @admin.display(description="Next visit")
+    def next_visit(self, obj):
+        return obj.cw_next_label or "—"
+
+    @admin.display(description="Due", ordering="cw_next_due_date")
+    def next_due(self, obj):
+        return date_text(obj.cw_next_due_date)
 
     @admin.display(description="Attempts", ordering="attempt_count")
     def attempts(self, obj):
         return obj.attempt_count
+
+    @admin.display(description="Follow-up", ordering="ladder_stage")
+    def follow_up(self, obj):
+        if obj.status == m.PatientStatus.ACTIVE:
+            return obj.get_ladder_stage_display()
+        return obj.get_status_display()
 
     @admin.display(description="")
     def quick_log(self, obj):
@@ -176,15 +244,12 @@ class PatientAdmin(ContactActionsMixin, CentreScopedAdmin):
 
     @admin.action(description="Export selected as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        columns = [
-            ("mrn", lambda p: p.mrn),
-            ("family_name", lambda p: p.family_name),
-            ("given_name", lambda p: p.given_name),
+        extra = [
             ("centre", lambda p: p.centre.code),
             ("status", lambda p: p.status),
             ("ladder_stage", lambda p: p.ladder_stage),
         ]
-        return wl.export_csv(self, request, queryset, columns=columns, patient_path="")
+        return self.call_csv(request, queryset, extra)
 
     def get_urls(self):
         urls = [
@@ -343,12 +408,22 @@ class ProtocolRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.FollowUpVisit)
-class FollowUpVisitAdmin(ContactActionsMixin, CentreScopedAdmin):
+class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
     """A visit's page is its action page (record done, reschedule, cancel): no field is edited directly."""
 
     centre_path = "infusion__patient__centre"
     patient_path = "infusion__patient"
-    list_display = ("patient_col", "visit_col", "due_date", "window", "status", "late")
+    list_display = (
+        "patient_col",
+        "phone_col",
+        "language_col",
+        "visit_col",
+        "due_date",
+        "window",
+        "days_col",
+        "last_contact_col",
+        "status",
+    )
     list_display_links = ("visit_col",)
     list_filter = (wl.WorklistFilter, "status", "kind", "rule_code")
     search_fields = _via("infusion__patient")
@@ -365,18 +440,8 @@ class FollowUpVisitAdmin(ContactActionsMixin, CentreScopedAdmin):
         # The link (added by the list, keeping its filters) opens the visit page, which returns to the list.
         return format_html('<span class="cw-visit">{}</span>', obj.label)
 
-    @admin.display(description="Window")
-    def window(self, obj):
-        return f"{obj.window_start} → {obj.window_end}"
-
-    @admin.display(description="Days late")
-    def late(self, obj):
-        days = (obj.cw_today - obj.due_date).days
-        return days if obj.status == m.VisitStatus.SCHEDULED and days > 0 else ""
-
-    def get_queryset(self, request):
-        today = wl.workspace_today(request)
-        return super().get_queryset(request).annotate(cw_today=Value(today, output_field=DateField()))
+    def call_row(self, obj) -> CallRow:
+        return CallRow.of(obj, obj.infusion.patient, scheduled=obj.status == m.VisitStatus.SCHEDULED)
 
     def has_add_permission(self, request):
         return False
@@ -393,19 +458,7 @@ class FollowUpVisitAdmin(ContactActionsMixin, CentreScopedAdmin):
 
     @admin.action(description="Export selected as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        columns = [
-            ("mrn", lambda v: v.infusion.patient.mrn),
-            ("patient", lambda v: v.infusion.patient.display_name),
-            ("visit", lambda v: v.label),
-            ("rule_code", lambda v: v.rule_code),
-            ("due_date", lambda v: v.due_date),
-            ("window_start", lambda v: v.window_start),
-            ("window_end", lambda v: v.window_end),
-            ("status", lambda v: v.status),
-        ]
-        return wl.export_csv(
-            self, request, queryset.select_related("infusion__patient"), columns=columns, patient_path=self.patient_path
-        )
+        return self.call_csv(request, queryset, [("rule_code", lambda v: v.rule_code), ("status", lambda v: v.status)])
 
 
 @admin.register(m.VisitChange)

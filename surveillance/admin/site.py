@@ -1,17 +1,43 @@
 """The CAR-T Watch admin site: worklist counts on the index, the dashboard, protocol upgrades, throttled login with
-a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``)."""
+a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``). Every page shows
+times in the user's centre's zone, and a refusal or a missing page is an admin page with a way back."""
 
 from __future__ import annotations
+
+from functools import update_wrapper
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
-from django.urls import path
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.template.response import SimpleTemplateResponse, TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp.forms import OTPAuthenticationFormMixin
 
 from surveillance.access.audit import login_throttled, request_remote_addr
+from surveillance.access.roles import ROLE_PERMISSIONS
 from surveillance.access.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
+
+#: What the clinical roles may do ("app_label.codename"): a permission beyond these makes a user an administrator.
+ROLE_GRANTS = frozenset(f"surveillance.{codename}" for codenames in ROLE_PERMISSIONS.values() for codename in codenames)
+
+
+def user_administers(user) -> bool:
+    """Superusers, and staff granted a permission no clinical role has (managing centres, products, accounts).
+
+    They see the raw model lists on the home page; coordinators, physicians and auditors work from the worklists.
+    """
+    return user.is_superuser or bool(user.get_all_permissions() - ROLE_GRANTS)
+
+
+DEAD_ENDS = {
+    403: ("You cannot do this here", "Your role does not allow this action or page. Nothing was changed."),
+    404: ("Page not found", "There is nothing at this address, or it is not in your centres."),
+}
 
 
 class ThrottledAuthenticationForm(AdminAuthenticationForm):
@@ -103,6 +129,46 @@ class CartWatchAdminSite(admin.AdminSite):
         """
         return super().has_permission(request) and session_second_factor_ok(request.user)
 
+    def admin_view(self, view, cacheable=False):
+        """Every admin page: permission checked (Django's), then rendered in the user's centre's time zone, with a
+        refusal or a missing object answered by a page of the admin rather than a bare error."""
+
+        def in_workspace(request, *args, **kwargs):
+            from surveillance.admin.worklists import workspace_zone
+
+            with timezone.override(workspace_zone(request)):
+                try:
+                    response = view(request, *args, **kwargs)
+                except PermissionDenied:
+                    response = self.dead_end(request, 403)
+                except Http404:
+                    response = self.dead_end(request, 404)
+                if isinstance(response, SimpleTemplateResponse):
+                    response.render()  # while the zone is active: rendering converts the times
+            return response
+
+        return super().admin_view(update_wrapper(in_workspace, view), cacheable)
+
+    def dead_end(self, request, status: int) -> TemplateResponse:
+        """The 403 and 404 pages: what happened, in the admin's look, with the way back (the page the user came
+        from when it is on this site) and home. The exception's text is not shown: it may name what was asked."""
+        title, explanation = DEAD_ENDS[status]
+        back = request.META.get("HTTP_REFERER", "")
+        if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+            back = ""
+        return TemplateResponse(
+            request,
+            "surveillance/admin/dead_end.html",
+            {
+                **self.each_context(request),
+                "title": title,
+                "explanation": explanation,
+                "back": back,
+                "home": reverse("admin:index", current_app=self.name),
+            },
+            status=status,
+        )
+
     def get_urls(self):
         from surveillance.admin import dashboard, protocol_upgrade
 
@@ -122,11 +188,14 @@ class CartWatchAdminSite(admin.AdminSite):
         return urls + super().get_urls()
 
     def index(self, request, extra_context=None):
-        from surveillance.admin.worklists import worklist_counts
+        from surveillance.admin.worklists import worklist_counts, workspace_today
 
         extra_context = {
             **(extra_context or {}),
+            "today": workspace_today(request),
             "worklists": worklist_counts(request),
             "can_upgrade_protocols": request.user.has_perm("surveillance.view_protocol"),
+            "can_find_patients": request.user.has_perm("surveillance.view_patient"),
+            "administers": user_administers(request.user),
         }
         return super().index(request, extra_context)

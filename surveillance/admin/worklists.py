@@ -44,9 +44,12 @@ DUE_SOON_DAYS = 14
 MISSED_RECENT_DAYS = 90
 
 
-def workspace_today(request) -> dt.date:
-    """Today in the time zone of the user's (first) centre: worklists change at the clinic's midnight."""
-    cached = getattr(request, "_workspace_today", None)
+def workspace_zone(request) -> zoneinfo.ZoneInfo:
+    """The time zone of the user's (first) centre: the admin shows every time in it, and its day is the worklists'.
+
+    A user of no centre (and the sign-in page) gets the server's zone.
+    """
+    cached = getattr(request, "_workspace_zone", None)
     if cached is not None:
         return cached
     centre_ids = user_centre_ids(request.user)
@@ -54,9 +57,17 @@ def workspace_today(request) -> dt.date:
     if centre_ids is not None:
         centres = centres.filter(pk__in=centre_ids)
     tz_name = centres.values_list("time_zone", flat=True).first()
-    today = timezone.localdate(timezone.now(), zoneinfo.ZoneInfo(tz_name)) if tz_name else timezone.localdate()
-    request._workspace_today = today
-    return today
+    zone = zoneinfo.ZoneInfo(tz_name) if tz_name else timezone.get_default_timezone()
+    request._workspace_zone = zone
+    return zone
+
+
+def workspace_today(request) -> dt.date:
+    """Today in the user's centre: worklists change at the clinic's midnight (one day for the whole request)."""
+    cached = getattr(request, "_workspace_today", None)
+    if cached is None:
+        cached = request._workspace_today = timezone.localdate(timezone.now(), workspace_zone(request))
+    return cached
 
 
 def _followed(visits: QuerySet) -> QuerySet:
@@ -84,21 +95,25 @@ class Worklist:
 VISIT_CENTRE = "infusion__patient__centre"
 
 WORKLISTS: tuple[Worklist, ...] = (
+    # The three lists of scheduled visits follow a visit through its life without overlap: coming up (window not
+    # open yet), window open (until the due date passes), then overdue (until the daily sweep marks it missed).
     Worklist(
         "due14",
-        f"Due in the next {DUE_SOON_DAYS} days",
+        f"Coming up (next {DUE_SOON_DAYS} days)",
         FollowUpVisit,
         VISIT_CENTRE,
-        "Scheduled visits due from today on: book them.",
-        lambda qs, today: _followed(qs).due_between(today, today + dt.timedelta(days=DUE_SOON_DAYS)),
+        "Scheduled visits due soon whose window is not open yet: book them.",
+        lambda qs, today: (
+            _followed(qs).due_between(today, today + dt.timedelta(days=DUE_SOON_DAYS)).filter(window_start__gt=today)
+        ),
     ),
     Worklist(
         "window_open",
         "Window open now",
         FollowUpVisit,
         VISIT_CENTRE,
-        "Scheduled visits whose protocol window includes today.",
-        lambda qs, today: _followed(qs).window_open_on(today),
+        "Scheduled visits whose protocol window includes today and which are not yet late.",
+        lambda qs, today: _followed(qs).window_open_on(today).filter(due_date__gte=today),
     ),
     Worklist(
         "overdue",
@@ -310,12 +325,16 @@ def cancel_with_reason(modeladmin, request, queryset):
 
 
 def export_csv(modeladmin, request, queryset, *, columns: list[tuple[str, Callable]], patient_path: str):
-    """The selected rows as CSV, recorded in the audit trail with the patients it contained."""
+    """The selected rows as CSV, recorded in the audit trail with the patients it contained.
+
+    UTF-8 with a byte-order mark: without it Excel reads the file as the local code page and garbles accented
+    names.
+    """
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{modeladmin.model._meta.model_name}s.csv"'
+    response.write("\ufeff")
     writer = csv.writer(response)
     writer.writerow([name for name, _ in columns])
-    patient_ids = set()
     for obj in queryset:
         writer.writerow([getter(obj) for _, getter in columns])
     column = "pk" if patient_path == "" else f"{patient_path}_id"
