@@ -121,3 +121,66 @@ def test_it_passes_the_deployment_checks_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _check(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=REPO, env=_env(**env), capture_output=True, text=True
+    )
+
+
+STRONG_KEY = "a-long-random-production-secret-" + "x9" * 30
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DJANGO_SECRET_KEY": "short-but-random-7Gq"}, "shorter than 50 characters"),
+        ({"DJANGO_SECRET_KEY": "ab" * 40}, "fewer than 5 different characters"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off in production"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_SECURE_SSL_REDIRECT": "ture"}, "must be true or false"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "EMAIL_USE_TLS": "yes please"}, "must be true or false"),
+    ],
+)
+def test_it_refuses_unsafe_production_settings_with_a_one_line_reason(env, reason):
+    result = _check(DJANGO_ENV="production", DJANGO_ALLOWED_HOSTS="cw.example.org", EMAIL_HOST="mail", **env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr  # one line, no traceback
+    assert reason in result.stderr
+    assert env["DJANGO_SECRET_KEY"] not in result.stderr  # the reason never quotes the secret
+
+
+def test_it_reads_any_setting_from_a_file_named_by_its_file_variable(tmp_path):
+    (tmp_path / "key").write_text(STRONG_KEY)
+    (tmp_path / "email").write_text("smtp+tls://relay-user:relay-pass@relay.example.org:587")
+    script = "from django.conf import settings as s; print(s.EMAIL_HOST, s.EMAIL_HOST_PASSWORD, s.SECRET_KEY == KEY)"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); KEY = {STRONG_KEY!r}; {script}"],
+        cwd=REPO,
+        env=_env(
+            DJANGO_SETTINGS_MODULE="config.settings",
+            DJANGO_ENV="production",
+            DJANGO_ALLOWED_HOSTS="cw.example.org",
+            DJANGO_SECRET_KEY_FILE=str(tmp_path / "key"),
+            EMAIL_URL_FILE=str(tmp_path / "email"),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["relay.example.org", "relay-pass", "True"]
+
+
+def test_it_writes_one_json_object_per_log_line_when_asked():
+    script = "import django, logging; django.setup(); logging.getLogger('surveillance.x').warning('reminder=%s', 7)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=_env(DJANGO_SETTINGS_MODULE="config.settings", CARTWATCH_LOG_FORMAT="json"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (entry["level"], entry["logger"], entry["message"]) == ("WARNING", "surveillance.x", "reminder=7")
+    assert _check(CARTWATCH_LOG_FORMAT="jsn").returncode == 1

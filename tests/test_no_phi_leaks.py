@@ -26,8 +26,8 @@ from surveillance.integrations import webhooks
 from surveillance.models import Patient, ReminderStatus, WebhookDelivery
 from surveillance.models.reminders import Audience, Purpose
 from surveillance.reminders import dispatch, sweep
-from tests.integrations.test_webhooks import Receiver
 from tests.imports.conftest import HCPCS, collection, concept
+from tests.integrations.test_webhooks import Receiver
 from tests.reminders.conftest import add_reminder, open_visit, smtp_server, smtp_settings  # noqa: F401
 
 GIVEN, FAMILY = "Quillonia", "Vexborough"
