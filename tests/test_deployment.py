@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -22,20 +26,61 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def compose_config(tmp_path_factory) -> dict:
-    secret = tmp_path_factory.mktemp("secrets") / "django_secret_key"
-    secret.write_text("compose-validation-only")
+def _compose(secret, *args: str) -> dict:
     binary = COMPOSE if COMPOSE.exists() else "docker-compose"
     result = subprocess.run(
-        [str(binary), "-f", "docker-compose.yml", "config", "--format", "json"],
+        [str(binary), "-f", "docker-compose.yml", *args, "config", "--format", "json"],
         cwd=REPO,
         env=_env(DJANGO_SECRET_KEY_FILE=str(secret)),
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    assert not result.stderr.strip(), f"compose warns: {result.stderr}"
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose_secret(tmp_path_factory):
+    secret = tmp_path_factory.mktemp("secrets") / "django_secret_key"
+    secret.write_text("compose-validation-only")
+    return secret
+
+
+@pytest.fixture(scope="module")
+def compose_config(compose_secret) -> dict:
+    return _compose(compose_secret)
+
+
+def test_it_keeps_the_mail_catcher_behind_a_profile(compose_config, compose_secret):
+    assert "mailcatcher" not in compose_config["services"]
+    with_catcher = _compose(compose_secret, "--profile", "mailcatcher")["services"]
+    assert with_catcher["mailcatcher"]["profiles"] == ["mailcatcher"]
+    assert with_catcher["web"]["environment"]["EMAIL_URL"] == "smtp://mailcatcher:1025"
+
+
+def test_it_pins_every_image_to_a_release(compose_config, compose_secret):
+    services = _compose(compose_secret, "--profile", "mailcatcher")["services"]
+    pinned = re.compile(r"^[\w./-]+(:v?\d+\.\d+(\.\d+)?(-[\w.-]+)?|@sha256:[0-9a-f]{64})$")  # a release, not "15"
+    for name, service in services.items():
+        if "build" in service:
+            assert not service["image"].endswith(":latest"), name
+        else:
+            assert pinned.match(service["image"]), f"{name} runs an unpinned image: {service['image']}"
+    base = next(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("FROM "))
+    assert pinned.match(base.split()[1]), base
+
+
+def test_it_fronts_the_web_role_with_tls(compose_config):
+    services = compose_config["services"]
+    proxy = services["proxy"]
+    assert {p["target"] for p in proxy["ports"]} == {443, 80}
+    assert "ports" not in services["web"]  # plain HTTP only inside the compose network
+    assert proxy["environment"]["CARTWATCH_TLS"] == "internal"
+    assert any(v["target"] == "/etc/caddy/Caddyfile" for v in proxy["volumes"])
+    caddyfile = (REPO / "config" / "Caddyfile").read_text()
+    assert "reverse_proxy web:8000" in caddyfile and "tls {$CARTWATCH_TLS:internal}" in caddyfile
+    assert services["web"]["environment"]["CARTWATCH_TRUSTED_PROXIES"] == "1"
 
 
 def _command(service: dict) -> str:
@@ -45,7 +90,7 @@ def _command(service: dict) -> str:
 
 def test_it_declares_every_production_role(compose_config):
     services = compose_config["services"]
-    assert {"web", "worker", "beat", "postgres", "redis", "mailcatcher"} <= set(services)
+    assert {"proxy", "web", "worker", "beat", "postgres", "redis"} <= set(services)
     assert services["beat"]["deploy"]["replicas"] == 1
     for name in ("web", "worker", "postgres", "redis"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -184,3 +229,69 @@ def test_it_writes_one_json_object_per_log_line_when_asked():
     entry = json.loads(result.stderr.strip().splitlines()[-1])
     assert (entry["level"], entry["logger"], entry["message"]) == ("WARNING", "surveillance.x", "reminder=7")
     assert _check(CARTWATCH_LOG_FORMAT="jsn").returncode == 1
+
+
+@contextlib.contextmanager
+def production_web(environment: dict, port: int, log_path):
+    """The compose file's web command on a loopback port with the web role's environment, its output in a file."""
+    command = _gunicorn_command(environment["command"], f"127.0.0.1:{port}")
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, cwd=REPO, env=environment["env"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(150):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail("gunicorn did not answer: " + log_path.read_text()[-2000:])
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _gunicorn_command(command: list[str], bind: str) -> list[str]:
+    """``gunicorn`` as ``python -m gunicorn`` (this virtualenv's), one worker, bound to ``bind``."""
+    options = dict(zip(command[2::2], command[3::2], strict=True)) | {"--bind": bind, "--workers": "1"}
+    return [sys.executable, "-m", "gunicorn", command[1], *[item for pair in options.items() for item in pair]]
+
+
+@pytest.fixture
+def compose_web(compose_config, compose_secret, transactional_db, tmp_path):
+    """The web role as compose configures it, against this test run's (migrated) database."""
+    from django.conf import settings
+
+    web = compose_config["services"]["web"]
+    database = settings.DATABASES["default"]
+    key = tmp_path / "key"
+    key.write_text(STRONG_KEY)
+    environment = {name: str(value) for name, value in web["environment"].items()}
+    environment.update(
+        DJANGO_SECRET_KEY_FILE=str(key),
+        DATABASE_URL=f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "filesystem://"),
+        CARTWATCH_CACHE_URL="",
+        CARTWATCH_VAR_DIR=str(tmp_path),
+        DJANGO_STATIC_ROOT=str(tmp_path / "static"),
+    )
+    env = _env(**environment)
+    return {"command": web["command"], "env": env, "healthcheck": web["healthcheck"]["test"]}
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL")
+def test_it_passes_the_web_health_check_with_the_compose_defaults(compose_web, tmp_path):
+    port = _free_port()
+    with production_web(compose_web, port, tmp_path / "web.log"):
+        kind, *check = compose_web["healthcheck"]
+        assert kind == "CMD" and check[0] == "python"
+        script = check[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-1500:] + (tmp_path / "web.log").read_text()[-1500:]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
