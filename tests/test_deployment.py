@@ -295,3 +295,53 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _declared(group: list[str]) -> set[str]:
+    return {re.split(r"[\s<>=\[;]", requirement, maxsplit=1)[0].lower() for requirement in group}
+
+
+def test_it_declares_the_packages_the_code_imports_and_imports_the_declared_ones():
+    import ast
+    import importlib.metadata
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11,<3.14"
+    declared = _declared(project["dependencies"]) | {project["name"]}
+    owners = importlib.metadata.packages_distributions()
+    sources = [*(REPO / "surveillance").rglob("*.py"), *(REPO / "config").glob("*.py")]
+    imported = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    undeclared = {
+        name: owners[name] for name in imported if name in owners and not {d.lower() for d in owners[name]} & declared
+    }
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+    # every declared package is used: imported, or named by settings or a command (gunicorn, psycopg's backend)
+    text = "\n".join(s.read_text() for s in [*sources, REPO / "Dockerfile", REPO / "docker-compose.yml"])
+    modules = {d.lower(): {name for name, dists in owners.items() if d in dists} for ds in owners.values() for d in ds}
+    modules["psycopg"] = {"postgres"}  # Django's PostgreSQL backend imports it for a postgres:// DATABASE_URL
+    unused = {dist for dist in declared if not any(re.search(rf"\b{m}\b", text) for m in modules.get(dist, {dist}))}
+    assert not unused, f"declared but never used: {unused}"
+
+
+def test_it_runs_make_test_without_root():
+    makefile = (REPO / "Makefile").read_text()
+    test_rule = re.search(r"^test:(.*)\n((?:\t.*\n)*)", makefile, re.M)
+    prerequisites = test_rule.group(1).split()
+    assert prerequisites == ["install"], prerequisites
+    assert "apt-get" not in test_rule.group(2)
+    assert "apt-get" not in re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)*)", makefile, re.M).group(1)
+    assert "apt-get install -y -qq chromium" in (REPO / ".ci" / "run").read_text()  # CI (root) still runs them
+
+
+def test_it_never_rewrites_tracked_screenshots_in_a_test_run():
+    from tests.e2e import conftest as e2e
+
+    assert e2e.SCREENSHOTS is None or os.environ.get("CARTWATCH_SCREENSHOTS_DIR")
+    assert "CARTWATCH_SCREENSHOTS_DIR=docs/screenshots" in (REPO / "Makefile").read_text()
