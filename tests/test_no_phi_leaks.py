@@ -270,7 +270,8 @@ def drive_workers(sentinel, open_visit, smtp_settings, receiver, token: APIClien
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    settings.CARTWATCH = {**settings.CARTWATCH, "WEBHOOK_ALLOW_LOOPBACK": True}  # the receiver listens on loopback
     found = Receiver()
     yield found
     found.server.shutdown()

@@ -28,7 +28,7 @@ RULE = {
 }  # fmt: skip
 REMINDER = {
     "id", "visit", "audience", "purpose", "days_before", "send_after", "status", "attempts", "sent_at",
-    "outcome_reason",
+    "outcome_reason", "last_smtp_code", "last_error",
 }  # fmt: skip
 EVENT = {
     "id", "patient", "infusion", "diagnosis_date", "malignancy_type", "confirmed", "description",
