@@ -105,6 +105,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "surveillance.api.exceptions.ApiProblemMiddleware",  # outermost: every /api/ error in the one format
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -401,7 +402,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "surveillance.api.pagination.ApiCursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["surveillance.api.parsers.JsonParser"],
     "DEFAULT_THROTTLE_CLASSES": ["surveillance.api.throttling.PerTokenRateThrottle"],
     # Per token (integrations), per user (staff sessions); counted in the cache above, shared by the web workers.
     "DEFAULT_THROTTLE_RATES": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
 
-from surveillance.api.exceptions import ErrorSerializer
+from surveillance.api.exceptions import PROBLEM_JSON, ErrorSerializer
 
 ERROR_DESCRIPTIONS = {
     "400": "Invalid input: `fields` names each bad field and says why.",
@@ -38,7 +38,7 @@ class ApiAutoSchema(AutoSchema):
         for code in self._error_codes():
             if code in responses:
                 continue
-            body = self._get_response_for_code(ErrorSerializer, code, ["application/json"], direction)
+            body = self._get_response_for_code(ErrorSerializer, code, [PROBLEM_JSON], direction)
             body["description"] = ERROR_DESCRIPTIONS.get(code, body.get("description", ""))
             responses[code] = body
         return responses

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from surveillance.access.tenancy import scope
 from surveillance.api import filters, serializers
 from surveillance.api.auth import TokenPrincipal
-from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
+from surveillance.api.exceptions import PROBLEM_JSON, Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import lifecycle, planning, reporting
 from surveillance.exports import fhir_export
 from surveillance.imports import ehr_import
@@ -549,7 +549,7 @@ class ImportView(ApiViewMixin, APIView):
 
 _IMPORT_RESPONSES = {
     200: serializers.ImportReportSerializer,
-    (400, "application/json"): OpenApiResponse(ErrorSerializer, description="Bad query parameters."),
+    (400, PROBLEM_JSON): OpenApiResponse(ErrorSerializer, description="Bad query parameters."),
     (400, "application/fhir+json"): OpenApiResponse(
         serializers.OperationOutcomeSerializer,
         description="Refused: an OperationOutcome names each bad entry (or line) and element; nothing was saved.",
