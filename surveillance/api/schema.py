@@ -31,6 +31,13 @@ class ApiAutoSchema(AutoSchema):
         codes.extend(getattr(self.view, "extra_error_codes", ()))
         return codes
 
+    def _get_request_body(self, direction="request"):
+        """A view that reads its body itself (``request_body_required``) needs one: without it the answer is 415."""
+        body = super()._get_request_body(direction)
+        if body is not None and getattr(self.view, "request_body_required", False):
+            body["required"] = True
+        return body
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":

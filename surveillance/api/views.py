@@ -503,6 +503,7 @@ def _flag(request, name: str) -> bool:
 class ImportView(ApiViewMixin, APIView):
     write_permission = "surveillance.add_patient"
     parser_classes: list = []
+    request_body_required = True
     extra_error_codes = ("413", "415")
 
     def import_args(self, request) -> dict:
