@@ -345,3 +345,21 @@ def test_it_never_rewrites_tracked_screenshots_in_a_test_run():
 
     assert e2e.SCREENSHOTS is None or os.environ.get("CARTWATCH_SCREENSHOTS_DIR")
     assert "CARTWATCH_SCREENSHOTS_DIR=docs/screenshots" in (REPO / "Makefile").read_text()
+
+
+def test_it_collects_the_static_files_as_the_image_build_does(tmp_path):
+    lines = (REPO / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    build_step = next(line for line in lines if line.startswith("RUN ") and "collectstatic" in line)[4:]
+    result = subprocess.run(
+        ["sh", "-c", build_step],
+        cwd=REPO,
+        env=_env(
+            DJANGO_ENV="production",
+            DJANGO_STATIC_ROOT=str(tmp_path),
+            PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "staticfiles.json").exists()
