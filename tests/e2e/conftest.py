@@ -65,12 +65,15 @@ def sign_in(live_server):
     return sign
 
 
-def screenshot(page, name: str, *, readme: bool = False, full_page: bool = True) -> Path:
-    """Into test-artifacts/ (git-ignored); under `make screenshots`, README pictures are also copied to
-    docs/screenshots/."""
+def screenshot(page, name: str, *, readme: bool = False, full_page: bool = True, target=None) -> Path:
+    """The page (or the ``target`` locator) into test-artifacts/ (git-ignored); under `make screenshots`, README
+    pictures are also copied to docs/screenshots/."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    if target is not None:
+        target.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
     if readme and SCREENSHOTS:
         folder = REPO / SCREENSHOTS
         folder.mkdir(parents=True, exist_ok=True)
