@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO
+from tests.reminders.conftest import add_reminder, open_visit  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +127,29 @@ def test_it_writes_the_embedded_defaults_emails_to_files_with_one_line_each(embe
     assert (
         result.stdout.strip().splitlines()[-1] == f"http://127.0.0.1:{embedded_env['CARTWATCH_PORT']}"
     )  # follows the port
+
+
+@pytest.mark.django_db
+def test_it_writes_the_dispatchers_reminders_to_files_under_the_embedded_default(
+    settings,
+    tmp_path,
+    caplog,
+    centre_a,
+    make_patient,
+    open_visit,  # noqa: F811
+):
+    from django.utils import timezone
+
+    from surveillance.reminders import dispatch
+
+    settings.EMAIL_BACKEND = "config.mail.SummaryFileEmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path / "mail")
+    patient = make_patient(centre_a, email="kept.out.of.logs@example.org")
+    now = timezone.now()
+    add_reminder(open_visit(patient, timezone.localdate(now, centre_a.tz)), now)
+    caplog.set_level("INFO", logger="surveillance.mail")
+    assert dispatch.dispatch_run(now).sent == 1
+    (written,) = (tmp_path / "mail").iterdir()
+    assert "kept.out.of.logs@example.org" in written.read_text()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "surveillance.mail"]
+    assert line == f"1 email(s) written to {written}"
