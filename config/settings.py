@@ -263,6 +263,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# With JSON logs the worker and beat keep the LOGGING above (Celery would otherwise put its own text format on the
+# root logger).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A static schedule: the dispatcher every minute, rendering ahead every five, the missed-visit sweep daily, the
 # care-team digest weekly.

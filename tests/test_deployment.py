@@ -363,3 +363,41 @@ def test_it_collects_the_static_files_as_the_image_build_does(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "staticfiles.json").exists()
+
+
+def test_it_keeps_the_json_log_format_in_the_celery_worker(tmp_path):
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-mingle",
+        ],
+        cwd=REPO,
+        env=_env(
+            CARTWATCH_LOG_FORMAT="json",
+            CARTWATCH_VAR_DIR=str(tmp_path),
+            CELERY_BROKER_URL="filesystem://",
+            CELERY_TASK_DEFAULT_QUEUE="json-log-test",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while ready is None and time.monotonic() < deadline:
+            line = worker.stdout.readline()
+            if " ready." in line:
+                ready = line
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert ready is not None, "the worker did not report ready"
+    assert json.loads(ready)["level"] == "INFO"
