@@ -142,9 +142,8 @@ FHIR_PATHS = ("/api/v1/import/fhir",)
 def problem_json_response(status_code: int) -> HttpResponse:
     """A problem-details answer for a status Django produced without DRF (the body says nothing about the input)."""
     code, detail = _DJANGO_ERRORS.get(status_code, ("error", _title(status_code) + "."))
-    return HttpResponse(
-        json.dumps(error_body(status_code, code, detail)), status=status_code, content_type=PROBLEM_JSON
-    )
+    body = json.dumps(error_body(status_code, code, detail), separators=(",", ":"))  # as DRF renders it
+    return HttpResponse(body, status=status_code, content_type=PROBLEM_JSON)
 
 
 def operation_outcome_response(status_code: int) -> HttpResponse:
