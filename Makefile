@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_PATIENTS ?= 300
 
-.PHONY: run test install lint format browser wrk deploy-check bench drills clean
+.PHONY: run test install lint format screenshots constraints wrk deploy-check bench drills clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,19 +16,32 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) manage.py load_seeds
-	$(PY) manage.py seed_demo --patients $(DEMO_PATIENTS)
-	$(PY) manage.py ensure_demo_users
-	bin/serve
+	@echo "==> Database: applying migrations"
+	@$(PY) manage.py migrate --noinput --verbosity 0
+	@echo "==> Static files: collecting"
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "==> Seeds: products and protocols"
+	@$(PY) manage.py load_seeds
+	@echo "==> Demo cohort: $(DEMO_PATIENTS) patients"
+	@$(PY) manage.py seed_demo --patients $(DEMO_PATIENTS)
+	@echo "==> Demo users"
+	@$(PY) manage.py ensure_demo_users
+	@echo "==> Starting the web server, a worker and beat (emails go to files under var/mail/)"
+	@bin/serve
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own).
-browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
-
-test: install browser
+# The browser tests drive Debian's Chromium (`apt-get install chromium`); without it they skip, except in CI.
+test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The README's pictures: the browser tests, told to copy their screenshots into docs/screenshots/.
+screenshots: install
+	CARTWATCH_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# constraints.txt: every package the install resolves to, pinned by pip-tools from pyproject.toml.
+constraints: install
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file constraints.txt pyproject.toml
 
 lint: install
 	$(VENV)/bin/ruff format --check .

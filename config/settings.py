@@ -17,45 +17,75 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CARTWATCH_VAR_DIR", BASE_DIR / "var"))
 
-env = environ.Env()
+# Every value may instead be read from a file named by ``NAME_FILE`` (Docker/Kubernetes secrets).
+env = environ.FileAwareEnv()
 
 
-def env_secret(name: str, default: str | None = None) -> str | None:
-    """Read ``NAME`` or, for Docker/Kubernetes secrets, the file named by ``NAME_FILE``."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, default)
+class ConfigurationError(ImproperlyConfigured, SystemExit):
+    """A setting the service refuses to start with. Uncaught it ends the process with its one-line reason and exit
+    status 1 (no traceback to read through); code that checks settings can still catch ``ImproperlyConfigured``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.code = f"configuration error: {reason}"
 
 
 def env_flag(name: str, default: bool) -> bool:
     """A strict boolean: true/false, 1/0, yes/no or on/off; anything else refuses to start (a typo must not turn a
     safety switch off)."""
-    raw = os.environ.get(name, "").strip().lower()
+    raw = env.str(name, default="").strip().lower()
     if not raw:
         return default
     if raw in {"true", "1", "yes", "on"}:
         return True
     if raw in {"false", "0", "no", "off"}:
         return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
+
+
+DEVELOPMENT_SECRET_KEY = "insecure-embedded-default-key-for-development-only-0123456789abcdef"
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why a production secret key is too weak to sign sessions and patient links (Django's own deployment check
+    uses the same bar), or None."""
+    if len(key) < 50:
+        return "shorter than 50 characters"
+    if len(set(key)) < 5:
+        return "fewer than 5 different characters"
+    if key.startswith("django-insecure-") or key == DEVELOPMENT_SECRET_KEY:
+        return "a published development key"
+    return None
 
 
 ENVIRONMENT = env.str("DJANGO_ENV", default="development")
 if ENVIRONMENT not in {"development", "test", "production"}:
-    raise ImproperlyConfigured(f"DJANGO_ENV must be development, test or production, not {ENVIRONMENT!r}")
+    raise ConfigurationError(f"DJANGO_ENV must be development, test or production, not {ENVIRONMENT!r}")
 PRODUCTION = ENVIRONMENT == "production"
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if PRODUCTION:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is required in production")
-    SECRET_KEY = "insecure-embedded-default-key-for-development-only-0123456789abcdef"
+DEBUG = env_flag("DJANGO_DEBUG", default=False)
+if DEBUG and PRODUCTION:
+    raise ConfigurationError("DJANGO_DEBUG must be off in production: debug pages show settings and patient data")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if PRODUCTION:
+    if not SECRET_KEY:
+        raise ConfigurationError("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is required in production")
+    if weakness := secret_key_weakness(SECRET_KEY):
+        raise ConfigurationError(f"DJANGO_SECRET_KEY is too weak for production: {weakness}")
+elif not SECRET_KEY:
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("CARTWATCH_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# How many reverse proxies in front of the web server append to X-Forwarded-For (1 behind the compose file's Caddy).
+# The client address of the audit trail and of the sign-in and API throttles is the entry that many hops from the
+# right; with 0 the header is ignored (a client could write anything in it) and the socket's address is used.
+TRUSTED_PROXIES = env.int("CARTWATCH_TRUSTED_PROXIES", default=0)
+# Links in emails point here; without it, at the address `make run` serves (bin/serve's host and port).
+SITE_URL = env.str(
+    "CARTWATCH_SITE_URL",
+    default=f"http://{env.str('CARTWATCH_HOST', default='127.0.0.1')}:{env.int('CARTWATCH_PORT', default=8000)}",
+).rstrip("/")
 
 INSTALLED_APPS = [
     "surveillance.admin.apps.CartWatchAdminConfig",  # Django's admin with the CAR-T Watch site
@@ -75,6 +105,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "surveillance.api.exceptions.ApiProblemMiddleware",  # outermost: every /api/ error in the one format
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -107,7 +138,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'cartwatch.sqlite3'}")}
-if "DATABASE_URL" not in os.environ:
+if not ({"DATABASE_URL", "DATABASE_URL_FILE"} & set(os.environ)):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60 if PRODUCTION else 0)
@@ -169,8 +200,10 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 if PRODUCTION:
-    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_SSL_REDIRECT = env_flag("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # The container's own health checks call the web server over plain HTTP on its port, past the TLS front.
+    SECURE_REDIRECT_EXEMPT = [r"^health/"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
@@ -184,11 +217,18 @@ CARTWATCH_REQUIRE_2FA = env_flag("CARTWATCH_REQUIRE_2FA", default=PRODUCTION)
 OTP_TOTP_ISSUER = "CAR-T Watch"
 
 # --- Logging: ids only, never patient data -------------------------------------------------------------------
+# CARTWATCH_LOG_FORMAT=json writes one JSON object per line (for a log collector); plain is for people.
+LOG_FORMAT = env.str("CARTWATCH_LOG_FORMAT", default="plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ConfigurationError(f"CARTWATCH_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
@@ -215,7 +255,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 if CELERY_BROKER_URL.startswith("filesystem"):
     for _folder in ("out", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ALWAYS_EAGER = env_flag("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Deployments (or test runs) sharing one broker keep apart by queue name.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_RESULT_BACKEND = None
@@ -225,6 +265,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# With JSON logs the worker and beat keep the LOGGING above (Celery would otherwise put its own text format on the
+# root logger).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A static schedule: the dispatcher every minute, rendering ahead every five, the API's idempotency keys purged
 # hourly, the missed-visit sweep daily, the care-team digest weekly.
@@ -269,20 +312,23 @@ CELERY_BEAT_SCHEDULE = {
 # --- Email --------------------------------------------------------------------------------------------------
 # EMAIL_URL (smtp://, smtp+tls://, smtps://, consolemail://, filemail:///path) or, without it, the usual
 # EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER / EMAIL_HOST_PASSWORD(_FILE) / EMAIL_USE_TLS / EMAIL_USE_SSL.
-# The embedded default prints every message on the worker's console.
-if "EMAIL_URL" in os.environ or "EMAIL_HOST" not in os.environ:
-    _email = env.email_url("EMAIL_URL", default="consolemail://" if not PRODUCTION else "smtp://localhost:25")
+# The embedded default writes each message to a file under var/mail/ and logs one line saying so.
+if {"EMAIL_URL", "EMAIL_URL_FILE"} & set(os.environ) or (PRODUCTION and "EMAIL_HOST" not in os.environ):
+    _email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
     vars().update(_email)
+elif "EMAIL_HOST" not in os.environ:
+    EMAIL_BACKEND = "config.mail.SummaryFileEmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 else:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = env.str("EMAIL_HOST")
     EMAIL_PORT = env.int("EMAIL_PORT", default=25)
     EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
-    EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD", "") or ""
-    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
-    EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS", default=False)
+    EMAIL_USE_SSL = env_flag("EMAIL_USE_SSL", default=False)
     if EMAIL_USE_TLS and EMAIL_USE_SSL:
-        raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: pick one")
+        raise ConfigurationError("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: pick one")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)  # an SMTP server that hangs must not hang a worker
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CAR-T Watch <no-reply@cartwatch.invalid>")
 
@@ -319,6 +365,10 @@ CARTWATCH = {
     # /health/ answers 503 when no dispatcher run has finished for this long, or a reminder is this late.
     "HEALTH_DISPATCHER_STALL_SECONDS": env.int("CARTWATCH_HEALTH_DISPATCHER_STALL_SECONDS", default=300),
     "HEALTH_REMINDER_LATE_SECONDS": env.int("CARTWATCH_HEALTH_REMINDER_LATE_SECONDS", default=900),
+    # ... or when reminders have waited this long because the mail relay cannot be reached.
+    "HEALTH_MAIL_UNREACHABLE_SECONDS": env.int("CARTWATCH_HEALTH_MAIL_UNREACHABLE_SECONDS", default=180),
+    # Counts on /health/ stop at this many (a count of a large outbox would make every probe slow).
+    "HEALTH_COUNT_LIMIT": env.int("CARTWATCH_HEALTH_COUNT_LIMIT", default=10_000),
     # Patient links in emails (confirm, reschedule, done elsewhere) stop working after this many days.
     "LINK_MAX_AGE_DAYS": env.int("CARTWATCH_LINK_MAX_AGE_DAYS", default=180),
     # Days after diagnosis before an open malignancy reporting step escalates (clinical reference (e) 5).
@@ -348,6 +398,9 @@ CARTWATCH = {
     # API POSTs with an Idempotency-Key: how long the key and its stored answer are kept (a retry after that is
     # handled as a new request); purged hourly.
     "IDEMPOTENCY_KEY_HOURS": env.int("CARTWATCH_IDEMPOTENCY_KEY_HOURS", default=24),
+    # Webhook targets must resolve to public addresses (no way in to the hospital network or the cloud metadata
+    # service); only tests, with a receiver on loopback, turn this on.
+    "WEBHOOK_ALLOW_LOOPBACK": env_flag("CARTWATCH_WEBHOOK_ALLOW_LOOPBACK", default=False),
     # Sign-in throttle: failures within the lockout window, per username and per client address.
     "LOGIN_FAILURES_PER_USER": env.int("CARTWATCH_LOGIN_FAILURES_PER_USER", default=5),
     "LOGIN_FAILURES_PER_ADDRESS": env.int("CARTWATCH_LOGIN_FAILURES_PER_ADDRESS", default=20),
@@ -379,7 +432,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "surveillance.api.pagination.ApiCursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["surveillance.api.parsers.JsonParser"],
     "DEFAULT_THROTTLE_CLASSES": ["surveillance.api.throttling.PerTokenRateThrottle"],
     # Per token (integrations), per user (staff sessions); counted in the cache above, shared by the web workers.
     "DEFAULT_THROTTLE_RATES": {

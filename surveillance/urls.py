@@ -1,13 +1,16 @@
-"""Routes outside the admin and the API: the health probe and the links in patient emails."""
+"""Routes outside the admin and the API: the health probes and the links in patient emails."""
 
 from django.urls import path
 
+from surveillance import health
 from surveillance.reminders import views
 
 app_name = "surveillance"
 
 urlpatterns = [
     path("health/", views.health, name="health"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
     path("r/<str:token>/", views.visit_link, name="visit-link"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -22,20 +26,61 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def compose_config(tmp_path_factory) -> dict:
-    secret = tmp_path_factory.mktemp("secrets") / "django_secret_key"
-    secret.write_text("compose-validation-only")
+def _compose(secret, *args: str) -> dict:
     binary = COMPOSE if COMPOSE.exists() else "docker-compose"
     result = subprocess.run(
-        [str(binary), "-f", "docker-compose.yml", "config", "--format", "json"],
+        [str(binary), "-f", "docker-compose.yml", *args, "config", "--format", "json"],
         cwd=REPO,
         env=_env(DJANGO_SECRET_KEY_FILE=str(secret)),
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    assert not result.stderr.strip(), f"compose warns: {result.stderr}"
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose_secret(tmp_path_factory):
+    secret = tmp_path_factory.mktemp("secrets") / "django_secret_key"
+    secret.write_text("compose-validation-only")
+    return secret
+
+
+@pytest.fixture(scope="module")
+def compose_config(compose_secret) -> dict:
+    return _compose(compose_secret)
+
+
+def test_it_keeps_the_mail_catcher_behind_a_profile(compose_config, compose_secret):
+    assert "mailcatcher" not in compose_config["services"]
+    with_catcher = _compose(compose_secret, "--profile", "mailcatcher")["services"]
+    assert with_catcher["mailcatcher"]["profiles"] == ["mailcatcher"]
+    assert with_catcher["web"]["environment"]["EMAIL_URL"] == "smtp://mailcatcher:1025"
+
+
+def test_it_pins_every_image_to_a_release(compose_config, compose_secret):
+    services = _compose(compose_secret, "--profile", "mailcatcher")["services"]
+    pinned = re.compile(r"^[\w./-]+(:v?\d+\.\d+(\.\d+)?(-[\w.-]+)?|@sha256:[0-9a-f]{64})$")  # a release, not "15"
+    for name, service in services.items():
+        if "build" in service:
+            assert not service["image"].endswith(":latest"), name
+        else:
+            assert pinned.match(service["image"]), f"{name} runs an unpinned image: {service['image']}"
+    base = next(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("FROM "))
+    assert pinned.match(base.split()[1]), base
+
+
+def test_it_fronts_the_web_role_with_tls(compose_config):
+    services = compose_config["services"]
+    proxy = services["proxy"]
+    assert {p["target"] for p in proxy["ports"]} == {443, 80}
+    assert "ports" not in services["web"]  # plain HTTP only inside the compose network
+    assert proxy["environment"]["CARTWATCH_TLS"] == "internal"
+    assert any(v["target"] == "/etc/caddy/Caddyfile" for v in proxy["volumes"])
+    caddyfile = (REPO / "config" / "Caddyfile").read_text()
+    assert "reverse_proxy web:8000" in caddyfile and "tls {$CARTWATCH_TLS:internal}" in caddyfile
+    assert services["web"]["environment"]["CARTWATCH_TRUSTED_PROXIES"] == "1"
 
 
 def _command(service: dict) -> str:
@@ -45,7 +90,7 @@ def _command(service: dict) -> str:
 
 def test_it_declares_every_production_role(compose_config):
     services = compose_config["services"]
-    assert {"web", "worker", "beat", "postgres", "redis", "mailcatcher"} <= set(services)
+    assert {"proxy", "web", "worker", "beat", "postgres", "redis"} <= set(services)
     assert services["beat"]["deploy"]["replicas"] == 1
     for name in ("web", "worker", "postgres", "redis"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
@@ -121,3 +166,238 @@ def test_it_passes_the_deployment_checks_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _check(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=REPO, env=_env(**env), capture_output=True, text=True
+    )
+
+
+STRONG_KEY = "a-long-random-production-secret-" + "x9" * 30
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DJANGO_SECRET_KEY": "short-but-random-7Gq"}, "shorter than 50 characters"),
+        ({"DJANGO_SECRET_KEY": "ab" * 40}, "fewer than 5 different characters"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off in production"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "DJANGO_SECURE_SSL_REDIRECT": "ture"}, "must be true or false"),
+        ({"DJANGO_SECRET_KEY": STRONG_KEY, "EMAIL_USE_TLS": "yes please"}, "must be true or false"),
+    ],
+)
+def test_it_refuses_unsafe_production_settings_with_a_one_line_reason(env, reason):
+    result = _check(DJANGO_ENV="production", DJANGO_ALLOWED_HOSTS="cw.example.org", EMAIL_HOST="mail", **env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr  # one line, no traceback
+    assert reason in result.stderr
+    assert env["DJANGO_SECRET_KEY"] not in result.stderr  # the reason never quotes the secret
+
+
+def test_it_reads_any_setting_from_a_file_named_by_its_file_variable(tmp_path):
+    (tmp_path / "key").write_text(STRONG_KEY)
+    (tmp_path / "email").write_text("smtp+tls://relay-user:relay-pass@relay.example.org:587")
+    script = "from django.conf import settings as s; print(s.EMAIL_HOST, s.EMAIL_HOST_PASSWORD, s.SECRET_KEY == KEY)"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); KEY = {STRONG_KEY!r}; {script}"],
+        cwd=REPO,
+        env=_env(
+            DJANGO_SETTINGS_MODULE="config.settings",
+            DJANGO_ENV="production",
+            DJANGO_ALLOWED_HOSTS="cw.example.org",
+            DJANGO_SECRET_KEY_FILE=str(tmp_path / "key"),
+            EMAIL_URL_FILE=str(tmp_path / "email"),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["relay.example.org", "relay-pass", "True"]
+
+
+def test_it_writes_one_json_object_per_log_line_when_asked():
+    script = "import django, logging; django.setup(); logging.getLogger('surveillance.x').warning('reminder=%s', 7)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=_env(DJANGO_SETTINGS_MODULE="config.settings", CARTWATCH_LOG_FORMAT="json"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (entry["level"], entry["logger"], entry["message"]) == ("WARNING", "surveillance.x", "reminder=7")
+    assert _check(CARTWATCH_LOG_FORMAT="jsn").returncode == 1
+
+
+@contextlib.contextmanager
+def production_web(environment: dict, port: int, log_path):
+    """The compose file's web command on a loopback port with the web role's environment, its output in a file."""
+    command = _gunicorn_command(environment["command"], f"127.0.0.1:{port}")
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, cwd=REPO, env=environment["env"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(150):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail("gunicorn did not answer: " + log_path.read_text()[-2000:])
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _gunicorn_command(command: list[str], bind: str) -> list[str]:
+    """``gunicorn`` as ``python -m gunicorn`` (this virtualenv's), one worker, bound to ``bind``."""
+    options = dict(zip(command[2::2], command[3::2], strict=True)) | {"--bind": bind, "--workers": "1"}
+    return [sys.executable, "-m", "gunicorn", command[1], *[item for pair in options.items() for item in pair]]
+
+
+@pytest.fixture
+def compose_web(compose_config, compose_secret, transactional_db, tmp_path):
+    """The web role as compose configures it, against this test run's (migrated) database."""
+    from django.conf import settings
+
+    web = compose_config["services"]["web"]
+    database = settings.DATABASES["default"]
+    key = tmp_path / "key"
+    key.write_text(STRONG_KEY)
+    environment = {name: str(value) for name, value in web["environment"].items()}
+    environment.update(
+        DJANGO_SECRET_KEY_FILE=str(key),
+        DATABASE_URL=f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "filesystem://"),
+        CARTWATCH_CACHE_URL="",
+        CARTWATCH_VAR_DIR=str(tmp_path),
+        DJANGO_STATIC_ROOT=str(tmp_path / "static"),
+    )
+    env = _env(**environment)
+    return {"command": web["command"], "env": env, "healthcheck": web["healthcheck"]["test"]}
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL")
+def test_it_passes_the_web_health_check_with_the_compose_defaults(compose_web, tmp_path):
+    port = _free_port()
+    with production_web(compose_web, port, tmp_path / "web.log"):
+        kind, *check = compose_web["healthcheck"]
+        assert kind == "CMD" and check[0] == "python"
+        script = check[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-1500:] + (tmp_path / "web.log").read_text()[-1500:]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _declared(group: list[str]) -> set[str]:
+    return {re.split(r"[\s<>=\[;]", requirement, maxsplit=1)[0].lower() for requirement in group}
+
+
+def test_it_declares_the_packages_the_code_imports_and_imports_the_declared_ones():
+    import ast
+    import importlib.metadata
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11,<3.14"
+    declared = _declared(project["dependencies"]) | {project["name"]}
+    owners = importlib.metadata.packages_distributions()
+    sources = [*(REPO / "surveillance").rglob("*.py"), *(REPO / "config").glob("*.py")]
+    imported = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    undeclared = {
+        name: owners[name] for name in imported if name in owners and not {d.lower() for d in owners[name]} & declared
+    }
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+    # every declared package is used: imported, or named by settings or a command (gunicorn, psycopg's backend)
+    text = "\n".join(s.read_text() for s in [*sources, REPO / "Dockerfile", REPO / "docker-compose.yml"])
+    modules = {d.lower(): {name for name, dists in owners.items() if d in dists} for ds in owners.values() for d in ds}
+    modules["psycopg"] = {"postgres"}  # Django's PostgreSQL backend imports it for a postgres:// DATABASE_URL
+    unused = {dist for dist in declared if not any(re.search(rf"\b{m}\b", text) for m in modules.get(dist, {dist}))}
+    assert not unused, f"declared but never used: {unused}"
+
+
+def test_it_runs_make_test_without_root():
+    makefile = (REPO / "Makefile").read_text()
+    test_rule = re.search(r"^test:(.*)\n((?:\t.*\n)*)", makefile, re.M)
+    prerequisites = test_rule.group(1).split()
+    assert prerequisites == ["install"], prerequisites
+    assert "apt-get" not in test_rule.group(2)
+    assert "apt-get" not in re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)*)", makefile, re.M).group(1)
+    assert "apt-get install -y -qq chromium" in (REPO / ".ci" / "run").read_text()  # CI (root) still runs them
+
+
+def test_it_never_rewrites_tracked_screenshots_in_a_test_run():
+    from tests.e2e import conftest as e2e
+
+    assert e2e.SCREENSHOTS is None or os.environ.get("CARTWATCH_SCREENSHOTS_DIR")
+    assert "CARTWATCH_SCREENSHOTS_DIR=docs/screenshots" in (REPO / "Makefile").read_text()
+
+
+def test_it_collects_the_static_files_as_the_image_build_does(tmp_path):
+    lines = (REPO / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    build_step = next(line for line in lines if line.startswith("RUN ") and "collectstatic" in line)[4:]
+    result = subprocess.run(
+        ["sh", "-c", build_step],
+        cwd=REPO,
+        env=_env(
+            DJANGO_ENV="production",
+            DJANGO_STATIC_ROOT=str(tmp_path),
+            PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "staticfiles.json").exists()
+
+
+def test_it_keeps_the_json_log_format_in_the_celery_worker(tmp_path):
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-mingle",
+        ],
+        cwd=REPO,
+        env=_env(
+            CARTWATCH_LOG_FORMAT="json",
+            CARTWATCH_VAR_DIR=str(tmp_path),
+            CELERY_BROKER_URL="filesystem://",
+            CELERY_TASK_DEFAULT_QUEUE="json-log-test",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while ready is None and time.monotonic() < deadline:
+            line = worker.stdout.readline()
+            if " ready." in line:
+                ready = line
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert ready is not None, "the worker did not report ready"
+    assert json.loads(ready)["level"] == "INFO"

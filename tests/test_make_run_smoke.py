@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO
+from tests.reminders.conftest import add_reminder, open_visit  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,14 @@ def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
         assert re.search(r"NF-0000\d\d", patients.text)
         assert "CS-0000" not in patients.text  # coordinator-a sees centre A only
         assert session.get(f"{base}/static/admin/css/base.css", timeout=10).status_code == 200  # the admin's styles
+        for _ in range(50):
+            output = (tmp_path / "serve.log").read_text()
+            if "Ctrl-C stops" in output:
+                break
+            time.sleep(0.2)
+        banner = output.index("CAR-T Watch is running.")
+        assert "Booting worker" in output[:banner], "the banner came before the web server was up"
+        assert f"{base}/admin/" in output[banner:]
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
@@ -95,3 +104,52 @@ def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
             break
         time.sleep(0.5)
     assert leftover == "", "processes outlived Ctrl-C"
+
+
+def _shell(env, code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+
+def test_it_writes_the_embedded_defaults_emails_to_files_with_one_line_each(embedded_env, tmp_path):
+    result = _shell(
+        embedded_env,
+        "from django.core.mail import send_mail; from django.conf import settings; "
+        "send_mail('Visit reminder', 'body', 'a@example.org', ['patient@example.org']); print(settings.SITE_URL)",
+    )
+    assert result.returncode == 0, result.stderr
+    files = list((tmp_path / "mail").iterdir())
+    assert len(files) == 1 and "Subject: Visit reminder" in files[0].read_text()
+    assert "body" not in result.stdout and "Subject" not in result.stdout  # not printed whole
+    lines = [line for line in result.stderr.splitlines() if "written to" in line]
+    assert len(lines) == 1 and str(files[0]) in lines[0] and "patient@example.org" not in lines[0]
+    assert (
+        result.stdout.strip().splitlines()[-1] == f"http://127.0.0.1:{embedded_env['CARTWATCH_PORT']}"
+    )  # follows the port
+
+
+@pytest.mark.django_db
+def test_it_writes_the_dispatchers_reminders_to_files_under_the_embedded_default(
+    settings,
+    tmp_path,
+    caplog,
+    centre_a,
+    make_patient,
+    open_visit,  # noqa: F811
+):
+    from django.utils import timezone
+
+    from surveillance.reminders import dispatch
+
+    settings.EMAIL_BACKEND = "config.mail.SummaryFileEmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path / "mail")
+    patient = make_patient(centre_a, email="kept.out.of.logs@example.org")
+    now = timezone.now()
+    add_reminder(open_visit(patient, timezone.localdate(now, centre_a.tz)), now)
+    caplog.set_level("INFO", logger="surveillance.mail")
+    assert dispatch.dispatch_run(now).sent == 1
+    (written,) = (tmp_path / "mail").iterdir()
+    assert "kept.out.of.logs@example.org" in written.read_text()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "surveillance.mail"]
+    assert line == f"1 email(s) written to {written}"

@@ -4,15 +4,19 @@ A sentinel patient with distinctive identifiers is planted at centre A; then the
 a staff session), the admin, EHR imports with bad input that quotes the sentinel, the reminder dispatcher sending to
 a real SMTP server on loopback, the daily sweep, the weekly digest and webhook delivery all run with every logger
 at DEBUG. None of the sentinel's strings may appear in a captured log record, in a 4xx/5xx body (or the error list
-of an import report), or in a Subject header.
+of an import report), or in a Subject header; nor in the web server's access log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import traceback
+import urllib.error
+import urllib.request
 
 import pytest
 from django.test import Client
@@ -29,6 +33,7 @@ from surveillance.reminders import dispatch, sweep
 from tests.imports.conftest import HCPCS, collection, concept
 from tests.integrations.test_webhooks import Receiver
 from tests.reminders.conftest import add_reminder, open_visit, smtp_server, smtp_settings  # noqa: F401
+from tests.test_deployment import _free_port, compose_config, compose_secret, compose_web, production_web  # noqa: F401
 
 GIVEN, FAMILY = "Quillonia", "Vexborough"
 MRN = "MRN-ZQ-774411"
@@ -265,7 +270,8 @@ def drive_workers(sentinel, open_visit, smtp_settings, receiver, token: APIClien
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    settings.CARTWATCH = {**settings.CARTWATCH, "WEBHOOK_ALLOW_LOOPBACK": True}  # the receiver listens on loopback
     found = Receiver()
     yield found
     found.server.shutdown()
@@ -344,3 +350,31 @@ def test_it_never_logs_sql_and_its_parameters_even_at_debug_level(caplog):
     finally:
         connection.force_debug_cursor = False
     assert not [record for record in caplog.records if FAMILY in record.getMessage()]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL")
+def test_it_keeps_query_strings_and_referers_out_of_the_web_servers_access_log(compose_web, tmp_path):  # noqa: F811
+    """The real gunicorn command of the compose file, on loopback: searches by name and MRN leave no trace."""
+    port = _free_port()
+    log = tmp_path / "web.log"
+    opener = urllib.request.build_opener(NoRedirect)  # production redirects to HTTPS: the 301 is logged all the same
+    with production_web(compose_web, port, log):
+        base = f"http://127.0.0.1:{port}"
+        referer = {"Referer": f"{base}/admin/surveillance/patient/?q={FAMILY}"}
+        for path in (
+            f"/health/live?mrn={MRN}",
+            f"/api/v1/patients?mrn={MRN}&email={EMAIL}",
+            f"/admin/surveillance/patient/?q={GIVEN}+{FAMILY}&birth_date={BIRTH}",
+        ):
+            request = urllib.request.Request(base + path, headers={**referer, "Host": "127.0.0.1"})
+            with contextlib.suppress(urllib.error.HTTPError):
+                opener.open(request, timeout=10)
+    text = log.read_text()
+    assert '"GET /health/live HTTP/1.1" 200' in text, text[-2000:]  # the access log was written
+    assert '"GET /api/v1/patients HTTP/1.1"' in text
+    assert not [s for s in SENTINELS if s.lower() in text.lower()], text[-2000:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable, Iterator
 
 from django.conf import settings
@@ -31,8 +32,18 @@ LOGIN_FAILED = "login_failed"
 
 
 def request_remote_addr(request) -> str | None:
-    """The client address as the web server saw it (a proxy in front must set REMOTE_ADDR, e.g. gunicorn's)."""
-    return (request.META.get("REMOTE_ADDR") or None) if request is not None else None
+    """The client's address: the peer of the socket or, behind ``TRUSTED_PROXIES`` reverse proxies, the
+    X-Forwarded-For entry the outermost of them wrote. Entries further left were written by the client and prove
+    nothing; an entry that is not an address is ignored rather than stored."""
+    if request is None:
+        return None
+    hops = settings.TRUSTED_PROXIES
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if hops and forwarded:
+        candidate = forwarded[-min(hops, len(forwarded))]
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(candidate))
+    return request.META.get("REMOTE_ADDR") or None
 
 
 def audit_actor_label(actor: AuditActor, name: str = "") -> str:

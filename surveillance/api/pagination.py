@@ -25,3 +25,11 @@ class ApiCursorPagination(CursorPagination):
                 {self.page_size_query_param: [f"a whole number from 1 to {self.max_page_size}"]}
             )
         return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view):
+        """The bounds ``get_page_size`` enforces, stated in the schema (it said any integer, and 0 was refused)."""
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        return parameters

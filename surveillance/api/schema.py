@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 
-from surveillance.api.exceptions import ErrorSerializer
+from surveillance.api.exceptions import PROBLEM_JSON, ErrorSerializer
 
 ERROR_DESCRIPTIONS = {
     "400": "Invalid input: `fields` names each bad field and says why.",
@@ -54,6 +54,13 @@ class ApiAutoSchema(AutoSchema):
             parameters = [*parameters, IDEMPOTENCY_KEY]
         return parameters
 
+    def _get_request_body(self, direction="request"):
+        """A view that reads its body itself (``request_body_required``) needs one: without it the answer is 415."""
+        body = super()._get_request_body(direction)
+        if body is not None and getattr(self.view, "request_body_required", False):
+            body["required"] = True
+        return body
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
@@ -61,7 +68,7 @@ class ApiAutoSchema(AutoSchema):
         for code in self._error_codes():
             if code in responses:
                 continue
-            body = self._get_response_for_code(ErrorSerializer, code, ["application/json"], direction)
+            body = self._get_response_for_code(ErrorSerializer, code, [PROBLEM_JSON], direction)
             body["description"] = ERROR_DESCRIPTIONS.get(code, body.get("description", ""))
             responses[code] = body
         return responses

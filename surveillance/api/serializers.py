@@ -518,8 +518,16 @@ class ReminderSerializer(serializers.ModelSerializer):
             "attempts",
             "sent_at",
             "outcome_reason",
+            "last_smtp_code",
+            "last_error",
         ]
         read_only_fields = fields
+        # What the mail server (or provider) last answered, so an integration can see why a reminder is retried or
+        # failed; the dispatcher stores it without the recipient's address.
+        extra_kwargs = {
+            "last_smtp_code": {"help_text": "The mail server's last reply code (e.g. 450, 550), if any."},
+            "last_error": {"help_text": "The last delivery error, without the recipient's address."},
+        }
 
 
 # --------------------------------------------------------------------------------------------- malignancy events
@@ -569,7 +577,11 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         max_length=len(WebhookEvent.values),
         help_text="Event types to receive; empty or absent means all.",
     )
-    url = serializers.URLField(max_length=500, help_text="An https:// URL (http:// only to a loopback address).")
+    url = serializers.URLField(
+        max_length=500,
+        help_text="An https:// URL whose host resolves to public addresses only (no private, loopback or link-local "
+        "address).",
+    )
 
     class Meta:
         model = WebhookEndpoint

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
 
+from surveillance.access.audit import request_remote_addr
 from surveillance.api.auth import TokenPrincipal
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
@@ -73,7 +74,7 @@ class PerTokenRateThrottle(SimpleRateThrottle):
             ident = f"u{user.pk}"
         else:
             self.scope = "anon"
-            ident = self.get_ident(request)
+            ident = request_remote_addr(request) or "unknown"
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from surveillance.access.tenancy import scope
 from surveillance.api import filters, idempotency, import_jobs, serializers
 from surveillance.api.auth import TokenPrincipal
-from surveillance.api.exceptions import Conflict, ErrorSerializer, PayloadTooLarge
+from surveillance.api.exceptions import PROBLEM_JSON, Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import infusions, lifecycle, reporting, risk_flags
 from surveillance.exports import fhir_export, visit_pages
 from surveillance.imports import ehr_import, jobs
@@ -647,6 +647,7 @@ def _flag(request, name: str) -> bool:
 class ImportView(ApiViewMixin, APIView):
     write_permission = "surveillance.add_patient"
     parser_classes: list = []
+    request_body_required = True
     extra_error_codes = ("413", "415")
 
     def import_args(self, request) -> dict:
@@ -703,7 +704,7 @@ _IMPORT_RESPONSES = {
         import_jobs.ImportJobProgressSerializer,
         description="Accepted as a job (a large upload, or `Prefer: respond-async`): follow `Content-Location`.",
     ),
-    (400, "application/json"): OpenApiResponse(ErrorSerializer, description="Bad query parameters."),
+    (400, PROBLEM_JSON): OpenApiResponse(ErrorSerializer, description="Bad query parameters."),
     (400, "application/fhir+json"): OpenApiResponse(
         serializers.OperationOutcomeSerializer,
         description="Refused: an OperationOutcome names each bad entry (or line) and element; nothing was saved.",

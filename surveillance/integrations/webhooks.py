@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -52,22 +53,49 @@ def _cfg(name: str, default: int) -> int:
 
 
 def webhook_url_problem(url: str) -> str | None:
-    """Why a URL cannot receive webhooks (None if it can): https only, plain http to loopback only."""
+    """Why a URL cannot receive webhooks (None if it can): https only (plain http only to loopback), and a host
+    that resolves to public addresses only (``webhook_address_problem``)."""
     parts = urlsplit(url)
     if parts.username or parts.password:
         return "must not carry credentials"
     host = (parts.hostname or "").lower()
     if not host:
         return "needs a host"
-    if parts.scheme == "https":
-        return None
     if parts.scheme == "http":
         try:
             loopback = host in LOOPBACK_HOSTS or ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
-        return None if loopback else "must use https:// (plain http only to a loopback address)"
-    return "must be an https:// URL"
+        if not loopback:
+            return "must use https:// (plain http only to a loopback address)"
+    elif parts.scheme != "https":
+        return "must be an https:// URL"
+    return webhook_address_problem(host)
+
+
+def webhook_address_problem(host: str) -> str | None:
+    """Why a host must not receive webhooks, from the addresses it resolves to now (None: all public).
+
+    A webhook is a request the service makes on a caller's say-so: to a private, loopback or link-local address it
+    would reach the hospital network, the service's own ports or the cloud's metadata endpoint. Loopback is allowed
+    only with ``CARTWATCH_WEBHOOK_ALLOW_LOOPBACK`` (tests run their receiver there). A host that does not resolve
+    passes: its deliveries fail and are retried, and every attempt checks again (names can be re-pointed).
+    """
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return None
+    allow_loopback = bool(settings.CARTWATCH.get("WEBHOOK_ALLOW_LOOPBACK", False))
+    for text in resolved:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if address.is_loopback:
+            if not allow_loopback:
+                return "must not point at a loopback address"
+        elif not address.is_global or address.is_multicast:
+            return "must resolve to a public address (not private, link-local or reserved)"
+    return None
 
 
 # --------------------------------------------------------------------------------------------- signing
@@ -220,14 +248,20 @@ def _retryable(code: int | None) -> bool:
 
 
 def webhook_deliver(delivery: WebhookDelivery, *, now: dt.datetime | None = None) -> str:
-    """Post one claimed row and record the outcome; returns the new status."""
-    code, error = webhook_post(delivery, timeout=_cfg("WEBHOOK_TIMEOUT_SECONDS", 10))
+    """Post one claimed row and record the outcome; returns the new status. A target that now resolves to an
+    address webhooks must not reach fails at once, unposted."""
+    refused = webhook_address_problem(urlsplit(delivery.endpoint.url).hostname or "")
+    code, error = (
+        (None, f"refused: {refused}")
+        if refused
+        else webhook_post(delivery, timeout=_cfg("WEBHOOK_TIMEOUT_SECONDS", 10))
+    )
     now = now or timezone.now()
     attempts = delivery.attempts + 1
     values: dict = {"attempts": attempts, "last_status_code": code, "lease_expires_at": None, "claimed_by": ""}
     if code is not None and 200 <= code < 300:
         values.update(status=WebhookStatus.DELIVERED, delivered_at=now, last_error="")
-    elif _retryable(code) and attempts < _cfg("WEBHOOK_MAX_ATTEMPTS", 8):
+    elif not refused and _retryable(code) and attempts < _cfg("WEBHOOK_MAX_ATTEMPTS", 8):
         delivery.attempts = attempts
         values.update(
             status=WebhookStatus.PENDING,

@@ -42,7 +42,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import Count, F, Max, Min
 from django.utils import timezone
 
 from surveillance.db.outbox_loop import outbox_batches, worker_id
@@ -57,6 +57,8 @@ logger = logging.getLogger("surveillance.reminders.dispatch")
 LEASE_MARGIN_SECONDS = 5
 #: Retry delays double from REMINDER_RETRY_SECONDS up to this.
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
+#: How a reminder given back because the mail server could not be reached says so (the health probe looks for it).
+MAIL_UNREACHABLE = "mail server unreachable"
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 #: What no message and no re-check reads: the patient's identifiers (minimum necessary: the dispatcher never holds
 #: a name, an MRN or a birth date) and the visit's clinical content.
@@ -253,7 +255,7 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         _open(connection)
     except (smtplib.SMTPException, OSError) as exc:
         logger.warning("mail server unreachable (%s): %s reminders back to pending", type(exc).__name__, len(to_send))
-        result.released += _release(to_send, token, clock(), f"mail server unreachable: {type(exc).__name__}")
+        result.released += _release(to_send, token, clock(), f"{MAIL_UNREACHABLE}: {type(exc).__name__}")
         result.handled = 0  # stop the run: nothing more can go out until the server answers
         return result
     try:
@@ -590,33 +592,59 @@ def dispatcher_run_record(worker: str, result: DispatchResult, now: dt.datetime 
 
 
 # --- health -----------------------------------------------------------------------------------------------------
-def reminders_health(now: dt.datetime | None = None) -> tuple[bool, dict]:
-    """Counts for the health probe (no patient data) and whether the dispatcher is keeping up."""
+def reminders_health(now: dt.datetime | None = None, *, started: dt.datetime | None = None) -> tuple[bool, dict]:
+    """Counts for the health probe (no patient data) and whether the dispatcher is keeping up.
+
+    Monitoring polls it every few seconds at any cohort size, so every query is bounded: the open rows are counted
+    through their partial indexes up to ``HEALTH_COUNT_LIMIT``, and the outcomes (sent, failed, skipped) among the
+    newest that many reminders. ``started`` is when the asking process started: until a first dispatcher run is
+    recorded, the dispatcher counts as stalled only once the stall time has passed since then (a fresh deployment
+    is not an alarm).
+    """
     now = now or timezone.now()
-    counts = dict(Reminder.objects.values_list("status").annotate(n=Count("pk")).order_by())
+    limit = _cfg("HEALTH_COUNT_LIMIT")
+    newest = Reminder.objects.order_by("-pk").values("pk")[:limit]
+    outcomes = dict(
+        Reminder.objects.filter(pk__in=newest)
+        .exclude(status__in=(ReminderStatus.PENDING, ReminderStatus.SENDING))
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
     oldest_due = Reminder.objects.due(now).aggregate(at=Min("next_attempt_at"))["at"]
     late_cutoff = now - dt.timedelta(seconds=_cfg("HEALTH_REMINDER_LATE_SECONDS"))
-    late = Reminder.objects.filter(
-        Q(status=ReminderStatus.PENDING) | Q(status=ReminderStatus.SENDING), send_after__lt=late_cutoff
-    ).count()
+    late = (
+        Reminder.objects.due(late_cutoff)[:limit].count()
+        + Reminder.objects.filter(status=ReminderStatus.SENDING, send_after__lt=late_cutoff)[:limit].count()
+    )
+    unreachable_cutoff = now - dt.timedelta(seconds=_cfg("HEALTH_MAIL_UNREACHABLE_SECONDS"))
+    relay_unreachable = (
+        Reminder.objects.due(now)
+        .filter(last_error__startswith=MAIL_UNREACHABLE, send_after__lt=unreachable_cutoff)
+        .exists()
+    )
     last_run = DispatcherRun.objects.aggregate(at=Max("finished_at"))["at"]
     run_age = (now - last_run).total_seconds() if last_run else None
-    stalled = run_age is None or run_age > _cfg("HEALTH_DISPATCHER_STALL_SECONDS")
+    quiet_since = last_run or started
+    stalled = quiet_since is None or (now - quiet_since).total_seconds() > _cfg("HEALTH_DISPATCHER_STALL_SECONDS")
     payload = {
         "status": "ok",
-        "pending": counts.get(ReminderStatus.PENDING, 0),
+        "pending": Reminder.objects.filter(status=ReminderStatus.PENDING)[:limit].count(),
         "oldest_pending_age_s": round((now - oldest_due).total_seconds()) if oldest_due else 0,
-        "sending": counts.get(ReminderStatus.SENDING, 0),
-        "sent": counts.get(ReminderStatus.SENT, 0),
-        "failed": counts.get(ReminderStatus.FAILED, 0),
-        "skipped": counts.get(ReminderStatus.SKIPPED, 0),
+        "sending": Reminder.objects.filter(status=ReminderStatus.SENDING)[:limit].count(),
+        "sent": outcomes.get(ReminderStatus.SENT, 0),
+        "failed": outcomes.get(ReminderStatus.FAILED, 0),
+        "skipped": outcomes.get(ReminderStatus.SKIPPED, 0),
         "late": late,
+        "counted_up_to": limit,
         "last_dispatch_at": last_run.isoformat() if last_run else None,
         "last_dispatch_age_s": round(run_age) if run_age is not None else None,
     }
     problems = []
     if stalled:
         problems.append("dispatcher stalled")
+    if relay_unreachable:
+        problems.append("mail relay unreachable")
     if late:
         problems.append("reminders late")
     if problems:

@@ -7,8 +7,10 @@ Pages show the centre and the date, nothing else about the patient; a forged or 
 
 from __future__ import annotations
 
+import logging
+
 from django.core import signing
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -16,11 +18,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from surveillance import health as health_probes
 from surveillance.access.audit import audit_record
 from surveillance.models import FollowUpVisit, Patient, PatientRequest, VisitStatus
 from surveillance.models.audit import AuditActor
 from surveillance.models.visits import RequestKind
 from surveillance.reminders import dispatch, messages
+
+logger = logging.getLogger("surveillance.health")
 
 MESSAGE_MAX = 500
 
@@ -158,6 +163,11 @@ def unsubscribe(request, token: str):
 @never_cache
 @require_GET
 def health(request):
-    """No login, no patient data: reminder counts and whether the dispatcher keeps up (503 when it does not)."""
-    ok, payload = dispatch.reminders_health()
+    """No login, no patient data: reminder counts and whether the dispatcher keeps up (503 when it does not, and
+    while the database is unreachable or not yet migrated)."""
+    try:
+        ok, payload = dispatch.reminders_health(started=health_probes.PROCESS_STARTED_AT)
+    except DatabaseError as exc:
+        logger.warning("health: database unavailable (%s)", type(exc).__name__)
+        return JsonResponse({"status": "database unavailable"}, status=503)
     return JsonResponse(payload, status=200 if ok else 503)

@@ -29,7 +29,13 @@ def test_it_refuses_calls_without_a_token():
 def test_it_refuses_an_unknown_token(db):
     response = token_client("cwt_deadbeef_not-a-key").get("/api/v1/patients")
     assert response.status_code == 401
-    assert response.json() == {"status": 401, "code": "authentication_failed", "detail": "Invalid or revoked token."}
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "code": "authentication_failed",
+        "detail": "Invalid or revoked token.",
+    }
 
 
 def test_it_refuses_a_revoked_token(token_a, api_a):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,13 @@ def guide_commands() -> str:
     section = readme.split("## Integration guide", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
     return "\n".join(line for line in block.splitlines() if not line.startswith(SKIPPED_PREFIXES))
+
+
+def guide_token_command() -> list[str]:
+    """The guide's ``python manage.py create_api_token ...`` line, as arguments after ``manage.py``."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.startswith("python manage.py create_api_token"))
+    return shlex.split(line.split("#", 1)[0])[2:]
 
 
 def free_port() -> int:
@@ -61,9 +69,9 @@ def test_it_runs_the_readme_curl_commands_against_a_live_server(tmp_path):
         "shell",
         "-c",
         "from surveillance.models import TreatmentCentre as T; "
-        "T.objects.create(code='a', name='Centre A', care_team_email='team-a@example.org')",
+        "T.objects.create(code='centre-a', name='Centre A', care_team_email='team-a@example.org')",
     )
-    token = manage(env, "create_api_token", "--centre", "a", "--name", "epic-a").strip()
+    token = manage(env, *guide_token_command()).strip()  # the README's command as written
     (tmp_path / "bundle.json").write_text(json.dumps(car_t_bundle()))
     shutil.copy(BULK / "Patient.000.ndjson", tmp_path / "Patient.000.ndjson")
 

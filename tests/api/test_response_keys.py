@@ -28,7 +28,7 @@ RULE = {
 }  # fmt: skip
 REMINDER = {
     "id", "visit", "audience", "purpose", "days_before", "send_after", "status", "attempts", "sent_at",
-    "outcome_reason",
+    "outcome_reason", "last_smtp_code", "last_error",
 }  # fmt: skip
 EVENT = {
     "id", "patient", "infusion", "diagnosis_date", "malignancy_type", "confirmed", "description",
@@ -91,5 +91,6 @@ def test_it_pins_the_webhook_keys_and_shows_the_secret_once(api_a, centre_a):
 
 
 def test_it_pins_the_error_keys(api_a):
-    assert set(api_a.get("/api/v1/patients/999999").json()) == {"status", "code", "detail"}
-    assert set(api_a.post("/api/v1/patients", {}, format="json").json()) == {"status", "code", "detail", "fields"}
+    problem = {"type", "title", "status", "code", "detail"}  # RFC 9457, with code (and fields) as extensions
+    assert set(api_a.get("/api/v1/patients/999999").json()) == problem
+    assert set(api_a.post("/api/v1/patients", {}, format="json").json()) == {*problem, "fields"}

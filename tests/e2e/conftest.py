@@ -12,7 +12,8 @@ from tests.conftest import REPO, missing_service
 
 CHROMIUM = os.environ.get("CARTWATCH_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-SCREENSHOTS = REPO / "docs" / "screenshots"
+#: Where README pictures are copied: only `make screenshots` sets it, so that a test run never rewrites tracked files.
+SCREENSHOTS = os.environ.get("CARTWATCH_SCREENSHOTS_DIR")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -31,7 +32,7 @@ def _live(transactional_db):
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        missing_service(f"no Chromium at {CHROMIUM} (make browser installs Debian's)")
+        missing_service(f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium) to run browser tests")
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop on the test thread; the ORM calls the tests make there are still
@@ -64,12 +65,17 @@ def sign_in(live_server):
     return sign
 
 
-def screenshot(page, name: str, *, readme: bool = False, full_page: bool = True) -> Path:
-    """Into test-artifacts/ (git-ignored); README pictures are also copied to docs/screenshots/."""
+def screenshot(page, name: str, *, readme: bool = False, full_page: bool = True, target=None) -> Path:
+    """The page (or the ``target`` locator) into test-artifacts/ (git-ignored); under `make screenshots`, README
+    pictures are also copied to docs/screenshots/."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    if readme:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SCREENSHOTS / path.name)
+    if target is not None:
+        target.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
+    if readme and SCREENSHOTS:
+        folder = REPO / SCREENSHOTS
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / path.name)
     return path

@@ -115,11 +115,7 @@ def test_it_shows_the_worklist_the_timeline_and_the_dashboard_of_the_demo_cohort
     assert FollowUpVisit.objects.filter(infusion__patient=followed).exists()
     page.locator(".cw-section").first.scroll_into_view_if_needed()
     page.locator(".cw-section").first.screenshot(path=str(screenshot(page, "patient-page")))
-    from tests.e2e.conftest import ARTIFACTS, SCREENSHOTS
-
-    page.locator(".cw-section").first.screenshot(path=str(ARTIFACTS / "timeline.png"))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOTS / "timeline.png").write_bytes((ARTIFACTS / "timeline.png").read_bytes())
+    screenshot(page, "timeline", readme=True, target=page.locator(".cw-section").first)
 
     page.goto(f"{live_server.url}/admin/dashboard/")
     page.wait_for_selector("#incidence svg")

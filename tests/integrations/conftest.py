@@ -1,3 +1,11 @@
-"""Webhooks are registered and their events caused through the API: its fixtures are the API's."""
+"""Webhooks are registered and their events caused through the API: its fixtures are the API's. The receivers
+listen on loopback, which the service allows as a webhook target only when told to."""
+
+import pytest
 
 from tests.api.conftest import _fresh_throttle, api_a, planned_a, token_a  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def webhook_loopback(settings):
+    settings.CARTWATCH = {**settings.CARTWATCH, "WEBHOOK_ALLOW_LOOPBACK": True}
