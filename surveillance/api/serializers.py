@@ -644,6 +644,10 @@ class ImportReportSerializer(serializers.Serializer):
     patients = ImportCountsSerializer()
     infusions = ImportCountsSerializer()
     visits_planned = serializers.IntegerField()
+    risk_flags_recorded = serializers.IntegerField(help_text="Risk flags new or changed on the patients' infusions.")
+    signals_raised = serializers.IntegerField(
+        help_text="Second-cancer signals raised from the results and diagnoses imported (each on a physician review)."
+    )
     ignored = ImportIgnoredSerializer()
     lines = serializers.IntegerField()
     error_count = serializers.IntegerField()

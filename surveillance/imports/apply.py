@@ -16,23 +16,29 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from surveillance.care import infusions, lifecycle, planning
+from surveillance.care import infusions, lifecycle, planning, risk_flags
+from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
+    ClinicalResource,
     Ignored,
     ImportIssue,
     InfusionRecord,
     PatientRecord,
+    RiskFlagRecord,
 )
 from surveillance.imports.identity import Identity, SourceKey, patients_find, record_mrn
 from surveillance.imports.lookup import BatchLookup
 from surveillance.imports.report import ImportReport
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, TreatmentCentre
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.signals.review import signals_record
 
 logger = logging.getLogger("surveillance.imports.apply")
 
 DEFAULT_SOURCE_SYSTEM = "ehr"
 DECEASED_REASON = "Deceased per EHR import"
+UNKNOWN_PATIENT = "about a patient not followed here"
+NO_INFUSION = "about a patient with no CAR-T infusion recorded"
 PLAN_REASON = "EHR import"
 
 #: What the database (or a lifecycle rule) may refuse while a record is applied: the record is reported, not raised.
@@ -79,6 +85,8 @@ class Importer:
         self._flushed: list[tuple[Infusion, InfusionRecord]] = []  # planned while applying the current item
         self._flushed_visits = 0
         self._lookup: BatchLookup | None = None  # None: each record is looked up on its own
+        self._flags: list[RiskFlagRecord] = []  # recorded once their infusions are (``flags_apply``)
+        self._clinical: list[ClinicalResource] = []  # read for signals once their infusions are (``clinical_apply``)
 
     # --- a batch of NDJSON lines
     def batch_begin(self, *, careful: bool) -> None:
@@ -138,8 +146,8 @@ class Importer:
     def _source(self, record: PatientRecord) -> str:
         return record.source or self.source_system
 
-    def _patient_key(self, record: InfusionRecord) -> SourceKey:
-        """The source identity of the patient an infusion refers to."""
+    def _patient_key(self, record: InfusionRecord | RiskFlagRecord) -> SourceKey:
+        """The source identity of the patient an infusion (or a risk flag) refers to."""
         return (record.patient_source or self.source_system, record.patient_ref)
 
     def _identify(self, record: PatientRecord, key: SourceKey, mrn: str) -> Identity:
@@ -297,7 +305,7 @@ class Importer:
             self._lookup.remember(patient, key)
         self.report.patient_ids.add(patient.pk)
 
-    def _patient_for(self, record: InfusionRecord) -> Patient:
+    def _patient_for(self, record: InfusionRecord | RiskFlagRecord) -> Patient:
         key = self._patient_key(record)
         known = self._lookup.patient_for(key) if self._lookup is not None else None
         if known is not None:
@@ -434,6 +442,56 @@ class Importer:
             "code-invalid",
         )
 
+    # --- risk flags, once the infusions they are about are written
+    def flags_apply(self) -> list[tuple[RiskFlagRecord, RowProblem]]:
+        """Record the risk flags gathered so far on their patients' infusions, each patient's at once, re-planning
+        those the flags change (``care.risk_flags``); returns the flags refused, for the caller to report.
+
+        Called once the records of a Bundle, a CSV or an NDJSON batch are applied and the new infusions planned, so
+        that a flag sent in the same export as the infusion reaches it."""
+        self.plans_flush()
+        by_patient: dict[SourceKey, list[RiskFlagRecord]] = {}
+        for record in self._flags:
+            by_patient.setdefault(self._patient_key(record), []).append(record)
+        self._flags = []
+        refused: list[tuple[RiskFlagRecord, RowProblem]] = []
+        for records in by_patient.values():
+            try:
+                patient = self._patient_for(records[0])
+            except RowProblem as problem:
+                refused += [(record, problem) for record in records]
+                continue
+            outcomes = risk_flags.patient_risk_flags_import(patient, records, reason=PLAN_REASON)
+            self.report.risk_flags_recorded += sum(len(outcome.changed) for outcome in outcomes)
+            self.report.visits_planned += sum(len(outcome.diff.added) for outcome in outcomes if outcome.diff)
+        return refused
+
+    # --- results and diagnoses, for the second-cancer signals
+    def clinical_apply(self) -> None:
+        """Read the results and diagnoses gathered so far and raise the second-cancer signals they call for on each
+        patient's current infusion (``signals.review.signals_record``: deduplicated, audited, never emailed).
+
+        Called after ``flags_apply``. A resource about a patient this centre does not know, or one who had no CAR-T
+        infusion, is counted as ignored: an EHR export carries far more than the patients followed here."""
+        by_patient: dict[SourceKey, list[ClinicalResource]] = {}
+        for item in self._clinical:
+            by_patient.setdefault(self._patient_key(item), []).append(item)
+        self._clinical = []
+        for items in by_patient.values():
+            try:
+                patient = self._patient_for(items[0])
+            except RowProblem:
+                self.report.ignored[f"{items[0].resource_type}: {UNKNOWN_PATIENT}"] += len(items)
+                continue
+            infusion = Infusion.objects.filter(patient=patient, superseded_by__isnull=True).order_by("-pk").first()
+            if infusion is None:
+                self.report.ignored[f"{items[0].resource_type}: {NO_INFUSION}"] += len(items)
+                continue
+            parsed = clinical_records(item.resource for item in items)
+            for left_out in parsed.ignored:
+                self.report.ignored[f"{left_out.resource_type}: {left_out.reason}"] += 1
+            self.report.signals_raised += signals_record(infusion, parsed.records(), source="ehr-import").raised
+
     # --- one record, in a savepoint
     def apply(self, item, siblings: Iterable[InfusionRecord] = ()) -> None:
         if isinstance(item, PatientRecord | InfusionRecord):
@@ -444,6 +502,10 @@ class Importer:
             self.patient_apply(item)
         elif isinstance(item, InfusionRecord):
             self.infusion_apply(item, siblings)
+        elif isinstance(item, RiskFlagRecord):
+            self._flags.append(item)
+        elif isinstance(item, ClinicalResource):
+            self._clinical.append(item)
         elif isinstance(item, ImportIssue):
             self.report.error(item)
 

@@ -70,6 +70,9 @@ def _ndjson_batch(importer: Importer, batch: list[tuple[int, object]], *, carefu
             importer.report.error(issue_of(item, problem))
     importer.item_begin()
     importer.plans_flush()
+    for record, problem in importer.flags_apply():
+        importer.report.error(issue_of(record, problem))
+    importer.clinical_apply()
     importer.cache_drop()
 
 

@@ -72,7 +72,7 @@ def bundle_import(
     """Import a Bundle atomically. Raises ``FhirImportError`` (nothing saved) if any entry is refused."""
     report = ImportReport(dry_run=dry_run, format="bundle")
     result = parse_bundle(data, car_t_code_index(), max_bytes=import_max_bytes(), today=timezone.localdate())
-    items = [*result.patients, *result.infusions, *result.ignored]
+    items = [*result.patients, *result.infusions, *result.risk_flags, *result.clinical, *result.ignored]
     report.lines = len(items)
     _atomic_apply(items, centre, source_system, report, dry_run)
     return report
@@ -178,6 +178,8 @@ def _atomic_apply(items: list, centre, source_system: str, report: ImportReport,
                     problems.append(
                         issue_of(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
                     )
+            problems += [issue_of(record, problem) for record, problem in importer.flags_apply()]
+            importer.clinical_apply()
             if problems:
                 raise FhirImportError(problems)
             if dry_run:

@@ -24,6 +24,8 @@ class ImportReport:
     infusions_replanned: int = 0
     infusions_unchanged: int = 0
     visits_planned: int = 0
+    risk_flags_recorded: int = 0
+    signals_raised: int = 0
     ignored: Counter = field(default_factory=Counter)
     errors: list[ImportIssue] = field(default_factory=list)
     error_count: int = 0
@@ -60,6 +62,8 @@ class ImportReport:
                 "unchanged": self.infusions_unchanged,
             },
             "visits_planned": self.visits_planned,
+            "risk_flags_recorded": self.risk_flags_recorded,
+            "signals_raised": self.signals_raised,
             "ignored": {"count": sum(self.ignored.values()), "by_reason": dict(sorted(self.ignored.items()))},
             "lines": self.lines,
             "error_count": self.error_count,
@@ -77,6 +81,7 @@ class ImportReport:
             or self.patients_closed
             or self.infusions_created
             or self.infusions_replanned
+            or self.risk_flags_recorded
         )
 
 
@@ -89,4 +94,6 @@ COUNTERS = (
     "infusions_replanned",
     "infusions_unchanged",
     "visits_planned",
+    "risk_flags_recorded",
+    "signals_raised",
 )

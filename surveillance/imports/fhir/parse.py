@@ -35,6 +35,7 @@ from surveillance.imports.fhir import risk_codes
 from surveillance.imports.fhir.codes import CarTCodeIndex
 from surveillance.imports.fhir.records import (
     SEXES,
+    ClinicalResource,
     FhirImportError,
     Ignored,
     ImportIssue,
@@ -60,6 +61,8 @@ INFUSION_TYPES = ("Procedure", "MedicationAdministration", "MedicationRequest")
 #: Read only when coded as a risk flag (``risk_codes.may_carry_flag``); any other is ignored without validation.
 FLAG_TYPES = ("Observation", "Condition")
 OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected"})
+#: Passed on as sent (``ClinicalResource``) when not read as a risk flag: the second-cancer signals read them.
+CLINICAL_TYPES = ("Observation", "Condition", "DiagnosticReport")
 
 ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -180,6 +183,20 @@ def _meta_source(model: Any) -> str:
     """``meta.source`` without its fragment: servers such as HAPI append "#<request id>", new at every write."""
     meta = getattr(model, "meta", None)
     return _text(meta.source if meta else None).split("#", 1)[0]
+
+
+def _clinical(resource: dict, source: str, context: _Context) -> ClinicalResource | Ignored:
+    """A result or diagnosis about a Patient, kept as sent for the signals; one about no Patient is ignored."""
+    resource_type, source_id = resource["resourceType"], _text(resource.get("id"))
+    subject = resource.get("subject")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    patient_ref = context.patient(reference) if isinstance(reference, str) and reference else None
+    if not isinstance(patient_ref, str):
+        return Ignored(resource_type, source_id, "its subject is not a Patient of this export")
+    own_source = source or _text((resource.get("meta") or {}).get("source")).split("#", 1)[0]
+    return ClinicalResource(
+        resource_type, source_id, patient_ref, context.patient_source(reference, patient_ref, own_source), resource
+    )
 
 
 def _type_and_id(reference: str) -> tuple[str, str] | None:
@@ -449,7 +466,7 @@ class _Reader:
         if resource_type == "Medication":
             return Ignored("Medication", source_id, MEDICATION_ONLY)
         if resource_type in FLAG_TYPES:
-            return self.risk_flag(model, resource_type, source_id, context)
+            return self.risk_flag(model, resource_type, source_id, source, context)
         return self.infusion(model, resource_type, source_id, source, context)
 
     def infusion(self, model: Any, resource_type: str, source_id: str, source: str, context: _Context) -> Outcome:
@@ -485,7 +502,15 @@ class _Reader:
                 if hct is not None:
                     raw_date, date_field = _infusion_date(model, resource_type)
                     return self._flag(
-                        model, resource_type, source_id, context, risk_codes.PRIOR_AUTO_HCT, hct, raw_date, date_field
+                        model,
+                        resource_type,
+                        source_id,
+                        source,
+                        context,
+                        risk_codes.PRIOR_AUTO_HCT,
+                        hct,
+                        raw_date,
+                        date_field,
                     )
             steps = self.codes.codes_in(concepts)
             if steps:
@@ -531,7 +556,7 @@ class _Reader:
             patient_source=context.patient_source(subject, patient_ref, source),
         )
 
-    def risk_flag(self, model: Any, resource_type: str, source_id: str, context: _Context) -> Outcome:
+    def risk_flag(self, model: Any, resource_type: str, source_id: str, source: str, context: _Context) -> Outcome:
         """An Observation or Condition coded as a risk flag (``risk_codes``): the flag, present or absent."""
         codings = model.code.coding if model.code else None
         if resource_type == "Observation":
@@ -557,13 +582,14 @@ class _Reader:
         flag = (
             risk_codes.observation_flag(*found) if resource_type == "Observation" else risk_codes.condition_flag(*found)
         )
-        return self._flag(model, resource_type, source_id, context, flag, found, raw_date, date_field)
+        return self._flag(model, resource_type, source_id, source, context, flag, found, raw_date, date_field)
 
     def _flag(
         self,
         model: Any,
         resource_type: str,
         source_id: str,
+        source: str,
         context: _Context,
         flag: str,
         matched: tuple[str, str],
@@ -605,6 +631,7 @@ class _Reader:
             matched_code=(_text(matched[0]), _text(matched[1])),
             detail=detail,
             findings=findings,
+            patient_source=context.patient_source(subject, patient_ref, source),
         )
 
     def _car_t_note(self, model: Any, resource_type: str, context: _Context) -> str:
@@ -756,6 +783,7 @@ def parse_bundle(
     context = _BundleContext()
     result = ParseResult()
     pending: list[tuple[int, str, Any, str]] = []
+    clinical: list[tuple[int, dict, str]] = []  # read once every Patient of the Bundle is known
     seen: dict[str, int] = {}
 
     def refuse(index: int, problems: list[_Problem]) -> None:
@@ -785,7 +813,10 @@ def parse_bundle(
             result.ignored.append(Ignored(resource_type, source_id, "search outcome", entry=index))
             continue
         if not _read(resource):
-            result.ignored.append(Ignored(resource_type, source_id, NOT_SUPPORTED, entry=index))
+            if resource_type in CLINICAL_TYPES:
+                clinical.append((index, resource, _base(full_url or "")))
+            else:
+                result.ignored.append(Ignored(resource_type, source_id, NOT_SUPPORTED, entry=index))
             continue
         model, problems = _validate(resource)
         if not source_id:
@@ -817,6 +848,8 @@ def parse_bundle(
             refuse(index, outcome)
         else:
             result.add(replace(outcome, entry=index))
+    for index, resource, source in clinical:
+        result.add(replace(_clinical(resource, source, context), entry=index))
 
     issues.sort(key=lambda issue: -1 if issue.entry is None else issue.entry)
     if issues and atomic:
@@ -875,7 +908,10 @@ def parse_ndjson(
             yield issue(number, "resourceType", "the resource has no resourceType", "structure")
             continue
         if not _read(data):
-            yield number, Ignored(resource_type, _text(data.get("id")), NOT_SUPPORTED, line=number)
+            if resource_type in CLINICAL_TYPES:
+                yield number, replace(_clinical(data, "", context), line=number)
+            else:
+                yield number, Ignored(resource_type, _text(data.get("id")), NOT_SUPPORTED, line=number)
             continue
         model, problems = _validate(data)
         if model is not None and not model.id:

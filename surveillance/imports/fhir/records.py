@@ -6,7 +6,9 @@ Pure Python: no Django, no database. The Django import layer turns these into mo
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 SEXES = ("female", "male", "other", "unknown")
 
@@ -79,6 +81,21 @@ class RiskFlagRecord:
     matched_code: tuple[str, str]
     detail: str = ""
     findings: tuple[tuple[str, float | None], ...] = ()
+    patient_source: str = ""  # the source of the Patient referred to, as for an InfusionRecord
+    line: int | None = None
+    entry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicalResource:
+    """A blood result, a diagnosis or an NGS report (Observation, Condition, DiagnosticReport) of a patient, kept as
+    sent: the second-cancer signals read it (``imports.fhir.clinical``) once the import knows the patient."""
+
+    resource_type: str
+    source_id: str
+    patient_ref: str
+    patient_source: str
+    resource: Mapping[str, Any]
     line: int | None = None
     entry: int | None = None
 
@@ -160,14 +177,19 @@ class ParseResult:
     ignored: list[Ignored] = field(default_factory=list)
     issues: list[ImportIssue] = field(default_factory=list)
     risk_flags: list[RiskFlagRecord] = field(default_factory=list)
+    clinical: list[ClinicalResource] = field(default_factory=list)
 
-    def add(self, item: PatientRecord | InfusionRecord | RiskFlagRecord | Ignored | ImportIssue) -> None:
+    def add(
+        self, item: PatientRecord | InfusionRecord | RiskFlagRecord | ClinicalResource | Ignored | ImportIssue
+    ) -> None:
         if isinstance(item, PatientRecord):
             self.patients.append(item)
         elif isinstance(item, InfusionRecord):
             self.infusions.append(item)
         elif isinstance(item, RiskFlagRecord):
             self.risk_flags.append(item)
+        elif isinstance(item, ClinicalResource):
+            self.clinical.append(item)
         elif isinstance(item, Ignored):
             self.ignored.append(item)
         else:
