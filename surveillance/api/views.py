@@ -96,11 +96,18 @@ class ApiViewMixin:
         if claim is not None:
             idempotency.idempotency_key_answer(claim, response)
             self._idempotency = None
-        token = getattr(self, "_label_token", None)
-        if token is not None:
-            audit_models.request_actor_label.reset(token)
-            self._label_token = None
         return super().finalize_response(request, response, *args, **kwargs)
+
+    def dispatch(self, request, *args, **kwargs):
+        # The token's label names whoever acts until the view is done, however it ends: an error that escapes
+        # the view must not leave it to label the next request this worker serves.
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            token = getattr(self, "_label_token", None)
+            if token is not None:
+                audit_models.request_actor_label.reset(token)
+                self._label_token = None
 
     def get_queryset(self):
         queryset = super().get_queryset()
