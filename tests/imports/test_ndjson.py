@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 from surveillance.imports.fhir.parse import parse_ndjson
-from surveillance.imports.fhir.records import Ignored, ImportIssue, InfusionRecord, PatientRecord
+from surveillance.imports.fhir.records import ClinicalResource, Ignored, ImportIssue, InfusionRecord, PatientRecord
 from tests.imports.conftest import BULK, CPT, NDC, TODAY, concept, official
 
 
@@ -38,9 +38,9 @@ def test_it_reads_the_eleven_patients_of_the_bulk_export(codes):
     assert [patient.birth_date.year for patient in patients].count(2011) == 1
 
 
-def test_it_accounts_for_every_procedure_request_and_condition_line_as_ignored(codes):
+def test_it_accounts_for_every_procedure_and_request_line_as_ignored_and_passes_conditions_on(codes):
     reasons: Counter[str] = Counter()
-    for name in ("Procedure.000.ndjson", "MedicationRequest.000.ndjson", "Condition.000.ndjson"):
+    for name in ("Procedure.000.ndjson", "MedicationRequest.000.ndjson"):
         items = [item for _, item in parse_file(name, codes)]
         assert all(isinstance(item, Ignored) for item in items), name
         assert len(items) == line_count(name)
@@ -49,8 +49,11 @@ def test_it_accounts_for_every_procedure_request_and_condition_line_as_ignored(c
         "not a CAR-T code": 1194,  # including the combined chemo-radiotherapy: a look-alike, not CAR-T
         "status stopped": 603,
         "status active": 13,
-        "not a supported resource type": 274,
     }
+    # diagnoses go on to the second-cancer signals, each with the patient it is about
+    conditions = [item for _, item in parse_file("Condition.000.ndjson", codes)]
+    assert all(isinstance(item, ClinicalResource) and item.patient_ref for item in conditions)
+    assert len(conditions) == line_count("Condition.000.ndjson") == 274
 
 
 def procedure_line(code: str, patient: str = "p1") -> str:

@@ -68,7 +68,6 @@ def test_it_imports_the_collection_of_twelve_patients(codes):
         ("medicationadministration0308.json", "not a CAR-T code"),
         ("medicationadministrationexample3.json", "status on-hold"),
         ("medicationrequestexample1.json", "status active"),
-        ("condition-example-f202-malignancy.json", "not a supported resource type"),
     ],
 )
 def test_it_ignores_non_car_t_resources_with_the_reason(codes, name, reason):
@@ -76,6 +75,13 @@ def test_it_ignores_non_car_t_resources_with_the_reason(codes, name, reason):
     assert result.infusions == [] and result.patients == []
     (ignored,) = result.ignored
     assert (ignored.source_id, ignored.reason) == (official(name)["id"], reason)
+
+
+def test_it_passes_a_diagnosis_on_to_the_signals_with_its_patient(codes):
+    result = parse_one("condition-example-f202-malignancy.json", codes)
+    assert result.infusions == [] and result.patients == [] and result.ignored == []
+    (diagnosis,) = result.clinical
+    assert (diagnosis.resource_type, diagnosis.source_id, diagnosis.patient_ref) == ("Condition", "f202", "f201")
 
 
 def test_it_handles_the_transaction_with_delete_and_get_entries(codes):

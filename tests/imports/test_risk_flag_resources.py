@@ -125,10 +125,12 @@ def test_it_names_the_element_of_a_flag_without_a_date(codes):
     assert [issue.field for issue in refused.value.issues] == ["issued"]
 
 
-def test_it_leaves_other_observations_unvalidated_and_ignored(codes):
+def test_it_leaves_other_observations_unvalidated_for_the_signals(codes):
     other = {"resourceType": "Observation", "id": "hb", "status": "bogus", "code": concept(LOINC, "718-7")}
-    result = parse_bundle(collection(PATIENT, other), codes, today=TODAY)
-    assert result.risk_flags == [] and [item.reason for item in result.ignored] == ["not a supported resource type"]
+    result = parse_bundle(collection(PATIENT, other, {**other, "id": "hb2", "subject": SUBJECT}), codes, today=TODAY)
+    assert result.risk_flags == []
+    assert [item.reason for item in result.ignored] == ["its subject is not a Patient of this export"]
+    assert [(item.source_id, item.patient_ref) for item in result.clinical] == [("hb2", "p1")]
 
 
 def test_it_reads_flags_from_ndjson_lines(codes):
