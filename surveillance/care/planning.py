@@ -41,7 +41,7 @@ from surveillance.models.visits import (
     SETTLED_STATUSES,
 )
 from surveillance.reminders import outbox
-from surveillance.scheduling import engine
+from surveillance.scheduling import clinic_calendar, engine
 
 WINDOW_CLOSED_REASON = "Window had closed when the visit was planned"
 SUPERSEDED_REASON = "Superseded by a re-infusion"
@@ -149,9 +149,11 @@ def infusion_choose_protocol(facts: engine.InfusionFacts) -> Protocol:
 
 
 def _planned(infusion: Infusion, protocol: Protocol, facts: engine.InfusionFacts) -> list[engine.PlannedVisit]:
+    """The engine's visits, each due on a day the patient's clinic is open (``clinic_calendar``)."""
     if infusion.superseded_by_id:
         return []
-    return engine.plan_visits(protocol_spec(protocol), facts, settings.CARTWATCH["HORIZON_YEARS"])
+    visits = engine.plan_visits(protocol_spec(protocol), facts, settings.CARTWATCH["HORIZON_YEARS"])
+    return clinic_calendar.visits_on_open_days(visits, infusion.patient.centre.calendar())
 
 
 def _diff(

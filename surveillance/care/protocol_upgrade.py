@@ -92,7 +92,7 @@ def protocol_upgrade_preview(protocol: Protocol, centre_ids: list[int] | None) -
     """What moving the centres' cohort to ``protocol`` would change; reads in a fixed number of queries."""
     infusions = (
         protocol_upgrade_candidates(protocol, centre_ids)
-        .select_related("product", "patient", "protocol")
+        .select_related("product", "patient__centre", "protocol")
         .prefetch_related("risk_flags", "condition_decisions", "visits")
         .order_by("pk")
     )

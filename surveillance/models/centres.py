@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from surveillance.scheduling.clinic_calendar import WEEKEND, ClinicCalendar
+from surveillance.scheduling.clinic_calendar import ClinicCalendar
 
 #: How long a process may go on using a centre's closures after they changed (the admin clears them at once).
 CLOSURES_CACHE_SECONDS = 300
@@ -29,7 +29,8 @@ def validate_country(value: str) -> None:
 
 
 def default_closed_weekdays() -> list[int]:
-    return list(WEEKEND)
+    """Open every day until the centre says otherwise: a new setting must not move the visits already planned."""
+    return []
 
 
 def validate_time_zone(value: str) -> None:

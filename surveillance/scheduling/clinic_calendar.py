@@ -27,7 +27,7 @@ class ClinicCalendar:
 
     country: str = ""
     subdivision: str = ""
-    closed_weekdays: tuple[int, ...] = WEEKEND
+    closed_weekdays: tuple[int, ...] = ()
     closures: frozenset[dt.date] = field(default_factory=frozenset)
 
     @cached_property
@@ -59,7 +59,7 @@ class ClinicCalendar:
         return (open_days[0], open_days[-1]) if open_days else (start, end)
 
 
-ALWAYS_OPEN = ClinicCalendar(closed_weekdays=())
+ALWAYS_OPEN = ClinicCalendar()
 
 
 def visits_on_open_days(visits: Iterable[PlannedVisit], calendar: ClinicCalendar) -> list[PlannedVisit]:

@@ -60,8 +60,11 @@ def centres_ensure(cfg: dict) -> list[tuple[TreatmentCentre, dict]]:
         centre, _ = TreatmentCentre.objects.get_or_create(
             code=item["code"],
             defaults={
-                k: item.get(k, "")
-                for k in ("name", "time_zone", "care_team_email", "phone", "address", "opening_hours")
+                **{
+                    k: item.get(k, "")
+                    for k in ("name", "time_zone", "care_team_email", "phone", "address", "opening_hours")
+                },
+                **{k: item[k] for k in ("country", "subdivision", "closed_weekdays") if k in item},
             },
         )
         centres.append((centre, item))

@@ -83,7 +83,7 @@ def test_it_names_only_days_the_clinic_is_open(centre_details, make_patient, ope
     visit = open_visit(make_patient(centre_details), NOW.date())
     visit.window_start, visit.window_end = dt.date(2026, 11, 1), dt.date(2026, 11, 29)  # a Sunday to a Sunday
     visit.save()
-    centre_details.country, centre_details.subdivision = "US", "NY"
+    centre_details.country, centre_details.subdivision, centre_details.closed_weekdays = "US", "NY", [5, 6]
     centre_details.save()
     mail = messages.reminder_message(add_reminder(visit, NOW), now=NOW)
     assert "between Monday, November 2, 2026 and Friday, November 27, 2026" in mail.body  # 28-29: a weekend
