@@ -489,7 +489,8 @@ def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
     with transaction.atomic():
         _flag_apply(infusion, data, by)
         infusions.infusion_values_write(_reload(infusion.pk), _values(data))
-        diff = planning.infusion_plan_preview(_reload(infusion.pk))
+        date_corrected = data["infusion_date"] != infusion.infusion_date
+        diff = planning.infusion_plan_preview(_reload(infusion.pk), date_corrected=date_corrected)
         transaction.set_rollback(True)
     return diff
 

@@ -111,17 +111,21 @@ def infusion_correct(
     **values,
 ) -> planning.PlanDiff | None:
     """Write corrected values of a stored infusion and, when its date or product changed (or ``replan``), re-plan
-    it: every visit not yet completed or missed moves with it. Returns the re-plan, or None when there was none
+    it: every visit not yet completed moves with it (a missed one too when the date changed: it was missed on a
+    wrong date). Returns the re-plan, or None when there was none
     (nothing that moves the schedule changed, or the patient's follow-up is closed).
 
     ``confirm`` is the fingerprint of the preview a person saw (``planning.PlanChanged`` if it is out of date).
     Raises ``InfusionRefused`` before writing anything.
     """
+    date_corrected = "infusion_date" in values and values["infusion_date"] != infusion.infusion_date
     with transaction.atomic():
         moved = infusion_values_write(infusion, values, now=now)
         if not (moved or replan) or not infusion.patient.under_follow_up:
             return None
-        return planning.infusion_plan(infusion, by=by, reason=reason, confirm=confirm, now=now)
+        return planning.infusion_plan(
+            infusion, by=by, reason=reason, confirm=confirm, date_corrected=date_corrected, now=now
+        )
 
 
 def infusion_values_write(infusion: Infusion, values: dict, *, now: dt.datetime | None = None) -> bool:

@@ -161,8 +161,14 @@ def _diff(
     protocol: Protocol,
     planned: list[engine.PlannedVisit],
     facts: engine.InfusionFacts,
+    *,
+    date_corrected: bool = False,
 ) -> tuple[PlanDiff, dict]:
-    """Compare the plan with stored visits. Returns the diff and the work needed to apply it."""
+    """Compare the plan with stored visits. Returns the diff and the work needed to apply it.
+
+    Completed visits are history. Missed ones are too, except after a corrected infusion date: a visit missed on a
+    wrong date was not missed, so it moves with the others (scheduled, or unrecorded if its new window has closed).
+    """
     stored = {(v.rule_code, v.occurrence): v for v in infusion.visits.all()}
     diff = PlanDiff(
         infusion_id=infusion.pk,
@@ -177,7 +183,7 @@ def _diff(
         if visit is None:
             diff.added.append(VisitRef(None, plan.rule_code, plan.occurrence, plan.due_date))
             work["create"].append(plan)
-        elif visit.status in SETTLED_STATUSES or (
+        elif (visit.status in SETTLED_STATUSES and not (date_corrected and visit.status == VisitStatus.MISSED)) or (
             visit.status == VisitStatus.CANCELLED and not visit.planner_cancelled
         ):
             diff.unchanged += 1
@@ -210,11 +216,13 @@ def _diff(
     return diff, work
 
 
-def infusion_plan_preview(infusion: Infusion, *, protocol: Protocol | None = None) -> PlanDiff:
-    """What re-planning would change, without writing anything."""
+def infusion_plan_preview(
+    infusion: Infusion, *, protocol: Protocol | None = None, date_corrected: bool = False
+) -> PlanDiff:
+    """What re-planning would change, without writing anything (``date_corrected``: as ``infusion_plan``)."""
     facts = infusion_facts(infusion)
     protocol = protocol or infusion_choose_protocol(facts)
-    diff, _ = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+    diff, _ = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts, date_corrected=date_corrected)
     return diff
 
 
@@ -225,12 +233,14 @@ def infusion_plan(
     by=None,
     reason: str = "",
     confirm: str | None = None,
+    date_corrected: bool = False,
     now: dt.datetime | None = None,
 ) -> PlanDiff:
     """Plan or re-plan an infusion's visits and their reminders, atomically; returns what changed.
 
     ``confirm``, when given, is the fingerprint of the preview a person saw: if the plan has changed since,
-    ``PlanChanged`` is raised and nothing is written.
+    ``PlanChanged`` is raised and nothing is written. ``date_corrected``: the infusion date was just corrected, so
+    missed visits move too (``_diff``).
     """
     now = now or timezone.now()
     given = infusion
@@ -243,7 +253,9 @@ def infusion_plan(
         )
         facts = infusion_facts(infusion)
         protocol = protocol or infusion_choose_protocol(facts)
-        diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+        diff, work = _diff(
+            infusion, protocol, _planned(infusion, protocol, facts), facts, date_corrected=date_corrected
+        )
         if confirm is not None and confirm != diff.fingerprint():
             raise PlanChanged(diff.summary())
         # The caller's instance (an API answer renders it) shows the protocol planned, not the one it was read with.
