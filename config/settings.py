@@ -105,6 +105,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "surveillance.metrics.RequestMetricsMiddleware",  # request latency by route, for /metrics
     "surveillance.api.exceptions.ApiProblemMiddleware",  # outermost: every /api/ error in the one format
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -369,6 +370,8 @@ CARTWATCH = {
     "HEALTH_MAIL_UNREACHABLE_SECONDS": env.int("CARTWATCH_HEALTH_MAIL_UNREACHABLE_SECONDS", default=180),
     # Counts on /health/ stop at this many (a count of a large outbox would make every probe slow).
     "HEALTH_COUNT_LIMIT": env.int("CARTWATCH_HEALTH_COUNT_LIMIT", default=10_000),
+    # /metrics answers this bearer token; without one, only clients on loopback (a scraper beside the process).
+    "METRICS_TOKEN": env.str("CARTWATCH_METRICS_TOKEN", default=""),
     # Patient links in emails (confirm, reschedule, done elsewhere) stop working after this many days.
     "LINK_MAX_AGE_DAYS": env.int("CARTWATCH_LINK_MAX_AGE_DAYS", default=180),
     # Days after diagnosis before an open malignancy reporting step escalates (clinical reference (e) 5).

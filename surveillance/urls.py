@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from surveillance import health
+from surveillance import health, metrics
 from surveillance.reminders import views
 
 app_name = "surveillance"
@@ -11,6 +11,7 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("r/<str:token>/", views.visit_link, name="visit-link"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]
