@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from surveillance.access.audit import audit_write
+from surveillance.care import ladder
 from surveillance.integrations import webhooks
 from surveillance.models import (
     ContactAttempt,
@@ -30,6 +31,9 @@ from surveillance.models.patients import CLOSED_STATUSES, LadderStage
 from surveillance.models.reminders import ReminderStatus
 from surveillance.models.visits import RECORDABLE_STATUSES
 from surveillance.reminders import outbox
+
+#: A visit entering or leaving one of these moves its patient on the lost-to-follow-up ladder.
+LADDER_STATUSES = frozenset({VisitStatus.COMPLETED, VisitStatus.MISSED})
 
 
 class TransitionError(Exception):
@@ -65,6 +69,8 @@ def _transition(
         _audit(action, visit, visit.infusion.patient_id, by, {"before": before, "after": after, "reason": reason})
         if visit.status == VisitStatus.MISSED and before["status"] != VisitStatus.MISSED:
             webhooks.visit_missed_emit(visit)
+        if LADDER_STATUSES & {visit.status, before["status"]}:  # the consecutive misses may have changed
+            ladder.patient_ladder_update(Patient.objects.get(pk=visit.infusion.patient_id), now)
         outbox.visit_reminders_sync(visit, now)
     return visit
 

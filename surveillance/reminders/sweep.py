@@ -1,10 +1,10 @@
 """The daily sweep and the weekly digest.
 
 Daily: visits whose window closed more than ``MISSED_GRACE_DAYS`` ago (in the centre's time zone) are marked
-missed, which plans a "missed visit" notice to the care team; patients then move along the lost-to-follow-up
-ladder by their consecutive missed visits (1: overdue, 2: tracing, 3 or more: lost to follow-up), and back down
-when a visit is recorded; finally the reminder outbox is topped up for visits entering the look-ahead.
-Deceased, withdrawn and transferred patients are never on the ladder.
+missed, which plans a "missed visit" notice to the care team and moves the patient along the lost-to-follow-up
+ladder in the same transition (``care.ladder``; a recorded visit brings them back down when it is recorded, not at
+the next sweep); finally the reminder outbox is topped up for visits entering the look-ahead. The sweep reads only
+the visits whose window just closed: its cost follows what happened since the last run, not the cohort.
 
 Weekly: one digest per centre for its care team (counts and admin links, patients by id only), at most once per
 centre and week however many times the task runs.
@@ -19,13 +19,11 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from surveillance.access.audit import audit_write
 from surveillance.care import lifecycle
-from surveillance.integrations import webhooks
 from surveillance.models import (
     FollowUpVisit,
     Patient,
@@ -44,9 +42,6 @@ from surveillance.signals.review import signal_reviews_escalate
 logger = logging.getLogger("surveillance.reminders.sweep")
 
 MISSED_REASON = "Window closed without a recorded visit"
-#: Consecutive missed visits -> ladder stage (checked from the top).
-LADDER = ((3, LadderStage.LOST), (2, LadderStage.TRACING), (1, LadderStage.OVERDUE), (0, LadderStage.ON_TRACK))
-LOST_REASON = "No visit attended after {n} consecutive missed visits"
 #: A digest claimed this long ago and still unsent is taken over by the next run.
 DIGEST_CLAIM = dt.timedelta(minutes=10)
 
@@ -62,13 +57,14 @@ class SweepResult:
         return asdict(self)
 
 
-def visits_mark_missed(now: dt.datetime | None = None) -> list[int]:
-    """Mark scheduled visits missed once their window closed more than the grace period ago; returns patient ids."""
+def visits_mark_missed(now: dt.datetime | None = None) -> list[tuple[int, str]]:
+    """Mark scheduled visits missed once their window closed more than the grace period ago; returns, for each
+    visit marked, its patient and the ladder stage the patient was on when the sweep read it."""
     now = now or timezone.now()
     grace = dt.timedelta(days=settings.CARTWATCH["MISSED_GRACE_DAYS"])
     # The widest bound (the earliest time zone's "today"); each candidate is then checked in its centre's zone.
     bound = (now + dt.timedelta(days=1)).date() - grace
-    patients: list[int] = []
+    patients: list[tuple[int, str]] = []
     candidates = (
         FollowUpVisit.objects.filter(
             status=VisitStatus.SCHEDULED, window_end__lt=bound, infusion__superseded_by__isnull=True
@@ -85,70 +81,8 @@ def visits_mark_missed(now: dt.datetime | None = None) -> list[int]:
             lifecycle.visit_mark_missed(visit, reason=MISSED_REASON, now=now)
         except lifecycle.TransitionError:
             continue  # someone recorded it (or another sweep marked it) in the meantime
-        patients.append(visit.infusion.patient_id)
+        patients.append((visit.infusion.patient_id, visit.infusion.patient.ladder_stage))
     return patients
-
-
-def consecutive_missed(patient: Patient) -> int:
-    """Missed visits since the patient's last completed one (over their current infusions)."""
-    settled = (
-        FollowUpVisit.objects.filter(
-            infusion__patient=patient,
-            infusion__superseded_by__isnull=True,
-            status__in=(VisitStatus.COMPLETED, VisitStatus.MISSED),
-        )
-        .order_by("-due_date", "-pk")
-        .values_list("status", flat=True)
-    )
-    count = 0
-    for status in settled.iterator():
-        if status != VisitStatus.MISSED:
-            break
-        count += 1
-    return count
-
-
-def ladder_stage_for(missed: int) -> str:
-    return next(stage for threshold, stage in LADDER if missed >= threshold)
-
-
-def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> str | None:
-    """Move the patient to the ladder stage their consecutive misses call for; returns the new stage if it changed.
-
-    Reaching the top marks the patient lost to follow-up (still followed, still reminded); a recorded visit
-    brings them back to active. A closed patient is never moved.
-    """
-    now = now or timezone.now()
-    if patient.status not in (PatientStatus.ACTIVE, PatientStatus.LOST):
-        return None
-    missed = consecutive_missed(patient)
-    stage = ladder_stage_for(missed)
-    if stage == patient.ladder_stage:
-        return None
-    values: dict = {"ladder_stage": stage, "updated_at": now}
-    if stage == LadderStage.LOST:
-        values.update(
-            status=PatientStatus.LOST, status_date=now.date(), status_reason=LOST_REASON.format(n=missed)[:255]
-        )
-    elif patient.status == PatientStatus.LOST:
-        values.update(status=PatientStatus.ACTIVE, status_reason="")
-    with transaction.atomic():
-        won = Patient.objects.filter(pk=patient.pk, status=patient.status, ladder_stage=patient.ladder_stage).update(
-            **values
-        )
-        if not won:
-            return None
-        entry = audit_write(
-            "ladder",
-            object_type="patient",
-            object_id=patient.pk,
-            patient_id=patient.pk,
-            changes={"from": patient.ladder_stage, "to": stage, "consecutive_missed": missed},
-        )
-        if stage == LadderStage.LOST:
-            webhooks.patient_lost_emit(patient, on=values["status_date"], transition_id=entry.pk)
-    logger.info("patient=%s ladder %s -> %s", patient.pk, patient.ladder_stage, stage)
-    return stage
 
 
 def daily_sweep(now: dt.datetime | None = None) -> SweepResult:
@@ -156,15 +90,15 @@ def daily_sweep(now: dt.datetime | None = None) -> SweepResult:
     undecided signal reviews."""
     now = now or timezone.now()
     result = SweepResult()
-    touched = visits_mark_missed(now)
-    result.missed = len(touched)
-    off_track = Patient.objects.filter(
-        Q(pk__in=set(touched)) | ~Q(ladder_stage=LadderStage.ON_TRACK),
-        status__in=(PatientStatus.ACTIVE, PatientStatus.LOST),
-    )
-    for patient in off_track.iterator(chunk_size=500):
-        if patient_ladder_update(patient, now):
-            result.ladder_changes += 1
+    marked = visits_mark_missed(now)
+    result.missed = len(marked)
+    touched: dict[int, str] = {}
+    for patient_id, stage in marked:
+        touched.setdefault(patient_id, stage)
+    # Each visit marked missed moved its patient along the ladder in its own transition (``care.ladder``), as a
+    # recorded or corrected visit does when it happens: the sweep re-reads no patient that nothing happened to.
+    now_on = dict(Patient.objects.filter(pk__in=touched).values_list("pk", "ladder_stage")) if touched else {}
+    result.ladder_changes = sum(1 for pk, stage in touched.items() if now_on.get(pk, stage) != stage)
     result.topped_up = outbox.outbox_top_up(now)
     result.signals_escalated = signal_reviews_escalate(now)
     return result

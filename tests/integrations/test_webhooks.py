@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
-from surveillance.care import lifecycle, reporting
+from surveillance.care import ladder, lifecycle, reporting
 from surveillance.integrations import webhooks
 from surveillance.models import Patient, WebhookDelivery, WebhookEndpoint, WebhookStatus
 from surveillance.models.patients import LadderStage
@@ -77,7 +77,7 @@ def test_it_posts_malignancy_and_lost_to_follow_up_events(endpoint, receiver, pl
     reporting.malignancy_event_record(infusion, diagnosis_date=dt.date.today(), malignancy_type="t_cell_lymphoma")
     for visit in infusion.visits.filter(status="scheduled").order_by("due_date")[:5]:
         lifecycle.visit_mark_missed(visit, reason="window closed")
-    sweep.patient_ladder_update(Patient.objects.get(pk=patient.pk))
+    ladder.patient_ladder_update(Patient.objects.get(pk=patient.pk))
     assert Patient.objects.get(pk=patient.pk).ladder_stage == LadderStage.LOST
     webhooks.webhooks_deliver_due(budget_seconds=5)
     events = [r["headers"]["X-CartWatch-Event"] for r in receiver.received]
