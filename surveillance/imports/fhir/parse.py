@@ -199,6 +199,14 @@ def _clinical(resource: dict, source: str, context: _Context) -> ClinicalResourc
     )
 
 
+def _subject(model: Any, context: _Context) -> tuple[str, str | _Problem]:
+    """The resource's subject reference and the Patient it names (its source id), or why it names none."""
+    subject = _text(model.subject.reference if model.subject else None)
+    if not subject:
+        return subject, _Problem("subject.reference", "the subject must be a literal reference to a Patient")
+    return subject, context.patient(subject)
+
+
 def _type_and_id(reference: str) -> tuple[str, str] | None:
     """("Patient", "123") from "Patient/123", "http://host/fhir/Patient/123" or ".../Patient/123/_history/2"."""
     match = _TYPE_ID.search(reference)
@@ -534,12 +542,7 @@ class _Reader:
                 _Problem(date_field, f"infusion date outside {EARLIEST_INFUSION} .. {self.latest}", "value")
             )
 
-        subject = _text(model.subject.reference if model.subject else None)
-        patient_ref: str | _Problem = (
-            context.patient(subject)
-            if subject
-            else _Problem("subject.reference", "the subject must be a literal reference to a Patient")
-        )
+        subject, patient_ref = _subject(model, context)
         if isinstance(patient_ref, _Problem):
             problems.append(patient_ref)
         if problems:
@@ -604,12 +607,7 @@ class _Reader:
             problems.append(_Problem(date_field, "the date must give year, month and day", "value"))
         elif not dt.date(1900, 1, 1) <= observed_on <= self.today:
             problems.append(_Problem(date_field, f"the date is outside 1900-01-01 .. {self.today}", "value"))
-        subject = _text(model.subject.reference if model.subject else None)
-        patient_ref: str | _Problem = (
-            context.patient(subject)
-            if subject
-            else _Problem("subject.reference", "the subject must be a literal reference to a Patient")
-        )
+        subject, patient_ref = _subject(model, context)
         if isinstance(patient_ref, _Problem):
             problems.append(patient_ref)
         present, detail, findings = True, "", ()
