@@ -17,6 +17,11 @@ _METRICS_DIR = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", str(Path(os.environ.get("CARTWATCH_VAR_DIR", "var")) / "prometheus")
 )
 
+# Every request is bounded: work that may take longer (a large import, a whole export) runs as a job or in pages,
+# so a worker still busy after this long is stuck and is replaced (gunicorn's implicit 30 s was never chosen).
+timeout = int(os.environ.get("CARTWATCH_WEB_TIMEOUT_SECONDS", "60"))
+graceful_timeout = 30
+
 # remote address, time, method, path (no query string), protocol, status, bytes, duration in microseconds
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(D)s'
 

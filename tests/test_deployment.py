@@ -135,6 +135,23 @@ def test_it_serves_with_the_same_gunicorn_settings_in_the_image_compose_bin_serv
     assert bench == {**unlogged, "--threads": "1", "--log-level": "warning"}
 
 
+def test_it_bounds_every_web_request_with_an_explicit_worker_timeout(monkeypatch, tmp_path):
+    """Every web command loads ``config/gunicorn.py`` (the test above): its timeout is the one in force."""
+    import importlib
+
+    import config.gunicorn
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the module sets it when unset: keep it ours
+    monkeypatch.delenv("CARTWATCH_WEB_TIMEOUT_SECONDS", raising=False)
+    assert importlib.reload(config.gunicorn).timeout == 60
+    monkeypatch.setenv("CARTWATCH_WEB_TIMEOUT_SECONDS", "45")
+    assert importlib.reload(config.gunicorn).timeout == 45
+    production = _gunicorn_options(
+        json.loads(next(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))[4:])
+    )
+    assert production.get("--config") == "python:config.gunicorn" and "--timeout" not in production
+
+
 def test_it_runs_the_deploy_check_and_the_tests_in_ci():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make lint" in ci and "make test" in ci and "make deploy-check" in ci
