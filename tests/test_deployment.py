@@ -314,8 +314,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _normal(name: str) -> str:
+    """A distribution's name as PEP 503 compares them (``prometheus_client`` is ``prometheus-client``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _declared(group: list[str]) -> set[str]:
-    return {re.split(r"[\s<>=\[;]", requirement, maxsplit=1)[0].lower() for requirement in group}
+    return {_normal(re.split(r"[\s<>=\[;]", requirement, maxsplit=1)[0]) for requirement in group}
 
 
 def test_it_declares_the_packages_the_code_imports_and_imports_the_declared_ones():
@@ -325,7 +330,7 @@ def test_it_declares_the_packages_the_code_imports_and_imports_the_declared_ones
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == ">=3.11,<3.14"
-    declared = _declared(project["dependencies"]) | {project["name"]}
+    declared = _declared(project["dependencies"]) | {_normal(project["name"])}
     owners = importlib.metadata.packages_distributions()
     sources = [*(REPO / "surveillance").rglob("*.py"), *(REPO / "config").glob("*.py")]
     imported = set()
@@ -336,12 +341,12 @@ def test_it_declares_the_packages_the_code_imports_and_imports_the_declared_ones
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 imported.add(node.module.split(".")[0])
     undeclared = {
-        name: owners[name] for name in imported if name in owners and not {d.lower() for d in owners[name]} & declared
+        name: owners[name] for name in imported if name in owners and not {_normal(d) for d in owners[name]} & declared
     }
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
     # every declared package is used: imported, or named by settings or a command (gunicorn, psycopg's backend)
     text = "\n".join(s.read_text() for s in [*sources, REPO / "Dockerfile", REPO / "docker-compose.yml"])
-    modules = {d.lower(): {name for name, dists in owners.items() if d in dists} for ds in owners.values() for d in ds}
+    modules = {_normal(d): {name for name, dists in owners.items() if d in dists} for ds in owners.values() for d in ds}
     modules["psycopg"] = {"postgres"}  # Django's PostgreSQL backend imports it for a postgres:// DATABASE_URL
     unused = {dist for dist in declared if not any(re.search(rf"\b{m}\b", text) for m in modules.get(dist, {dist}))}
     assert not unused, f"declared but never used: {unused}"
