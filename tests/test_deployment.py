@@ -139,10 +139,11 @@ def test_it_bounds_every_web_request_with_an_explicit_worker_timeout(monkeypatch
     """Every web command loads ``config/gunicorn.py`` (the test above): its timeout is the one in force."""
     import importlib
 
+    # Importing the module sets this when unset, for the whole process: it must stay the test's, and go with it.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.delenv("CARTWATCH_WEB_TIMEOUT_SECONDS", raising=False)
     import config.gunicorn
 
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the module sets it when unset: keep it ours
-    monkeypatch.delenv("CARTWATCH_WEB_TIMEOUT_SECONDS", raising=False)
     assert importlib.reload(config.gunicorn).timeout == 60
     monkeypatch.setenv("CARTWATCH_WEB_TIMEOUT_SECONDS", "45")
     assert importlib.reload(config.gunicorn).timeout == 45
