@@ -31,6 +31,7 @@ from surveillance.models import (
     PatientStatus,
     Reminder,
     ReminderStatus,
+    SignalReview,
     TreatmentCentre,
     VisitStatus,
 )
@@ -132,6 +133,10 @@ def centre_digest_context(centre: TreatmentCentre, now: dt.datetime) -> dict:
         status=ReminderStatus.FAILED,
         updated_at__gte=now - dt.timedelta(days=7),
     ).order_by("pk")[:50]
+    # Second-cancer signals waiting for a physician: how many of each kind, and links by review (the kind stays in
+    # the workspace, beside the patient; the email names neither).
+    open_signals = SignalReview.objects.filter(patient__centre=centre).unresolved().order_by("priority", "opened_at")
+    signals_by_kind = dict(open_signals.values_list("kind").annotate(n=Count("pk")).order_by())
     return {
         "centre": centre,
         "week_start": week_start_of(today),
@@ -164,6 +169,18 @@ def centre_digest_context(centre: TreatmentCentre, now: dt.datetime) -> dict:
             }
             for r in failed
         ],
+        "signals": {
+            "by_kind": dict(sorted(signals_by_kind.items())),
+            "reviews": [
+                {
+                    "id": review.pk,
+                    "priority": review.priority,
+                    "escalated": review.escalated_at is not None,
+                    "url": messages.site_url(reverse("admin:surveillance_signalreview_change", args=[review.pk])),
+                }
+                for review in open_signals[:50]
+            ],
+        },
         "admin_url": messages.site_url(reverse("admin:index")),
     }
 
