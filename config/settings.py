@@ -304,9 +304,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("CARTWATCH_IMPORT_INTERVAL_SECONDS", default=60.0),
         "options": {"expires": env.float("CARTWATCH_IMPORT_INTERVAL_SECONDS", default=60.0)},
     },
-    "weekly-care-team-digest": {
+    "weekly-care-team-digest": {  # hourly: each centre's digest goes out at 07:00 on its own Monday
         "task": "surveillance.reminders.tasks.weekly_digest",
-        "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
+        "schedule": crontab(minute=0),
     },
 }
 

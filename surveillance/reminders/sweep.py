@@ -43,6 +43,8 @@ from surveillance.signals.review import signal_reviews_escalate
 logger = logging.getLogger("surveillance.reminders.sweep")
 
 MISSED_REASON = "Window closed without a recorded visit"
+#: The weekly digest goes out from this hour of the centre's Monday (the task runs every hour).
+DIGEST_LOCAL_HOUR = 7
 #: A digest claimed this long ago and still unsent is taken over by the next run.
 DIGEST_CLAIM = dt.timedelta(minutes=10)
 
@@ -188,15 +190,20 @@ def centre_digest_context(centre: TreatmentCentre, now: dt.datetime) -> dict:
 def care_team_digest_send(now: dt.datetime | None = None) -> int:
     """Send this week's digest to every centre that has not had it; returns how many went out.
 
-    The (centre, week) row is claimed first, so a second beat or a re-run sends nothing; a claim left unsent by
-    a crash is taken over after ``DIGEST_CLAIM``. A mail error is recorded and raised (the task retries).
+    A centre's week starts at 07:00 on its own Monday (``DIGEST_LOCAL_HOUR``): the task runs hourly and a centre
+    whose Monday morning has not come yet is left for a later run. The (centre, week) row is claimed first, so a
+    second beat or a re-run sends nothing; a claim left unsent by a crash is taken over after ``DIGEST_CLAIM``. A
+    mail error is recorded and raised (the task retries).
     """
     now = now or timezone.now()
     sent = 0
     connection = None
     try:
         for centre in TreatmentCentre.objects.exclude(care_team_email="").order_by("pk"):
-            week = week_start_of(now.astimezone(centre.tz).date())
+            local = now.astimezone(centre.tz)
+            if local.weekday() == 0 and local.hour < DIGEST_LOCAL_HOUR:
+                continue  # the week's digest waits for the centre's Monday morning, not UTC's
+            week = week_start_of(local.date())
             digest = _digest_claim(centre, week, now)
             if digest is None:
                 continue

@@ -98,3 +98,12 @@ def test_it_sends_each_care_team_one_digest_a_week(settings, centre_a, centre_b,
     assert f"/admin/surveillance/patient/{patient.pk}/change/" in digest.body
     assert "MRN-DIGEST-1" not in digest.body and patient.family_name not in digest.body
     assert sweep.care_team_digest_send(monday + dt.timedelta(days=7)) == 2
+
+
+def test_it_sends_the_digest_on_the_centres_own_monday_morning(settings, centre_a, centre_b):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    early = dt.datetime(2026, 11, 2, 11, 30, tzinfo=UTC)  # 06:30 in New York, 12:30 in Madrid
+    assert sweep.care_team_digest_send(early) == 1
+    assert [m.to for m in mail.outbox] == [[centre_b.care_team_email]]
+    assert sweep.care_team_digest_send(early + dt.timedelta(minutes=35)) == 1  # 07:05 in New York
+    assert mail.outbox[-1].to == [centre_a.care_team_email]
