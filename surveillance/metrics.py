@@ -112,11 +112,10 @@ class OutboxCollector(Collector):
 
 def _registry() -> CollectorRegistry:
     """Every worker's request metrics (multi-process) or this process's, and the outbox figures."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
-        registry = CollectorRegistry()
         registry.register(_ProcessMetrics())
     registry.register(OutboxCollector())
     return registry

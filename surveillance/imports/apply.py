@@ -442,6 +442,13 @@ class Importer:
             "code-invalid",
         )
 
+    def _by_patient(self, items: list) -> dict[SourceKey, list]:
+        """Records gathered during a batch, by the patient they are about (in the order they came)."""
+        grouped: dict[SourceKey, list] = {}
+        for item in items:
+            grouped.setdefault(self._patient_key(item), []).append(item)
+        return grouped
+
     # --- risk flags, once the infusions they are about are written
     def flags_apply(self) -> list[tuple[RiskFlagRecord, RowProblem]]:
         """Record the risk flags gathered so far on their patients' infusions, each patient's at once, re-planning
@@ -450,10 +457,7 @@ class Importer:
         Called once the records of a Bundle, a CSV or an NDJSON batch are applied and the new infusions planned, so
         that a flag sent in the same export as the infusion reaches it."""
         self.plans_flush()
-        by_patient: dict[SourceKey, list[RiskFlagRecord]] = {}
-        for record in self._flags:
-            by_patient.setdefault(self._patient_key(record), []).append(record)
-        self._flags = []
+        by_patient, self._flags = self._by_patient(self._flags), []
         refused: list[tuple[RiskFlagRecord, RowProblem]] = []
         for records in by_patient.values():
             try:
@@ -473,10 +477,7 @@ class Importer:
 
         Called after ``flags_apply``. A resource about a patient this centre does not know, or one who had no CAR-T
         infusion, is counted as ignored: an EHR export carries far more than the patients followed here."""
-        by_patient: dict[SourceKey, list[ClinicalResource]] = {}
-        for item in self._clinical:
-            by_patient.setdefault(self._patient_key(item), []).append(item)
-        self._clinical = []
+        by_patient, self._clinical = self._by_patient(self._clinical), []
         for items in by_patient.values():
             try:
                 patient = self._patient_for(items[0])
