@@ -13,6 +13,7 @@ from surveillance.care import cohort
 from surveillance.models import TreatmentCentre
 from surveillance.models.patients import LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
+from surveillance.models.signals import SignalReviewStatus
 
 BAR_H, GAP = 18, 6
 
@@ -179,6 +180,7 @@ def dashboard_context(request) -> dict:
         "status_chart": statuses,
         "ladder": ladder,
         "outcome_chart": outcomes,
+        "review_statuses": SignalReviewStatus.choices,
         "incidence_chart": incidence_chart(figures.incidence),
         "incidence": figures.incidence,
         "references": cohort.REFERENCE_LINES,

@@ -14,14 +14,16 @@ deaths the two agree.
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from django.db.models import Count, F, Min, Q, QuerySet
 
-from surveillance.models import FollowUpVisit, Infusion, Patient, ProtocolRule, Reminder, VisitStatus
+from surveillance.models import FollowUpVisit, Infusion, Patient, ProtocolRule, Reminder, SignalReview, VisitStatus
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
+from surveillance.models.signals import SignalReviewStatus
 
 DAYS_PER_MONTH = 365.25 / 12
 _UNIT_DAYS = {"day": 1.0, "month": DAYS_PER_MONTH, "year": 365.25}
@@ -131,6 +133,65 @@ def cohort_reminder_outcomes(reminders: QuerySet) -> dict[str, int]:
     return result
 
 
+@dataclass(frozen=True)
+class SignalKindFigures:
+    """One kind of second-cancer signal: its reviews by outcome, and how long they took to be decided.
+
+    ``days_to_review`` runs from the result that raised the signal (its date in the EHR) to the physician's
+    decision, so it counts both the time the result took to reach the service and the time it waited on the
+    worklist; ``days_on_worklist`` is the second part alone. Both are medians over decided reviews (None: none
+    decided yet). ``oldest_open_days`` is how long the oldest undecided review has waited.
+    """
+
+    kind: str
+    label: str
+    by_status: dict[str, int]
+    days_to_review: float | None
+    days_on_worklist: float | None
+    oldest_open_days: int | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def counts(self) -> list[int]:
+        """The counts in the order of ``SignalReviewStatus`` (the dashboard's columns)."""
+        return [self.by_status[s] for s in SignalReviewStatus.values]
+
+
+def cohort_signal_reviews(reviews: QuerySet, today: dt.date) -> list[SignalKindFigures]:
+    """Signal reviews by kind and outcome, with the median time from result to decision, most reviews first.
+
+    One query over the reviews' dates; the medians are taken here because SQLite has no percentile function and
+    the reviews of a cohort number in the hundreds at most.
+    """
+    by_kind: dict[str, dict] = {}
+    rows = reviews.values_list("kind", "label", "status", "first_observed_on", "opened_at", "decided_at")
+    for kind, label, status, observed_on, opened_at, decided_at in rows.order_by("kind", "opened_at"):
+        entry = by_kind.setdefault(
+            kind, {"label": label, "by_status": dict.fromkeys(SignalReviewStatus.values, 0), "review": [], "wait": []}
+        )
+        entry["by_status"][status] += 1
+        if decided_at is not None:
+            entry["review"].append((decided_at.date() - observed_on).days)
+            entry["wait"].append((decided_at - opened_at).total_seconds() / 86400)
+        else:
+            entry.setdefault("oldest", (today - opened_at.date()).days)
+    figures = [
+        SignalKindFigures(
+            kind=kind,
+            label=entry["label"],
+            by_status=entry["by_status"],
+            days_to_review=statistics.median(entry["review"]) if entry["review"] else None,
+            days_on_worklist=round(statistics.median(entry["wait"]), 1) if entry["wait"] else None,
+            oldest_open_days=entry.get("oldest"),
+        )
+        for kind, entry in by_kind.items()
+    ]
+    return sorted(figures, key=lambda f: (-f.total, f.kind))
+
+
 class Outcome(StrEnum):
     """How the follow-up of one infusion ended, for the incidence estimate."""
 
@@ -228,6 +289,7 @@ class CohortFigures:
     workload: list[WeekLoad]
     patients_by_status: dict[str, int]
     reminder_outcomes: dict[str, int]
+    signal_reviews: list[SignalKindFigures]
     incidence: Incidence
 
 
@@ -237,15 +299,18 @@ def cohort_figures(centre_ids: list[int] | None, today: dt.date) -> CohortFigure
     visits = FollowUpVisit.objects.all()
     reminders = Reminder.objects.all()
     infusions = Infusion.objects.all()
+    reviews = SignalReview.objects.all()
     if centre_ids is not None:
         patients = patients.filter(centre_id__in=centre_ids)
         visits = visits.filter(infusion__patient__centre_id__in=centre_ids)
         reminders = reminders.filter(visit__infusion__patient__centre_id__in=centre_ids)
         infusions = infusions.filter(patient__centre_id__in=centre_ids)
+        reviews = reviews.filter(patient__centre_id__in=centre_ids)
     return CohortFigures(
         adherence=cohort_adherence(visits, today),
         workload=cohort_workload(visits.exclude(infusion__patient__status__in=CLOSED_STATUSES), today),
         patients_by_status=cohort_patients_by_status(patients),
         reminder_outcomes=cohort_reminder_outcomes(reminders),
+        signal_reviews=cohort_signal_reviews(reviews, today),
         incidence=cohort_second_cancer_incidence(infusions, today),
     )
