@@ -88,6 +88,9 @@ SITE_URL = env.str(
 ).rstrip("/")
 
 INSTALLED_APPS = [
+    # First, so that its admin/base_site.html (the workspace's stylesheet on every admin page) is found before
+    # Django's own; it overrides no other admin template.
+    "surveillance",
     "surveillance.admin.apps.CartWatchAdminConfig",  # Django's admin with the CAR-T Watch site
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -101,7 +104,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
-    "surveillance",
 ]
 
 MIDDLEWARE = [

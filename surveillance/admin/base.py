@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.widgets import AdminSplitDateTime
 
 from surveillance.access.audit import audit_patients_viewed, audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
@@ -49,6 +50,16 @@ class CentreScopedAdmin(admin.ModelAdmin):
         elif db_field.related_model is TreatmentCentre:
             kwargs["queryset"] = scope(TreatmentCentre.objects.all(), request.user, "")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # A date-and-time field is two inputs under one label that points at neither: each gets its own name,
+        # so that a screen reader says "Opted out at, date" rather than nothing.
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and isinstance(field.widget, AdminSplitDateTime):
+            date_input, time_input = field.widget.widgets
+            date_input.attrs["aria-label"] = f"{field.label}, date"
+            time_input.attrs["aria-label"] = f"{field.label}, time"
+        return field
 
     def has_module_permission(self, request):
         return super().has_module_permission(request) and user_centre_ids(request.user) != []

@@ -16,7 +16,7 @@ from django.utils.safestring import mark_safe
 
 from surveillance import models as m
 from surveillance.admin.base import CentreScopedAdmin
-from surveillance.admin.display import date_text
+from surveillance.admin.display import date_text, patient_cell
 from surveillance.admin.worklists import WorklistFilter, workspace_today
 from surveillance.care import reporting
 from surveillance.models.events import ReportingStepKind
@@ -54,6 +54,7 @@ class MalignancyEventAdmin(CentreScopedAdmin):
     patient_path = "infusion__patient"
     form = MalignancyEventForm
     list_display = ("patient_link", "malignancy_type", "diagnosis_date", "confirmed", "transgene_status", "open_steps")
+    list_display_links = ("malignancy_type",)
     list_filter = ("malignancy_type", "transgene_status", "confirmed")
     search_fields = tuple(f"infusion__patient__{f}" for f in PATIENT_SEARCH)
     list_select_related = ("infusion__patient",)
@@ -62,9 +63,7 @@ class MalignancyEventAdmin(CentreScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_link(self, obj):
-        patient = obj.infusion.patient
-        url = reverse("admin:surveillance_patient_change", args=[patient.pk])
-        return format_html('<a href="{}">{}</a> <small>{}</small>', url, patient.display_name, patient.mrn)
+        return patient_cell(obj.infusion.patient)
 
     @admin.display(description="Open steps")
     def open_steps(self, obj):
@@ -161,6 +160,7 @@ class ReportingStepAdmin(CentreScopedAdmin):
     centre_path = "event__infusion__patient__centre"
     patient_path = "event__infusion__patient"
     list_display = ("patient_link", "event_link", "kind", "due_date", "state", "completed_by", "reference")
+    list_display_links = ("kind",)
     list_filter = (WorklistFilter, "kind")
     search_fields = tuple(f"event__infusion__patient__{f}" for f in PATIENT_SEARCH)
     list_select_related = ("event__infusion__patient", "completed_by")
@@ -168,9 +168,7 @@ class ReportingStepAdmin(CentreScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_link(self, obj):
-        patient = obj.event.infusion.patient
-        url = reverse("admin:surveillance_patient_change", args=[patient.pk])
-        return format_html('<a href="{}">{}</a> <small>{}</small>', url, patient.display_name, patient.mrn)
+        return patient_cell(obj.event.infusion.patient)
 
     @admin.display(description="Event")
     def event_link(self, obj):

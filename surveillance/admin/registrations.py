@@ -17,7 +17,7 @@ from surveillance.admin import signals as _signals_admin  # noqa: F401  (registe
 from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
 from surveillance.admin.callsheet import CSV_COLUMNS, CallRow, last_contact_text, window_text, with_call_columns
-from surveillance.admin.display import date_text
+from surveillance.admin.display import date_text, patient_cell
 from surveillance.admin.patient_page import (
     infusion_replan_view,
     patient_close_view,
@@ -57,11 +57,6 @@ class PatientForm(forms.ModelForm):
 
 def _via(prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}__{field}" for field in PATIENT_SEARCH)
-
-
-def _patient_link(patient) -> str:
-    url = reverse("admin:surveillance_patient_change", args=[patient.pk])
-    return format_html('<a href="{}">{}</a> <small class="cw-mrn">{}</small>', url, patient.display_name, patient.mrn)
 
 
 class CallColumnsMixin:
@@ -433,7 +428,7 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
 
     @admin.display(description="Patient", ordering="infusion__patient__family_name")
     def patient_col(self, obj):
-        return _patient_link(obj.infusion.patient)
+        return patient_cell(obj.infusion.patient)
 
     @admin.display(description="Visit", ordering="rule_code")
     def visit_col(self, obj):
@@ -495,7 +490,7 @@ class PatientRequestAdmin(ContactActionsMixin, CentreScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_col(self, obj):
-        return _patient_link(obj.visit.infusion.patient)
+        return patient_cell(obj.visit.infusion.patient)
 
     @admin.action(description="Mark handled", permissions=["change"])
     def handle(self, request, queryset):
@@ -528,7 +523,7 @@ class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_col(self, obj):
-        return _patient_link(obj.visit.infusion.patient)
+        return patient_cell(obj.visit.infusion.patient)
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -7,12 +7,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from surveillance import models as m
 from surveillance.admin.base import CentreScopedAdmin
+from surveillance.admin.display import patient_cell
 from surveillance.admin.worklists import WorklistFilter, workspace_today
 from surveillance.models.events import MalignancyType
 from surveillance.signals import review as signal_review
@@ -98,6 +98,7 @@ class SignalReviewAdmin(CentreScopedAdmin):
     centre_path = "patient__centre"
     patient_path = "patient"
     list_display = ("patient_link", "label", "priority_badge", "state", "first_observed_on", "last_observed_on")
+    list_display_links = ("label",)
     list_filter = (WorklistFilter, "status", "kind")
     search_fields = tuple(f"patient__{f}" for f in PATIENT_SEARCH)
     list_select_related = ("patient",)
@@ -126,9 +127,7 @@ class SignalReviewAdmin(CentreScopedAdmin):
 
     @admin.display(description="Patient")
     def patient_link(self, obj):
-        patient = obj.patient
-        url = reverse("admin:surveillance_patient_change", args=[patient.pk])
-        return format_html('<a href="{}">{}</a> <small>{}</small>', url, patient.display_name, patient.mrn)
+        return patient_cell(obj.patient)
 
     @admin.display(description="Priority", ordering="priority")
     def priority_badge(self, obj):
