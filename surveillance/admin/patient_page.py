@@ -26,6 +26,7 @@ from surveillance.admin.display import date_text
 from surveillance.admin.worklists import ContactForm, workspace_today
 from surveillance.care import infusions, lifecycle, planning
 from surveillance.care.risk_flags import FlagFacts, risk_flag_write
+from surveillance.exports.printed_schedule import printed_schedule
 from surveillance.models import (
     CarTProduct,
     FollowUpVisit,
@@ -393,6 +394,20 @@ def patient_log_attempt_view(model_admin, request, object_id):
     }
     return TemplateResponse(
         request, "surveillance/admin/log_attempt.html", context, status=400 if form.is_bound else 200
+    )
+
+
+def patient_schedule_view(model_admin, request, object_id):
+    """The patient's next visits as a print-ready letter in the patient's language (for posting, or the desk)."""
+    patient = get_object_or_404(model_admin.get_queryset(request).select_related("centre"), pk=object_id)
+    if not model_admin.has_view_permission(request, patient):
+        raise PermissionDenied
+    schedule = printed_schedule(patient, workspace_today(request))
+    audit_record(request, "print_schedule", object_type="patient", object_id=patient.pk, patient_id=patient.pk)
+    return TemplateResponse(
+        request,
+        [f"surveillance/print/schedule.{schedule.language}.html", "surveillance/print/schedule.en.html"],
+        {"schedule": schedule, "back_url": patient_url(patient.pk)},
     )
 
 

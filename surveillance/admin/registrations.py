@@ -23,6 +23,7 @@ from surveillance.admin.patient_page import (
     patient_close_view,
     patient_log_attempt_view,
     patient_page_context,
+    patient_schedule_view,
     visit_page_view,
 )
 from surveillance.care import infusions
@@ -257,6 +258,11 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
                 "<path:object_id>/close/",
                 self.admin_site.admin_view(lambda r, object_id: patient_close_view(self, r, object_id)),
                 name="surveillance_patient_close",
+            ),
+            path(
+                "<path:object_id>/schedule/",
+                self.admin_site.admin_view(lambda r, object_id: patient_schedule_view(self, r, object_id)),
+                name="surveillance_patient_schedule",
             ),
         ]
         return urls + super().get_urls()

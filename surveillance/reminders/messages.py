@@ -185,7 +185,7 @@ def _render(base: str, language: str, context: dict) -> tuple[str, str]:
 LONG_DATE = {"en": "l, F j, Y", "es": "l j \\d\\e F \\d\\e Y"}
 
 
-def _long_date(day: dt.date, language: str) -> str:
+def long_date(day: dt.date, language: str) -> str:
     """ "Saturday, November 7, 2026" / "sábado 7 de noviembre de 2026"."""
     with translation.override(language):
         return formats.date_format(day, LONG_DATE[language])
@@ -207,9 +207,9 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanS
         "centre_address": [line.strip() for line in centre.address.splitlines() if line.strip()],
         "centre_hours": centre.opening_hours,
         "visit": visit,
-        "due_date": _long_date(visit.due_date, language),
-        "window_start": _long_date(first_open, language),
-        "window_end": _long_date(last_open, language),
+        "due_date": long_date(visit.due_date, language),
+        "window_start": long_date(first_open, language),
+        "window_end": long_date(last_open, language),
         "days_before": reminder.days_before,
         "confirm_url": "" if cancel else visit_link_url(visit, RequestKind.CONFIRM),
         "reschedule_url": "" if cancel else visit_link_url(visit, RequestKind.RESCHEDULE),

@@ -88,7 +88,7 @@ def visit_link(request, token: str):
     patient = visit.infusion.patient
     language = messages.patient_language(patient)
     t = TEXT[language]
-    fmt = {"centre": patient.centre.name, "date": messages._long_date(visit.due_date, language)}
+    fmt = {"centre": patient.centre.name, "date": messages.long_date(visit.due_date, language)}
     allowed = (
         (VisitStatus.SCHEDULED, VisitStatus.MISSED) if kind == RequestKind.DONE_ELSEWHERE else (VisitStatus.SCHEDULED,)
     )

@@ -54,6 +54,7 @@ def _pages(cohort) -> list[str]:
         *(w.url() for w in WORKLISTS),
         reverse("admin:surveillance_patient_changelist"),
         reverse("admin:surveillance_patient_change", args=[cohort["patient"].pk]),
+        reverse("admin:surveillance_patient_schedule", args=[cohort["patient"].pk]),
         reverse("admin:surveillance_followupvisit_change", args=[cohort["visit"].pk]),
         reverse("admin:surveillance_malignancyevent_change", args=[cohort["event"].pk]),
         reverse("admin:surveillance_signalreview_change", args=[cohort["review"].pk]),
