@@ -183,6 +183,7 @@ def patient_apply(record: PatientRecord, ctx: ApplyContext) -> Patient:
         message = f"not merged into patient {patient.pk}: {identity.conflict}; it awaits an identity review"
         raise RowProblem("identifier", message, "conflict")
     system = (record.identifier_system or "") if record.mrn else ""
+    died_on = record.deceased_date or ctx.today
     if patient is None:
         patient = Patient(
             centre=ctx.centre,
@@ -197,18 +198,20 @@ def patient_apply(record: PatientRecord, ctx: ApplyContext) -> Patient:
             ctx.writes.patient_queue(patient, key)
             return patient
         patient.save(force_insert=True)
-    elif identity.linked:  # a coordinator's decision: the record contradicts the details, which stay
-        ctx.report.patients_unchanged += 1
     else:
-        values.update(
-            mrn=mrn,
-            identifier_system=system or patient.identifier_system,
-            source_system=source,
-            source_id=record.source_id,
-        )
-        changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
+        changed = {}  # a coordinator's decision (linked): the record contradicts the details, which stay
+        if not identity.linked:
+            values.update(
+                mrn=mrn,
+                identifier_system=system or patient.identifier_system,
+                source_system=source,
+                source_id=record.source_id,
+            )
+            changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
         if "birth_date" in changed:
             _refused_as_problem(infusions.patient_birth_date_check, patient, values["birth_date"])
+        if record.deceased and patient.under_follow_up:  # refused before anything of the record is written
+            _refused_as_problem(infusions.patient_death_date_check, patient, died_on)
         if changed:
             for name, value in changed.items():
                 setattr(patient, name, value)
@@ -218,13 +221,10 @@ def patient_apply(record: PatientRecord, ctx: ApplyContext) -> Patient:
             ctx.report.patients_unchanged += 1
     patient_stored(ctx, patient, key)
     if record.deceased and patient.under_follow_up:
-        _refused_as_problem(infusions.patient_death_date_check, patient, record.deceased_date or ctx.today)
         _plans_flush(ctx)
         if ctx.lookup is not None:
             ctx.lookup.forget(patient)
-        lifecycle.patient_close(
-            patient, status=PatientStatus.DECEASED, on=record.deceased_date or ctx.today, reason=DECEASED_REASON
-        )
+        lifecycle.patient_close(patient, status=PatientStatus.DECEASED, on=died_on, reason=DECEASED_REASON)
         ctx.report.patients_closed += 1
     return patient
 
