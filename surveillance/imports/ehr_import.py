@@ -20,7 +20,6 @@ transaction that is rolled back, so the report says exactly what would happen.
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
@@ -28,7 +27,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.access.audit import audit_acting_as
-from surveillance.imports.apply import DEFAULT_SOURCE_SYSTEM, REFUSED, Importer, RowProblem, issue_of, ordered
+from surveillance.imports.apply import (
+    DEFAULT_SOURCE_SYSTEM,
+    REFUSED,
+    ApplyContext,
+    RowProblem,
+    clinical_apply,
+    issue_of,
+    issue_refused,
+    phases,
+    record_apply,
+    risk_flags_apply,
+)
 from surveillance.imports.batching import DEFAULT_BATCH_LINES, batch_commit, batches
 from surveillance.imports.fhir.codes import CarTCodeIndex, product_names
 from surveillance.imports.fhir.parse import parse_bundle, parse_ndjson
@@ -38,9 +48,7 @@ from surveillance.imports.report import ImportReport
 from surveillance.models import CarTProduct, ProductCode, TreatmentCentre
 from surveillance.models.audit import AuditActor
 
-logger = logging.getLogger("surveillance.imports.ehr_import")
-
-__all__ = ["DEFAULT_SOURCE_SYSTEM", "ImportReport", "Importer", "bundle_import", "csv_import", "ndjson_import"]
+__all__ = ["DEFAULT_SOURCE_SYSTEM", "ImportReport", "bundle_import", "csv_import", "ndjson_import"]
 
 
 class _DryRun(Exception):
@@ -109,12 +117,11 @@ def ndjson_import(
             yield raw
 
     parsed = parse_ndjson(counted(lines), codes, start_line=start_line, today=timezone.localdate(), medications={})
-    importer = Importer(centre, source_system=source_system, report=report)
-    importer.defer_plans = True
+    ctx = ApplyContext.for_import(centre, source_system=source_system, report=report)
 
     def run() -> None:
         for batch in batches(parsed, batch_lines):
-            batch_commit(importer, batch, on_batch)
+            batch_commit(ctx, batch, on_batch)
 
     if dry_run:
         try:
@@ -125,7 +132,7 @@ def ndjson_import(
             pass
     else:
         run()
-        identity_reviews_open(centre, importer.conflicts.values())
+        identity_reviews_open(centre, ctx.conflicts.values())
     return report
 
 
@@ -162,24 +169,22 @@ def csv_import(
 
 def _atomic_apply(items: list, centre, source_system: str, report: ImportReport, dry_run: bool) -> None:
     """Apply all items in one transaction; any refused item rolls everything back (``FhirImportError``)."""
+    records, flags, clinical = phases(items)
     infusions = [item for item in items if isinstance(item, InfusionRecord)]
-    importer = Importer(centre, source_system=source_system, report=report)
+    ctx = ApplyContext.for_import(centre, source_system=source_system, report=report)
     try:
         with transaction.atomic():
             problems: list[ImportIssue] = []
-            for item in ordered(items):
+            for item in records:
                 try:
                     with transaction.atomic():
-                        importer.apply(item, infusions)
+                        record_apply(item, ctx, infusions)
                 except RowProblem as problem:
                     problems.append(issue_of(item, problem))
                 except REFUSED as exc:
-                    logger.info("import item refused: %s", type(exc).__name__)
-                    problems.append(
-                        issue_of(item, "cannot be stored: a duplicate identifier, or a value the database refuses")
-                    )
-            problems += [issue_of(record, problem) for record, problem in importer.flags_apply()]
-            importer.clinical_apply()
+                    problems.append(issue_refused(item, exc))
+            problems += risk_flags_apply(flags, ctx)
+            clinical_apply(clinical, ctx)
             if problems:
                 raise FhirImportError(problems)
             if dry_run:
@@ -188,7 +193,7 @@ def _atomic_apply(items: list, centre, source_system: str, report: ImportReport,
         pass
     except FhirImportError:
         if not dry_run:  # the entries refused for their identity wait for a coordinator, though nothing was saved
-            identity_reviews_open(centre, importer.conflicts.values())
+            identity_reviews_open(centre, ctx.conflicts.values())
         raise
 
 

@@ -1,9 +1,9 @@
 """What a batch of records needs from the database, looked up with a few queries instead of a few per record.
 
 A batch of NDJSON lines names up to hundreds of patients; looking each up (and each one's infusions) would cost
-queries per line. ``BatchLookup.load`` reads them all at once, and the importer keeps it in step as it writes:
-a patient stored or changed is remembered under its new keys, one closed is forgotten. Identity itself is decided
-by ``imports.identity`` on what was found.
+queries per line. ``BatchLookup.load`` reads them all at once, and the record functions (``imports.apply``) keep it
+in step as they write: a patient stored or changed is remembered under its new keys, one closed is forgotten.
+Identity itself is decided by ``imports.identity`` on what was found.
 """
 
 from __future__ import annotations

@@ -125,3 +125,14 @@ def test_it_refuses_a_reimported_death_before_an_infusion(centre_a):
     issues = bundle_issues(collection(dead), centre_a)
     assert issues == [(0, "deceasedDateTime", "is before the date of one of the patient's infusions")]
     assert Patient.objects.get().status == PatientStatus.ACTIVE
+
+
+def test_it_keeps_nothing_of_an_ndjson_line_whose_death_precedes_an_infusion(centre_a):
+    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    dead = patient(deceasedDateTime=ago(300), name=[{"family": "Chalmers-Lee", "given": ["Peter"]}])
+    dead.pop("deceasedBoolean")
+    report = ehr_import.ndjson_import([json.dumps(dead)], centre_a)
+    assert [(e.line, e.field) for e in report.errors] == [(1, "deceasedDateTime")]
+    assert (report.patients_updated, report.patients_closed) == (0, 0)
+    stored = Patient.objects.get()
+    assert (stored.family_name, stored.status) == ("Chalmers", PatientStatus.ACTIVE)

@@ -9,7 +9,7 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from surveillance.imports import ehr_import, jobs
+from surveillance.imports import batching, ehr_import, jobs
 from surveillance.models import AuditEntry, FollowUpVisit, ImportJob, ImportJobStatus, Infusion, Patient
 from tests.imports.conftest import cohort_ndjson
 
@@ -59,18 +59,18 @@ def test_it_completes_a_job_whose_worker_died_without_applying_anything_twice(
     text = cohort_ndjson(12)
     job = ndjson_job(centre_a, text)
     applied = []
-    real_apply = ehr_import.Importer.apply
+    real_apply = batching.record_apply
 
-    def dies_in_the_third_batch(importer, item, siblings=()):
+    def dies_in_the_third_batch(item, ctx, siblings=()):
         applied.append(item)
         if len(applied) == 15:  # batches hold 6 lines: lines 13 to 18 are in flight
             raise WorkerKilled
-        return real_apply(importer, item, siblings)
+        return real_apply(item, ctx, siblings)
 
-    monkeypatch.setattr(ehr_import.Importer, "apply", dies_in_the_third_batch)
+    monkeypatch.setattr(batching, "record_apply", dies_in_the_third_batch)
     with pytest.raises(WorkerKilled):
         jobs.import_jobs_run()
-    monkeypatch.setattr(ehr_import.Importer, "apply", real_apply)
+    monkeypatch.setattr(batching, "record_apply", real_apply)
 
     job.refresh_from_db()
     assert (job.status, job.lines_done, job.attempts) == ("running", 12, 1)

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from surveillance.imports import ehr_import
+from surveillance.imports import batching, ehr_import
 from surveillance.models import AuditEntry, FollowUpVisit, Infusion, Patient, Reminder
 from tests.imports.conftest import HCPCS, concept
 
@@ -98,8 +98,8 @@ def test_it_imports_as_the_line_by_line_path_does(centre_a, centre_b, monkeypatc
     lines += [infusion_line("i0", "p0"), infusion_line("x", "nobody")]
 
     fast = ehr_import.ndjson_import(lines, centre_a, batch_lines=5)
-    begin = ehr_import.Importer.batch_begin
-    monkeypatch.setattr(ehr_import.Importer, "batch_begin", lambda self, careful: begin(self, careful=True))
+    apply = batching.batch_apply
+    monkeypatch.setattr(batching, "batch_apply", lambda ctx, batch, careful: apply(ctx, batch, careful=True))
     careful = ehr_import.ndjson_import(lines, centre_b, batch_lines=5)
 
     def stored(centre) -> list:
