@@ -117,6 +117,13 @@ def test_it_shows_the_worklist_the_timeline_and_the_dashboard_of_the_demo_cohort
     page.locator(".cw-section").first.screenshot(path=str(screenshot(page, "patient-page")))
     screenshot(page, "timeline", readme=True, target=page.locator(".cw-section").first)
 
+    page.click("text=Printable schedule")
+    page.wait_for_selector("main table tbody tr")
+    page.emulate_media(media="print")  # as it comes out of the printer: without the staff bar
+    assert not page.locator(".staff").is_visible()
+    screenshot(page, "patient-letter", readme=True)
+    page.emulate_media(media="screen")
+
     page.goto(f"{live_server.url}/admin/dashboard/")
     page.wait_for_selector("#incidence svg")
     assert page.locator("#incidence path.km").count() == 1
