@@ -15,6 +15,7 @@ from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers t
 from surveillance.admin import identity as _identity_admin  # noqa: F401  (registers the identity reviews)
 from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
 from surveillance.admin import signals as _signals_admin  # noqa: F401  (registers the signal reviews)
+from surveillance.admin import webhooks as _webhooks_admin  # noqa: F401  (registers the webhook delivery log)
 from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
 from surveillance.admin.callsheet import CSV_COLUMNS, CallRow, last_contact_text, window_text, with_call_columns
