@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from surveillance.access.tenancy import scope, user_centre_ids
 from surveillance.admin.worklists import workspace_today
-from surveillance.api.auth import api_token_create, api_token_revoke
+from surveillance.api.auth import api_token_create, api_token_revoke, token_expiry
 from surveillance.models import ApiToken, TreatmentCentre
 
 
@@ -51,9 +51,7 @@ class ApiTokenIssueForm(forms.ModelForm):
     def expires_at(self) -> dt.datetime | None:
         """The end of the chosen day in the current (the user's centre's) time zone."""
         day = self.cleaned_data.get("expires_on")
-        if day is None:
-            return None
-        return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=timezone.get_current_timezone())
+        return None if day is None else token_expiry(day, timezone.get_current_timezone())
 
 
 @admin.register(ApiToken)

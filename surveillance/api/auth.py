@@ -106,6 +106,11 @@ def api_token_create(
     return token, raw
 
 
+def token_expiry(last_day: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """When a token that works through ``last_day`` (in ``tz``) stops: that day's midnight at its end."""
+    return dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+
+
 def api_token_revoke(token: ApiToken, now: dt.datetime | None = None, *, by=None) -> bool:
     """Revoke once (compare-and-set), audited; False if it was already revoked."""
     with transaction.atomic():

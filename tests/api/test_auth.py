@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -131,3 +132,24 @@ def test_it_audits_tokens_issued_and_revoked_from_the_commands(centre_a):
     call_command("revoke_api_token", "cli-feed", stdout=io.StringIO())
     entries = AuditEntry.objects.filter(object_type="apitoken").order_by("pk")
     assert [(e.action, e.actor_label) for e in entries] == [("token_issue", "system"), ("token_revoke", "system")]
+
+
+def test_it_issues_a_token_until_a_day_from_the_command(centre_a):
+    last_day = timezone.localdate(timezone.now(), centre_a.tz) + dt.timedelta(days=10)
+    out = io.StringIO()
+    call_command(
+        "create_api_token",
+        "--centre",
+        "a",
+        "--name",
+        "until-feed",
+        "--expires-on",
+        last_day.isoformat(),
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+    token = ApiToken.objects.get(name="until-feed")
+    assert token.expires_at == dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), tzinfo=centre_a.tz)
+    assert token_client(out.getvalue().strip()).get("/api/v1/centres").status_code == 200
+    with pytest.raises(CommandError, match="has passed"):
+        call_command("create_api_token", "--centre", "a", "--expires-on", "2020-01-01", stderr=io.StringIO())
