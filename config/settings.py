@@ -273,7 +273,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A static schedule: the dispatcher every minute, rendering ahead every five, the API's idempotency keys purged
-# hourly, the missed-visit sweep daily, the care-team digest weekly.
+# hourly, the missed-visit sweep daily, the care-team digests daily and weekly.
 # Each task only says "do this batch now"; what is due is decided from the database.
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-reminders": {
@@ -308,6 +308,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "weekly-care-team-digest": {  # hourly: each centre's digest goes out at 07:00 on its own Monday
         "task": "surveillance.reminders.tasks.weekly_digest",
+        "schedule": crontab(minute=0),
+    },
+    "daily-care-team-digest": {  # hourly: each centre's window-open digest goes out at 07:00 on its own day
+        "task": "surveillance.reminders.tasks.daily_digest",
         "schedule": crontab(minute=0),
     },
 }
@@ -380,6 +384,9 @@ CARTWATCH = {
     "REPORTING_STEP_DAYS": env.int("CARTWATCH_REPORTING_STEP_DAYS", default=7),
     # Days a second-cancer signal review may stay open with no decision before the daily sweep escalates it.
     "SIGNAL_ESCALATE_DAYS": env.int("CARTWATCH_SIGNAL_ESCALATE_DAYS", default=7),
+    # The care team's daily digest lists a visit whose window opened at most this many days before (and that is
+    # not yet due); an older window-open notice, a catch-up after planning or downtime, is skipped as stale.
+    "WINDOW_OPEN_NOTICE_MAX_DAYS": env.int("CARTWATCH_WINDOW_OPEN_NOTICE_MAX_DAYS", default=7),
     # EHR imports: a larger upload is refused with 413 before anything is read.
     "IMPORT_MAX_BYTES": env.int("CARTWATCH_IMPORT_MAX_BYTES", default=50 * 1024 * 1024),
     # Import jobs: a larger upload (or one sent with "Prefer: respond-async") is stored and imported by a worker,

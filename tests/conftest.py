@@ -1,6 +1,7 @@
 """Shared fixtures: the seeded catalogue and protocols, and the personas every test module speaks of.
 
-Personas: a coordinator and a physician at centre A, a physician at centre B, an auditor of both.
+Personas: a coordinator and a physician at centre A, a physician at centre B, an auditor of both, and the
+service's administrator.
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ def physician_b(django_user_model, centre_b):
 @pytest.fixture
 def auditor(django_user_model, centre_a, centre_b):
     return _staff(django_user_model, "auditor", "auditor", centre_a, centre_b)
+
+
+@pytest.fixture
+def administrator(django_user_model):
+    """The service's administrator: a superuser, who manages API tokens and webhooks (no clinical role does)."""
+    return django_user_model.objects.create_superuser(
+        username="administrator", password="correct-horse-battery", email="admin@example.org"
+    )
 
 
 @pytest.fixture

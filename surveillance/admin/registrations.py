@@ -10,10 +10,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from surveillance import models as m
+from surveillance.admin import api_tokens as _api_tokens_admin  # noqa: F401  (registers the API tokens)
 from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers the audit trail)
 from surveillance.admin import identity as _identity_admin  # noqa: F401  (registers the identity reviews)
 from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
 from surveillance.admin import signals as _signals_admin  # noqa: F401  (registers the signal reviews)
+from surveillance.admin import webhooks as _webhooks_admin  # noqa: F401  (registers the webhook delivery log)
 from surveillance.admin import worklists as wl
 from surveillance.admin.base import CentreScopedAdmin
 from surveillance.admin.callsheet import CSV_COLUMNS, CallRow, last_contact_text, window_text, with_call_columns

@@ -17,7 +17,7 @@ from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from surveillance.access.audit import audit_actor_label
+from surveillance.access.audit import audit_actor_label, audit_write
 from surveillance.access.second_factor import session_second_factor_ok
 from surveillance.models import ApiToken, TreatmentCentre
 from surveillance.models.audit import AuditActor
@@ -68,32 +68,73 @@ class TokenPrincipal(AnonymousUser):
         return self.username
 
 
-def api_token_create(name: str, centres: list[TreatmentCentre], *, read_only: bool = False) -> tuple[ApiToken, str]:
-    """Issue a token; returns the row and the raw key, which is shown once and never stored."""
+def api_token_create(
+    name: str,
+    centres: list[TreatmentCentre],
+    *,
+    read_only: bool = False,
+    expires_at: dt.datetime | None = None,
+    by=None,
+) -> tuple[ApiToken, str]:
+    """Issue a token; returns the row and the raw key, which is shown once and never stored.
+
+    Every entry point (the admin's page, ``create_api_token``) issues through here, so each issue is audited the
+    same way: who (``by``, else the system), the token's name, prefix, centres, access and expiry; never the key.
+    """
     if not centres:
         raise ValueError("a token needs at least one centre")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("a token's expiry must be in the future")
     prefix, raw = ApiToken.new_key()
     with transaction.atomic():
-        token = ApiToken.objects.create(name=name, prefix=prefix, key_sha256=api_key_digest(raw), read_only=read_only)
+        token = ApiToken.objects.create(
+            name=name, prefix=prefix, key_sha256=api_key_digest(raw), read_only=read_only, expires_at=expires_at
+        )
         token.centres.set(centres)
+        _token_audit(
+            "token_issue",
+            token,
+            by,
+            {
+                "name": name,
+                "prefix": prefix,
+                "centres": sorted(c.code for c in centres),
+                "read_only": read_only,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
     return token, raw
 
 
-def api_token_revoke(token: ApiToken, now: dt.datetime | None = None) -> bool:
-    """Revoke once (compare-and-set); False if it was already revoked."""
-    return bool(ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now or timezone.now()))
+def token_expiry(last_day: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """When a token that works through ``last_day`` (in ``tz``) stops: that day's midnight at its end."""
+    return dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+
+
+def api_token_revoke(token: ApiToken, now: dt.datetime | None = None, *, by=None) -> bool:
+    """Revoke once (compare-and-set), audited; False if it was already revoked."""
+    with transaction.atomic():
+        won = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now or timezone.now())
+        if won:
+            _token_audit("token_revoke", token, by, {"name": token.name, "prefix": token.prefix})
+    return bool(won)
+
+
+def _token_audit(action: str, token: ApiToken, by, changes: dict) -> None:
+    audit_write(action, object_type="apitoken", object_id=token.pk, changes=changes, by=by)
 
 
 def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPrincipal | None:
-    """The principal for a raw key, or None if it is unknown or revoked.
+    """The principal for a raw key, or None if it is unknown, revoked or expired.
 
-    Read from the database on every request (one query: the token and its centres), so a revocation or a change
-    of centres holds from the next request on, in every worker.
+    Read from the database on every request (one query: the token and its centres), so a revocation, an expiry
+    or a change of centres holds from the next request on, in every worker.
     """
     if not raw.startswith(f"{TOKEN_PREFIX}_") or len(raw) > 200:
         return None
+    now = now or timezone.now()
     rows = list(
-        ApiToken.objects.live()
+        ApiToken.objects.live(now)
         .filter(key_sha256=api_key_digest(raw))
         .order_by()
         .values_list("pk", "name", "read_only", "last_used_at", "centres")
@@ -101,7 +142,6 @@ def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPri
     if not rows:
         return None
     pk, name, read_only, last_used_at, _ = rows[0]
-    now = now or timezone.now()
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=pk).update(last_used_at=now)
     centre_ids = sorted(row[4] for row in rows if row[4] is not None)
@@ -125,7 +165,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
         principal = api_token_authenticate(raw)
         if principal is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
         return principal, principal.token
 
     def authenticate_header(self, request) -> str:
@@ -155,7 +195,8 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "A per-integration token from `manage.py create_api_token --centre CODE`.",
+            "description": "A per-integration token, issued on the admin's API tokens page or by "
+            "`manage.py create_api_token --centre CODE`.",
         }
 
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from surveillance.access.audit import audit_write
 from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import (
     FollowUpVisit,
@@ -284,6 +285,38 @@ def webhook_deliver(delivery: WebhookDelivery, *, now: dt.datetime | None = None
         code,
     )
     return values["status"]
+
+
+#: Deliveries a redelivery may put back: those that ended. One pending or being sent is on its way already.
+REDELIVERABLE = (WebhookStatus.FAILED, WebhookStatus.DELIVERED)
+
+
+def webhook_redeliver(delivery_ids: list[int], *, by=None, now: dt.datetime | None = None) -> int:
+    """Put ended deliveries back in the outbox, due now with a full allowance of attempts; returns how many.
+
+    Nothing is posted here: the next ``webhooks_deliver_due`` run claims and posts them like any delivery, signed
+    afresh, with the same ``X-CartWatch-Delivery`` id (a receiver that kept the first drops the repeat). Each row
+    moves by compare-and-set on the status it was read with, and each move is audited with what it replaced.
+    """
+    now = now or timezone.now()
+    moved = 0
+    ended = WebhookDelivery.objects.filter(pk__in=delivery_ids, status__in=REDELIVERABLE).order_by("pk")
+    with transaction.atomic():
+        for pk, status, attempts in ended.values_list("pk", "status", "attempts"):
+            won = WebhookDelivery.objects.filter(pk=pk, status=status).update(
+                status=WebhookStatus.PENDING, attempts=0, next_attempt_at=now, delivered_at=None
+            )
+            if not won:
+                continue
+            moved += 1
+            audit_write(
+                "webhook_redeliver",
+                object_type="webhookdelivery",
+                object_id=pk,
+                changes={"status": [status, WebhookStatus.PENDING], "attempts": attempts},
+                by=by,
+            )
+    return moved
 
 
 def webhooks_deliver_batch(now: dt.datetime | None = None, *, worker: str | None = None) -> int:

@@ -19,8 +19,9 @@ def api_key_digest(raw_key: str) -> str:
 
 
 class ApiTokenQuerySet(models.QuerySet):
-    def live(self) -> ApiTokenQuerySet:
-        return self.filter(revoked_at__isnull=True)
+    def live(self, now: dt.datetime) -> ApiTokenQuerySet:
+        """Tokens that authenticate at ``now``: not revoked, not expired."""
+        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now), revoked_at__isnull=True)
 
 
 class ApiToken(models.Model):
@@ -36,12 +37,16 @@ class ApiToken(models.Model):
     read_only = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The token stops working at this moment; empty: until revoked."
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "API token"
 
     def __str__(self) -> str:
         return f"API token {self.name} ({self.prefix})"
@@ -55,6 +60,9 @@ class ApiToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def is_expired(self, now: dt.datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class WebhookEvent(models.TextChoices):

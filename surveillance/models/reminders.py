@@ -30,6 +30,11 @@ class Purpose(models.TextChoices):
 #: Patient messages that carry the visit's calendar entry (REQUEST, or CANCEL for a cancelled visit).
 PATIENT_CALENDAR_PURPOSES = (Purpose.UPCOMING, Purpose.MOVED, Purpose.CANCELLED)
 
+#: Care-team notices told in the centre's daily digest (``reminders.digests``) rather than one email each: news,
+#: not escalations. Overdue and missed visits stay immediate emails.
+DIGEST_PURPOSES = (Purpose.WINDOW_OPEN,)
+_IN_DIGEST = models.Q(audience=Audience.CARE_TEAM, purpose__in=DIGEST_PURPOSES)
+
 
 class ReminderStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -42,8 +47,24 @@ class ReminderStatus(models.TextChoices):
 
 class ReminderQuerySet(models.QuerySet):
     def due(self, at: dt.datetime) -> ReminderQuerySet:
-        """Pending rows whose next attempt falls at or before ``at`` (the dispatcher's partial index serves it)."""
-        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=at)
+        """Pending rows the dispatcher sends whose next attempt falls at or before ``at`` (its partial index serves
+        it). The daily digest's notices wait for their digest instead (``digest_due``)."""
+        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=at).exclude(_IN_DIGEST)
+
+    def claim(self, token: str, lease_expires_at: dt.datetime, now: dt.datetime) -> int:
+        """``pending -> sending`` for ``token`` with a lease, one attempt more, by compare-and-set: a row another
+        worker took meanwhile is not counted. Returns how many rows this caller won."""
+        return self.filter(status=ReminderStatus.PENDING).update(
+            status=ReminderStatus.SENDING,
+            lease_expires_at=lease_expires_at,
+            claimed_by=token,
+            attempts=models.F("attempts") + 1,
+            updated_at=now,
+        )
+
+    def digest_due(self, before: dt.datetime) -> ReminderQuerySet:
+        """Pending notices of the daily digest whose moment comes before ``before`` (``reminder_digest_due_idx``)."""
+        return self.filter(_IN_DIGEST, status=ReminderStatus.PENDING, next_attempt_at__lt=before)
 
 
 class Reminder(models.Model):
@@ -98,6 +119,12 @@ class Reminder(models.Model):
                 fields=["lease_expires_at"],
                 condition=models.Q(status="sending"),
                 name="reminder_lease_recovery_idx",
+            ),
+            # the daily digest's query (``digest_due``): window-open notices waiting for their centre's digest
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending", audience="care_team", purpose="window_open"),
+                name="reminder_digest_due_idx",
             ),
         ]
 
@@ -187,15 +214,24 @@ class DispatcherRun(models.Model):
         return f"dispatcher {self.worker} at {self.finished_at:%Y-%m-%d %H:%M:%S}"
 
 
-class CareTeamDigest(models.Model):
-    """One weekly digest per centre and week: the unique key makes a second beat or a re-run send nothing."""
+class DigestRun(models.Model):
+    """What a care-team digest row records of the run that sends it: when it was claimed
+    (``reminders.digests.digest_claim``), when it went out with which Message-ID, or why it did not."""
 
-    centre = models.ForeignKey("surveillance.TreatmentCentre", on_delete=models.CASCADE, related_name="digests")
-    week_start = models.DateField()
     claimed_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class CareTeamDigest(DigestRun):
+    """One weekly digest per centre and week: the unique key makes a second beat or a re-run send nothing."""
+
+    centre = models.ForeignKey("surveillance.TreatmentCentre", on_delete=models.CASCADE, related_name="digests")
+    week_start = models.DateField()
 
     class Meta:
         ordering = ["-week_start", "centre"]
@@ -203,3 +239,26 @@ class CareTeamDigest(models.Model):
 
     def __str__(self) -> str:
         return f"digest {self.centre_id} week of {self.week_start}"
+
+
+class CareTeamDailyDigest(DigestRun):
+    """One daily digest per centre and centre-local day: the visits whose window opened, in one email.
+
+    The unique key makes a second beat or a re-run claim nothing. A day with nothing to tell is settled without
+    an email, so notices planned later that day wait for the next morning's digest instead of going out alone.
+    """
+
+    centre = models.ForeignKey("surveillance.TreatmentCentre", on_delete=models.CASCADE, related_name="daily_digests")
+    day = models.DateField(help_text="The centre's local date.")
+    settled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the day's notices were dealt with: sent (``sent_at``), skipped or none."
+    )
+    listed = models.PositiveIntegerField(default=0, help_text="Window-open notices the email listed.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Notices skipped as stale or no longer applying.")
+
+    class Meta:
+        ordering = ["-day", "centre"]
+        constraints = [models.UniqueConstraint(fields=["centre", "day"], name="daily_digest_one_per_centre_day")]
+
+    def __str__(self) -> str:
+        return f"daily digest {self.centre_id} of {self.day}"

@@ -179,13 +179,7 @@ def reminder_claim_due(now: dt.datetime, limit: int, token: str) -> list[int]:
         ids = list(due.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
-        Reminder.objects.filter(pk__in=ids, status=ReminderStatus.PENDING).update(
-            status=ReminderStatus.SENDING,
-            lease_expires_at=lease,
-            claimed_by=token,
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
+        Reminder.objects.filter(pk__in=ids).claim(token, lease, now)
     won = Reminder.objects.filter(pk__in=ids, claimed_by=token, status=ReminderStatus.SENDING)
     return list(won.values_list("pk", flat=True))
 

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
@@ -38,15 +37,12 @@ from surveillance.models import (
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage
 from surveillance.models.reminders import CareTeamDigest
 from surveillance.reminders import messages, outbox
+from surveillance.reminders.digests import DIGEST_LOCAL_HOUR, digest_claim
 from surveillance.signals.review import signal_reviews_escalate
 
 logger = logging.getLogger("surveillance.reminders.sweep")
 
 MISSED_REASON = "Window closed without a recorded visit"
-#: The weekly digest goes out from this hour of the centre's Monday (the task runs every hour).
-DIGEST_LOCAL_HOUR = 7
-#: A digest claimed this long ago and still unsent is taken over by the next run.
-DIGEST_CLAIM = dt.timedelta(minutes=10)
 
 
 @dataclass
@@ -192,7 +188,7 @@ def care_team_digest_send(now: dt.datetime | None = None) -> int:
 
     A centre's week starts at 07:00 on its own Monday (``DIGEST_LOCAL_HOUR``): the task runs hourly and a centre
     whose Monday morning has not come yet is left for a later run. The (centre, week) row is claimed first, so a
-    second beat or a re-run sends nothing; a claim left unsent by a crash is taken over after ``DIGEST_CLAIM``. A
+    second beat or a re-run sends nothing; a claim left unsent by a crash is taken over (``digests.digest_claim``). A
     mail error is recorded and raised (the task retries).
     """
     now = now or timezone.now()
@@ -204,7 +200,7 @@ def care_team_digest_send(now: dt.datetime | None = None) -> int:
             if local.weekday() == 0 and local.hour < DIGEST_LOCAL_HOUR:
                 continue  # the week's digest waits for the centre's Monday morning, not UTC's
             week = week_start_of(local.date())
-            digest = _digest_claim(centre, week, now)
+            digest = digest_claim(CareTeamDigest, now, done_field="sent_at", centre=centre, week_start=week)
             if digest is None:
                 continue
             message_id = messages.message_id_for(f"digest:{centre.pk}:{week.isoformat()}")
@@ -226,25 +222,3 @@ def care_team_digest_send(now: dt.datetime | None = None) -> int:
         if connection is not None:
             connection.close()
     return sent
-
-
-def _digest_claim(centre: TreatmentCentre, week: dt.date, now: dt.datetime) -> CareTeamDigest | None:
-    try:
-        with transaction.atomic():
-            return CareTeamDigest.objects.create(centre=centre, week_start=week, claimed_at=now)
-    except IntegrityError:
-        pass
-    digest = CareTeamDigest.objects.get(centre=centre, week_start=week)
-    if digest.sent_at is not None:
-        return None
-    won = CareTeamDigest.objects.filter(
-        pk=digest.pk, sent_at__isnull=True, claimed_at=digest.claimed_at, claimed_at__lt=now - DIGEST_CLAIM
-    ).update(claimed_at=now)
-    if not won and digest.last_error == "":
-        return None
-    if not won:
-        # the last claimant failed and said so: take it over at once
-        won = CareTeamDigest.objects.filter(pk=digest.pk, sent_at__isnull=True, claimed_at=digest.claimed_at).update(
-            claimed_at=now, last_error=""
-        )
-    return digest if won else None

@@ -8,7 +8,7 @@ import smtplib
 from celery import shared_task
 from django.db import transaction
 
-from surveillance.reminders import dispatch, prepare, sweep
+from surveillance.reminders import digests, dispatch, prepare, sweep
 
 
 @shared_task(ignore_result=True)
@@ -33,6 +33,11 @@ def daily_sweep() -> dict:
 @shared_task(ignore_result=True, autoretry_for=(smtplib.SMTPException, OSError), retry_backoff=60, max_retries=6)
 def weekly_digest() -> int:
     return sweep.care_team_digest_send()
+
+
+@shared_task(ignore_result=True, autoretry_for=(smtplib.SMTPException, OSError), retry_backoff=60, max_retries=6)
+def daily_digest() -> dict:
+    return digests.daily_digests_send().as_dict()
 
 
 def dispatch_soon() -> None:

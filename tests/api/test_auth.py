@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from surveillance.api.auth import api_token_revoke
+from surveillance.api.auth import api_token_create, api_token_revoke
 from surveillance.models import ApiToken, AuditEntry
 from tests.api.conftest import token_client
 
@@ -34,7 +37,7 @@ def test_it_refuses_an_unknown_token(db):
         "title": "Unauthorized",
         "status": 401,
         "code": "authentication_failed",
-        "detail": "Invalid or revoked token.",
+        "detail": "Invalid, revoked or expired token.",
     }
 
 
@@ -112,3 +115,41 @@ def test_it_records_a_staff_members_api_read_with_the_user_and_address(staff_cli
     entry = AuditEntry.objects.filter(action="api_get", patient_id=patient.pk).latest("pk")
     assert (entry.actor, entry.actor_label, entry.remote_addr) == (coordinator_a, "", "192.0.2.7")
     assert entry.changes == {"status": 200, "path": f"/api/v1/patients/{patient.pk}"}
+
+
+def test_it_refuses_an_expired_token(centre_a):
+    token, raw = api_token_create("night-feed", [centre_a], expires_at=timezone.now() + dt.timedelta(hours=1))
+    api = token_client(raw)
+    assert api.get("/api/v1/centres").status_code == 200
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    response = api.get("/api/v1/centres")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Invalid, revoked or expired token."
+
+
+def test_it_audits_tokens_issued_and_revoked_from_the_commands(centre_a):
+    call_command("create_api_token", "--centre", "a", "--name", "cli-feed", stdout=io.StringIO(), stderr=io.StringIO())
+    call_command("revoke_api_token", "cli-feed", stdout=io.StringIO())
+    entries = AuditEntry.objects.filter(object_type="apitoken").order_by("pk")
+    assert [(e.action, e.actor_label) for e in entries] == [("token_issue", "system"), ("token_revoke", "system")]
+
+
+def test_it_issues_a_token_until_a_day_from_the_command(centre_a):
+    last_day = timezone.localdate(timezone.now(), centre_a.tz) + dt.timedelta(days=10)
+    out = io.StringIO()
+    call_command(
+        "create_api_token",
+        "--centre",
+        "a",
+        "--name",
+        "until-feed",
+        "--expires-on",
+        last_day.isoformat(),
+        stdout=out,
+        stderr=io.StringIO(),
+    )
+    token = ApiToken.objects.get(name="until-feed")
+    assert token.expires_at == dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), tzinfo=centre_a.tz)
+    assert token_client(out.getvalue().strip()).get("/api/v1/centres").status_code == 200
+    with pytest.raises(CommandError, match="has passed"):
+        call_command("create_api_token", "--centre", "a", "--expires-on", "2020-01-01", stderr=io.StringIO())

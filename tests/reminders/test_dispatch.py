@@ -130,7 +130,7 @@ def test_it_catches_up_after_downtime_but_never_sends_late_what_has_passed(
     visit = open_visit(make_patient(centre_a), today)  # due 7 Nov, window to 22 Nov
     missed_moment = dt.datetime(2026, 10, 31, 13, tzinfo=UTC)
     catch_up = add_reminder(visit, missed_moment, days_before=7)
-    escalation = add_reminder(visit, missed_moment, audience=Audience.CARE_TEAM, purpose=Purpose.WINDOW_OPEN)
+    escalation = add_reminder(visit, missed_moment, audience=Audience.CARE_TEAM, purpose=Purpose.OVERDUE)
     dispatch.dispatch_run(dt.datetime(2026, 11, 2, 14, tzinfo=UTC))  # two days of downtime
     assert {m["X-CARTWatch-Reminder"] for m in smtp_settings.messages} == {str(catch_up.pk), str(escalation.pk)}
 
