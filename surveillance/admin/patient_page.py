@@ -40,6 +40,7 @@ from surveillance.models.patients import CLOSED_STATUSES, FlagSource, PatientSta
 from surveillance.models.protocols import VisitKind
 from surveillance.models.visits import RECORDABLE_STATUSES
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.seeds.labels import label
 
 TIMELINE_YEARS = 15
 REMINDERS_SHOWN = 200
@@ -187,13 +188,8 @@ RESULT_CHOICES = [
 
 
 def _assessments(visit: FollowUpVisit) -> list[tuple[str, str]]:
-    items = []
-    for item in visit.assessments or []:
-        if isinstance(item, dict):
-            items.append((str(item.get("code")), str(item.get("label") or item.get("code"))))
-        else:
-            items.append((str(item), str(item)))
-    return items
+    """The visit's assessment codes with the labels a coordinator reads (``seeds/labels.yaml``)."""
+    return [(str(code), label(str(code))) for code in visit.assessments or []]
 
 
 class CompleteForm(forms.Form):
@@ -204,9 +200,9 @@ class CompleteForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.today = today
         self.assessment_codes = []
-        for code, label in _assessments(visit):
+        for code, text in _assessments(visit):
             name = f"result_{code}"
-            self.fields[name] = forms.ChoiceField(choices=RESULT_CHOICES, required=False, label=label)
+            self.fields[name] = forms.ChoiceField(choices=RESULT_CHOICES, required=False, label=text)
             self.assessment_codes.append((code, name))
 
     def clean_completed_on(self):

@@ -35,6 +35,7 @@ from surveillance.models.integrations import WebhookEvent
 from surveillance.models.patients import RiskFlag
 from surveillance.models.visits import PLAN_FIELDS
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.seeds.labels import labels_of
 
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 MAX_RESULT_KEYS = 50
@@ -390,12 +391,34 @@ def _row_value_renderer(field: serializers.Field):
     return field.to_representation
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "label": {"type": "string"}},
+            "required": ["code", "label"],
+        },
+    }
+)
+class AssessmentLabelsField(serializers.ReadOnlyField):
+    """The visit's assessment codes with their English labels from the catalogue (``seeds/labels.yaml``)."""
+
+    def to_representation(self, value):
+        return labels_of(value or [])
+
+
 class VisitSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="infusion.patient_id", read_only=True)
     centre = serializers.CharField(source="infusion.patient.centre.code", read_only=True)
+    assessments_display = AssessmentLabelsField(source="assessments")
 
-    #: Columns of a list row that come through joins, by field name.
-    JOINED = {"patient": "infusion__patient_id", "centre": "infusion__patient__centre__code"}
+    #: Columns of a list row that come through joins (or under another name), by field name.
+    JOINED = {
+        "patient": "infusion__patient_id",
+        "centre": "infusion__patient__centre__code",
+        "assessments_display": "assessments",
+    }
 
     @classmethod
     def rows(cls, queryset: QuerySet) -> QuerySet:
@@ -414,6 +437,7 @@ class VisitSerializer(serializers.ModelSerializer):
             "rule_code",
             "occurrence",
             *PLAN_FIELDS,
+            "assessments_display",
             "status",
             "status_reason",
             "completed_on",
