@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from django.conf import settings
+
+from surveillance.seeds.files import yaml_read
 
 FILE_NAME = "labels.yaml"
 SECTIONS = ("assessments", "analytes", "visit_kinds", "outcomes")
@@ -83,11 +84,7 @@ def catalogue_from_dict(data: object) -> Catalogue:
 
 
 def catalogue_read(seeds_dir: Path) -> Catalogue:
-    try:
-        data = yaml.safe_load((seeds_dir / FILE_NAME).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise LabelsError(f"cannot read: {exc}") from exc
-    return catalogue_from_dict(data)
+    return catalogue_from_dict(yaml_read(seeds_dir / FILE_NAME, LabelsError))
 
 
 @functools.cache

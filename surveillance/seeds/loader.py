@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from surveillance.models import CarTProduct, ProductCode, Protocol, ProtocolRule, ProtocolStatus, SignalRuleSet
 from surveillance.scheduling import engine, protocol_file
-from surveillance.seeds import labels
+from surveillance.seeds import analytes, labels
 from surveillance.signals.rules import ruleset_from_dict
 
 PRODUCT_FIELDS = (
@@ -177,14 +177,19 @@ def _rule_fields(rule: engine.RuleSpec) -> dict:
 
 
 def labels_check(seeds_dir: Path, assessments: set[str]) -> None:
-    """The labels catalogue parses and labels every assessment code a protocol names, in every language."""
+    """The labels catalogue and the analytes parse, and every assessment code a protocol names and every analyte
+    has a label in every language."""
     try:
         catalogue = labels.catalogue_read(seeds_dir)
+        analyte_codes = analytes.analytes_read(seeds_dir)
     except labels.LabelsError as exc:
         raise SeedError(f"{labels.FILE_NAME}: {exc}") from exc
-    missing = catalogue.missing("assessments", assessments)
-    if missing:
-        raise SeedError(f"{labels.FILE_NAME}: assessments without a label: {', '.join(missing)}")
+    except analytes.AnalytesError as exc:
+        raise SeedError(f"{analytes.FILE_NAME}: {exc}") from exc
+    for section, codes in (("assessments", assessments), ("analytes", analyte_codes)):
+        missing = catalogue.missing(section, codes)
+        if missing:
+            raise SeedError(f"{labels.FILE_NAME}: {section} without a label: {', '.join(missing)}")
 
 
 def protocols_load(paths: list[Path], report: SeedReport) -> set[str]:
