@@ -719,6 +719,12 @@ class ImportCountsSerializer(serializers.Serializer):
     closed = serializers.IntegerField(required=False)
 
 
+class ImportReconciledSerializer(serializers.Serializer):
+    completed = serializers.IntegerField()
+    booked = serializers.IntegerField()
+    results_recorded = serializers.IntegerField()
+
+
 class ImportIgnoredSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     by_reason = serializers.DictField(child=serializers.IntegerField())
@@ -741,6 +747,9 @@ class ImportReportSerializer(serializers.Serializer):
     risk_flags_recorded = serializers.IntegerField(help_text="Risk flags new or changed on the patients' infusions.")
     signals_raised = serializers.IntegerField(
         help_text="Second-cancer signals raised from the results and diagnoses imported (each on a physician review)."
+    )
+    visits_reconciled = ImportReconciledSerializer(
+        help_text="Visits completed by the EHR's finished encounters, booked by its appointments, and results filled."
     )
     ignored = ImportIgnoredSerializer()
     lines = serializers.IntegerField()

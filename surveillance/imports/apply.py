@@ -17,6 +17,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from surveillance.care import infusions, lifecycle, planning, risk_flags
+from surveillance.care.reconcile import reconcile_from_ehr
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
     ClinicalResource,
@@ -492,6 +493,7 @@ class Importer:
             for left_out in parsed.ignored:
                 self.report.ignored[f"{left_out.resource_type}: {left_out.reason}"] += 1
             self.report.signals_raised += signals_record(infusion, parsed.records(), source="ehr-import").raised
+            self.report.reconciled(reconcile_from_ehr(patient, items, parsed.labs, sender=self.source_system))
 
     # --- one record, in a savepoint
     def apply(self, item, siblings: Iterable[InfusionRecord] = ()) -> None:
