@@ -54,15 +54,13 @@ def _transition(
     by,
     reason: str,
     now: dt.datetime,
-    match: dict | None = None,
+    match: Q | None = None,
     **values,
 ) -> FollowUpVisit:
-    """``match``: more of the visit's columns that must still hold their value for the change to apply."""
+    """``match``: what else must still hold of the visit for the change to apply."""
     before = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
     with transaction.atomic():
-        current = FollowUpVisit.objects.filter(
-            pk=visit.pk, status__in=expected, sequence=visit.sequence, **(match or {})
-        )
+        current = FollowUpVisit.objects.filter(match or Q(), pk=visit.pk, status__in=expected, sequence=visit.sequence)
         updated = current.update(status_changed_at=now, status_changed_by=by, updated_at=now, **values)
         if updated != 1:
             raise TransitionError(f"visit {visit.pk} is no longer {' or '.join(expected)}; reload and try again")
@@ -90,13 +88,20 @@ def visit_mark_completed(
     """Record a visit as done. A date outside the window is allowed (it happened) but must not be in the future.
 
     An unrecorded visit (planned after its window closed) is recorded the same way, from the clinic's notes.
-    ``source`` names the EHR encounter that says it took place (``care.reconcile``); empty when a person says so."""
+    ``source`` names the EHR encounter that says it took place (``care.reconcile``); empty when a person says so.
+    The EHR's word also stands against the daily sweep's: a visit the sweep marked missed (no person did) is
+    recorded done when an encounter shows it took place."""
     now = now or timezone.now()
     if completed_on > timezone.localdate(now):
         raise TransitionError("a visit cannot be completed on a future date")
+    expected, match = RECORDABLE_STATUSES, None
+    if source:
+        expected = (*RECORDABLE_STATUSES, VisitStatus.MISSED)
+        match = ~Q(status=VisitStatus.MISSED) | Q(status_changed_by__isnull=True)
     return _transition(
         visit,
-        RECORDABLE_STATUSES,
+        expected,
+        match=match,
         action="completed",
         by=by,
         reason=f"EHR encounter {source}"[:255] if source else "",
@@ -125,7 +130,7 @@ def visit_ehr_completion_undo(
         by=by,
         reason=reason,
         now=now or timezone.now(),
-        match={"completed_source": visit.completed_source},
+        match=Q(completed_source=visit.completed_source),
         status=VisitStatus.SCHEDULED,
         completed_on=None,
         completed_source="",
@@ -148,7 +153,7 @@ def visit_book(
         by=by,
         reason=f"EHR appointment {source}"[:255],
         now=now or timezone.now(),
-        match={"booked_for": visit.booked_for, "booked_source": visit.booked_source},
+        match=Q(booked_for=visit.booked_for, booked_source=visit.booked_source),
         booked_for=on,
         booked_source=source[:255] if on else "",
     )

@@ -10,8 +10,9 @@ A coordinator should not have to type in that a visit happened when the hospital
   or the encounter names no site — the encounter counts when it comes from the patient's own source system (its
   own source, else the source of the Patient it names, is the patient's ``source_system``). An encounter naming
   a site the centre does not list happened elsewhere and changes nothing.
-- Only a scheduled or not-yet-recorded visit is completed this way; a visit a person completed, missed or
-  cancelled stays as it is, and so does one whose EHR completion a coordinator undid for that same encounter.
+- Only a scheduled or not-yet-recorded visit, or one the daily sweep (not a person) marked missed, is completed
+  this way; a visit a person completed, missed or cancelled stays as it is, and so does one whose EHR completion a
+  coordinator undid for that same encounter.
   Encounters outside every open window, not finished, or dated after today change nothing. When windows overlap,
   the visit whose due date is nearest takes the encounter; each encounter completes one visit at most.
 - **Observations dated inside a visit's window fill its results** (``care.results.results_record``, source EHR):
@@ -79,9 +80,15 @@ class VisitState:
     ehr_completion_undone: str = ""
     booked_for: dt.date | None = None
     booked_source: str = ""
+    settled_by_person: bool = False  # its status was last set by a person (not the sweep, not an import)
 
     def contains(self, day: dt.date) -> bool:
         return self.window_start <= day <= self.window_end
+
+    @property
+    def completable(self) -> bool:
+        """Whether an encounter may record it done: open, or missed by the sweep rather than by a person."""
+        return self.status in COMPLETABLE or (self.status == VisitStatus.MISSED and not self.settled_by_person)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +172,7 @@ def _completions(
         if encounter.status != FINISHED or encounter.on is None or encounter.on > today or not site.holds(encounter):
             continue
         open_visits = [
-            v
-            for v in visits
-            if v.status in COMPLETABLE and v.pk not in taken and v.ehr_completion_undone != encounter.source_id
+            v for v in visits if v.completable and v.pk not in taken and v.ehr_completion_undone != encounter.source_id
         ]
         visit = _nearest(open_visits, encounter.on)
         if visit is not None:
@@ -268,6 +273,7 @@ def _state(visit: FollowUpVisit) -> VisitState:
         visit.ehr_completion_undone,
         visit.booked_for,
         visit.booked_source,
+        visit.status_changed_by_id is not None,
     )
 
 

@@ -67,9 +67,19 @@ def test_it_accepts_a_siteless_encounter_from_the_patients_own_source_system_onl
 
 
 def test_it_leaves_visits_a_person_settled_and_an_undone_encounter_alone():
-    visits = [visit(1, 0, status="completed"), visit(2, 1, status="missed"), visit(3, 2, ehr_completion_undone="e")]
+    visits = [
+        visit(1, 0, status="completed", settled_by_person=True),
+        visit(2, 1, status="missed", settled_by_person=True),
+        visit(3, 2, status="cancelled"),
+        visit(4, 3, ehr_completion_undone="e"),
+    ]
     assert decide(visits, [encounter("e", -1)]).completions == []
-    assert decide(visits, [encounter("other", -1)]).completions == [(3, "other", day(-1))]
+    assert decide(visits, [encounter("other", -1)]).completions == [(4, "other", day(-1))]
+
+
+def test_it_completes_a_visit_the_sweep_marked_missed():
+    plan = decide([visit(1, -20, status="missed")], [encounter("late-feed", -15)])
+    assert plan.completions == [(1, "late-feed", day(-15))]
 
 
 def test_it_gives_overlapping_windows_one_encounter_each_by_nearest_due_date():

@@ -16,6 +16,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from surveillance.care import lifecycle
 from surveillance.care.results import ResultEntry, results_record
 from surveillance.imports import ehr_import
 from surveillance.models import AuditEntry, FollowUpVisit, Reminder, VisitChange, VisitResult, VisitStatus
@@ -225,3 +226,15 @@ def test_it_lets_a_coordinator_undo_an_ehr_completion(centre, client, coordinato
     ehr_import.bundle_import(export(synthea_encounter(3, 95)), centre)  # the same encounter again
     m3.refresh_from_db()
     assert m3.status == VisitStatus.SCHEDULED
+
+
+def test_it_records_done_a_visit_the_sweep_marked_missed_but_not_one_a_person_did(centre, coordinator_a):
+    ehr_import.bundle_import(export(), centre)
+    m3, d28 = visit("M3"), visit("D28")
+    lifecycle.visit_mark_missed(m3, reason="window closed")  # the daily sweep: no person
+    FollowUpVisit.objects.filter(pk=d28.pk).update(status="scheduled")
+    lifecycle.visit_mark_missed(visit("D28"), reason="patient said no", by=coordinator_a)
+    report = ehr_import.bundle_import(export(synthea_encounter(3, 95), synthea_encounter(4, 30)), centre)
+    assert report.visits_completed == 1
+    assert (visit("M3").status, visit("M3").completed_source) == ("completed", "enc-95")
+    assert visit("D28").status == VisitStatus.MISSED
