@@ -25,6 +25,7 @@ from surveillance.access.audit import audit_record
 from surveillance.admin.display import date_text
 from surveillance.admin.worklists import ContactForm, workspace_today
 from surveillance.care import infusions, lifecycle, planning
+from surveillance.care.results import ResultEntry, ResultsRefused, canonical_unit, visit_record
 from surveillance.care.risk_flags import FlagFacts, risk_flag_write
 from surveillance.exports.printed_schedule import printed_schedule
 from surveillance.models import (
@@ -34,6 +35,7 @@ from surveillance.models import (
     MalignancyEvent,
     Patient,
     Reminder,
+    ResultOutcome,
     RiskFlag,
     VisitStatus,
 )
@@ -41,6 +43,8 @@ from surveillance.models.patients import CLOSED_STATUSES, FlagSource, PatientSta
 from surveillance.models.protocols import VisitKind
 from surveillance.models.visits import RECORDABLE_STATUSES
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.seeds.analytes import analytes
+from surveillance.seeds.labels import label
 
 TIMELINE_YEARS = 15
 REMINDERS_SHOWN = 200
@@ -179,36 +183,39 @@ def patient_url(patient_id: int) -> str:
 
 # --- Visit actions ------------------------------------------------------------------------------------------------
 
-RESULT_CHOICES = [
-    ("", "—"),
-    ("normal", "Done, normal"),
-    ("abnormal", "Done, abnormal"),
-    ("not_done", "Not done"),
-]
-
 
 def _assessments(visit: FollowUpVisit) -> list[tuple[str, str]]:
-    items = []
-    for item in visit.assessments or []:
-        if isinstance(item, dict):
-            items.append((str(item.get("code")), str(item.get("label") or item.get("code"))))
-        else:
-            items.append((str(item), str(item)))
-    return items
+    """The visit's assessment codes with the labels a coordinator reads (``seeds/labels.yaml``)."""
+    return [(str(code), label(str(code))) for code in visit.assessments or []]
 
 
 class CompleteForm(forms.Form):
+    """Record a visit done: how each assessment went, the blood count's values if at hand, and a note. The
+    "nothing abnormal for the rest" button records every assessment left blank as done, nothing abnormal."""
+
     completed_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Done on")
     note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args, visit: FollowUpVisit, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
         self.today = today
+        outcomes = [("", "—"), *((value, label(value)) for value in ResultOutcome.values)]
         self.assessment_codes = []
-        for code, label in _assessments(visit):
+        for code, text in _assessments(visit):
             name = f"result_{code}"
-            self.fields[name] = forms.ChoiceField(choices=RESULT_CHOICES, required=False, label=label)
+            self.fields[name] = forms.ChoiceField(choices=outcomes, required=False, label=text)
             self.assessment_codes.append((code, name))
+        self.analyte_fields = []
+        for analyte in analytes().values():
+            assessment = analyte.assessment_of(visit.assessments or [])
+            if assessment is None:
+                continue
+            value, unit = f"value_{analyte.code}", f"unit_{analyte.code}"
+            self.fields[value] = forms.FloatField(required=False, label=label(analyte.code))
+            self.fields[unit] = forms.CharField(
+                max_length=32, required=False, label="Unit", initial=canonical_unit(analyte)
+            )
+            self.analyte_fields.append((assessment, analyte.code, value, unit))
 
     def clean_completed_on(self):
         value = self.cleaned_data["completed_on"]
@@ -216,11 +223,38 @@ class CompleteForm(forms.Form):
             raise forms.ValidationError("A visit cannot be recorded as done on a future date.")
         return value
 
-    def results(self) -> dict:
-        results = {code: self.cleaned_data[name] for code, name in self.assessment_codes if self.cleaned_data[name]}
-        if self.cleaned_data.get("note"):
-            results["note"] = self.cleaned_data["note"]
-        return results
+    def entries(self) -> tuple[list[ResultEntry], list[str]]:
+        """The results entered, and the form field each one came from (to place a refusal's message)."""
+        entries, names = [], []
+        for code, name in self.assessment_codes:
+            if self.cleaned_data[name]:
+                entries.append(ResultEntry(code, self.cleaned_data[name]))
+                names.append(name)
+        for assessment, analyte, value, unit in self.analyte_fields:
+            if self.cleaned_data[value] is not None:
+                done_on = self.cleaned_data["completed_on"]
+                entries.append(
+                    ResultEntry(
+                        assessment,
+                        analyte=analyte,
+                        value=self.cleaned_data[value],
+                        unit=self.cleaned_data[unit].strip(),
+                        effective_on=done_on,
+                    )
+                )
+                names.append(value)
+        return entries, names
+
+    def refusal_show(self, refused: ResultsRefused, names: list[str]) -> None:
+        for where, messages_ in refused.problems.items():
+            index, _, part = where.partition(".")
+            name = names[int(index)]
+            if part == "unit":
+                name = name.replace("value_", "unit_", 1)
+            self.add_error(name, " ".join(messages_))
+
+    def notes(self) -> dict:
+        return {"note": self.cleaned_data["note"]} if self.cleaned_data.get("note") else {}
 
 
 class RescheduleForm(forms.Form):
@@ -276,9 +310,19 @@ def visit_page_view(model_admin, request, object_id):
         if form.is_valid():
             try:
                 if action == "complete":
-                    lifecycle.visit_mark_completed(
-                        visit, completed_on=form.cleaned_data["completed_on"], results=form.results(), by=request.user
-                    )
+                    entries, names = form.entries()
+                    try:
+                        visit_record(
+                            visit,
+                            completed_on=form.cleaned_data["completed_on"],
+                            results=entries,
+                            rest_normal="rest_normal" in request.POST,
+                            notes=form.notes(),
+                            actor=request.user,
+                        )
+                    except ResultsRefused as refused:
+                        form.refusal_show(refused, names)
+                        raise lifecycle.TransitionError("Some results cannot be recorded; see below.") from None
                     done = f"Visit {visit.label} recorded as done."
                 elif action == "reschedule":
                     lifecycle.visit_reschedule(
@@ -313,6 +357,10 @@ def visit_page_view(model_admin, request, object_id):
         "error": error,
         "next": _safe_next(request, fallback),
         "changes": visit.changes.select_related("by").order_by("-at")[:20],
+        "results": [
+            (label(row.assessment), label(row.analyte) if row.analyte else "", row)
+            for row in visit.assessment_results.all()
+        ],
     }
     status = 400 if action and (error or any(f.is_bound and f.errors for f in (complete, reschedule, cancel))) else 200
     return TemplateResponse(request, "surveillance/admin/visit_page.html", context, status=status)

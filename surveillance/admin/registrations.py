@@ -432,7 +432,7 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
     search_fields = _via("infusion__patient")
     list_select_related = ("infusion__patient",)
     ordering = ("due_date", "pk")
-    actions = ["mark_contacted", "log_attempt", "cancel_with_reason", "export_csv"]
+    actions = ["mark_contacted", "log_attempt", "cancel_with_reason", "undo_ehr_completion", "export_csv"]
 
     @admin.display(description="Patient", ordering="infusion__patient__family_name")
     def patient_col(self, obj):
@@ -458,6 +458,10 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
     @admin.action(description="Cancel with a reason…", permissions=["change"])
     def cancel_with_reason(self, request, queryset):
         return wl.cancel_with_reason(self, request, queryset)
+
+    @admin.action(description="Undo EHR completion (schedule again)…", permissions=["change"])
+    def undo_ehr_completion(self, request, queryset):
+        return wl.undo_ehr_completion(self, request, queryset)
 
     @admin.action(description="Export selected as CSV", permissions=["view"])
     def export_csv(self, request, queryset):

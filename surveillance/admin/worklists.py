@@ -295,32 +295,67 @@ def log_attempt(modeladmin, request, queryset, *, patient_path: str):
     )
 
 
-def cancel_with_reason(modeladmin, request, queryset):
-    form = CancelForm(request.POST if "apply" in request.POST else None)
+class UndoEhrCompletionForm(forms.Form):
+    reason = forms.CharField(
+        max_length=255, help_text="Why the EHR encounter was not this visit (kept with the change)."
+    )
+
+
+def _visits_with_reason(modeladmin, request, queryset, form_class, *, title: str, action: str, transition, done: str):
+    """A bulk action that asks for one reason, then applies a lifecycle transition to each selected visit; visits
+    someone else changed first are counted, not failed."""
+    form = form_class(request.POST if "apply" in request.POST else None)
     if form.is_bound and form.is_valid():
-        done = failed = 0
+        applied = refused = 0
         for visit in queryset.select_related("infusion__patient__centre", "rule"):
             try:
-                lifecycle.visit_cancel(visit, reason=form.cleaned_data["reason"], by=request.user)
-                done += 1
+                transition(visit, reason=form.cleaned_data["reason"], by=request.user)
+                applied += 1
             except lifecycle.TransitionError:
-                failed += 1
-        modeladmin.message_user(request, f"{done} visit(s) cancelled.", messages.SUCCESS)
-        if failed:
-            modeladmin.message_user(request, f"{failed} visit(s) were no longer scheduled.", messages.WARNING)
+                refused += 1
+        modeladmin.message_user(request, f"{applied} visit(s) {done}.", messages.SUCCESS)
+        if refused:
+            modeladmin.message_user(request, f"{refused} visit(s) could not be: reload and check.", messages.WARNING)
         return None
     return TemplateResponse(
         request,
         "surveillance/admin/bulk_form.html",
         {
             **modeladmin.admin_site.each_context(request),
-            "title": "Cancel visits",
+            "title": title,
             "form": form,
             "objects": queryset.select_related("infusion__patient"),
-            "action": "cancel_with_reason",
+            "action": action,
             "opts": modeladmin.model._meta,
         },
         status=400 if form.is_bound else 200,
+    )
+
+
+def cancel_with_reason(modeladmin, request, queryset):
+    return _visits_with_reason(
+        modeladmin,
+        request,
+        queryset,
+        CancelForm,
+        title="Cancel visits",
+        action="cancel_with_reason",
+        transition=lifecycle.visit_cancel,
+        done="cancelled",
+    )
+
+
+def undo_ehr_completion(modeladmin, request, queryset):
+    """Visits an EHR encounter marked done that were not that encounter: scheduled again, audited."""
+    return _visits_with_reason(
+        modeladmin,
+        request,
+        queryset,
+        UndoEhrCompletionForm,
+        title="Undo EHR completion",
+        action="undo_ehr_completion",
+        transition=lifecycle.visit_ehr_completion_undo,
+        done="scheduled again",
     )
 
 

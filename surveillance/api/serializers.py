@@ -16,6 +16,7 @@ from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
 from surveillance.care import infusions, lifecycle, planning
+from surveillance.care.results import ResultEntry
 from surveillance.care.risk_flags import FlagFacts
 from surveillance.models import (
     CarTProduct,
@@ -28,13 +29,16 @@ from surveillance.models import (
     ProtocolRule,
     Reminder,
     ReportingStep,
+    ResultOutcome,
     TreatmentCentre,
+    VisitResult,
     WebhookEndpoint,
 )
 from surveillance.models.integrations import WebhookEvent
 from surveillance.models.patients import RiskFlag
 from surveillance.models.visits import PLAN_FIELDS
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.seeds.labels import label, labels_of
 
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 MAX_RESULT_KEYS = 50
@@ -390,12 +394,34 @@ def _row_value_renderer(field: serializers.Field):
     return field.to_representation
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "label": {"type": "string"}},
+            "required": ["code", "label"],
+        },
+    }
+)
+class AssessmentLabelsField(serializers.ReadOnlyField):
+    """The visit's assessment codes with their English labels from the catalogue (``seeds/labels.yaml``)."""
+
+    def to_representation(self, value):
+        return labels_of(value or [])
+
+
 class VisitSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="infusion.patient_id", read_only=True)
     centre = serializers.CharField(source="infusion.patient.centre.code", read_only=True)
+    assessments_display = AssessmentLabelsField(source="assessments")
 
-    #: Columns of a list row that come through joins, by field name.
-    JOINED = {"patient": "infusion__patient_id", "centre": "infusion__patient__centre__code"}
+    #: Columns of a list row that come through joins (or under another name), by field name.
+    JOINED = {
+        "patient": "infusion__patient_id",
+        "centre": "infusion__patient__centre__code",
+        "assessments_display": "assessments",
+    }
 
     @classmethod
     def rows(cls, queryset: QuerySet) -> QuerySet:
@@ -414,6 +440,7 @@ class VisitSerializer(serializers.ModelSerializer):
             "rule_code",
             "occurrence",
             *PLAN_FIELDS,
+            "assessments_display",
             "status",
             "status_reason",
             "completed_on",
@@ -441,9 +468,43 @@ def _validate_results(value):
     return value
 
 
+class ResultEntrySerializer(serializers.Serializer):
+    """One result to record: an assessment's outcome, or one analyte of a blood count with its value and unit."""
+
+    assessment = serializers.CharField(max_length=64, help_text="An assessment code the visit asks for.")
+    outcome = serializers.ChoiceField(
+        choices=ResultOutcome.choices,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Required for an assessment; for an analyte its interpretation (else read from the range).",
+    )
+    analyte = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
+    loinc = serializers.CharField(max_length=16, required=False, default="", allow_blank=True)
+    value = serializers.FloatField(required=False, default=None, allow_null=True)
+    unit = serializers.CharField(max_length=32, required=False, default="", allow_blank=True)
+    reference_low = serializers.FloatField(required=False, default=None, allow_null=True)
+    reference_high = serializers.FloatField(required=False, default=None, allow_null=True)
+    effective_on = serializers.DateField(required=False, default=None, allow_null=True)
+    note = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class VisitResultsSerializer(serializers.Serializer):
+    assessment_results = ResultEntrySerializer(many=True, max_length=200)
+
+    def entries(self) -> list[ResultEntry]:
+        return [ResultEntry(**item) for item in self.validated_data["assessment_results"]]
+
+
 class VisitCompleteSerializer(serializers.Serializer):
     completed_on = serializers.DateField(help_text="The day it was done (not in the future).")
-    results = serializers.JSONField(required=False, default=dict, validators=[_validate_results])
+    results = serializers.JSONField(
+        required=False, default=dict, validators=[_validate_results], help_text="Free-form notes, kept as sent."
+    )
+    assessment_results = ResultEntrySerializer(many=True, required=False, default=list, max_length=200)
+    rest_normal = serializers.BooleanField(
+        required=False, default=False, help_text='"Done, nothing abnormal" for every assessment not given a result.'
+    )
 
     def validate_completed_on(self, value):
         if value > _today():
@@ -468,6 +529,39 @@ class VisitRescheduleSerializer(serializers.Serializer):
 
 class VisitCancelSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255, help_text="Why the visit will not take place.")
+
+
+class VisitResultSerializer(serializers.ModelSerializer):
+    assessment_label = serializers.SerializerMethodField()
+    analyte_label = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VisitResult
+        fields = [
+            "id",
+            "assessment",
+            "assessment_label",
+            "analyte",
+            "analyte_label",
+            "loinc",
+            "value",
+            "unit",
+            "reference_low",
+            "reference_high",
+            "outcome",
+            "effective_on",
+            "source",
+            "source_id",
+            "note",
+            "recorded_at",
+        ]
+        read_only_fields = fields
+
+    def get_assessment_label(self, row: VisitResult) -> str:
+        return label(row.assessment)
+
+    def get_analyte_label(self, row: VisitResult) -> str:
+        return label(row.analyte) if row.analyte else ""
 
 
 # --------------------------------------------------------------------------------------------- protocols
@@ -625,6 +719,12 @@ class ImportCountsSerializer(serializers.Serializer):
     closed = serializers.IntegerField(required=False)
 
 
+class ImportReconciledSerializer(serializers.Serializer):
+    completed = serializers.IntegerField()
+    booked = serializers.IntegerField()
+    results_recorded = serializers.IntegerField()
+
+
 class ImportIgnoredSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     by_reason = serializers.DictField(child=serializers.IntegerField())
@@ -647,6 +747,9 @@ class ImportReportSerializer(serializers.Serializer):
     risk_flags_recorded = serializers.IntegerField(help_text="Risk flags new or changed on the patients' infusions.")
     signals_raised = serializers.IntegerField(
         help_text="Second-cancer signals raised from the results and diagnoses imported (each on a physician review)."
+    )
+    visits_reconciled = ImportReconciledSerializer(
+        help_text="Visits completed by the EHR's finished encounters, booked by its appointments, and results filled."
     )
     ignored = ImportIgnoredSerializer()
     lines = serializers.IntegerField()

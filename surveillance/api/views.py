@@ -20,6 +20,7 @@ from surveillance.api import filters, idempotency, import_jobs, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import PROBLEM_JSON, Conflict, ErrorSerializer, PayloadTooLarge
 from surveillance.care import infusions, lifecycle, reporting, risk_flags
+from surveillance.care import results as visit_results
 from surveillance.exports import fhir_export, visit_pages
 from surveillance.imports import ehr_import, jobs
 from surveillance.imports.fhir.records import FhirImportError
@@ -447,6 +448,17 @@ def _refusal_as_400() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------- visits
+@contextmanager
+def _results_refused_as_fields() -> Iterator[None]:
+    """A refused result is a 400 naming each entry's field (``assessment_results.0.unit``)."""
+    try:
+        yield
+    except visit_results.ResultsRefused as refused:
+        raise exceptions.ValidationError(
+            {f"assessment_results.{where}": messages for where, messages in refused.problems.items()}
+        ) from None
+
+
 def _transition(call):
     try:
         return call()
@@ -488,13 +500,42 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"], filter_backends=[])
     def complete(self, request, pk=None):
-        return self._act(
-            request,
-            serializers.VisitCompleteSerializer,
-            lambda visit, data, by: lifecycle.visit_mark_completed(
-                visit, completed_on=data["completed_on"], results=data.get("results") or {}, by=by
-            ),
-        )
+        def record(visit, data, by):
+            with _results_refused_as_fields():
+                return visit_results.visit_record(
+                    visit,
+                    completed_on=data["completed_on"],
+                    results=[visit_results.ResultEntry(**item) for item in data["assessment_results"]],
+                    rest_normal=data["rest_normal"],
+                    notes=data.get("results") or {},
+                    actor=by,
+                )[0]
+
+        return self._act(request, serializers.VisitCompleteSerializer, record)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="The visit's recorded results",
+        responses={200: serializers.VisitResultSerializer(many=True)},
+        filters=False,
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Record results on the visit (an EHR value never replaces a person's)",
+        request=serializers.VisitResultsSerializer,
+        responses={200: serializers.VisitResultSerializer(many=True)},
+        filters=False,
+    )
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
+    def results(self, request, pk=None):
+        visit = self.get_object()
+        if request.method == "POST":
+            serializer = serializers.VisitResultsSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            with _results_refused_as_fields():
+                visit_results.results_record(visit, serializer.entries(), actor=acting_user(request))
+        rows = visit.assessment_results.all()
+        return Response(serializers.VisitResultSerializer(rows, many=True).data)
 
     @extend_schema(
         summary="Move the visit within its window",

@@ -54,13 +54,14 @@ def _transition(
     by,
     reason: str,
     now: dt.datetime,
+    match: Q | None = None,
     **values,
 ) -> FollowUpVisit:
+    """``match``: what else must still hold of the visit for the change to apply."""
     before = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
     with transaction.atomic():
-        updated = FollowUpVisit.objects.filter(pk=visit.pk, status__in=expected, sequence=visit.sequence).update(
-            status_changed_at=now, status_changed_by=by, updated_at=now, **values
-        )
+        current = FollowUpVisit.objects.filter(match or Q(), pk=visit.pk, status__in=expected, sequence=visit.sequence)
+        updated = current.update(status_changed_at=now, status_changed_by=by, updated_at=now, **values)
         if updated != 1:
             raise TransitionError(f"visit {visit.pk} is no longer {' or '.join(expected)}; reload and try again")
         visit.refresh_from_db()
@@ -81,25 +82,80 @@ def visit_mark_completed(
     completed_on: dt.date,
     results: dict | None = None,
     by=None,
+    source: str = "",
     now: dt.datetime | None = None,
 ) -> FollowUpVisit:
     """Record a visit as done. A date outside the window is allowed (it happened) but must not be in the future.
 
-    An unrecorded visit (planned after its window closed) is recorded the same way, from the clinic's notes."""
+    An unrecorded visit (planned after its window closed) is recorded the same way, from the clinic's notes.
+    ``source`` names the EHR encounter that says it took place (``care.reconcile``); empty when a person says so.
+    The EHR's word also stands against the daily sweep's: a visit the sweep marked missed (no person did) is
+    recorded done when an encounter shows it took place."""
     now = now or timezone.now()
     if completed_on > timezone.localdate(now):
         raise TransitionError("a visit cannot be completed on a future date")
+    expected, match = RECORDABLE_STATUSES, None
+    if source:
+        expected = (*RECORDABLE_STATUSES, VisitStatus.MISSED)
+        match = ~Q(status=VisitStatus.MISSED) | Q(status_changed_by__isnull=True)
     return _transition(
         visit,
-        RECORDABLE_STATUSES,
+        expected,
+        match=match,
         action="completed",
         by=by,
-        reason="",
+        reason=f"EHR encounter {source}"[:255] if source else "",
         now=now,
         status=VisitStatus.COMPLETED,
         completed_on=completed_on,
+        completed_source=source[:255],
         results=results or {},
         status_reason="",
+    )
+
+
+def visit_ehr_completion_undo(
+    visit: FollowUpVisit, *, by, reason: str, now: dt.datetime | None = None
+) -> FollowUpVisit:
+    """A coordinator says the EHR encounter that completed the visit was not this visit: it is scheduled again, and
+    that encounter is remembered so that the next import does not complete it again."""
+    if by is None or not reason.strip():
+        raise TransitionError("undoing an EHR completion needs a person and a reason")
+    if visit.status != VisitStatus.COMPLETED or not visit.completed_source:
+        raise TransitionError("only a visit completed from the EHR can have its completion undone")
+    return _transition(
+        visit,
+        (VisitStatus.COMPLETED,),
+        action="ehr_completion_undone",
+        by=by,
+        reason=reason,
+        now=now or timezone.now(),
+        match=Q(completed_source=visit.completed_source),
+        status=VisitStatus.SCHEDULED,
+        completed_on=None,
+        completed_source="",
+        ehr_completion_undone=visit.completed_source,
+        reminders_planned_for=None,
+    )
+
+
+def visit_book(
+    visit: FollowUpVisit, *, on: dt.date | None, source: str, by=None, now: dt.datetime | None = None
+) -> FollowUpVisit:
+    """The EHR booked the visit for ``on`` (its appointment ``source``), or cancelled that booking (``on`` None):
+    reminders then speak of the booked day instead of asking the patient to book one."""
+    if on is not None and not visit.window_start <= on <= visit.window_end:
+        raise TransitionError(f"a booking must lie within the visit window {visit.window_start} to {visit.window_end}")
+    return _transition(
+        visit,
+        (VisitStatus.SCHEDULED,),
+        action="booked" if on else "booking_cancelled",
+        by=by,
+        reason=f"EHR appointment {source}"[:255],
+        now=now or timezone.now(),
+        match=Q(booked_for=visit.booked_for, booked_source=visit.booked_source),
+        booked_for=on,
+        booked_source=source[:255] if on else "",
     )
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from surveillance.models import FollowUpVisit, Patient, PatientStatus, VisitStatus
 from surveillance.models.visits import PLAN_DATE_FIELDS
+from surveillance.seeds.labels import label
 
 PATIENT_ID_SYSTEM = "urn:cartwatch:patient"
 VISIT_ID_SYSTEM = "urn:cartwatch:visit"
@@ -46,6 +47,7 @@ CSV_COLUMNS = (
     "status",
     "completed_on",
     "sequence",
+    "assessments",
 )
 
 CAREPLAN_VISIT_COLUMNS = (
@@ -193,6 +195,8 @@ def visit_row(visit: FollowUpVisit) -> dict:
         "status": visit.status,
         "completed_on": visit.completed_on.isoformat() if visit.completed_on else "",
         "sequence": visit.sequence,
+        # what a clinic's spreadsheet reader understands, not the protocol's codes
+        "assessments": "; ".join(label(code) for code in visit.assessments or []),
     }
 
 

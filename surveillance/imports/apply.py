@@ -25,6 +25,7 @@ from django.db import DataError, IntegrityError
 from django.utils import timezone
 
 from surveillance.care import infusions, lifecycle, risk_flags
+from surveillance.care.reconcile import reconcile_from_ehr
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
     ClinicalResource,
@@ -427,7 +428,8 @@ def risk_flags_apply(records: Iterable[RiskFlagRecord], ctx: ApplyContext) -> li
 
 def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None:
     """Read results and diagnoses and raise the second-cancer signals they call for on each patient's current
-    infusion (``signals.review.signals_record``: deduplicated, audited, never emailed).
+    infusion (``signals.review.signals_record``: deduplicated, audited, never emailed); then let the encounters,
+    appointments and results reconcile the patient's visits (``care.reconcile``).
 
     Called after ``risk_flags_apply``. A resource about a patient this centre does not know, or one who had no
     CAR-T infusion, is counted as ignored: an EHR export carries far more than the patients followed here."""
@@ -445,6 +447,7 @@ def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None
         for left_out in parsed.ignored:
             ctx.report.ignored[f"{left_out.resource_type}: {left_out.reason}"] += 1
         ctx.report.signals_raised += signals_record(infusion, parsed.records(), source="ehr-import").raised
+        ctx.report.reconciled(reconcile_from_ehr(patient, grouped, parsed.labs, sender=ctx.source_system))
 
 
 def _by_patient(items: Iterable, ctx: ApplyContext) -> dict[SourceKey, list]:

@@ -26,6 +26,9 @@ class ImportReport:
     visits_planned: int = 0
     risk_flags_recorded: int = 0
     signals_raised: int = 0
+    visits_completed: int = 0
+    visits_booked: int = 0
+    visit_results_recorded: int = 0
     ignored: Counter = field(default_factory=Counter)
     errors: list[ImportIssue] = field(default_factory=list)
     error_count: int = 0
@@ -64,6 +67,11 @@ class ImportReport:
             "visits_planned": self.visits_planned,
             "risk_flags_recorded": self.risk_flags_recorded,
             "signals_raised": self.signals_raised,
+            "visits_reconciled": {
+                "completed": self.visits_completed,
+                "booked": self.visits_booked,
+                "results_recorded": self.visit_results_recorded,
+            },
             "ignored": {"count": sum(self.ignored.values()), "by_reason": dict(sorted(self.ignored.items()))},
             "lines": self.lines,
             "error_count": self.error_count,
@@ -72,6 +80,12 @@ class ImportReport:
                 for i in self.errors
             ],
         }
+
+    def reconciled(self, outcome) -> None:
+        """Count what the visit reconciliation (``care.reconcile.ReconcileReport``) did for one patient."""
+        self.visits_completed += outcome.completed
+        self.visits_booked += outcome.booked
+        self.visit_results_recorded += outcome.results_recorded
 
     @property
     def changed(self) -> bool:
@@ -96,4 +110,7 @@ COUNTERS = (
     "visits_planned",
     "risk_flags_recorded",
     "signals_raised",
+    "visits_completed",
+    "visits_booked",
+    "visit_results_recorded",
 )

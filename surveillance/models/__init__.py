@@ -24,6 +24,7 @@ from surveillance.models.patients import (
 from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
 from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
+from surveillance.models.results import ResultOutcome, ResultSource, VisitResult
 from surveillance.models.signals import Signal, SignalReview, SignalReviewStatus, SignalRuleSet, WorkupItem
 from surveillance.models.visits import (
     ConditionDecision,
@@ -65,6 +66,8 @@ __all__ = [
     "Reminder",
     "ReminderStatus",
     "ReportingStep",
+    "ResultOutcome",
+    "ResultSource",
     "RiskFlag",
     "Role",
     "Signal",
@@ -74,6 +77,7 @@ __all__ = [
     "TransgeneStatus",
     "TreatmentCentre",
     "VisitChange",
+    "VisitResult",
     "VisitStatus",
     "WebhookDelivery",
     "WebhookEndpoint",

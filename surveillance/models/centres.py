@@ -65,6 +65,13 @@ class TreatmentCentre(models.Model):
     closed_weekdays = models.JSONField(
         default=default_closed_weekdays, blank=True, help_text="Days of the week the clinic is closed (0 = Monday)."
     )
+    ehr_site_identifiers = models.TextField(
+        blank=True,
+        help_text=(
+            "How the EHR names this centre on its encounters (its Organization or Location): one per line, as "
+            "system|value or as the value or resource id alone. Encounters elsewhere never complete a visit here."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -106,6 +113,9 @@ class TreatmentCentre(models.Model):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.time_zone)
+
+    def ehr_identifiers(self) -> frozenset[str]:
+        return frozenset(line.strip() for line in self.ehr_site_identifiers.splitlines() if line.strip())
 
     def location(self) -> str:
         """The centre as a calendar's LOCATION: its name and, when known, its address on one line."""

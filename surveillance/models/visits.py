@@ -77,7 +77,15 @@ class FollowUpVisit(models.Model):
     )
     status_reason = models.CharField(max_length=255, blank=True)
     completed_on = models.DateField(null=True, blank=True)
-    results = models.JSONField(default=dict, blank=True)
+    completed_source = models.CharField(
+        max_length=255, blank=True, help_text="The EHR encounter that recorded it done (empty: a person did)."
+    )
+    ehr_completion_undone = models.CharField(
+        max_length=255, blank=True, help_text="An EHR encounter a coordinator said was not this visit."
+    )
+    booked_for = models.DateField(null=True, blank=True, help_text="The day the patient is booked for.")
+    booked_source = models.CharField(max_length=255, blank=True, help_text="The EHR appointment that booked it.")
+    results = models.JSONField(default=dict, blank=True, help_text="Free-form notes sent with a completion.")
     sequence = models.PositiveIntegerField(default=0, help_text="iCalendar SEQUENCE: rises when the visit moves.")
     planner_cancelled = models.BooleanField(
         default=False, help_text="Cancelled by a re-plan (the plan no longer has it), not by a person."
@@ -107,6 +115,15 @@ class FollowUpVisit(models.Model):
                 condition=models.Q(status__in=[VisitStatus.SCHEDULED, VisitStatus.COMPLETED])
                 | ~models.Q(status_reason=""),
                 name="visit_missed_or_cancelled_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(completed_source="") | models.Q(status=VisitStatus.COMPLETED),
+                name="visit_ehr_completion_is_completed",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(booked_for__isnull=True, booked_source="")
+                | (models.Q(booked_for__isnull=False) & ~models.Q(booked_source="")),
+                name="visit_booking_has_source",
             ),
         ]
         indexes = [

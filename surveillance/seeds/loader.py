@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from surveillance.models import CarTProduct, ProductCode, Protocol, ProtocolRule, ProtocolStatus, SignalRuleSet
 from surveillance.scheduling import engine, protocol_file
+from surveillance.seeds import analytes, labels
 from surveillance.signals.rules import ruleset_from_dict
 
 PRODUCT_FIELDS = (
@@ -72,11 +73,13 @@ def _read_yaml(path: Path) -> dict:
 
 
 def seeds_load(seeds_dir: Path) -> SeedReport:
-    """Load ``products.yaml``, every ``protocols/*.yaml`` and every ``signals/*.yaml`` in one transaction."""
+    """Load ``products.yaml``, every ``protocols/*.yaml`` and every ``signals/*.yaml`` in one transaction, once
+    ``labels.yaml`` is found to label every assessment the protocols name."""
     report = SeedReport()
     with transaction.atomic():
         products_load(_read_yaml(seeds_dir / "products.yaml"), report)
-        protocols_load(sorted((seeds_dir / "protocols").glob("*.yaml")), report)
+        assessments = protocols_load(sorted((seeds_dir / "protocols").glob("*.yaml")), report)
+        labels_check(seeds_dir, assessments)
         signal_rules_load(sorted((seeds_dir / "signals").glob("*.yaml")), report)
     return report
 
@@ -173,13 +176,32 @@ def _rule_fields(rule: engine.RuleSpec) -> dict:
     }
 
 
-def protocols_load(paths: list[Path], report: SeedReport) -> None:
+def labels_check(seeds_dir: Path, assessments: set[str]) -> None:
+    """The labels catalogue and the analytes parse, and every assessment code a protocol names and every analyte
+    has a label in every language."""
+    try:
+        catalogue = labels.catalogue_read(seeds_dir)
+        analyte_codes = analytes.analytes_read(seeds_dir)
+    except labels.LabelsError as exc:
+        raise SeedError(f"{labels.FILE_NAME}: {exc}") from exc
+    except analytes.AnalytesError as exc:
+        raise SeedError(f"{analytes.FILE_NAME}: {exc}") from exc
+    for section, codes in (("assessments", assessments), ("analytes", analyte_codes)):
+        missing = catalogue.missing(section, codes)
+        if missing:
+            raise SeedError(f"{labels.FILE_NAME}: {section} without a label: {', '.join(missing)}")
+
+
+def protocols_load(paths: list[Path], report: SeedReport) -> set[str]:
+    """Store each protocol version once; returns the assessment codes the files name (for the labels check)."""
     found = _definitions(paths)
+    assessments: set[str] = set()
     for (code, version), (path, data) in sorted(found.items()):
         try:
             spec = protocol_file.protocol_from_dict(data, base=_base_of(data, found, path))
         except ValueError as exc:
             raise SeedError(f"{path.name}: {exc}") from exc
+        assessments.update(a.code for rule in spec.rules for a in rule.assessments)
         rules = [_rule_fields(rule) for rule in spec.rules]
         digest = hashlib.sha256(
             json.dumps({"variant": spec.variant, "rules": rules}, sort_keys=True, default=str).encode()
@@ -209,6 +231,7 @@ def protocols_load(paths: list[Path], report: SeedReport) -> None:
             ProtocolRule(protocol=protocol, position=i, **fields) for i, fields in enumerate(rules, start=1)
         )
         report.protocols_created.append(f"{code} v{version}")
+    return assessments
 
 
 def signal_rules_load(paths: list[Path], report: SeedReport) -> None:

@@ -64,6 +64,8 @@ class LabResult:
     effective: dt.date
     reference: str = ""
     reference_low: float | None = None  # the laboratory's lower limit of normal, in ``unit``
+    reference_high: float | None = None  # its upper limit, in ``unit`` (stored on the visit's results)
+    interpretation: str = ""  # the laboratory's flag: "normal", "abnormal" or "" when it gives none
 
     @property
     def key(self) -> str:

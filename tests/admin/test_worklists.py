@@ -98,7 +98,8 @@ def test_it_records_a_visit_done_and_it_leaves_the_overdue_list(login, coordinat
     visit.refresh_from_db()
     assert visit.status == VisitStatus.COMPLETED and visit.completed_on == today
     assert visit.status_changed_by == coordinator_a
-    assert all(visit.results[name.removeprefix("result_")] == "normal" for name in codes)
+    recorded = dict(visit.assessment_results.values_list("assessment", "outcome"))
+    assert codes and recorded == {name.removeprefix("result_"): "normal" for name in codes}
     assert visit.pk not in _list_ids(client.get(worklist))
 
 

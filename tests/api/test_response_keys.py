@@ -18,7 +18,8 @@ INFUSION = {
 }  # fmt: skip
 VISIT = {
     "id", "patient", "centre", "infusion", "rule_code", "occurrence", "label", "kind", "due_date", "window_start",
-    "window_end", "assessments", "status", "status_reason", "completed_on", "results", "sequence", "updated_at",
+    "window_end", "assessments", "assessments_display", "status", "status_reason", "completed_on", "results",
+    "sequence", "updated_at",
 }  # fmt: skip
 CENTRE = {"id", "code", "name", "time_zone"}
 PROTOCOL = {"id", "code", "version", "name", "variant", "status", "description", "activated_at", "rules"}

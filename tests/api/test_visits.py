@@ -99,3 +99,11 @@ def test_it_records_a_visit_planned_after_its_window_closed(api_a, planned_a):
     other = FollowUpVisit.objects.filter(infusion=planned_a[1], status=VisitStatus.UNRECORDED).first()
     response = api_a.post(f"/api/v1/visits/{other.pk}/cancel", {"reason": "Not done (clinic notes)"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
+
+
+def test_it_shows_each_assessment_with_its_label_in_list_and_page(api_a, planned_a):
+    visit = open_visit(planned_a[1])
+    row = next(r for r in api_a.get("/api/v1/visits?page_size=500").json()["results"] if r["id"] == visit.pk)
+    shown = api_a.get(f"/api/v1/visits/{visit.pk}").json()["assessments_display"]
+    assert row["assessments_display"] == shown and [item["code"] for item in shown] == visit.assessments
+    assert all(item["label"] and item["label"] != item["code"] for item in shown)

@@ -127,6 +127,7 @@ def test_it_leaves_out_what_it_cannot_use_and_says_why():
             observation("prelim", "751-8", 0.4, "10*3/uL", status="preliminary"),
             partial,
             text_result,
+            {"resourceType": "Procedure", "id": "p1", "status": "completed"},
             {"resourceType": "Encounter", "id": "e1", "status": "finished"},
             {"resourceType": "Observation", "id": "bad", "status": "final"},
         ]
@@ -136,7 +137,8 @@ def test_it_leaves_out_what_it_cannot_use_and_says_why():
     assert reasons["Observation/prelim"].startswith("status preliminary")
     assert reasons["Observation/partial"] == "no full effective date"
     assert reasons["Observation/smoking"] == "no LOINC code with a numeric value"
-    assert reasons["Encounter/e1"] == "not a result or diagnosis"
+    assert reasons["Procedure/p1"] == "not a result or diagnosis"
+    assert "Encounter/e1" not in reasons  # the visit reconciliation reads it
     assert reasons["Observation/bad"].startswith("not valid FHIR R4")
 
 

@@ -7,8 +7,9 @@ Bundle, or decoded NDJSON lines) and hands the records to ``surveillance.signals
 What is kept, and what is left out on purpose (each left-out resource is listed with its reason):
 
 - Observation (status final, amended or corrected) with a LOINC code and a numeric ``valueQuantity``: one
-  ``LabResult``, unit as the UCUM code (else the unit text), the reference range's low bound when it is in the
-  same unit. LOINC components of a panel (e.g. a CBC sent as one Observation) become results of their own.
+  ``LabResult``, unit as the UCUM code (else the unit text), the reference range's bounds when they are in the
+  same unit, and the laboratory's interpretation flag (the visit's results keep them). LOINC components of a panel
+  (e.g. a CBC sent as one Observation) become results of their own.
 - An Observation coded 69548-6 (genetic variant assessment, HL7 genomics reporting) with a gene studied
   (48018-6) and a variant allele frequency (81258-6, a fraction, or a percentage when the unit says %): one
   ``VariantResult``. A DiagnosticReport's contained variant Observations count too, dated by the report when they
@@ -48,7 +49,12 @@ VARIANT_ASSESSMENT = "69548-6"
 GENE_STUDIED = "48018-6"
 VARIANT_ALLELE_FREQUENCY = "81258-6"
 
+INTERPRETATION_SYSTEMS = frozenset({"http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"})
+ABNORMAL_FLAGS = frozenset({"A", "AA", "H", "HH", "HU", "L", "LL", "LU"})
+
 MODELS: dict[str, Any] = {"Observation": Observation, "Condition": Condition, "DiagnosticReport": DiagnosticReport}
+#: Read by the visit reconciliation (``care.reconcile``), not here: passed over without being listed as left out.
+RECONCILED_TYPES = frozenset({"Encounter", "Appointment"})
 
 
 @dataclass
@@ -97,12 +103,29 @@ def _number(quantity: Any) -> tuple[float, str] | None:
     return float(value), str(unit)
 
 
-def _reference_low(model: Any, unit: str) -> float | None:
+def _reference_range(model: Any, unit: str) -> dict[str, float | None]:
+    """The first reference range's bounds given in the result's own unit (a bound in another unit is left out)."""
     for reference in getattr(model, "referenceRange", None) or []:
-        low = _number(reference.low)
-        if low is not None and low[1] == unit:
-            return low[0]
-    return None
+        low, high = _number(reference.low), _number(reference.high)
+        bounds = {
+            "reference_low": low[0] if low is not None and low[1] == unit else None,
+            "reference_high": high[0] if high is not None and high[1] == unit else None,
+        }
+        if any(value is not None for value in bounds.values()):
+            return bounds
+    return {"reference_low": None, "reference_high": None}
+
+
+def _interpretation(model: Any) -> str:
+    """The laboratory's own flag (HL7 v3 ObservationInterpretation): N is normal, a high, low or abnormal flag is
+    abnormal, anything else says nothing."""
+    concepts = getattr(model, "interpretation", None) or []
+    codes = _codes(concepts[0], INTERPRETATION_SYSTEMS) if concepts else []
+    if not codes:
+        return ""
+    if codes[0] == "N":
+        return "normal"
+    return "abnormal" if codes[0] in ABNORMAL_FLAGS else ""
 
 
 def _observation_date(model: Observation, default: dt.date | None = None) -> dt.date | None:
@@ -148,14 +171,20 @@ def _observation(model: Observation, ref: str, out: ClinicalParse, default_date:
     found = 0
     number = _number(model.valueQuantity)
     if loinc and number is not None:
-        out.labs.append(LabResult(loinc[0], number[0], number[1], on, ref, _reference_low(model, number[1])))
+        bounds = _reference_range(model, number[1])
+        out.labs.append(
+            LabResult(loinc[0], number[0], number[1], on, ref, **bounds, interpretation=_interpretation(model))
+        )
         found += 1
     for component in model.component or []:
         codes = _codes(component.code, frozenset({LOINC}))
         value = _number(component.valueQuantity)
         if codes and value is not None:
-            low = _reference_low(component, value[1])
-            out.labs.append(LabResult(codes[0], value[0], value[1], on, f"{ref}#{codes[0]}", low))
+            bounds = _reference_range(component, value[1])
+            part = f"{ref}#{codes[0]}"
+            out.labs.append(
+                LabResult(codes[0], value[0], value[1], on, part, **bounds, interpretation=_interpretation(component))
+            )
             found += 1
     if not found:
         out.ignore("Observation", ref, "no LOINC code with a numeric value")
@@ -198,6 +227,8 @@ def clinical_records(resources: Iterable[Mapping[str, Any]]) -> ClinicalParse:
     for resource in _resources(resources):
         resource_type = str(resource.get("resourceType") or "")
         ref = f"{resource_type}/{resource.get('id') or '?'}"
+        if resource_type in RECONCILED_TYPES:
+            continue
         if resource_type not in handlers:
             out.ignore(resource_type or "(none)", ref, "not a result or diagnosis")
             continue

@@ -61,8 +61,9 @@ INFUSION_TYPES = ("Procedure", "MedicationAdministration", "MedicationRequest")
 #: Read only when coded as a risk flag (``risk_codes.may_carry_flag``); any other is ignored without validation.
 FLAG_TYPES = ("Observation", "Condition")
 OBSERVATION_STATUSES = frozenset({"final", "amended", "corrected"})
-#: Passed on as sent (``ClinicalResource``) when not read as a risk flag: the second-cancer signals read them.
-CLINICAL_TYPES = ("Observation", "Condition", "DiagnosticReport")
+#: Passed on as sent (``ClinicalResource``) when not read as a risk flag: the second-cancer signals read the results
+#: and diagnoses, the visit reconciliation the results, encounters and appointments.
+CLINICAL_TYPES = ("Observation", "Condition", "DiagnosticReport", "Encounter", "Appointment")
 
 ACCEPTED_BUNDLE_TYPES = frozenset({"transaction", "batch", "collection", "searchset"})
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -185,18 +186,26 @@ def _meta_source(model: Any) -> str:
     return _text(meta.source if meta else None).split("#", 1)[0]
 
 
-def _clinical(resource: dict, source: str, context: _Context) -> ClinicalResource | Ignored:
-    """A result or diagnosis about a Patient, kept as sent for the signals; one about no Patient is ignored."""
-    resource_type, source_id = resource["resourceType"], _text(resource.get("id"))
+def _patient_references(resource: dict) -> list[str]:
+    """Where the resource may name its Patient: its ``subject``, else (an Appointment) its participants' actors."""
     subject = resource.get("subject")
-    reference = subject.get("reference") if isinstance(subject, dict) else None
-    patient_ref = context.patient(reference) if isinstance(reference, str) and reference else None
-    if not isinstance(patient_ref, str):
+    if isinstance(subject, dict):
+        return [subject["reference"]] if isinstance(subject.get("reference"), str) else []
+    actors = [p.get("actor") for p in resource.get("participant") or [] if isinstance(p, dict)]
+    return [a["reference"] for a in actors if isinstance(a, dict) and isinstance(a.get("reference"), str)]
+
+
+def _clinical(resource: dict, source: str, context: _Context) -> ClinicalResource | Ignored:
+    """A result, diagnosis, encounter or appointment about a Patient, kept as sent; one about no Patient is
+    ignored."""
+    resource_type, source_id = resource["resourceType"], _text(resource.get("id"))
+    found = ((ref, context.patient(ref)) for ref in _patient_references(resource) if ref)
+    reference, patient_ref = next(((ref, pid) for ref, pid in found if isinstance(pid, str)), (None, None))
+    if reference is None or patient_ref is None:
         return Ignored(resource_type, source_id, "its subject is not a Patient of this export")
     own_source = source or _text((resource.get("meta") or {}).get("source")).split("#", 1)[0]
-    return ClinicalResource(
-        resource_type, source_id, patient_ref, context.patient_source(reference, patient_ref, own_source), resource
-    )
+    patient_source = context.patient_source(reference, patient_ref, own_source)
+    return ClinicalResource(resource_type, source_id, patient_ref, patient_source, resource, source=own_source)
 
 
 def _subject(model: Any, context: _Context) -> tuple[str, str | _Problem]:

@@ -88,8 +88,10 @@ class RiskFlagRecord:
 
 @dataclass(frozen=True, slots=True)
 class ClinicalResource:
-    """A blood result, a diagnosis or an NGS report (Observation, Condition, DiagnosticReport) of a patient, kept as
-    sent: the second-cancer signals read it (``imports.fhir.clinical``) once the import knows the patient."""
+    """A blood result, a diagnosis or an NGS report (Observation, Condition, DiagnosticReport), or an Encounter or
+    Appointment, of a patient, kept as sent: the second-cancer signals (``imports.fhir.clinical``) and the visit
+    reconciliation (``care.reconcile``) read it once the import knows the patient. ``source`` is the system the
+    resource itself says it comes from (as ``PatientRecord.source``), "" when it does not say."""
 
     resource_type: str
     source_id: str
@@ -98,6 +100,7 @@ class ClinicalResource:
     resource: Mapping[str, Any]
     line: int | None = None
     entry: int | None = None
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,344 @@
+"""Visits reconciled from what the EHR already knows: its encounters, appointments and results.
+
+A coordinator should not have to type in that a visit happened when the hospital's own record says so. The rules
+(``reconcile_decide`` is pure: the same facts always give the same plan):
+
+- **A finished Encounter at the patient's centre, dated inside an open visit's window, marks the visit completed**
+  on the encounter's day, with the encounter's id as its source. *At the centre* means: one of the encounter's
+  ``serviceProvider`` or ``location`` identifiers (``system|value``, the value alone, or the reference's id) is
+  among the centre's EHR site identifiers (set on the centre in the admin). Failing that — the centre lists none,
+  or the encounter names no site — the encounter counts when it comes from the patient's own source system (its
+  own source, else the source of the Patient it names, is the patient's ``source_system``). An encounter naming
+  a site the centre does not list happened elsewhere and changes nothing.
+- Only a scheduled or not-yet-recorded visit, or one the daily sweep (not a person) marked missed, is completed
+  this way; a visit a person completed, missed or cancelled stays as it is, and so does one whose EHR completion a
+  coordinator undid for that same encounter.
+  Encounters outside every open window, not finished, or dated after today change nothing. When windows overlap,
+  the visit whose due date is nearest takes the encounter; each encounter completes one visit at most.
+- **Observations dated inside a visit's window fill its results** (``care.results.results_record``, source EHR):
+  the blood-count analytes of ``seeds/analytes.yaml`` by LOINC, under the first assessment the visit asks for
+  that takes the analyte, the latest result of an analyte standing. Scheduled, not-yet-recorded and completed
+  visits take results; a result a person recorded is never replaced; a result in a unit that cannot be read is
+  left out and counted.
+- **A booked Appointment inside a scheduled visit's window, from today on, books the visit for its day**; the
+  patient's reminders then say "see you on <day>". A cancelled (or no-show) appointment that had booked the visit
+  takes the booking back.
+
+``reconcile_from_ehr`` applies the plan through the lifecycle's transitions, so each change is compare-and-set,
+audited, and emits what the transition emits. A visit someone else changed meanwhile is left as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from surveillance.care import lifecycle
+from surveillance.care.results import ResultEntry, ResultsRefused, results_record
+from surveillance.models import FollowUpVisit, Infusion, Patient, ResultSource, VisitStatus
+from surveillance.seeds.analytes import analyte_for_loinc
+from surveillance.signals.rules import LabResult
+
+FINISHED = "finished"
+BOOKED = "booked"
+BOOKING_ENDED = frozenset({"cancelled", "noshow", "entered-in-error"})
+#: Visits an encounter may complete, and visits results may be added to.
+COMPLETABLE = frozenset({VisitStatus.SCHEDULED, VisitStatus.UNRECORDED})
+TAKES_RESULTS = COMPLETABLE | {VisitStatus.COMPLETED}
+
+
+# --------------------------------------------------------------------------------------------- facts
+@dataclass(frozen=True, slots=True)
+class Encounter:
+    source_id: str
+    status: str
+    on: dt.date | None
+    sites: frozenset[str]  # the identifiers of its serviceProvider and locations, in every form they match by
+    source: str  # the system it comes from (its own, else its Patient's)
+
+
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    source_id: str
+    status: str
+    on: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitState:
+    pk: int
+    status: str
+    due_date: dt.date
+    window_start: dt.date
+    window_end: dt.date
+    assessments: tuple[str, ...]
+    ehr_completion_undone: str = ""
+    booked_for: dt.date | None = None
+    booked_source: str = ""
+    settled_by_person: bool = False  # its status was last set by a person (not the sweep, not an import)
+
+    def contains(self, day: dt.date) -> bool:
+        return self.window_start <= day <= self.window_end
+
+    @property
+    def completable(self) -> bool:
+        """Whether an encounter may record it done: open, or missed by the sweep rather than by a person."""
+        return self.status in COMPLETABLE or (self.status == VisitStatus.MISSED and not self.settled_by_person)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Where the patient is followed: the centre's EHR site identifiers and the patient's source system."""
+
+    identifiers: frozenset[str]
+    patient_source: str
+
+    def holds(self, encounter: Encounter) -> bool:
+        if self.identifiers and encounter.sites:
+            return bool(self.identifiers & encounter.sites)
+        return bool(self.patient_source) and encounter.source == self.patient_source
+
+
+@dataclass
+class Plan:
+    completions: list[tuple[int, str, dt.date]] = field(default_factory=list)  # visit, encounter id, day
+    bookings: list[tuple[int, str, dt.date | None]] = field(default_factory=list)  # visit, appointment, day/None
+    results: dict[int, list[ResultEntry]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------- reading
+def _day(value: Any) -> dt.date | None:
+    """The calendar day of a FHIR date/dateTime/instant as written (in its own offset); None when partial."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _site_names(reference: Any) -> set[str]:
+    """Every form an Organization or Location reference can be matched by."""
+    if not isinstance(reference, dict):
+        return set()
+    names: set[str] = set()
+    identifier = reference.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("value"):
+        value = str(identifier["value"])
+        names |= {value, f"{identifier.get('system') or ''}|{value}"}
+    target = reference.get("reference")
+    if isinstance(target, str) and target:
+        if "?identifier=" in target:  # a conditional reference, as Synthea writes them
+            token = target.split("?identifier=", 1)[1]
+            names |= {token, token.rsplit("|", 1)[-1]}
+        else:
+            names |= {target, target.rstrip("/").rsplit("/", 1)[-1]}
+    return names
+
+
+def encounter_read(resource: Mapping[str, Any], source: str) -> Encounter:
+    period = resource.get("period") if isinstance(resource.get("period"), dict) else {}
+    places = [resource.get("serviceProvider")]
+    places += [item.get("location") for item in resource.get("location") or [] if isinstance(item, dict)]
+    sites = set().union(*(_site_names(place) for place in places))
+    identity, status = str(resource.get("id") or ""), str(resource.get("status") or "")
+    return Encounter(identity, status, _day(period.get("start")), frozenset(sites), source)
+
+
+def appointment_read(resource: Mapping[str, Any]) -> Appointment:
+    return Appointment(str(resource.get("id") or ""), str(resource.get("status") or ""), _day(resource.get("start")))
+
+
+# --------------------------------------------------------------------------------------------- deciding
+def _nearest(visits: Iterable[VisitState], day: dt.date) -> VisitState | None:
+    return min(
+        (visit for visit in visits if visit.contains(day)),
+        key=lambda visit: (abs((visit.due_date - day).days), visit.due_date),
+        default=None,
+    )
+
+
+def _completions(
+    visits: Sequence[VisitState], encounters: Iterable[Encounter], site: Site, today: dt.date, plan: Plan
+) -> set[int]:
+    """Each finished encounter at the site completes the open visit nearest to it; returns the visits completed."""
+    taken: set[int] = set()
+    for encounter in sorted(encounters, key=lambda e: (e.on or dt.date.max, e.source_id)):
+        if encounter.status != FINISHED or encounter.on is None or encounter.on > today or not site.holds(encounter):
+            continue
+        open_visits = [
+            v for v in visits if v.completable and v.pk not in taken and v.ehr_completion_undone != encounter.source_id
+        ]
+        visit = _nearest(open_visits, encounter.on)
+        if visit is not None:
+            taken.add(visit.pk)
+            plan.completions.append((visit.pk, encounter.source_id, encounter.on))
+    return taken
+
+
+def _bookings(visits: Sequence[VisitState], appointments: Iterable[Appointment], today: dt.date, plan: Plan) -> None:
+    booked: set[int] = set()
+    for appointment in sorted(appointments, key=lambda a: (a.on or dt.date.max, a.source_id)):
+        if appointment.status in BOOKING_ENDED:
+            plan.bookings += [
+                (v.pk, appointment.source_id, None)
+                for v in visits
+                if v.status == VisitStatus.SCHEDULED and v.booked_source == appointment.source_id
+            ]
+            continue
+        if appointment.status != BOOKED or appointment.on is None or appointment.on < today:
+            continue
+        scheduled = [v for v in visits if v.status == VisitStatus.SCHEDULED and v.pk not in booked]
+        visit = _nearest(scheduled, appointment.on)
+        if visit is None:
+            continue
+        booked.add(visit.pk)
+        if (visit.booked_for, visit.booked_source) != (appointment.on, appointment.source_id):
+            plan.bookings.append((visit.pk, appointment.source_id, appointment.on))
+
+
+def _results(visits: Sequence[VisitState], labs: Iterable[LabResult], completing: set[int], plan: Plan) -> None:
+    latest: dict[tuple[int, str], tuple[LabResult, str]] = {}
+    for lab in sorted(labs, key=lambda r: (r.effective, r.reference)):
+        analyte = analyte_for_loinc(lab.loinc)
+        if analyte is None:
+            continue
+        candidates = [
+            v
+            for v in visits
+            if (v.status in TAKES_RESULTS or v.pk in completing) and analyte.assessment_of(v.assessments)
+        ]
+        visit = _nearest(candidates, lab.effective)
+        if visit is not None:
+            latest[(visit.pk, analyte.code)] = (lab, analyte.assessment_of(visit.assessments) or "")
+    for (visit_pk, analyte_code), (lab, assessment) in latest.items():
+        entry = ResultEntry(
+            assessment,
+            outcome=lab.interpretation,
+            analyte=analyte_code,
+            loinc=lab.loinc,
+            value=lab.value,
+            unit=lab.unit,
+            reference_low=lab.reference_low,
+            reference_high=lab.reference_high,
+            effective_on=lab.effective,
+            source_id=lab.reference or f"Observation@{lab.effective.isoformat()}",
+        )
+        plan.results.setdefault(visit_pk, []).append(entry)
+
+
+def reconcile_decide(
+    visits: Sequence[VisitState],
+    encounters: Iterable[Encounter],
+    appointments: Iterable[Appointment],
+    labs: Iterable[LabResult],
+    *,
+    site: Site,
+    today: dt.date,
+) -> Plan:
+    """What the EHR's records say of the visits (see the module's docstring); nothing is read or written here."""
+    plan = Plan()
+    completing = _completions(visits, encounters, site, today, plan)
+    _bookings([v for v in visits if v.pk not in completing], appointments, today, plan)
+    _results(visits, labs, completing, plan)
+    return plan
+
+
+# --------------------------------------------------------------------------------------------- applying
+@dataclass
+class ReconcileReport:
+    """What one patient's reconciliation did, in counts (safe to log)."""
+
+    completed: int = 0
+    booked: int = 0
+    results_recorded: int = 0
+    results_kept_person: int = 0
+    results_unreadable: int = 0
+    lost_races: int = 0
+
+
+def _state(visit: FollowUpVisit) -> VisitState:
+    return VisitState(
+        visit.pk,
+        visit.status,
+        visit.due_date,
+        visit.window_start,
+        visit.window_end,
+        tuple(visit.assessments or ()),
+        visit.ehr_completion_undone,
+        visit.booked_for,
+        visit.booked_source,
+        visit.status_changed_by_id is not None,
+    )
+
+
+def _results_write(visit: FollowUpVisit, entries: list[ResultEntry], report: ReconcileReport) -> None:
+    """Record the EHR's results; those refused (a unit that cannot be read) are left out and counted."""
+    try:
+        outcome = results_record(visit, entries, source=ResultSource.EHR)
+    except ResultsRefused as refused:
+        bad = {int(where.partition(".")[0]) for where in refused.problems}
+        report.results_unreadable += len(bad)
+        kept = [entry for index, entry in enumerate(entries) if index not in bad]
+        if not kept:
+            return
+        outcome = results_record(visit, kept, source=ResultSource.EHR)
+    report.results_recorded += outcome.written
+    report.results_kept_person += outcome.kept_person
+
+
+def reconcile_from_ehr(
+    patient: Patient,
+    resources: Iterable[Any],
+    labs: Iterable[LabResult],
+    *,
+    sender: str = "",
+    now: dt.datetime | None = None,
+) -> ReconcileReport:
+    """Reconcile the patient's current visits with the Encounters and Appointments among ``resources`` (the
+    import's ``ClinicalResource`` items) and with the blood results ``labs`` read from them. ``sender`` is the
+    import's declared source system: the source of a resource that states none, as for a Patient."""
+    report = ReconcileReport()
+    infusion = Infusion.objects.filter(patient=patient, superseded_by__isnull=True).order_by("-pk").first()
+    if infusion is None:
+        return report
+    encounters, appointments = [], []
+    for item in resources:
+        if item.resource_type == "Encounter":
+            encounters.append(encounter_read(item.resource, item.source or item.patient_source or sender))
+        elif item.resource_type == "Appointment":
+            appointments.append(appointment_read(item.resource))
+    now = now or timezone.now()
+    visits = {v.pk: v for v in FollowUpVisit.objects.filter(infusion=infusion).select_related("infusion__patient")}
+    site = Site(patient.centre.ehr_identifiers(), patient.source_system)
+    plan = reconcile_decide(
+        [_state(v) for v in visits.values()],
+        encounters,
+        appointments,
+        labs,
+        site=site,
+        today=timezone.localdate(now, patient.centre.tz),
+    )
+    with transaction.atomic():
+        for visit_pk, encounter_id, day in plan.completions:
+            try:
+                visits[visit_pk] = lifecycle.visit_mark_completed(
+                    visits[visit_pk], completed_on=day, source=encounter_id, now=now
+                )
+                report.completed += 1
+            except lifecycle.TransitionError:
+                report.lost_races += 1
+        for visit_pk, appointment_id, day in plan.bookings:
+            try:
+                visits[visit_pk] = lifecycle.visit_book(visits[visit_pk], on=day, source=appointment_id, now=now)
+                report.booked += day is not None
+            except lifecycle.TransitionError:
+                report.lost_races += 1
+        for visit_pk, entries in plan.results.items():
+            _results_write(visits[visit_pk], entries, report)
+    return report

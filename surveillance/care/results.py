@@ -1,0 +1,285 @@
+"""Recording a visit's results: the one writer of ``VisitResult`` rows, for the admin, the API and an EHR import.
+
+``results_record`` checks every entry before it writes any (a bad value or unit refuses the whole call with a
+message per entry and field, nothing half-saved), then writes one row per assessment, or per analyte of a blood
+count, with its history row and audit entry in the same transaction. A result a person recorded is never replaced
+by an EHR value: the EHR's is counted as kept aside. Between two EHR values for the same analyte, the later one
+(by its effective date) stands.
+
+``visit_record`` is recording a visit done with its results in one step, optionally with "done, nothing abnormal"
+for every assessment not otherwise recorded: the admin's one-click completion and the API's ``complete``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from surveillance.access.audit import audit_write
+from surveillance.care import lifecycle
+from surveillance.models import FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
+from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analytes
+from surveillance.signals.review import ruleset_current
+
+MAX_NOTE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ResultEntry:
+    """One result as an entry point hands it over. A blood-count analyte names its ``analyte`` (or only its
+    ``loinc``) and carries ``value`` and ``unit``; any other assessment carries an ``outcome``."""
+
+    assessment: str
+    outcome: str = ""
+    analyte: str = ""
+    loinc: str = ""
+    value: float | None = None
+    unit: str = ""
+    reference_low: float | None = None
+    reference_high: float | None = None
+    effective_on: dt.date | None = None
+    source_id: str = ""
+    note: str = ""
+
+
+class ResultsRefused(Exception):
+    """Entries that cannot be recorded: ``problems`` maps ``<index>.<field>`` to its messages."""
+
+    def __init__(self, problems: dict[str, list[str]]):
+        super().__init__("; ".join(f"{where}: {' '.join(messages)}" for where, messages in problems.items()))
+        self.problems = problems
+
+
+@dataclass
+class ResultsReport:
+    """What one call did, in counts and ids only (safe to log)."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_person: int = 0  # EHR values not written over a person's result
+    result_ids: list[int] = field(default_factory=list)
+
+    @property
+    def written(self) -> int:
+        return self.created + self.updated
+
+
+def canonical_unit(analyte: Analyte) -> str:
+    """The unit the signal rules compare the analyte in: what a form offers first."""
+    quantity = ruleset_current()[1].units.get(analyte.quantity)
+    return quantity.canonical if quantity else ""
+
+
+def _interpretation(entry: ResultEntry) -> str:
+    """The outcome given, else what the reference range says of the value, else unknown ("")."""
+    if entry.outcome:
+        return entry.outcome
+    if entry.value is None:
+        return ""
+    low, high = entry.reference_low, entry.reference_high
+    if low is None and high is None:
+        return ""
+    outside = (low is not None and entry.value < low) or (high is not None and entry.value > high)
+    return ResultOutcome.ABNORMAL if outside else ResultOutcome.NORMAL
+
+
+class _Checker:
+    """The checks of one call's entries against the visit and the catalogues; collects every problem."""
+
+    def __init__(self, visit: FollowUpVisit, source: str):
+        self.visit = visit
+        self.source = source
+        self.problems: dict[str, list[str]] = {}
+        self._units = None
+
+    def problem(self, index: int, name: str, message: str) -> None:
+        self.problems.setdefault(f"{index}.{name}", []).append(message)
+
+    def unit_converts(self, analyte: Analyte, unit: str) -> bool:
+        if self._units is None:
+            self._units = ruleset_current()[1].units
+        quantity = self._units.get(analyte.quantity)
+        return quantity is not None and quantity.convert(1.0, unit) is not None
+
+    def analyte(self, index: int, entry: ResultEntry) -> Analyte | None:
+        by_code = analytes().get(entry.analyte) if entry.analyte else None
+        by_loinc = analyte_for_loinc(entry.loinc) if entry.loinc else None
+        if entry.analyte and by_code is None:
+            self.problem(index, "analyte", f"{entry.analyte!r} is not a known analyte")
+        if entry.loinc and by_loinc is None:
+            self.problem(index, "loinc", f"LOINC {entry.loinc} is not a blood-count analyte recorded here")
+        if by_code and by_loinc and by_code != by_loinc:
+            self.problem(index, "loinc", f"LOINC {entry.loinc} is not {by_code.code}")
+        return by_code or by_loinc
+
+    def check(self, index: int, entry: ResultEntry) -> ResultEntry:
+        """The entry as it will be stored (analyte resolved, outcome interpreted); problems noted on the way."""
+        if entry.assessment not in (self.visit.assessments or []):
+            self.problem(index, "assessment", f"{entry.assessment!r} is not an assessment this visit asks for")
+        if entry.outcome and entry.outcome not in ResultOutcome.values:
+            self.problem(index, "outcome", f"must be one of {', '.join(ResultOutcome.values)}")
+        for name in ("value", "reference_low", "reference_high"):
+            number = getattr(entry, name)
+            if number is not None and not math.isfinite(number):
+                self.problem(index, name, "must be a finite number")
+        if len(entry.note) > MAX_NOTE:
+            self.problem(index, "note", f"at most {MAX_NOTE} characters")
+        if any("\x00" in text for text in (entry.note, entry.unit, entry.source_id, entry.assessment)):
+            self.problem(index, "note", "null characters are not allowed")
+        if self.source == ResultSource.EHR and not entry.source_id:
+            self.problem(index, "source_id", "an EHR result names the record it came from")
+        if entry.effective_on is not None and entry.effective_on > timezone.localdate():
+            self.problem(index, "effective_on", "cannot be in the future")
+        analyte = self.analyte(index, entry) if (entry.analyte or entry.loinc) else None
+        if analyte is None:
+            if not (entry.analyte or entry.loinc):
+                if entry.value is not None or entry.unit:
+                    self.problem(index, "value", "a value needs the analyte it measures (analyte or loinc)")
+                if not entry.outcome:
+                    self.problem(index, "outcome", "required: how the assessment went")
+            return entry
+        if entry.assessment not in analyte.assessments:
+            self.problem(index, "analyte", f"{analyte.code} is not part of {entry.assessment}")
+        if entry.outcome == ResultOutcome.NOT_DONE:
+            if entry.value is not None:
+                self.problem(index, "value", "a result not done has no value")
+        elif entry.value is None:
+            self.problem(index, "value", "required for an analyte (or the outcome not_done)")
+        elif not entry.unit:
+            self.problem(index, "unit", "required with a value")
+        elif not self.unit_converts(analyte, entry.unit):
+            self.problem(index, "unit", f"{entry.unit!r} is not a unit {analyte.code} is recorded in")
+        low, high = entry.reference_low, entry.reference_high
+        if low is not None and high is not None and low > high:
+            self.problem(index, "reference_low", "must not be above reference_high")
+        return ResultEntry(
+            entry.assessment,
+            _interpretation(entry),
+            analyte.code,
+            entry.loinc or analyte.loinc[0],
+            entry.value,
+            entry.unit if entry.value is not None else "",
+            low if entry.value is not None else None,
+            high if entry.value is not None else None,
+            entry.effective_on,
+            entry.source_id,
+            entry.note,
+        )
+
+
+#: The columns an entry writes, in the order of ``ResultEntry``'s fields (``assessment`` and ``analyte`` key the row).
+_VALUE_FIELDS = (
+    "outcome",
+    "loinc",
+    "value",
+    "unit",
+    "reference_low",
+    "reference_high",
+    "effective_on",
+    "source_id",
+    "note",
+)
+
+
+def _supersedes(entry: ResultEntry, row: VisitResult, source: str) -> bool:
+    """Whether an entry may replace a stored row: a person's word always; the EHR's never over a person's, and
+    over its own only when it is at least as recent."""
+    if source == ResultSource.PERSON:
+        return True
+    if row.source == ResultSource.PERSON:
+        return False
+    return row.effective_on is None or entry.effective_on is None or entry.effective_on >= row.effective_on
+
+
+def results_record(
+    visit: FollowUpVisit,
+    results: Sequence[ResultEntry],
+    *,
+    actor=None,
+    source: str = ResultSource.PERSON,
+    now: dt.datetime | None = None,
+) -> ResultsReport:
+    """Record ``results`` on ``visit`` (see the module's docstring); ``ResultsRefused`` before writing anything."""
+    if source not in ResultSource.values:
+        raise ValueError(f"unknown result source {source!r}")
+    checker = _Checker(visit, source)
+    entries = [checker.check(index, entry) for index, entry in enumerate(results)]
+    keys = [(entry.assessment, entry.analyte) for entry in entries]
+    for index, key in enumerate(keys):
+        if key in keys[:index]:
+            checker.problem(index, "analyte" if key[1] else "assessment", "given twice in the same call")
+    if checker.problems:
+        raise ResultsRefused(checker.problems)
+    now = now or timezone.now()
+    report = ResultsReport()
+    with transaction.atomic():
+        stored = {
+            (row.assessment, row.analyte): row for row in VisitResult.objects.select_for_update().filter(visit=visit)
+        }
+        for entry in entries:
+            values = {name: getattr(entry, name) for name in _VALUE_FIELDS}
+            values.update(source=source, recorded_by=actor, recorded_at=now)
+            row = stored.get((entry.assessment, entry.analyte))
+            if row is None:
+                row = VisitResult.objects.create(
+                    visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values
+                )
+                report.created += 1
+            elif not _supersedes(entry, row, source):
+                report.kept_person += row.source == ResultSource.PERSON
+                report.unchanged += row.source != ResultSource.PERSON
+                continue
+            elif all(getattr(row, name) == getattr(entry, name) for name in _VALUE_FIELDS) and row.source == source:
+                report.unchanged += 1
+                continue
+            else:
+                for name, value in values.items():
+                    setattr(row, name, value)
+                row.save()
+                report.updated += 1
+            report.result_ids.append(row.pk)
+        if report.written:
+            summary = {"source": source, "created": report.created, "updated": report.updated}
+            VisitChange.objects.create(visit=visit, by=actor, action="results_recorded", after=summary)
+            audit_write(
+                "results_recorded",
+                by=actor,
+                object_type="followupvisit",
+                object_id=visit.pk,
+                patient_id=visit.infusion.patient_id,
+                changes={**summary, "results": report.result_ids},
+            )
+    return report
+
+
+def remaining_as_normal(visit: FollowUpVisit, given: Sequence[ResultEntry]) -> list[ResultEntry]:
+    """ "Done, nothing abnormal" for each assessment the visit asks for that neither ``given`` nor a stored row
+    records: what a coordinator means by one click once the few abnormal findings are entered."""
+    recorded = {entry.assessment for entry in given}
+    recorded |= set(VisitResult.objects.filter(visit=visit).values_list("assessment", flat=True))
+    return [ResultEntry(code, ResultOutcome.NORMAL) for code in visit.assessments or [] if code not in recorded]
+
+
+def visit_record(
+    visit: FollowUpVisit,
+    *,
+    completed_on: dt.date,
+    results: Sequence[ResultEntry] = (),
+    rest_normal: bool = False,
+    notes: dict | None = None,
+    actor=None,
+    now: dt.datetime | None = None,
+) -> tuple[FollowUpVisit, ResultsReport]:
+    """A person records the visit done with its results, in one transaction: a refused result or a visit someone
+    else settled first leaves nothing written. ``rest_normal`` adds "done, nothing abnormal" for the rest."""
+    with transaction.atomic():
+        entries = [*results, *(remaining_as_normal(visit, results) if rest_normal else [])]
+        report = results_record(visit, entries, actor=actor, source=ResultSource.PERSON, now=now)
+        visit = lifecycle.visit_mark_completed(visit, completed_on=completed_on, results=notes, by=actor, now=now)
+    return visit, report

@@ -1,0 +1,111 @@
+"""The labels catalogue (``seeds/labels.yaml``): what people read in place of assessment, analyte, visit-kind and
+outcome codes, in English and Spanish.
+
+Codes are what the protocols, the results and the API exchange; a coordinator, a patient or a spreadsheet should
+never have to read ``igg_ivig_decision``. ``label`` is the one function every place that shows a code calls (the
+admin, the API's ``assessments_display``, the exports); the loader (``seeds.loader.seeds_load``) refuses a
+catalogue that leaves a protocol's assessment without a label in any language, so a gap shows at deploy time,
+not on a page.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from surveillance.seeds.files import yaml_read
+
+FILE_NAME = "labels.yaml"
+SECTIONS = ("assessments", "analytes", "visit_kinds", "outcomes")
+DEFAULT_LANGUAGE = "en"
+
+
+class LabelsError(ValueError):
+    """The catalogue file is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    languages: tuple[str, ...]
+    #: section -> code -> language -> label
+    sections: Mapping[str, Mapping[str, Mapping[str, str]]]
+
+    def find(self, code: str) -> Mapping[str, str] | None:
+        for section in SECTIONS:
+            found = self.sections[section].get(code)
+            if found is not None:
+                return found
+        return None
+
+    def missing(self, section: str, codes: Iterable[str]) -> list[str]:
+        """``code (language)`` for every code of ``section`` without a label in one of the catalogue's languages."""
+        entries = self.sections[section]
+        return [
+            f"{code} ({language})"
+            for code in sorted(set(codes))
+            for language in self.languages
+            if not (entries.get(code) or {}).get(language)
+        ]
+
+
+def catalogue_from_dict(data: object) -> Catalogue:
+    """Parse and check the file's content: a label per declared language, and a code in one section only (so that
+    ``label`` needs no section to find it)."""
+    if not isinstance(data, dict):
+        raise LabelsError("expected a mapping at the top level")
+    languages = data.get("languages")
+    if not isinstance(languages, list) or not languages or not all(isinstance(x, str) for x in languages):
+        raise LabelsError("languages: expected a list of language codes")
+    if DEFAULT_LANGUAGE not in languages:
+        raise LabelsError(f"languages: {DEFAULT_LANGUAGE} is the fallback and must be listed")
+    sections: dict[str, dict[str, dict[str, str]]] = {}
+    seen: dict[str, str] = {}
+    for section in SECTIONS:
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise LabelsError(f"{section}: expected a mapping of code to labels")
+        parsed: dict[str, dict[str, str]] = {}
+        for code, labels in entries.items():
+            where = f"{section}.{code}"
+            if code in seen:
+                raise LabelsError(f"{where}: the code is also in {seen[code]}")
+            seen[code] = section
+            if not isinstance(labels, dict) or set(labels) != set(languages):
+                raise LabelsError(f"{where}: expected a label in each of {', '.join(languages)}")
+            if not all(isinstance(text, str) and text.strip() for text in labels.values()):
+                raise LabelsError(f"{where}: a label must be non-empty text")
+            parsed[str(code)] = {language: labels[language].strip() for language in languages}
+        sections[section] = parsed
+    return Catalogue(tuple(languages), sections)
+
+
+def catalogue_read(seeds_dir: Path) -> Catalogue:
+    return catalogue_from_dict(yaml_read(seeds_dir / FILE_NAME, LabelsError))
+
+
+@functools.cache
+def _catalogue(seeds_dir: Path) -> Catalogue:
+    return catalogue_read(seeds_dir)
+
+
+def catalogue() -> Catalogue:
+    """The catalogue of the configured seeds folder, read once per process (it is data shipped with a release)."""
+    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))
+
+
+def label(code: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """The human label of an assessment, analyte, visit-kind or outcome code in ``language`` (English when the
+    catalogue has no such language); a code the catalogue does not know is shown as it is rather than hidden."""
+    labels = catalogue().find(code)
+    if labels is None:
+        return code
+    return labels.get(language) or labels[DEFAULT_LANGUAGE]
+
+
+def labels_of(codes: Iterable[str], language: str = DEFAULT_LANGUAGE) -> list[dict[str, str]]:
+    """``[{"code", "label"}]`` for a list of codes, in order: the API's and the exports' display form."""
+    return [{"code": code, "label": label(code, language)} for code in codes]
