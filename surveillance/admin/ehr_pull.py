@@ -108,6 +108,7 @@ class EhrPullRunAdmin(ReadOnlyAdmin, CentreScopedAdmin):
         "transaction_time",
         "files_table",
         "report",
+        "manifest",
         "attempts",
         "error",
         "failed_at",

@@ -95,6 +95,7 @@ class BulkClient:
             )
             if response.status_code != 401:
                 return response
+            response.close()
         raise PullError(f"{what}: the EHR refused the access token (HTTP 401)")
 
     def kick_off(self, since: dt.datetime | None) -> tuple[str, str]:

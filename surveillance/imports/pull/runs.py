@@ -132,7 +132,7 @@ def pulls_run() -> PullsResult:
             # One connection's bug or outage must not stop the others. Its type only is logged and kept: a database
             # error's message may quote the export's values.
             logger.error("ehr pull run=%s failed: %s", run.pk, type(exc).__name__)
-            _fail(_claim_of(run, token), f"unexpected error: {type(exc).__name__}")
+            _fail(run, token, f"unexpected error: {type(exc).__name__}")
             status = PullStatus.FAILED
         setattr(result, status.value, getattr(result, status.value) + 1)
     return result
@@ -157,10 +157,10 @@ def pull_run(run: EhrPullRun, token: str) -> PullStatus:
             _files_import(run, claim, client)
             _finish(run, claim)
     except ExportGone as exc:
-        _fail(claim, f"{exc}; the next pull asks for the export again", export_forget=True)
+        _fail(run, token, f"{exc}; the next pull asks for the export again", export_forget=True)
         return PullStatus.FAILED
     except PullError as exc:
-        _fail(claim, str(exc))
+        _fail(run, token, str(exc))
         return PullStatus.FAILED
     logger.info("ehr pull run=%s done: %s files, %s lines", run.pk, len(run.files), run.report.get("lines", 0))
     return PullStatus.DONE
@@ -265,12 +265,12 @@ def _finish(run: EhrPullRun, claim) -> None:
         )
 
 
-def _fail(claim, message: str, *, export_forget: bool = False) -> None:
+def _fail(run: EhrPullRun, token: str, message: str, *, export_forget: bool = False) -> None:
     """Leave the run failed with its reason (the next beat resumes it); ``export_forget``: the EHR no longer has
     the export, so the next attempt kicks off again with the same ``_since``."""
     now = timezone.now()
     forget = {"status_url": "", "manifest": None, "files": [], "transaction_time": None} if export_forget else {}
-    failed = claim.update(
+    failed = _claim_of(run, token).update(
         status=PullStatus.FAILED,
         error=message[:2000],
         failed_at=now,
@@ -281,4 +281,5 @@ def _fail(claim, message: str, *, export_forget: bool = False) -> None:
         **forget,
     )
     if failed:
-        logger.warning("ehr pull run failed: %s", message.split(":", 1)[0])
+        # the step and the status code only: what follows the colon may quote the EHR's OperationOutcome
+        logger.warning("ehr pull run=%s failed: %s", run.pk, message.split(":", 1)[0])
