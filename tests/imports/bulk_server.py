@@ -76,6 +76,7 @@ class BulkServer:
     refusals: list[str] = field(default_factory=list)
     fail: dict[str, list[str]] = field(default_factory=dict)
     status_gone: bool = False
+    released: list[str] = field(default_factory=list)
     transaction_times: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -189,6 +190,11 @@ def _handler(server: BulkServer):
                 return self._send(404)
             status, body = server.token_answer(form)
             self._send(status, body)
+
+        def do_DELETE(self) -> None:
+            if self._bearer_ok():
+                server.released.append(urlsplit(self.path).path)
+                self._send(202)
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)

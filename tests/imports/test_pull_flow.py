@@ -33,6 +33,7 @@ def test_it_imports_the_patients_and_infusions_of_a_full_export(bulk_server, mak
     assert [item["type"] for item in run.files] == ["Patient", "Procedure", "Condition", "Encounter"]
     assert all(item["done"] for item in run.files)
     assert set(bulk_server.downloads.values()) == {1}
+    assert bulk_server.released == ["/status/1"]  # the EHR may drop the files once they are in
     kickoff = bulk_server.kickoffs[0]
     assert kickoff["path"] == "/fhir/Patient/$export"
     assert kickoff["_type"] == ",".join(DEFAULT_RESOURCE_TYPES)

@@ -7,6 +7,7 @@ never held in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,12 @@ class BulkClient:
         if 400 <= code < 500:
             raise ExportGone(f"the EHR reports the export failed (HTTP {code}{outcome_text(response)})")
         raise PullError(f"the export's status: HTTP {code}{outcome_text(response)}")
+
+    def release(self, status_url: str) -> None:
+        """Tell the EHR the export's files are no longer needed (a DELETE on the status URL, as the specification
+        lets a client do once it has them). Best effort: the files are imported whatever it answers."""
+        with contextlib.suppress(PullError):
+            self._authorized("DELETE", status_url, what="the export's release", headers={}).close()
 
     def download(self, url: str, path: Path, *, with_token: bool, what: str) -> int:
         """Stream one output file to ``path`` (fetched again whole if cut short); returns its size in bytes."""

@@ -156,6 +156,7 @@ def pull_run(run: EhrPullRun, token: str) -> PullStatus:
                 return PullStatus.WAITING
             _files_import(run, claim, client)
             _finish(run, claim)
+            client.release(run.status_url)
     except ExportGone as exc:
         _fail(run, token, f"{exc}; the next pull asks for the export again", export_forget=True)
         return PullStatus.FAILED
