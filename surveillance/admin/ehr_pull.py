@@ -126,4 +126,4 @@ class EhrPullRunAdmin(ReadOnlyAdmin, CentreScopedAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((item["type"], item["lines_done"], "imported" if item["done"] else "to import") for item in obj.files),
         )
-        return format_html("<table><tr><th>Type</th><th>Lines committed</th><th></th></tr>{}</table>", rows)
+        return format_html("<table><tr><th>Type</th><th>Lines committed</th><th>State</th></tr>{}</table>", rows)

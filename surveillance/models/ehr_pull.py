@@ -164,9 +164,9 @@ class EhrPullRun(models.Model):
     connection = models.ForeignKey(EhrConnection, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=10, choices=PullStatus.choices, default=PullStatus.RUNNING)
     since = models.DateTimeField(null=True, blank=True, help_text="The _since this export asked for.")
-    kickoff_url = models.URLField(max_length=2000, blank=True)
+    kickoff_url = models.URLField("kick-off URL", max_length=2000, blank=True)
     status_url = models.URLField(
-        max_length=2000, blank=True, help_text="Where the export's progress is polled (Content-Location)."
+        "status URL", max_length=2000, blank=True, help_text="Where the export's progress is polled (Content-Location)."
     )
     server_progress = models.CharField(max_length=200, blank=True, help_text="The EHR's last X-Progress.")
     next_poll_at = models.DateTimeField(null=True, blank=True, help_text="Waiting: the EHR's Retry-After.")
@@ -207,7 +207,7 @@ class EhrPullRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Pull {self.pk} of {self.connection_id}: {self.status}"
+        return f"Pull {self.pk} ({self.get_status_display().lower()})"
 
     @property
     def files_done(self) -> int:
