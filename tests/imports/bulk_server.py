@@ -76,6 +76,7 @@ class BulkServer:
     refusals: list[str] = field(default_factory=list)
     fail: dict[str, list[str]] = field(default_factory=dict)
     status_gone: bool = False
+    status_codes: list[int] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     transaction_times: list[str] = field(default_factory=list)
 
@@ -137,6 +138,8 @@ class BulkServer:
 
     def status_answer(self, job: str) -> tuple[int, dict, dict]:
         self.polls.append(time.monotonic())
+        if self.status_codes:  # what the test asks the next polls to answer instead
+            return self.status_codes.pop(0), {}, {"resourceType": "OperationOutcome", "issue": [{"code": "throttled"}]}
         if self.status_gone:
             return 404, {}, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]}
         self.poll_counts[job] += 1

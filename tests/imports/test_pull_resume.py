@@ -114,3 +114,13 @@ def test_it_asks_again_with_the_same_since_when_the_ehr_forgot_the_export(bulk_s
     bulk_server.status_gone, bulk_server.polls_before_ready = False, 0
     assert runs.pulls_run().done == 1
     assert [parse_datetime(kickoff["_since"]) for kickoff in bulk_server.kickoffs[1:]] == [since, since]
+
+
+def test_it_polls_the_same_export_again_after_the_ehr_kept_answering_429(bulk_server, make_connection):
+    make_connection(bulk_server)
+    bulk_server.status_codes = [429, 429]  # both tries of the first pull's poll
+    assert runs.pulls_run().failed == 1
+    run = EhrPullRun.objects.get()
+    assert run.error == "the export's status: HTTP 429: throttled" and run.status_url  # the export is still known
+    assert runs.pulls_run().done == 1
+    assert len(bulk_server.kickoffs) == 1

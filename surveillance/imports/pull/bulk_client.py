@@ -18,13 +18,14 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from surveillance.imports.pull.errors import ExportGone, PullError
-from surveillance.imports.pull.http import retry_after_seconds, send
+from surveillance.imports.pull.http import TRANSIENT_STATUSES, retry_after_seconds, send
 from surveillance.imports.pull.smart_auth import access_token, token_forget
 from surveillance.models import EhrConnection
 from surveillance.models.ehr_pull import BULK_RESOURCE_TYPES
 
-#: How long to wait between polls when the server gives no Retry-After.
+#: How long to wait between polls when the server gives no Retry-After, and at least whatever it gives.
 DEFAULT_POLL_SECONDS = 10.0
+MIN_POLL_SECONDS = 1.0
 CHUNK_BYTES = 64 * 1024
 
 
@@ -129,7 +130,8 @@ class BulkClient:
         code = response.status_code
         if code == 202:
             progress = response.headers.get("X-Progress", "")[:200]
-            return Poll(None, retry_after_seconds(response.headers, DEFAULT_POLL_SECONDS), progress)
+            wait = max(retry_after_seconds(response.headers, DEFAULT_POLL_SECONDS), MIN_POLL_SECONDS)
+            return Poll(None, wait, progress)
         if code == 200:
             try:
                 return Poll(response.json())
@@ -137,7 +139,7 @@ class BulkClient:
                 raise PullError("the export's manifest is not JSON") from None
         if code in (404, 410):
             raise ExportGone(f"the export's status URL is no longer valid (HTTP {code})")
-        if 400 <= code < 500:
+        if 400 <= code < 500 and code not in TRANSIENT_STATUSES:  # a 429 that outlasted the retries is not that
             raise ExportGone(f"the EHR reports the export failed (HTTP {code}{outcome_text(response)})")
         raise PullError(f"the export's status: HTTP {code}{outcome_text(response)}")
 
