@@ -1,4 +1,5 @@
-"""Fixtures for the pure FHIR/CSV parsers: the shared EHR samples (beside the repo) and the CAR-T code list."""
+"""Fixtures for the pure FHIR/CSV parsers: the shared EHR samples (beside the repo) and the CAR-T code list; for
+the EHR pulls, a loopback Bulk Data server and a connection to it."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ imported, no line applied twice, and ``_since`` moved only once every file is in
 from __future__ import annotations
 
 import itertools
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.utils.dateparse import parse_datetime
@@ -48,11 +50,16 @@ def test_it_fails_visibly_mid_download_and_the_next_pull_imports_the_rest_once(
         ("Encounter", False),
     ]
     assert Patient.objects.filter(centre=centre_a).count() == 11  # what was imported stays
+    downloads = Path(tempfile.gettempdir()) / f"cartwatch-pull-{run.pk}"
+    assert not downloads.exists()  # no patient data left on disk
     connection.refresh_from_db()
     assert connection.since is None and connection.last_pulled_at is None
     assert pulls_health()["failing"] == [connection.pk]
 
+    downloads.mkdir()
+    (downloads / "2.ndjson").write_bytes(b"what a killed worker left")
     assert runs.pulls_run().done == 1
+    assert not downloads.exists()
     run.refresh_from_db()
     assert (run.status, run.attempts) == (PullStatus.DONE, 2)
     assert run.error  # the failure stays on the run, for the record

@@ -9,7 +9,8 @@ What the rows say, so that a connection is never pulled twice at once and an int
 2. **The export**: the status URL is kept as soon as the kick-off answers, so a later attempt polls the same
    export rather than asking for another. An export still being prepared after ``EHR_PULL_WAIT_SECONDS`` is left
    ``waiting`` for the next beat. The manifest is kept whole, and its files listed in import order.
-3. **The files**: each is streamed to a temporary file, imported through ``ehr_import.ndjson_import`` and deleted.
+3. **The files**: each is streamed to the run's own temporary folder, imported through ``ehr_import.ndjson_import``
+   and deleted.
    Each batch of lines commits with the file's ``lines_done`` and the run's report, so a file half imported goes
    on after its last committed line and a file imported is never fetched again.
 4. **Done**: the run's completion and the connection's new ``since`` (the manifest's ``transactionTime``) commit
@@ -25,12 +26,15 @@ Logs carry connection and run ids, counts and statuses only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
 import secrets
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -207,15 +211,28 @@ def _export_ready(run: EhrPullRun, claim, client: BulkClient) -> bool:
         time.sleep(poll.retry_after)
 
 
+@contextlib.contextmanager
+def _download_folder(run: EhrPullRun) -> Iterator[Path]:
+    """The run's own folder for its downloads, readable by this user only, emptied before and after each attempt:
+    the files hold patient data, and what a killed worker left is removed when the run is resumed here."""
+    folder = Path(tempfile.gettempdir()) / f"cartwatch-pull-{run.pk}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _files_import(run: EhrPullRun, claim, client: BulkClient) -> None:
     """Fetch and import every file not yet imported, in the manifest's import order."""
     with_token = bool(run.manifest.get("requiresAccessToken"))
     total = len(run.files)
-    with tempfile.TemporaryDirectory(prefix="cartwatch-pull-") as folder:
+    with _download_folder(run) as folder:
         for index, item in enumerate(run.files):
             if item["done"]:
                 continue
-            path = Path(folder) / f"{index}.ndjson"
+            path = folder / f"{index}.ndjson"
             what = f"file {index + 1} of {total} ({item['type']})"
             size = client.download(item["url"], path, with_token=with_token, what=what)
             _save(claim)  # a long download renews the lease
