@@ -20,26 +20,13 @@ def administrator(django_user_model):
     return django_user_model.objects.create_superuser("root", password="correct-horse-battery")
 
 
-@pytest.fixture
-def connection(centre_a):
-    return EhrConnection.objects.create(
-        centre=centre_a,
-        name="Epic production",
-        fhir_base_url="https://ehr.example.org/fhir/R4",
-        token_url="https://ehr.example.org/oauth2/token",
-        client_id="cartwatch",
-        private_key_ref="env:CARTWATCH_EHR_KEY",
-        key_id="k1",
-    )
-
-
-def test_it_shows_the_current_pull_its_progress_and_the_last_failure(login, administrator, connection):
+def test_it_shows_the_current_pull_its_progress_and_the_last_failure(login, administrator, ehr_connection):
     files = [
         {"type": "Patient", "url": "https://ehr.example.org/f/1", "lines_done": 11, "done": True},
         {"type": "Procedure", "url": "https://ehr.example.org/f/2", "lines_done": 500, "done": False},
     ]
     run = EhrPullRun.objects.create(
-        connection=connection,
+        connection=ehr_connection,
         status=PullStatus.FAILED,
         manifest={"output": []},
         files=files,
@@ -59,15 +46,15 @@ def test_it_shows_the_current_pull_its_progress_and_the_last_failure(login, admi
     assert "<td>Procedure</td><td>500</td><td>to import</td>" in detail.content.decode()
 
 
-def test_it_says_never_pulled_before_the_first_pull(login, administrator, connection):
+def test_it_says_never_pulled_before_the_first_pull(login, administrator, ehr_connection):
     assert "never pulled" in login(administrator).get(LIST).content.decode()
 
 
 @pytest.mark.parametrize("persona", ["coordinator_a", "physician_a", "auditor"])
-def test_it_is_for_administrators_only(request, login, persona, connection):
+def test_it_is_for_administrators_only(request, login, persona, ehr_connection):
     client = login(request.getfixturevalue(persona))
     assert client.get(LIST).status_code == 403
-    assert client.get(f"{LIST}{connection.pk}/change/").status_code == 403
+    assert client.get(f"{LIST}{ehr_connection.pk}/change/").status_code == 403
 
 
 def _form(centre, **fields) -> dict:

@@ -39,19 +39,10 @@ def test_it_asks_for_the_token_when_one_is_set(client, settings):
     assert answer.status_code == 200 and b"cartwatch_reminders" in answer.content
 
 
-def test_it_counts_the_ehr_connections_whose_pull_is_failing(client, centre_a):
-    from surveillance.models import EhrConnection, EhrPullRun, PullStatus
+def test_it_counts_the_ehr_connections_whose_pull_is_failing(client, ehr_connection):
+    from surveillance.models import EhrPullRun, PullStatus
 
-    connection = EhrConnection.objects.create(
-        centre=centre_a,
-        name="Epic production",
-        fhir_base_url="https://ehr.example.org/fhir",
-        token_url="https://ehr.example.org/token",
-        client_id="cartwatch",
-        private_key_ref="env:CARTWATCH_EHR_KEY",
-        key_id="k1",
-    )
-    EhrPullRun.objects.create(connection=connection, status=PullStatus.FAILED, error="the export's status: HTTP 503")
+    EhrPullRun.objects.create(connection=ehr_connection, status=PullStatus.FAILED, error="the status: HTTP 503")
     text = client.get("/metrics").content.decode()
     assert 'cartwatch_ehr_pull_connections{state="enabled"} 1.0' in text
     assert 'cartwatch_ehr_pull_connections{state="failing"} 1.0' in text
