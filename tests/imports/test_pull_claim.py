@@ -4,8 +4,10 @@ most one open run per connection. Beat asks for the pulls on its schedule."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from django import db
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,6 +26,30 @@ def test_it_gives_a_second_claim_nothing_while_the_first_holds_the_run(bulk_serv
     assert runs.pull_claim(connection, "worker-2") is None
     assert runs.pulls_run().busy == 1  # a second beat's run
     assert EhrPullRun.objects.count() == 1 and bulk_server.kickoffs == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_one_of_two_workers_claiming_at_the_same_moment_win(bulk_server, make_connection):
+    """Two beats' workers, each on its own database connection, claim the never-pulled connection at once."""
+    connection = make_connection(bulk_server)
+    start = threading.Barrier(2)
+    claims: list = []
+
+    def claim(token: str) -> None:
+        try:
+            start.wait(timeout=10)
+            claims.append(runs.pull_claim(connection, token))
+        finally:
+            db.connection.close()
+
+    workers = [threading.Thread(target=claim, args=(f"worker-{n}",)) for n in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert len(claims) == 2
+    assert len([run for run in claims if run is not None]) == 1
+    assert EhrPullRun.objects.count() == 1
 
 
 def test_it_refuses_a_second_open_run_for_a_connection(bulk_server, make_connection):
