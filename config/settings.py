@@ -306,6 +306,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("CARTWATCH_IMPORT_INTERVAL_SECONDS", default=60.0),
         "options": {"expires": env.float("CARTWATCH_IMPORT_INTERVAL_SECONDS", default=60.0)},
     },
+    # EHR pulls: a Bulk Data $export of every enabled EHR connection (each claimed by one worker at a time)
+    "pull-ehr-connections": {
+        "task": "surveillance.imports.tasks.pull_ehr_connections",
+        "schedule": env.float("CARTWATCH_EHR_PULL_INTERVAL_SECONDS", default=3600.0),
+        "options": {"expires": env.float("CARTWATCH_EHR_PULL_INTERVAL_SECONDS", default=3600.0)},
+    },
     "weekly-care-team-digest": {  # hourly: each centre's digest goes out at 07:00 on its own Monday
         "task": "surveillance.reminders.tasks.weekly_digest",
         "schedule": crontab(minute=0),
@@ -399,6 +405,19 @@ CARTWATCH = {
     "IMPORT_LEASE_SECONDS": env.int("CARTWATCH_IMPORT_LEASE_SECONDS", default=900),
     "IMPORT_MAX_ATTEMPTS": env.int("CARTWATCH_IMPORT_MAX_ATTEMPTS", default=5),
     "IMPORT_BUDGET_SECONDS": env.int("CARTWATCH_IMPORT_BUDGET_SECONDS", default=300),
+    # EHR pulls (Bulk Data $export): /health/ calls a connection degraded when its last pull failed or none
+    # finished for EHR_PULL_STALE_HOURS; a worker's claim on a pull holds this long without progress; one run polls
+    # an export still being prepared for at most EHR_PULL_WAIT_SECONDS, then leaves it to the next beat; each
+    # request times out after EHR_PULL_TIMEOUT_SECONDS and is tried EHR_PULL_HTTP_ATTEMPTS times on a 5xx, a 429 or
+    # a dropped connection (waits doubling from EHR_PULL_HTTP_RETRY_SECONDS, or the server's Retry-After); a file
+    # larger than EHR_PULL_MAX_FILE_BYTES is refused.
+    "EHR_PULL_STALE_HOURS": env.int("CARTWATCH_EHR_PULL_STALE_HOURS", default=6),
+    "EHR_PULL_LEASE_SECONDS": env.int("CARTWATCH_EHR_PULL_LEASE_SECONDS", default=900),
+    "EHR_PULL_WAIT_SECONDS": env.int("CARTWATCH_EHR_PULL_WAIT_SECONDS", default=300),
+    "EHR_PULL_TIMEOUT_SECONDS": env.int("CARTWATCH_EHR_PULL_TIMEOUT_SECONDS", default=60),
+    "EHR_PULL_HTTP_ATTEMPTS": env.int("CARTWATCH_EHR_PULL_HTTP_ATTEMPTS", default=4),
+    "EHR_PULL_HTTP_RETRY_SECONDS": env.float("CARTWATCH_EHR_PULL_HTTP_RETRY_SECONDS", default=2.0),
+    "EHR_PULL_MAX_FILE_BYTES": env.int("CARTWATCH_EHR_PULL_MAX_FILE_BYTES", default=2 * 1024**3),
     # Outbound webhooks: per-request timeout, attempts before a delivery fails (delays double from the first
     # retry delay), how long a claim holds, rows per batch, and how long one run keeps draining.
     "WEBHOOK_TIMEOUT_SECONDS": env.int("CARTWATCH_WEBHOOK_TIMEOUT_SECONDS", default=10),

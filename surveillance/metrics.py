@@ -61,10 +61,11 @@ class RequestMetricsMiddleware:
 
 
 class OutboxCollector(Collector):
-    """The reminder, webhook and import-job figures, read when scraped (nothing is kept between scrapes)."""
+    """The reminder, webhook, import-job and EHR-pull figures, read when scraped (nothing is kept between scrapes)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from surveillance import health
+        from surveillance.imports.pull.health import pulls_health
         from surveillance.models import ImportJob, WebhookDelivery
         from surveillance.reminders import dispatch
 
@@ -72,6 +73,7 @@ class OutboxCollector(Collector):
             ok, reminders = dispatch.reminders_health(timezone.now(), started=health.PROCESS_STARTED_AT)
             webhooks = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("pk")).order_by())
             jobs = dict(ImportJob.objects.values_list("status").annotate(n=Count("pk")).order_by())
+            pulls = pulls_health()
         except DatabaseError:
             up = GaugeMetricFamily("cartwatch_database_up", "Whether the database answered the scrape.")
             up.add_metric([], 0)
@@ -108,6 +110,15 @@ class OutboxCollector(Collector):
         for status, n in sorted(jobs.items()):
             imports.add_metric([status], n)
         yield imports
+        connections = GaugeMetricFamily(
+            "cartwatch_ehr_pull_connections",
+            "Enabled EHR connections, and those whose pull is failing or none finished for EHR_PULL_STALE_HOURS.",
+            labels=["state"],
+        )
+        connections.add_metric(["enabled"], pulls["connections"])
+        connections.add_metric(["failing"], len(pulls["failing"]))
+        connections.add_metric(["stale"], len(pulls["stale"]))
+        yield connections
 
 
 def _registry() -> CollectorRegistry:

@@ -156,3 +156,19 @@ def make_infusion():
         return infusion
 
     return make
+
+
+@pytest.fixture
+def ehr_connection(centre_a):
+    """Centre A's EHR connection, never pulled (its server is not reached)."""
+    from surveillance.models import EhrConnection
+
+    return EhrConnection.objects.create(
+        centre=centre_a,
+        name="Epic production",
+        fhir_base_url="https://ehr.example.org/fhir/R4",
+        token_url="https://ehr.example.org/oauth2/token",
+        client_id="cartwatch",
+        private_key_ref="env:CARTWATCH_EHR_KEY",
+        key_id="k1",
+    )

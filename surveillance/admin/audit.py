@@ -8,10 +8,11 @@ from django.db.models import Q
 
 from surveillance import models as m
 from surveillance.access.tenancy import scope, user_centre_ids
+from surveillance.admin.base import ReadOnlyAdmin
 
 
 @admin.register(m.AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("at", "actor", "actor_label", "action", "object_type", "object_id", "patient_id", "remote_addr")
     list_filter = ("action", "object_type")
     search_fields = ("=object_id", "=patient_id", "actor__username", "=remote_addr")
@@ -27,12 +28,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return super().has_module_permission(request) and user_centre_ids(request.user) != []
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

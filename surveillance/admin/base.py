@@ -25,6 +25,20 @@ def patient_id_of(obj, patient_path: str) -> int | None:
     return getattr(obj, f"{last}_id", None)
 
 
+class ReadOnlyAdmin:
+    """Pages to read only: rows the service writes itself (the audit trail, reporting steps closed from their own
+    form, EHR pulls) are never added, changed or deleted through the admin's forms."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class CentreScopedAdmin(admin.ModelAdmin):
     """``centre_path`` is the lookup from the model to its TreatmentCentre ("" for the centre itself);
     ``patient_path`` the lookup to its Patient ("" for the patient itself, ``None`` when it has none)."""

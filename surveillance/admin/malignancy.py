@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from surveillance import models as m
-from surveillance.admin.base import CentreScopedAdmin
+from surveillance.admin.base import CentreScopedAdmin, ReadOnlyAdmin
 from surveillance.admin.display import date_text, patient_cell
 from surveillance.admin.worklists import WorklistFilter, workspace_today
 from surveillance.care import reporting
@@ -156,7 +156,7 @@ class MalignancyEventAdmin(CentreScopedAdmin):
 
 
 @admin.register(m.ReportingStep)
-class ReportingStepAdmin(CentreScopedAdmin):
+class ReportingStepAdmin(ReadOnlyAdmin, CentreScopedAdmin):
     centre_path = "event__infusion__patient__centre"
     patient_path = "event__infusion__patient"
     list_display = ("patient_link", "event_link", "kind", "due_date", "state", "completed_by", "reference")
@@ -193,12 +193,3 @@ class ReportingStepAdmin(CentreScopedAdmin):
     def get_queryset(self, request):
         overdue = Q(completed_at__isnull=True, due_date__lt=workspace_today(request))
         return super().get_queryset(request).annotate(escalated=ExpressionWrapper(overdue, output_field=BooleanField()))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,5 +1,6 @@
-"""Celery tasks of the import wing: thin shells. A run imports whatever jobs are queued; which they are is decided
-from the database, so a lost, duplicated or late task message changes nothing but the timing."""
+"""Celery tasks of the import wing: thin shells. A run imports whatever jobs are queued, a pull pulls every enabled
+EHR connection that no other worker holds; which they are is decided from the database, so a lost, duplicated or
+late task message changes nothing but the timing."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from celery import shared_task
 from django.db import transaction
 
 from surveillance.imports import jobs
+from surveillance.imports.pull import runs as pulls
 
 
 @shared_task(ignore_result=True)
 def run_import_jobs() -> dict:
     return jobs.import_jobs_run().as_dict()
+
+
+@shared_task(ignore_result=True)
+def pull_ehr_connections() -> dict:
+    return pulls.pulls_run().as_dict()
 
 
 def import_jobs_run_soon() -> None:

@@ -2,6 +2,7 @@
 
 from surveillance.models.audit import AuditEntry
 from surveillance.models.centres import CentreClosure, CentreMembership, Role, TreatmentCentre
+from surveillance.models.ehr_pull import EhrConnection, EhrPullRun, PullStatus, SigningAlgorithm
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
 from surveillance.models.identity import IdentityReview, IdentityReviewStatus
 from surveillance.models.imports import ImportFormat, ImportJob, ImportJobStatus
@@ -44,6 +45,8 @@ __all__ = [
     "ConditionDecision",
     "ContactAttempt",
     "Delivery",
+    "EhrConnection",
+    "EhrPullRun",
     "FollowUpVisit",
     "IdempotencyKey",
     "IdentityReview",
@@ -63,6 +66,7 @@ __all__ = [
     "Protocol",
     "ProtocolRule",
     "ProtocolStatus",
+    "PullStatus",
     "Reminder",
     "ReminderStatus",
     "ReportingStep",
@@ -74,6 +78,7 @@ __all__ = [
     "SignalReview",
     "SignalReviewStatus",
     "SignalRuleSet",
+    "SigningAlgorithm",
     "TransgeneStatus",
     "TreatmentCentre",
     "VisitChange",

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from surveillance import health as health_probes
 from surveillance.access.audit import audit_record
+from surveillance.imports.pull.health import pulls_health
 from surveillance.models import FollowUpVisit, Patient, PatientRequest, VisitStatus
 from surveillance.models.audit import AuditActor
 from surveillance.models.visits import RequestKind
@@ -164,10 +165,17 @@ def unsubscribe(request, token: str):
 @require_GET
 def health(request):
     """No login, no patient data: reminder counts and whether the dispatcher keeps up (503 when it does not, and
-    while the database is unreachable or not yet migrated)."""
+    while the database is unreachable or not yet migrated), and whether the EHR pulls keep up.
+
+    A failing or stale EHR pull makes the ``ehr_pull`` check (and the status) say degraded but not 503: reminders
+    still go out, and the data already pulled is still followed; the answer's code stays the reminder alarm's.
+    """
     try:
         ok, payload = dispatch.reminders_health(started=health_probes.PROCESS_STARTED_AT)
+        payload["ehr_pull"] = pulls_health()
     except DatabaseError as exc:
         logger.warning("health: database unavailable (%s)", type(exc).__name__)
         return JsonResponse({"status": "database unavailable"}, status=503)
+    if payload["ehr_pull"]["status"] != "ok":
+        payload["status"] = "ehr pull degraded" if ok else f"{payload['status']}, ehr pull degraded"
     return JsonResponse(payload, status=200 if ok else 503)

@@ -1,4 +1,5 @@
-"""Fixtures for the pure FHIR/CSV parsers: the shared EHR samples (beside the repo) and the CAR-T code list."""
+"""Fixtures for the pure FHIR/CSV parsers: the shared EHR samples (beside the repo) and the CAR-T code list; for
+the EHR pulls, a loopback Bulk Data server and a connection to it."""
 
 from __future__ import annotations
 
@@ -88,3 +89,66 @@ def cohort_ndjson(count: int, *, prefix: str = "pat") -> str:
             }
         )
     return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+# --- EHR pulls: a loopback Bulk Data server and a connection of centre A to it --------------------------------------
+@pytest.fixture
+def pull_settings(settings):
+    """Retries without waiting, two tries a request: a failure shows in a test within a second."""
+    settings.CARTWATCH = {
+        **settings.CARTWATCH,
+        "EHR_PULL_HTTP_ATTEMPTS": 2,
+        "EHR_PULL_HTTP_RETRY_SECONDS": 0,
+        "EHR_PULL_WAIT_SECONDS": 30,
+        "EHR_PULL_TIMEOUT_SECONDS": 10,
+    }
+    return settings
+
+
+@pytest.fixture
+def rsa_pem(tmp_path):
+    """A fresh RS384 signing key, its PEM in a file as a deployment keeps it; returns (key, path)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.imports.bulk_server import rsa_key
+
+    key = rsa_key()
+    path = tmp_path / "ehr-client.pem"
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return key, path
+
+
+@pytest.fixture
+def bulk_server(rsa_pem, pull_settings):
+    from tests.imports.bulk_server import BulkServer, export_files
+
+    server = BulkServer(rsa_pem[0].public_key(), "RS384", export_files())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_connection(centre_a, rsa_pem):
+    def make(server, **fields):
+        from surveillance.models import EhrConnection
+        from tests.imports.bulk_server import CLIENT_ID, KEY_ID
+
+        values = {
+            "centre": centre_a,
+            "name": "Synthea EHR",
+            "fhir_base_url": server.base,
+            "token_url": server.token_url,
+            "client_id": CLIENT_ID,
+            "private_key_ref": str(rsa_pem[1]),
+            "key_id": KEY_ID,
+            "algorithm": "RS384",
+        }
+        values.update(fields)
+        connection = EhrConnection(**values)
+        connection.full_clean()
+        connection.save()
+        return connection
+
+    return make

@@ -37,3 +37,13 @@ def test_it_asks_for_the_token_when_one_is_set(client, settings):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     answer = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape", REMOTE_ADDR="203.0.113.9")
     assert answer.status_code == 200 and b"cartwatch_reminders" in answer.content
+
+
+def test_it_counts_the_ehr_connections_whose_pull_is_failing(client, ehr_connection):
+    from surveillance.models import EhrPullRun, PullStatus
+
+    EhrPullRun.objects.create(connection=ehr_connection, status=PullStatus.FAILED, error="the status: HTTP 503")
+    text = client.get("/metrics").content.decode()
+    assert 'cartwatch_ehr_pull_connections{state="enabled"} 1.0' in text
+    assert 'cartwatch_ehr_pull_connections{state="failing"} 1.0' in text
+    assert 'cartwatch_ehr_pull_connections{state="stale"} 0.0' in text
