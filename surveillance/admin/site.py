@@ -16,6 +16,7 @@ from django.template.response import SimpleTemplateResponse, TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django_otp.forms import OTPAuthenticationFormMixin
 
 from surveillance.access.audit import login_throttled, request_remote_addr
@@ -35,8 +36,8 @@ def user_administers(user) -> bool:
 
 
 DEAD_ENDS = {
-    403: ("You cannot do this here", "Your role does not allow this action or page. Nothing was changed."),
-    404: ("Page not found", "There is nothing at this address, or it is not in your centres."),
+    403: (_("You cannot do this here"), _("Your role does not allow this action or page. Nothing was changed.")),
+    404: (_("Page not found"), _("There is nothing at this address, or it is not in your centres.")),
 }
 
 
@@ -45,7 +46,7 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
 
     error_messages = {
         **AdminAuthenticationForm.error_messages,
-        "throttled": "Too many failed sign-in attempts. Wait a few minutes and try again.",
+        "throttled": _("Too many failed sign-in attempts. Wait a few minutes and try again."),
     }
 
     def clean(self):
@@ -66,19 +67,19 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
 
     otp_token = forms.CharField(
         required=False,
-        label="Authentication code",
-        help_text="The six digits your authenticator app shows, if you are enrolled.",
+        label=_("Authentication code"),
+        help_text=_("The six digits your authenticator app shows, if you are enrolled."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
     otp_error_messages = {
         **OTPAuthenticationFormMixin.otp_error_messages,
-        "token_required": "Enter the authentication code from your authenticator app.",
-        "invalid_token": "That authentication code is not valid. Enter the code your app shows now.",
+        "token_required": _("Enter the authentication code from your authenticator app."),
+        "invalid_token": _("That authentication code is not valid. Enter the code your app shows now."),
     }
     error_messages = {
         **ThrottledAuthenticationForm.error_messages,
-        "enrolment_required": (
+        "enrolment_required": _(
             "Sign-in needs a second factor and you have no authenticator enrolled yet. "
             "Ask an administrator to enrol you."
         ),
@@ -116,7 +117,7 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
 class CartWatchAdminSite(admin.AdminSite):
     site_header = "CAR-T Watch"
     site_title = "CAR-T Watch"
-    index_title = "Surveillance workspace"
+    index_title = _("Surveillance workspace")
     index_template = "surveillance/admin/index.html"
     login_form = SecondFactorAuthenticationForm
     login_template = "surveillance/admin/login.html"
@@ -170,9 +171,14 @@ class CartWatchAdminSite(admin.AdminSite):
         )
 
     def get_urls(self):
-        from surveillance.admin import dashboard, protocol_upgrade
+        from surveillance.admin import dashboard, preferences, protocol_upgrade
 
         urls = [
+            path(
+                "preferences/",
+                self.admin_view(lambda r: preferences.preferences_view(self, r)),
+                name="preferences",
+            ),
             path("dashboard/", self.admin_view(lambda r: dashboard.dashboard_view(self, r)), name="dashboard"),
             path(
                 "protocol-upgrade/",

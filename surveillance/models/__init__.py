@@ -25,6 +25,7 @@ from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
 from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
 from surveillance.models.signals import Signal, SignalReview, SignalReviewStatus, SignalRuleSet, WorkupItem
+from surveillance.models.staff import StaffPreference
 from surveillance.models.visits import (
     ConditionDecision,
     FollowUpVisit,
@@ -71,6 +72,7 @@ __all__ = [
     "SignalReview",
     "SignalReviewStatus",
     "SignalRuleSet",
+    "StaffPreference",
     "TransgeneStatus",
     "TreatmentCentre",
     "VisitChange",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.visits import FollowUpVisit
 
@@ -74,6 +75,8 @@ class Reminder(models.Model):
     objects = ReminderQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("reminder")
+        verbose_name_plural = _("reminders")
         ordering = ["send_after", "pk"]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=ReminderStatus.values), name="reminder_status_valid"),
