@@ -19,9 +19,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django_otp.forms import OTPAuthenticationFormMixin
 
-from surveillance.access.audit import login_throttled, request_remote_addr
+from surveillance.access.audit import audit_write, login_throttled, request_remote_addr
 from surveillance.access.roles import ROLE_PERMISSIONS
-from surveillance.access.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
+from surveillance.access.second_factor import (
+    is_totp_code,
+    recovery_device_for,
+    second_factor_required,
+    session_second_factor_ok,
+    totp_device_for,
+)
 
 #: What the clinical roles may do ("app_label.codename"): a permission beyond these makes a user an administrator.
 ROLE_GRANTS = frozenset(f"surveillance.{codename}" for codenames in ROLE_PERMISSIONS.values() for codename in codenames)
@@ -60,15 +66,16 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
     """Password, then the authenticator code of an enrolled user (django-otp's ``OTPAuthenticationForm`` pattern).
 
     The code is one field on the same page: the device is the user's own TOTP device, chosen here rather than
-    picked from a list. A wrong code is a failed sign-in like a wrong password (an audit row the throttle counts),
-    so guessing codes is throttled as guessing passwords is. Every other message comes only after the password
-    was right, so it tells nothing to someone who does not know it.
+    picked from a list, or, for anything that is not the app's digits, the user's recovery codes (each signs in
+    once; its use is audited). A wrong code is a failed sign-in like a wrong password (an audit row the throttle
+    counts), so guessing codes is throttled as guessing passwords is. Every other message comes only after the
+    password was right, so it tells nothing to someone who does not know it.
     """
 
     otp_token = forms.CharField(
         required=False,
         label=_("Authentication code"),
-        help_text=_("The six digits your authenticator app shows, if you are enrolled."),
+        help_text=_("The six digits your authenticator app shows, if you are enrolled, or one of your recovery codes."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
@@ -93,15 +100,25 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
             if second_factor_required():
                 raise forms.ValidationError(self.error_messages["enrolment_required"], code="enrolment_required")
             return cleaned
-        self._device = device
+        token = cleaned.get("otp_token") or ""
+        recovery = None if not token or is_totp_code(token, device) else recovery_device_for(user)
+        self._device = recovery or device
         try:
             self.clean_otp(user)
         except forms.ValidationError:
-            if cleaned.get("otp_token"):
+            if token:
                 user_login_failed.send(
                     sender=__name__, credentials={"username": user.get_username()}, request=self.request
                 )
             raise
+        if recovery is not None:
+            audit_write(
+                "recovery_code_used",
+                object_type="user",
+                object_id=user.get_username(),
+                by=user,
+                remote_addr=request_remote_addr(self.request),
+            )
         return cleaned
 
     _device = None
@@ -171,9 +188,14 @@ class CartWatchAdminSite(admin.AdminSite):
         )
 
     def get_urls(self):
-        from surveillance.admin import dashboard, preferences, protocol_upgrade
+        from surveillance.admin import dashboard, preferences, protocol_upgrade, second_factor
 
         urls = [
+            path(
+                "second-factor/",
+                self.admin_view(lambda r: second_factor.second_factor_view(self, r)),
+                name="second_factor",
+            ),
             path(
                 "preferences/",
                 self.admin_view(lambda r: preferences.preferences_view(self, r)),
