@@ -188,9 +188,15 @@ class CartWatchAdminSite(admin.AdminSite):
         )
 
     def get_urls(self):
-        from surveillance.admin import dashboard, preferences, protocol_upgrade, second_factor
+        from surveillance.admin import dashboard, imports, preferences, protocol_upgrade, second_factor
 
         urls = [
+            path("import/", self.admin_view(lambda r: imports.upload_view(self, r)), name="import_upload"),
+            path(
+                "import/jobs/<int:job_id>/",
+                self.admin_view(lambda r, job_id: imports.import_job_view(self, r, job_id)),
+                name="import_job",
+            ),
             path(
                 "second-factor/",
                 self.admin_view(lambda r: second_factor.second_factor_view(self, r)),
@@ -224,6 +230,7 @@ class CartWatchAdminSite(admin.AdminSite):
             "worklists": worklist_counts(request),
             "can_upgrade_protocols": request.user.has_perm("surveillance.view_protocol"),
             "can_find_patients": request.user.has_perm("surveillance.view_patient"),
+            "can_import": request.user.has_perm("surveillance.change_patient"),
             "administers": user_administers(request.user),
         }
         return super().index(request, extra_context)
