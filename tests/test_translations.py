@@ -9,7 +9,7 @@ import polib
 from django.conf import settings
 
 CATALOGUE = settings.LOCALE_PATHS[0] / "es" / "LC_MESSAGES"
-PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|\{\w+\}")
+PLACEHOLDER = re.compile(r"%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[sdf]|%%|\{\w+\}")
 
 
 def _po() -> polib.POFile:

@@ -84,3 +84,11 @@ def test_it_keeps_date_fields_in_iso_for_the_browsers_date_picker_in_spanish(
     )
     assert f'type="date" name="completed_on" value="{today.isoformat()}"' in body
     assert "Registrar la visita como realizada" in body
+
+
+def test_it_draws_the_dashboard_in_spanish(login, physician_a, planned, centre_a):
+    planned(centre_a, days_ago=95)
+    _prefer(physician_a, "es")
+    body = login(physician_a).get(reverse("admin:dashboard")).content.decode()
+    assert "<h1>Panel de la cohorte</h1>" in body and "Pacientes por estado" in body
+    assert "Semana del " in body and "Activo, con retraso" in body
