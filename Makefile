@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_PATIENTS ?= 300
 
-.PHONY: run test install lint format screenshots constraints wrk deploy-check bench drills clean
+.PHONY: run test install lint format screenshots constraints messages wrk deploy-check bench drills clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test: install
 # The README's pictures: the browser tests, told to copy their screenshots into docs/screenshots/.
 screenshots: install
 	CARTWATCH_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The workspace's Spanish catalogue: the strings marked in the code and templates gathered into
+# locale/es/LC_MESSAGES/django.po (Django's makemessages, which needs GNU gettext: `apt-get install gettext`), then
+# django.mo compiled from it with polib. Both are committed: a clean clone and CI need neither tool.
+messages: install
+	$(PY) manage.py makemessages --locale es --no-location --no-obsolete \
+		--ignore 'tests/*' --ignore 'bench/*' --ignore 'var/*' --ignore 'docs/*'
+	$(PY) -c "import polib; polib.pofile('locale/es/LC_MESSAGES/django.po').save_as_mofile('locale/es/LC_MESSAGES/django.mo')"
 
 # constraints.txt: every package the install resolves to, pinned by pip-tools from pyproject.toml.
 constraints: install

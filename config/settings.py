@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",  # single-use recovery codes
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -112,10 +113,12 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the browser's language (Accept-Language): needs the session
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
+    "surveillance.access.language.StaffLanguageMiddleware",  # the signed-in user's own language, over the browser's
     "surveillance.access.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -164,6 +167,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("es", "Español")]
+# The workspace's own translations (locale/es/LC_MESSAGES/django.po, with its compiled .mo committed beside it).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 # The admin's one date format ("3 Mar 2026") and times with their zone abbreviation.
 FORMAT_MODULE_PATH = ["surveillance.admin.formats"]
 TIME_ZONE = "UTC"

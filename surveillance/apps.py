@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class SurveillanceConfig(AppConfig):
     name = "surveillance"
-    verbose_name = "Surveillance"
+    verbose_name = _("Surveillance")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

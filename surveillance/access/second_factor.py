@@ -6,18 +6,28 @@ and the admin and the API's session authentication accept only such sessions for
 ``CARTWATCH_REQUIRE_2FA`` (on in production) staff without a device cannot sign in at all until an administrator
 enrols them (``manage.py enroll_totp USERNAME``): a password alone is never enough there. API tokens are not
 people and are untouched.
+
+A signed-in user can also enrol themselves (the admin's "second factor" page): the new device stays unconfirmed,
+and counts for nothing, until the user proves a code from it; then it replaces any earlier device and the user gets
+single-use recovery codes (django-otp's static device), shown once, each of which signs in once in place of a code.
 """
 
 from __future__ import annotations
 
 from base64 import b32encode
 
+import qrcode
+import qrcode.image.svg
 from django.conf import settings
 from django.db import transaction
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 #: The name of the device ``enroll_totp`` creates (one per user: a re-enrolment replaces it).
 DEVICE_NAME = "authenticator"
+#: The static device holding a user's recovery codes, and how many a user gets at a time.
+RECOVERY_DEVICE_NAME = "recovery codes"
+RECOVERY_CODES = 10
 
 
 def second_factor_required() -> bool:
@@ -74,3 +84,72 @@ def totp_enroll(user, *, reset: bool = False) -> TOTPDevice:
             raise AlreadyEnrolled(f"{user.get_username()} already has a device (--reset replaces it)")
         TOTPDevice.objects.filter(user=user).delete()
         return TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=True)
+
+
+# --- self-service enrolment and recovery codes -------------------------------------------------------------------
+
+
+def totp_pending_device(user) -> TOTPDevice:
+    """The user's device waiting for confirmation, created on first ask.
+
+    The same one is shown until it is confirmed, so reloading the page does not change the secret the user has
+    just scanned. Unconfirmed, it counts for nothing: sign-in and ``user_needs_second_factor`` read confirmed
+    devices only.
+    """
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
+    return device or TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+
+
+def totp_qr_svg(device: TOTPDevice) -> str:
+    """The device's ``otpauth://`` URI as a QR code, an SVG drawn here (no outside service sees the secret)."""
+    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage, box_size=20, border=2)
+    return image.to_string(encoding="unicode")
+
+
+class EnrolmentRefused(ValueError):
+    """The code does not prove the pending device (wrong, replayed, throttled), or it was confirmed meanwhile."""
+
+
+def totp_confirm(device: TOTPDevice, token: str) -> list[str]:
+    """Confirm ``device`` with a code from it: it replaces the user's other TOTP devices, and the user gets new
+    recovery codes, returned for showing once.
+
+    A wrong code counts against the device's own throttle (committed, not rolled back with the refusal). The
+    confirmation is a compare-and-set on ``confirmed``: of two racing confirmations, one wins.
+    """
+    with transaction.atomic():
+        pending = TOTPDevice.objects.select_for_update().filter(pk=device.pk, confirmed=False).first()
+        proved = pending is not None and pending.verify_is_allowed()[0] and pending.verify_token(token.strip())
+        if proved:
+            TOTPDevice.objects.filter(user_id=pending.user_id).exclude(pk=pending.pk).delete()
+            if TOTPDevice.objects.filter(pk=pending.pk, confirmed=False).update(confirmed=True) != 1:
+                raise EnrolmentRefused("the device was confirmed meanwhile")
+            codes = recovery_codes_issue(pending.user)
+    if not proved:
+        raise EnrolmentRefused("the code does not match the new device")
+    return codes
+
+
+def recovery_codes_issue(user) -> list[str]:
+    """New single-use recovery codes for ``user``, replacing any earlier ones; the caller shows them once."""
+    with transaction.atomic():
+        StaticDevice.objects.filter(user=user).delete()
+        device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+        codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
+        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    return codes
+
+
+def recovery_device_for(user) -> StaticDevice | None:
+    """The user's recovery codes, if they have any left."""
+    return StaticDevice.objects.filter(user=user, confirmed=True, token_set__isnull=False).order_by("-pk").first()
+
+
+def recovery_codes_left(user) -> int:
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+def is_totp_code(token: str, device: TOTPDevice) -> bool:
+    """A code from the authenticator app (its digits), rather than a recovery code (letters and digits)."""
+    token = token.strip()
+    return token.isdigit() and len(token) == device.digits

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
+from django.utils import formats
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
@@ -102,7 +104,13 @@ def incidence_chart(inc: cohort.Incidence, width: int = 640, height: int = 260) 
                 "label": label,
                 "path": "M" + " L".join(f"{x(mth)},{y(pct)}" for mth, pct in pts),
                 "points": [
-                    {"cx": x(mth), "cy": y(pct), "title": f"{label}: {pct}% at {mth} months"} for mth, pct in pts[1:]
+                    {
+                        "cx": x(mth),
+                        "cy": y(pct),
+                        "title": _("%(label)s: %(pct)s%% at %(months)s months")
+                        % {"label": label, "pct": pct, "months": mth},
+                    }
+                    for mth, pct in pts[1:]
                 ],
             }
         )
@@ -139,7 +147,8 @@ def dashboard_context(request) -> dict:
             (
                 f"{a.rule_code} {a.label}"[:34],
                 round(100 * a.share, 1),
-                f"{a.label}: {a.in_window} of {a.settled} completed within the window ({100 * a.share:.1f}%)",
+                _("%(label)s: %(done)d of %(settled)d completed within the window (%(share).1f%%)")
+                % {"label": a.label, "done": a.in_window, "settled": a.settled, "share": 100 * a.share},
             )
             for a in figures.adherence
         ],
@@ -148,7 +157,11 @@ def dashboard_context(request) -> dict:
     )
     workload = vbar_chart(
         [
-            (w.week_start.strftime("%d %b"), w.visits, f"Week of {date_text(w.week_start)}: {w.visits} visits")
+            (
+                formats.date_format(w.week_start, "d M"),
+                w.visits,
+                _("Week of %(week)s: %(count)d visits") % {"week": date_text(w.week_start), "count": w.visits},
+            )
             for w in figures.workload
         ]
     )
@@ -157,10 +170,13 @@ def dashboard_context(request) -> dict:
         for s, n in ((s, figures.patients_by_status.get(s, 0)) for s in PatientStatus.values)
     ]
     ladder = [
-        (f"Active, {LadderStage(s).label.lower()}", figures.patients_by_status.get(f"ladder:{s}", 0))
+        (
+            _("Active, %(stage)s") % {"stage": str(LadderStage(s).label).lower()},
+            figures.patients_by_status.get(f"ladder:{s}", 0),
+        )
         for s in (LadderStage.OVERDUE, LadderStage.TRACING, LadderStage.LOST)
     ]
-    statuses = hbar_chart(status_items, max((n for _, n, _ in status_items), default=0))
+    statuses = hbar_chart(status_items, max((n for _label, n, _hover in status_items), default=0))
     outcome_items = [
         (
             ReminderStatus(s).label,
@@ -169,7 +185,7 @@ def dashboard_context(request) -> dict:
         )
         for s in ReminderStatus.values
     ]
-    outcomes = hbar_chart(outcome_items, max((n for _, n, _ in outcome_items), default=0))
+    outcomes = hbar_chart(outcome_items, max((n for _label, n, _hover in outcome_items), default=0))
     return {
         "today": today,
         "centres": centres,
@@ -191,6 +207,6 @@ def dashboard_context(request) -> dict:
 def dashboard_view(admin_site, request):
     if not request.user.has_perm("surveillance.view_patient"):
         raise PermissionDenied
-    context = {**admin_site.each_context(request), "title": "Cohort dashboard", **dashboard_context(request)}
+    context = {**admin_site.each_context(request), "title": _("Cohort dashboard"), **dashboard_context(request)}
     audit_record(request, "dashboard", object_type="cohort", changes={"centres": context["scoped_centre_ids"]})
     return TemplateResponse(request, "surveillance/admin/dashboard.html", context)

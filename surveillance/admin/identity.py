@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import audit_record
 from surveillance.admin.base import CentreScopedAdmin
@@ -64,7 +65,7 @@ class IdentityReviewAdmin(CentreScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # a decision is kept, with who made it
 
-    @admin.display(description="Review")
+    @admin.display(description=_("Review"))
     def decide(self, obj: IdentityReview) -> str:
         url = reverse("admin:surveillance_identityreview_decide", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, "Decide" if obj.status == IdentityReviewStatus.OPEN else "See")

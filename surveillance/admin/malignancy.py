@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
 
 from surveillance import models as m
 from surveillance.admin.base import CentreScopedAdmin, ReadOnlyAdmin
@@ -61,11 +62,11 @@ class MalignancyEventAdmin(CentreScopedAdmin):
     autocomplete_fields = ("infusion",)
     change_form_template = "surveillance/admin/malignancy_event.html"
 
-    @admin.display(description="Patient")
+    @admin.display(description=_("Patient"))
     def patient_link(self, obj):
         return patient_cell(obj.infusion.patient)
 
-    @admin.display(description="Open steps")
+    @admin.display(description=_("Open steps"))
     def open_steps(self, obj):
         return obj.open_steps
 
@@ -166,11 +167,11 @@ class ReportingStepAdmin(ReadOnlyAdmin, CentreScopedAdmin):
     list_select_related = ("event__infusion__patient", "completed_by")
     ordering = ("due_date", "pk")
 
-    @admin.display(description="Patient")
+    @admin.display(description=_("Patient"))
     def patient_link(self, obj):
         return patient_cell(obj.event.infusion.patient)
 
-    @admin.display(description="Event")
+    @admin.display(description=_("Event"))
     def event_link(self, obj):
         url = reverse("admin:surveillance_malignancyevent_change", args=[obj.event_id])
         return format_html(
@@ -180,7 +181,7 @@ class ReportingStepAdmin(ReadOnlyAdmin, CentreScopedAdmin):
             date_text(obj.event.diagnosis_date),
         )
 
-    @admin.display(description="State")
+    @admin.display(description=_("State"))
     def state(self, obj):
         if obj.completed_at:
             return format_html(

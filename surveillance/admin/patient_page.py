@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import audit_record
 from surveillance.admin.display import date_text
@@ -143,7 +144,7 @@ def patient_page_context(request, patient: Patient) -> dict:
             v for v in infusion.visits.all() if v.status == VisitStatus.SCHEDULED and v.window_end >= today
         ][:6]
         infusion.recent_visits = [v for v in infusion.visits.all() if v.status != VisitStatus.SCHEDULED][-12:]
-        infusion.variant_reasons = [label for _, label in planning.infusion_variant_reasons(infusion)]
+        infusion.variant_reasons = [label for _code, label in planning.infusion_variant_reasons(infusion)]
     reminders = list(
         Reminder.objects.filter(visit__infusion__patient=patient)
         .select_related("visit")
@@ -193,8 +194,8 @@ class CompleteForm(forms.Form):
     """Record a visit done: how each assessment went, the blood count's values if at hand, and a note. The
     "nothing abnormal for the rest" button records every assessment left blank as done, nothing abnormal."""
 
-    completed_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="Done on")
-    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    completed_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label=_("Done on"))
+    note = forms.CharField(label=_("Note"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args, visit: FollowUpVisit, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
@@ -213,14 +214,14 @@ class CompleteForm(forms.Form):
             value, unit = f"value_{analyte.code}", f"unit_{analyte.code}"
             self.fields[value] = forms.FloatField(required=False, label=label(analyte.code))
             self.fields[unit] = forms.CharField(
-                max_length=32, required=False, label="Unit", initial=canonical_unit(analyte)
+                max_length=32, required=False, label=_("Unit"), initial=canonical_unit(analyte)
             )
             self.analyte_fields.append((assessment, analyte.code, value, unit))
 
     def clean_completed_on(self):
         value = self.cleaned_data["completed_on"]
         if value > self.today:
-            raise forms.ValidationError("A visit cannot be recorded as done on a future date.")
+            raise forms.ValidationError(_("A visit cannot be recorded as done on a future date."))
         return value
 
     def entries(self) -> tuple[list[ResultEntry], list[str]]:
@@ -247,7 +248,7 @@ class CompleteForm(forms.Form):
 
     def refusal_show(self, refused: ResultsRefused, names: list[str]) -> None:
         for where, messages_ in refused.problems.items():
-            index, _, part = where.partition(".")
+            index, _dot, part = where.partition(".")
             name = names[int(index)]
             if part == "unit":
                 name = name.replace("value_", "unit_", 1)
@@ -258,25 +259,29 @@ class CompleteForm(forms.Form):
 
 
 class RescheduleForm(forms.Form):
-    new_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="New date")
-    reason = forms.CharField(max_length=255, required=False)
+    new_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label=_("New date"))
+    reason = forms.CharField(label=_("Reason"), max_length=255, required=False)
 
     def __init__(self, *args, visit: FollowUpVisit, **kwargs):
         super().__init__(*args, **kwargs)
         self.visit = visit
-        self.fields["new_date"].help_text = f"Within the window {visit.window_start} to {visit.window_end}."
+        self.fields["new_date"].help_text = _("Within the window %(start)s to %(end)s.") % {
+            "start": visit.window_start,
+            "end": visit.window_end,
+        }
 
     def clean_new_date(self):
         value = self.cleaned_data["new_date"]
         if not self.visit.window_start <= value <= self.visit.window_end:
             raise forms.ValidationError(
-                f"Choose a date within the window {self.visit.window_start} to {self.visit.window_end}."
+                _("Choose a date within the window %(start)s to %(end)s.")
+                % {"start": self.visit.window_start, "end": self.visit.window_end}
             )
         return value
 
 
 class CancelVisitForm(forms.Form):
-    reason = forms.CharField(max_length=255, help_text="Why this visit will not take place.")
+    reason = forms.CharField(label=_("Reason"), max_length=255, help_text=_("Why this visit will not take place."))
 
 
 def visit_page_view(model_admin, request, object_id):
@@ -322,8 +327,8 @@ def visit_page_view(model_admin, request, object_id):
                         )
                     except ResultsRefused as refused:
                         form.refusal_show(refused, names)
-                        raise lifecycle.TransitionError("Some results cannot be recorded; see below.") from None
-                    done = f"Visit {visit.label} recorded as done."
+                        raise lifecycle.TransitionError(_("Some results cannot be recorded; see below.")) from None
+                    done = _("Visit %(visit)s recorded as done.") % {"visit": visit.label}
                 elif action == "reschedule":
                     lifecycle.visit_reschedule(
                         visit,
@@ -331,10 +336,13 @@ def visit_page_view(model_admin, request, object_id):
                         reason=form.cleaned_data["reason"],
                         by=request.user,
                     )
-                    done = f"Visit {visit.label} moved to {date_text(form.cleaned_data['new_date'])}."
+                    done = _("Visit %(visit)s moved to %(day)s.") % {
+                        "visit": visit.label,
+                        "day": date_text(form.cleaned_data["new_date"]),
+                    }
                 else:
                     lifecycle.visit_cancel(visit, reason=form.cleaned_data["reason"], by=request.user)
-                    done = f"Visit {visit.label} cancelled."
+                    done = _("Visit %(visit)s cancelled.") % {"visit": visit.label}
             except lifecycle.TransitionError as exc:
                 error = str(exc)
             else:
@@ -367,9 +375,11 @@ def visit_page_view(model_admin, request, object_id):
 
 
 class CloseFollowUpForm(forms.Form):
-    status = forms.ChoiceField(choices=[(s.value, s.label) for s in CLOSED_STATUSES], label="Follow-up ends because")
-    on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label="On")
-    reason = forms.CharField(max_length=255, help_text="Where the information comes from (kept with the closure).")
+    status = forms.ChoiceField(choices=[(s.value, s.label) for s in CLOSED_STATUSES], label=_("Follow-up ends because"))
+    on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), label=_("On"))
+    reason = forms.CharField(
+        label=_("Reason"), max_length=255, help_text=_("Where the information comes from (kept with the closure).")
+    )
 
     def __init__(self, *args, patient: Patient, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
@@ -379,7 +389,7 @@ class CloseFollowUpForm(forms.Form):
     def clean_on(self):
         value = self.cleaned_data["on"]
         if value > self.today:
-            raise forms.ValidationError("The date cannot be in the future.")
+            raise forms.ValidationError(_("The date cannot be in the future."))
         return value
 
     def clean(self):
@@ -407,12 +417,13 @@ def patient_close_view(model_admin, request, object_id):
         except lifecycle.TransitionError as exc:
             form.add_error(None, str(exc))
         else:
-            label = PatientStatus(data["status"]).label.lower()
-            model_admin.message_user(request, f"Follow-up closed ({label}): {cancelled} visits cancelled.")
+            label = str(PatientStatus(data["status"]).label).lower()
+            closed = _("Follow-up closed (%(reason)s): %(count)d visits cancelled.")
+            model_admin.message_user(request, closed % {"reason": label, "count": cancelled})
             return HttpResponseRedirect(patient_url(patient.pk))
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": f"Close follow-up — {patient.display_name}",
+        "title": _("Close follow-up — %(patient)s") % {"patient": patient.display_name},
         "opts": model_admin.model._meta,
         "form": form,
         "patient": patient,
@@ -429,11 +440,11 @@ def patient_log_attempt_view(model_admin, request, object_id):
     form = ContactForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         lifecycle.contact_attempt_log(patient, by=request.user, **form.cleaned_data)
-        model_admin.message_user(request, "Contact attempt logged.", messages.SUCCESS)
+        model_admin.message_user(request, _("Contact attempt logged."), messages.SUCCESS)
         return HttpResponseRedirect(_safe_next(request, patient_url(patient.pk)))
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": f"Log a contact attempt — {patient.display_name}",
+        "title": _("Log a contact attempt — %(patient)s") % {"patient": patient.display_name},
         "opts": model_admin.model._meta,
         "form": form,
         "patient": patient,
@@ -467,22 +478,23 @@ class ReplanForm(forms.Form):
         CarTProduct.objects.all(),
         required=False,
         to_field_name="code",
-        help_text="Required while the product is to confirm (imported from a CAR-T procedure naming none).",
+        label=_("Product"),
+        help_text=_("Required while the product is to confirm (imported from a CAR-T procedure naming none)."),
     )
-    infusion_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    infusion_date = forms.DateField(label=_("Infusion date"), widget=forms.DateInput(attrs={"type": "date"}))
     flag_code = forms.ChoiceField(
-        choices=[("", "— no risk flag change —"), *RiskFlagCode.choices], required=False, label="Risk flag"
+        choices=[("", _("— no risk flag change —")), *RiskFlagCode.choices], required=False, label=_("Risk flag")
     )
     flag_present = forms.TypedChoiceField(
-        choices=[("1", "Present"), ("0", "Absent")], coerce=lambda v: v == "1", initial="1", label="Flag is"
+        choices=[("1", _("Present")), ("0", _("Absent"))], coerce=lambda v: v == "1", initial="1", label=_("Flag is")
     )
-    flag_source = forms.ChoiceField(choices=FlagSource.choices, required=False, label="Source")
-    flag_detail = forms.CharField(max_length=255, required=False, label="Detail")
-    flag_reference = forms.CharField(max_length=255, required=False, label="Source reference")
+    flag_source = forms.ChoiceField(choices=FlagSource.choices, required=False, label=_("Source"))
+    flag_detail = forms.CharField(max_length=255, required=False, label=_("Detail"))
+    flag_reference = forms.CharField(max_length=255, required=False, label=_("Source reference"))
     flag_observed_on = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Observed on"
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label=_("Observed on")
     )
-    reason = forms.CharField(max_length=255, help_text="Why the change (kept with the re-plan).")
+    reason = forms.CharField(label=_("Reason"), max_length=255, help_text=_("Why the change (kept with the re-plan)."))
     fingerprint = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, infusion: Infusion, today: dt.date, **kwargs):
@@ -493,7 +505,9 @@ class ReplanForm(forms.Form):
     def clean_infusion_date(self):
         value = self.cleaned_data["infusion_date"]
         if value < EARLIEST_INFUSION or value > self.today:
-            raise forms.ValidationError(f"The infusion date must be between {EARLIEST_INFUSION} and today.")
+            raise forms.ValidationError(
+                _("The infusion date must be between %(earliest)s and today.") % {"earliest": EARLIEST_INFUSION}
+            )
         try:
             infusions.infusion_check(self.infusion.patient, value, correcting=True)
         except infusions.InfusionRefused as exc:
@@ -505,17 +519,17 @@ class ReplanForm(forms.Form):
         code = data.get("flag_code")
         if code:
             if not data.get("flag_source"):
-                self.add_error("flag_source", "Say where the flag comes from.")
+                self.add_error("flag_source", _("Say where the flag comes from."))
             if not data.get("flag_observed_on"):
-                self.add_error("flag_observed_on", "Say when it was observed.")
+                self.add_error("flag_observed_on", _("Say when it was observed."))
             elif data["flag_observed_on"] > self.today:
-                self.add_error("flag_observed_on", "The observation date cannot be in the future.")
+                self.add_error("flag_observed_on", _("The observation date cannot be in the future."))
         product = data.get("product")
         if self.infusion.product_id is None and product is None:
-            self.add_error("product", "Name the product: it is to confirm.")
+            self.add_error("product", _("Name the product: it is to confirm."))
         renamed = product is not None and product.pk != self.infusion.product_id
         if data.get("infusion_date") == self.infusion.infusion_date and not code and not renamed and not self.errors:
-            raise forms.ValidationError("Nothing to change: give a new infusion date or a risk flag.")
+            raise forms.ValidationError(_("Nothing to change: give a new infusion date or a risk flag."))
         return data
 
 
@@ -556,6 +570,17 @@ def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
         diff = planning.infusion_plan_preview(_reload(infusion.pk), date_corrected=date_corrected)
         transaction.set_rollback(True)
     return diff
+
+
+def _diff_summary(diff: planning.PlanDiff) -> str:
+    """``PlanDiff.summary`` in the reader's language."""
+    return _("%(added)d added, %(moved)d moved, %(removed)d removed, %(changed)d changed, %(unchanged)d unchanged") % {
+        "added": len(diff.added),
+        "moved": len(diff.moved),
+        "removed": len(diff.removed),
+        "changed": len(diff.changed),
+        "unchanged": diff.unchanged,
+    }
 
 
 def infusion_replan_view(model_admin, request, object_id):
@@ -609,22 +634,26 @@ def infusion_replan_view(model_admin, request, object_id):
                         confirm=confirm,
                     )
             except planning.PlanChanged:
-                notice = "The plan changed since you looked at it: check the new preview and confirm again."
+                notice = _("The plan changed since you looked at it: check the new preview and confirm again.")
             else:
-                done = f"visits re-planned: {applied.summary()}" if applied else "follow-up is closed: no re-plan"
-                model_admin.message_user(request, f"Change applied, {done}.")
+                if applied:
+                    done = _("Change applied, visits re-planned: %(summary)s.") % {"summary": _diff_summary(applied)}
+                else:
+                    done = _("Change applied, follow-up is closed: no re-plan.")
+                model_admin.message_user(request, done)
                 return HttpResponseRedirect(patient_url(infusion.patient_id))
         diff = replan_preview(infusion, data, request.user)
         form = ReplanForm({**request.POST.dict(), "fingerprint": diff.fingerprint()}, infusion=infusion, today=today)
         form.is_valid()
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": f"Change risk flags or infusion date — {infusion.patient.display_name}",
+        "title": _("Change risk flags or infusion date — %(patient)s") % {"patient": infusion.patient.display_name},
         "opts": model_admin.model._meta,
         "infusion": infusion,
         "patient": infusion.patient,
         "form": form,
         "diff": diff,
+        "diff_summary": _diff_summary(diff) if diff else "",
         "today": today,
         "notice": notice,
         "flags": infusion.risk_flags.all(),

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from surveillance import models as m
 from surveillance.admin import api_tokens as _api_tokens_admin  # noqa: F401  (registers the API tokens)
@@ -72,7 +73,7 @@ class CallColumnsMixin:
     def get_queryset(self, request):
         return with_call_columns(super().get_queryset(request), self.patient_path, wl.workspace_today(request))
 
-    @admin.display(description="Phone / preferred contact")
+    @admin.display(description=_("Phone / preferred contact"))
     def phone_col(self, obj):
         row = self.call_row(obj)
         return format_html(
@@ -81,21 +82,21 @@ class CallColumnsMixin:
             row.preferred_contact(),
         )
 
-    @admin.display(description="Language")
+    @admin.display(description=_("Language"))
     def language_col(self, obj):
         return self.call_row(obj).language()
 
-    @admin.display(description="Window")
+    @admin.display(description=_("Window"))
     def window(self, obj):
         return window_text(self.call_row(obj))
 
-    @admin.display(description="Days late / left")
+    @admin.display(description=_("Days late / left"))
     def days_col(self, obj):
         row = self.call_row(obj)
         text = row.days()
         return format_html('<span class="cw-late">{}</span>', text) if "late" in text else text
 
-    @admin.display(description="Last contact attempt", ordering="cw_last_contact_at")
+    @admin.display(description=_("Last contact attempt"), ordering="cw_last_contact_at")
     def last_contact_col(self, obj):
         return last_contact_text(self.call_row(obj))
 
@@ -110,11 +111,11 @@ class ContactActionsMixin:
     def has_contact_permission(self, request):
         return request.user.has_perm("surveillance.add_contactattempt")
 
-    @admin.action(description="Mark contacted (reached by phone)", permissions=["contact"])
+    @admin.action(description=_("Mark contacted (reached by phone)"), permissions=["contact"])
     def mark_contacted(self, request, queryset):
         return wl.mark_contacted(self, request, queryset, patient_path=self.patient_path)
 
-    @admin.action(description="Log a contact attempt…", permissions=["contact"])
+    @admin.action(description=_("Log a contact attempt…"), permissions=["contact"])
     def log_attempt(self, request, queryset):
         return wl.log_attempt(self, request, queryset, patient_path=self.patient_path)
 
@@ -214,23 +215,23 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
     def call_row(self, obj) -> CallRow:
         return CallRow.of(obj, obj)
 
-    @admin.display(description="Patient", ordering="family_name")
+    @admin.display(description=_("Patient"), ordering="family_name")
     def name(self, obj):
         return format_html('{} <small class="cw-mrn">{}</small>', obj.display_name, obj.mrn)
 
-    @admin.display(description="Next visit")
+    @admin.display(description=_("Next visit"))
     def next_visit(self, obj):
         return obj.cw_next_label or "—"
 
-    @admin.display(description="Due", ordering="cw_next_due_date")
+    @admin.display(description=_("Due"), ordering="cw_next_due_date")
     def next_due(self, obj):
         return date_text(obj.cw_next_due_date)
 
-    @admin.display(description="Attempts", ordering="attempt_count")
+    @admin.display(description=_("Attempts"), ordering="attempt_count")
     def attempts(self, obj):
         return obj.attempt_count
 
-    @admin.display(description="Follow-up", ordering="ladder_stage")
+    @admin.display(description=_("Follow-up"), ordering="ladder_stage")
     def follow_up(self, obj):
         if obj.status == m.PatientStatus.ACTIVE:
             return obj.get_ladder_stage_display()
@@ -241,7 +242,7 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
         url = reverse("admin:surveillance_patient_log_attempt", args=[obj.pk])
         return format_html('<a class="button cw-quick" href="{}">Log attempt</a>', url)
 
-    @admin.action(description="Export selected as CSV", permissions=["view"])
+    @admin.action(description=_("Export selected as CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
         extra = [
             ("centre", lambda p: p.centre.code),
@@ -288,7 +289,7 @@ class InfusionAdmin(CentreScopedAdmin):
     autocomplete_fields = ("patient",)
     form = InfusionForm
 
-    @admin.display(description="Change")
+    @admin.display(description=_("Change"))
     def replan(self, obj) -> str:
         url = reverse("admin:surveillance_infusion_replan", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, "Name the product" if obj.product_id is None else "Re-plan")
@@ -435,11 +436,11 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
     ordering = ("due_date", "pk")
     actions = ["mark_contacted", "log_attempt", "cancel_with_reason", "undo_ehr_completion", "export_csv"]
 
-    @admin.display(description="Patient", ordering="infusion__patient__family_name")
+    @admin.display(description=_("Patient"), ordering="infusion__patient__family_name")
     def patient_col(self, obj):
         return patient_cell(obj.infusion.patient)
 
-    @admin.display(description="Visit", ordering="rule_code")
+    @admin.display(description=_("Visit"), ordering="rule_code")
     def visit_col(self, obj):
         # The link (added by the list, keeping its filters) opens the visit page, which returns to the list.
         return format_html('<span class="cw-visit">{}</span>', obj.label)
@@ -456,15 +457,15 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return visit_page_view(self, request, object_id)
 
-    @admin.action(description="Cancel with a reason…", permissions=["change"])
+    @admin.action(description=_("Cancel with a reason…"), permissions=["change"])
     def cancel_with_reason(self, request, queryset):
         return wl.cancel_with_reason(self, request, queryset)
 
-    @admin.action(description="Undo EHR completion (schedule again)…", permissions=["change"])
+    @admin.action(description=_("Undo EHR completion (schedule again)…"), permissions=["change"])
     def undo_ehr_completion(self, request, queryset):
         return wl.undo_ehr_completion(self, request, queryset)
 
-    @admin.action(description="Export selected as CSV", permissions=["view"])
+    @admin.action(description=_("Export selected as CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
         return self.call_csv(request, queryset, [("rule_code", lambda v: v.rule_code), ("status", lambda v: v.status)])
 
@@ -501,11 +502,11 @@ class PatientRequestAdmin(ContactActionsMixin, CentreScopedAdmin):
     actions = ["handle", "mark_contacted"]
     readonly_fields = ("visit", "kind", "message", "received_at", "handled_at", "handled_by")
 
-    @admin.display(description="Patient")
+    @admin.display(description=_("Patient"))
     def patient_col(self, obj):
         return patient_cell(obj.visit.infusion.patient)
 
-    @admin.action(description="Mark handled", permissions=["change"])
+    @admin.action(description=_("Mark handled"), permissions=["change"])
     def handle(self, request, queryset):
         return wl.handle_requests(self, request, queryset)
 
@@ -534,7 +535,7 @@ class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
     list_select_related = ("visit__infusion__patient",)
     actions = ["mark_contacted", "log_attempt"]
 
-    @admin.display(description="Patient")
+    @admin.display(description=_("Patient"))
     def patient_col(self, obj):
         return patient_cell(obj.visit.infusion.patient)
 

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
 
 from surveillance import models as m
 from surveillance.admin.base import CentreScopedAdmin
@@ -125,17 +126,17 @@ class SignalReviewAdmin(CentreScopedAdmin):
     )
     fields = readonly_fields
 
-    @admin.display(description="Patient")
+    @admin.display(description=_("Patient"))
     def patient_link(self, obj):
         return patient_cell(obj.patient)
 
-    @admin.display(description="Priority", ordering="priority")
+    @admin.display(description=_("Priority"), ordering="priority")
     def priority_badge(self, obj):
         names = {rank: name for name, rank in PRIORITIES.items()}
         hot = " cw-escalated" if obj.priority == 1 else ""
         return format_html('<span class="cw-badge{}">{}</span>', hot, names.get(obj.priority, obj.priority))
 
-    @admin.display(description="State")
+    @admin.display(description=_("State"))
     def state(self, obj):
         if obj.escalated_at and obj.status == m.SignalReviewStatus.OPEN:
             return mark_safe('<span class="cw-badge cw-escalated">escalated</span>')
@@ -153,7 +154,7 @@ class SignalReviewAdmin(CentreScopedAdmin):
 
     # --- decisions --------------------------------------------------------------------------------------------
     @admin.action(
-        description="Confirm a second cancer (opens the malignancy event and its reports)", permissions=["change"]
+        description=_("Confirm a second cancer (opens the malignancy event and its reports)"), permissions=["change"]
     )
     def confirm_second_cancer(self, request, queryset):
         if queryset.count() != 1:
@@ -177,7 +178,7 @@ class SignalReviewAdmin(CentreScopedAdmin):
             self, request, queryset, form, title="Confirm a second cancer", action="confirm_second_cancer"
         )
 
-    @admin.action(description="Order the work-up (bone marrow, T-cell clonality, biopsy)", permissions=["change"])
+    @admin.action(description=_("Order the work-up (bone marrow, T-cell clonality, biopsy)"), permissions=["change"])
     def order_workup(self, request, queryset):
         form = WorkupForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
@@ -191,7 +192,7 @@ class SignalReviewAdmin(CentreScopedAdmin):
             return None
         return _decision_page(self, request, queryset, form, title="Order the work-up", action="order_workup")
 
-    @admin.action(description="Dismiss with a reason", permissions=["change"])
+    @admin.action(description=_("Dismiss with a reason"), permissions=["change"])
     def dismiss(self, request, queryset):
         form = DismissForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():

@@ -16,11 +16,18 @@ from django.template.response import SimpleTemplateResponse, TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django_otp.forms import OTPAuthenticationFormMixin
 
-from surveillance.access.audit import login_throttled, request_remote_addr
+from surveillance.access.audit import audit_write, login_throttled, request_remote_addr
 from surveillance.access.roles import ROLE_PERMISSIONS
-from surveillance.access.second_factor import second_factor_required, session_second_factor_ok, totp_device_for
+from surveillance.access.second_factor import (
+    is_totp_code,
+    recovery_device_for,
+    second_factor_required,
+    session_second_factor_ok,
+    totp_device_for,
+)
 
 #: What the clinical roles may do ("app_label.codename"): a permission beyond these makes a user an administrator.
 ROLE_GRANTS = frozenset(f"surveillance.{codename}" for codenames in ROLE_PERMISSIONS.values() for codename in codenames)
@@ -35,8 +42,8 @@ def user_administers(user) -> bool:
 
 
 DEAD_ENDS = {
-    403: ("You cannot do this here", "Your role does not allow this action or page. Nothing was changed."),
-    404: ("Page not found", "There is nothing at this address, or it is not in your centres."),
+    403: (_("You cannot do this here"), _("Your role does not allow this action or page. Nothing was changed.")),
+    404: (_("Page not found"), _("There is nothing at this address, or it is not in your centres.")),
 }
 
 
@@ -45,7 +52,7 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
 
     error_messages = {
         **AdminAuthenticationForm.error_messages,
-        "throttled": "Too many failed sign-in attempts. Wait a few minutes and try again.",
+        "throttled": _("Too many failed sign-in attempts. Wait a few minutes and try again."),
     }
 
     def clean(self):
@@ -59,26 +66,27 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
     """Password, then the authenticator code of an enrolled user (django-otp's ``OTPAuthenticationForm`` pattern).
 
     The code is one field on the same page: the device is the user's own TOTP device, chosen here rather than
-    picked from a list. A wrong code is a failed sign-in like a wrong password (an audit row the throttle counts),
-    so guessing codes is throttled as guessing passwords is. Every other message comes only after the password
-    was right, so it tells nothing to someone who does not know it.
+    picked from a list, or, for anything that is not the app's digits, the user's recovery codes (each signs in
+    once; its use is audited). A wrong code is a failed sign-in like a wrong password (an audit row the throttle
+    counts), so guessing codes is throttled as guessing passwords is. Every other message comes only after the
+    password was right, so it tells nothing to someone who does not know it.
     """
 
     otp_token = forms.CharField(
         required=False,
-        label="Authentication code",
-        help_text="The six digits your authenticator app shows, if you are enrolled.",
+        label=_("Authentication code"),
+        help_text=_("The six digits your authenticator app shows, if you are enrolled, or one of your recovery codes."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
     otp_error_messages = {
         **OTPAuthenticationFormMixin.otp_error_messages,
-        "token_required": "Enter the authentication code from your authenticator app.",
-        "invalid_token": "That authentication code is not valid. Enter the code your app shows now.",
+        "token_required": _("Enter the authentication code from your authenticator app."),
+        "invalid_token": _("That authentication code is not valid. Enter the code your app shows now."),
     }
     error_messages = {
         **ThrottledAuthenticationForm.error_messages,
-        "enrolment_required": (
+        "enrolment_required": _(
             "Sign-in needs a second factor and you have no authenticator enrolled yet. "
             "Ask an administrator to enrol you."
         ),
@@ -92,15 +100,25 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
             if second_factor_required():
                 raise forms.ValidationError(self.error_messages["enrolment_required"], code="enrolment_required")
             return cleaned
-        self._device = device
+        token = cleaned.get("otp_token") or ""
+        recovery = None if not token or is_totp_code(token, device) else recovery_device_for(user)
+        self._device = recovery or device
         try:
             self.clean_otp(user)
         except forms.ValidationError:
-            if cleaned.get("otp_token"):
+            if token:
                 user_login_failed.send(
                     sender=__name__, credentials={"username": user.get_username()}, request=self.request
                 )
             raise
+        if recovery is not None:
+            audit_write(
+                "recovery_code_used",
+                object_type="user",
+                object_id=user.get_username(),
+                by=user,
+                remote_addr=request_remote_addr(self.request),
+            )
         return cleaned
 
     _device = None
@@ -116,7 +134,7 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
 class CartWatchAdminSite(admin.AdminSite):
     site_header = "CAR-T Watch"
     site_title = "CAR-T Watch"
-    index_title = "Surveillance workspace"
+    index_title = _("Surveillance workspace")
     index_template = "surveillance/admin/index.html"
     login_form = SecondFactorAuthenticationForm
     login_template = "surveillance/admin/login.html"
@@ -170,9 +188,25 @@ class CartWatchAdminSite(admin.AdminSite):
         )
 
     def get_urls(self):
-        from surveillance.admin import dashboard, protocol_upgrade
+        from surveillance.admin import dashboard, imports, preferences, protocol_upgrade, second_factor
 
         urls = [
+            path("import/", self.admin_view(lambda r: imports.upload_view(self, r)), name="import_upload"),
+            path(
+                "import/jobs/<int:job_id>/",
+                self.admin_view(lambda r, job_id: imports.import_job_view(self, r, job_id)),
+                name="import_job",
+            ),
+            path(
+                "second-factor/",
+                self.admin_view(lambda r: second_factor.second_factor_view(self, r)),
+                name="second_factor",
+            ),
+            path(
+                "preferences/",
+                self.admin_view(lambda r: preferences.preferences_view(self, r)),
+                name="preferences",
+            ),
             path("dashboard/", self.admin_view(lambda r: dashboard.dashboard_view(self, r)), name="dashboard"),
             path(
                 "protocol-upgrade/",
@@ -196,6 +230,7 @@ class CartWatchAdminSite(admin.AdminSite):
             "worklists": worklist_counts(request),
             "can_upgrade_protocols": request.user.has_perm("surveillance.view_protocol"),
             "can_find_patients": request.user.has_perm("surveillance.view_patient"),
+            "can_import": request.user.has_perm("surveillance.change_patient"),
             "administers": user_administers(request.user),
         }
         return super().index(request, extra_context)

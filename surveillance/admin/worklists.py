@@ -20,6 +20,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from surveillance.access.audit import audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
@@ -99,104 +102,110 @@ WORKLISTS: tuple[Worklist, ...] = (
     # open yet), window open (until the due date passes), then overdue (until the daily sweep marks it missed).
     Worklist(
         "due14",
-        f"Coming up (next {DUE_SOON_DAYS} days)",
+        format_lazy(_("Coming up (next {days} days)"), days=DUE_SOON_DAYS),
         FollowUpVisit,
         VISIT_CENTRE,
-        "Scheduled visits due soon whose window is not open yet: book them.",
+        _("Scheduled visits due soon whose window is not open yet: book them."),
         lambda qs, today: (
             _followed(qs).due_between(today, today + dt.timedelta(days=DUE_SOON_DAYS)).filter(window_start__gt=today)
         ),
     ),
     Worklist(
         "window_open",
-        "Window open now",
+        _("Window open now"),
         FollowUpVisit,
         VISIT_CENTRE,
-        "Scheduled visits whose protocol window includes today and which are not yet late.",
+        _("Scheduled visits whose protocol window includes today and which are not yet late."),
         lambda qs, today: _followed(qs).window_open_on(today).filter(due_date__gte=today),
     ),
     Worklist(
         "overdue",
-        "Overdue",
+        _("Overdue"),
         FollowUpVisit,
         VISIT_CENTRE,
-        "Past the due date and not recorded yet (including visits whose window closed in the last days).",
+        _("Past the due date and not recorded yet (including visits whose window closed in the last days)."),
         lambda qs, today: _followed(qs).open().filter(due_date__lt=today),
     ),
     Worklist(
         "missed",
-        f"Missed (last {MISSED_RECENT_DAYS} days)",
+        format_lazy(_("Missed (last {days} days)"), days=MISSED_RECENT_DAYS),
         FollowUpVisit,
         VISIT_CENTRE,
-        "Visits marked missed whose window closed recently: reach the patient.",
+        _("Visits marked missed whose window closed recently: reach the patient."),
         lambda qs, today: _followed(qs).filter(
             status=VisitStatus.MISSED, window_end__gte=today - dt.timedelta(days=MISSED_RECENT_DAYS)
         ),
     ),
     Worklist(
         "ladder",
-        "Slipping away (lost-to-follow-up ladder)",
+        _("Slipping away (lost-to-follow-up ladder)"),
         Patient,
         "centre",
-        "Patients moving up the ladder after missed visits, and those lost: log every attempt to reach them.",
+        _("Patients moving up the ladder after missed visits, and those lost: log every attempt to reach them."),
         lambda qs, today: qs.filter(
             Q(status=PatientStatus.LOST) | Q(status=PatientStatus.ACTIVE) & ~Q(ladder_stage=LadderStage.ON_TRACK)
         ),
     ),
     Worklist(
         "failed_reminders",
-        "Failed reminders",
+        _("Failed reminders"),
         Reminder,
         "visit__infusion__patient__centre",
-        "Reminders that could not be delivered (bad address, bounced): correct the contact details.",
+        _("Reminders that could not be delivered (bad address, bounced): correct the contact details."),
         lambda qs, today: qs.filter(status=ReminderStatus.FAILED).exclude(
             visit__infusion__patient__status__in=CLOSED_STATUSES
         ),
     ),
     Worklist(
         "requests",
-        "Patient requests",
+        _("Patient requests"),
         PatientRequest,
         "visit__infusion__patient__centre",
-        "What patients said through the links in reminders: confirm, reschedule, done elsewhere.",
+        _("What patients said through the links in reminders: confirm, reschedule, done elsewhere."),
         lambda qs, today: qs.filter(handled_at__isnull=True),
     ),
     Worklist(
         "product",
-        "Infusions whose product is to confirm",
+        _("Infusions whose product is to confirm"),
         Infusion,
         "patient__centre",
-        "Imported from a CAR-T procedure that names no product, planned on the intensified variant meanwhile: "
-        "name the product (the re-plan shows its diff first).",
+        _(
+            "Imported from a CAR-T procedure that names no product, planned on the intensified variant meanwhile: "
+            "name the product (the re-plan shows its diff first)."
+        ),
         lambda qs, today: qs.filter(product__isnull=True, superseded_by__isnull=True).exclude(
             patient__status__in=CLOSED_STATUSES
         ),
     ),
     Worklist(
         "identity",
-        "Imported patients to identify",
+        _("Imported patients to identify"),
         IdentityReview,
         "centre",
-        "Imported Patients refused because they match a stored patient whose birth date or family name differ: "
-        "link, create or reject each.",
+        _(
+            "Imported Patients refused because they match a stored patient whose birth date or family name differ: "
+            "link, create or reject each."
+        ),
         lambda qs, today: qs.filter(status=IdentityReviewStatus.OPEN),
     ),
     Worklist(
         "reporting",
-        "Second-cancer reports to file",
+        _("Second-cancer reports to file"),
         ReportingStep,
         "event__infusion__patient__centre",
-        "Open reporting steps of malignancy events; those past due are escalated.",
+        _("Open reporting steps of malignancy events; those past due are escalated."),
         lambda qs, today: qs.filter(completed_at__isnull=True),
         lambda qs, today: qs.filter(due_date__lt=today),
     ),
     Worklist(
         "signals",
-        "Second-cancer signals to review",
+        _("Second-cancer signals to review"),
         SignalReview,
         "patient__centre",
-        "Results and diagnoses from the EHR that may mean a second cancer, most urgent first: confirm, order the "
-        "work-up, or dismiss with a reason. Those left open too long are escalated.",
+        _(
+            "Results and diagnoses from the EHR that may mean a second cancer, most urgent first: confirm, order the "
+            "work-up, or dismiss with a reason. Those left open too long are escalated."
+        ),
         lambda qs, today: qs.unresolved(),
         lambda qs, today: qs.filter(escalated_at__isnull=False),
     ),
@@ -225,7 +234,7 @@ def worklist_counts(request) -> list[WorklistCount]:
 
 
 class WorklistFilter(admin.SimpleListFilter):
-    title = "worklist"
+    title = _("worklist")
     parameter_name = "worklist"
 
     def lookups(self, request, model_admin):
@@ -246,13 +255,15 @@ def current_worklist(request) -> Worklist | None:
 
 
 class ContactForm(forms.Form):
-    method = forms.ChoiceField(choices=ContactMethod.choices, initial=ContactMethod.PHONE)
-    reached = forms.BooleanField(required=False, initial=True, help_text="The patient (or a relative) was reached.")
-    note = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    method = forms.ChoiceField(label=_("Method"), choices=ContactMethod.choices, initial=ContactMethod.PHONE)
+    reached = forms.BooleanField(
+        label=_("Reached"), required=False, initial=True, help_text=_("The patient (or a relative) was reached.")
+    )
+    note = forms.CharField(label=_("Note"), max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class CancelForm(forms.Form):
-    reason = forms.CharField(max_length=255, help_text="Why these visits will not take place.")
+    reason = forms.CharField(label=_("Reason"), max_length=255, help_text=_("Why these visits will not take place."))
 
 
 def _patients_of(queryset, patient_path: str) -> list[Patient]:
@@ -267,7 +278,10 @@ def mark_contacted(modeladmin, request, queryset, *, patient_path: str):
         lifecycle.contact_attempt_log(
             patient, method=ContactMethod.PHONE, reached=True, note="Marked contacted from a worklist", by=request.user
         )
-    modeladmin.message_user(request, f"Contact recorded for {len(patients)} patient(s).", messages.SUCCESS)
+    done = ngettext(
+        "Contact recorded for %(count)d patient.", "Contact recorded for %(count)d patients.", len(patients)
+    )
+    modeladmin.message_user(request, done % {"count": len(patients)}, messages.SUCCESS)
 
 
 def log_attempt(modeladmin, request, queryset, *, patient_path: str):
@@ -277,14 +291,17 @@ def log_attempt(modeladmin, request, queryset, *, patient_path: str):
     if form.is_bound and form.is_valid():
         for patient in patients:
             lifecycle.contact_attempt_log(patient, by=request.user, **form.cleaned_data)
-        modeladmin.message_user(request, f"Attempt logged for {len(patients)} patient(s).", messages.SUCCESS)
+        done = ngettext(
+            "Attempt logged for %(count)d patient.", "Attempt logged for %(count)d patients.", len(patients)
+        )
+        modeladmin.message_user(request, done % {"count": len(patients)}, messages.SUCCESS)
         return None
     return TemplateResponse(
         request,
         "surveillance/admin/bulk_form.html",
         {
             **modeladmin.admin_site.each_context(request),
-            "title": "Log a contact attempt",
+            "title": _("Log a contact attempt"),
             "form": form,
             "objects": queryset,
             "patients": patients,
@@ -297,13 +314,17 @@ def log_attempt(modeladmin, request, queryset, *, patient_path: str):
 
 class UndoEhrCompletionForm(forms.Form):
     reason = forms.CharField(
-        max_length=255, help_text="Why the EHR encounter was not this visit (kept with the change)."
+        label=_("Reason"),
+        max_length=255,
+        help_text=_("Why the EHR encounter was not this visit (kept with the change)."),
     )
 
 
-def _visits_with_reason(modeladmin, request, queryset, form_class, *, title: str, action: str, transition, done: str):
+def _visits_with_reason(
+    modeladmin, request, queryset, form_class, *, title: str, action: str, transition, done: Callable[[int], str]
+):
     """A bulk action that asks for one reason, then applies a lifecycle transition to each selected visit; visits
-    someone else changed first are counted, not failed."""
+    someone else changed first are counted, not failed. ``done(n)`` words the outcome (``%(count)d``)."""
     form = form_class(request.POST if "apply" in request.POST else None)
     if form.is_bound and form.is_valid():
         applied = refused = 0
@@ -313,9 +334,12 @@ def _visits_with_reason(modeladmin, request, queryset, form_class, *, title: str
                 applied += 1
             except lifecycle.TransitionError:
                 refused += 1
-        modeladmin.message_user(request, f"{applied} visit(s) {done}.", messages.SUCCESS)
+        modeladmin.message_user(request, done(applied) % {"count": applied}, messages.SUCCESS)
         if refused:
-            modeladmin.message_user(request, f"{refused} visit(s) could not be: reload and check.", messages.WARNING)
+            gone = ngettext(
+                "%(count)d visit was no longer scheduled.", "%(count)d visits were no longer scheduled.", refused
+            )
+            modeladmin.message_user(request, gone % {"count": refused}, messages.WARNING)
         return None
     return TemplateResponse(
         request,
@@ -338,10 +362,10 @@ def cancel_with_reason(modeladmin, request, queryset):
         request,
         queryset,
         CancelForm,
-        title="Cancel visits",
+        title=_("Cancel visits"),
         action="cancel_with_reason",
         transition=lifecycle.visit_cancel,
-        done="cancelled",
+        done=lambda n: ngettext("%(count)d visit cancelled.", "%(count)d visits cancelled.", n),
     )
 
 
@@ -352,10 +376,10 @@ def undo_ehr_completion(modeladmin, request, queryset):
         request,
         queryset,
         UndoEhrCompletionForm,
-        title="Undo EHR completion",
+        title=_("Undo EHR completion"),
         action="undo_ehr_completion",
         transition=lifecycle.visit_ehr_completion_undo,
-        done="scheduled again",
+        done=lambda n: ngettext("%(count)d visit scheduled again.", "%(count)d visits scheduled again.", n),
     )
 
 
@@ -387,4 +411,5 @@ def handle_requests(modeladmin, request, queryset):
     handled = sum(
         lifecycle.patient_request_handle(row, by=request.user) for row in queryset.select_related("visit__infusion")
     )
-    modeladmin.message_user(request, f"{handled} request(s) marked handled.", messages.SUCCESS)
+    done = ngettext("%(count)d request marked handled.", "%(count)d requests marked handled.", handled)
+    modeladmin.message_user(request, done % {"count": handled}, messages.SUCCESS)

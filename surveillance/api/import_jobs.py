@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from surveillance.api import serializers as api_serializers
 from surveillance.api.auth import TokenPrincipal
-from surveillance.imports import jobs, tasks
+from surveillance.imports import tasks
 from surveillance.models import ImportJob, ImportJobStatus
 
 #: Seconds a client is asked to wait before it asks again.
@@ -68,7 +68,7 @@ def requester_label(request) -> str:
 
 def job_accepted(request, *, centre, format: str, payload: bytes, source_system: str, dry_run: bool) -> Response:
     """Store an upload as a job, ask a worker to run it, and answer 202 with the status URL."""
-    job = jobs.import_job_create(
+    job = tasks.import_job_submit(
         centre,
         format=format,
         payload=payload,
@@ -76,7 +76,6 @@ def job_accepted(request, *, centre, format: str, payload: bytes, source_system:
         dry_run=dry_run,
         requested_by=requester_label(request),
     )
-    tasks.import_jobs_run_soon()
     return progress_response(request, job)
 
 

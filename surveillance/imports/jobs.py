@@ -39,6 +39,7 @@ from django.utils import timezone
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError, ImportIssue
 from surveillance.imports.report import COUNTERS, ImportReport
+from surveillance.imports.uploads import upload_import
 from surveillance.models import ImportFormat, ImportJob, ImportJobStatus
 from surveillance.models import audit as audit_models
 from surveillance.reminders.dispatch import worker_id
@@ -231,10 +232,9 @@ def _outcome(run) -> tuple[int, dict, dict | None]:
 
 
 def _atomic_run(job: ImportJob) -> ImportReport:
-    args = {"source_system": job.source_system, "dry_run": job.dry_run}
-    if job.format == ImportFormat.BUNDLE:
-        return ehr_import.bundle_import(bytes(job.payload), job.centre, **args)
-    return ehr_import.csv_import(bytes(job.payload), job.centre, **args)
+    return upload_import(
+        bytes(job.payload), job.format, job.centre, source_system=job.source_system, dry_run=job.dry_run
+    )
 
 
 def _ndjson_run(job: ImportJob, claim) -> ImportReport:

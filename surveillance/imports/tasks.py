@@ -24,3 +24,18 @@ def pull_ehr_connections() -> dict:
 def import_jobs_run_soon() -> None:
     """Ask for a run once the current transaction commits (from request code: never before)."""
     transaction.on_commit(run_import_jobs.delay)
+
+
+def import_job_submit(centre, *, format: str, payload: bytes, source_system: str, dry_run: bool, requested_by: str):
+    """Store an upload as a job and ask a worker to run it once it commits: what every entry point that hands a
+    file to the background does (the API's 202, the workspace's upload page)."""
+    job = jobs.import_job_create(
+        centre,
+        format=format,
+        payload=payload,
+        source_system=source_system,
+        dry_run=dry_run,
+        requested_by=requested_by,
+    )
+    import_jobs_run_soon()
+    return job

@@ -27,6 +27,7 @@ from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
 from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
 from surveillance.models.results import ResultOutcome, ResultSource, VisitResult
 from surveillance.models.signals import Signal, SignalReview, SignalReviewStatus, SignalRuleSet, WorkupItem
+from surveillance.models.staff import StaffPreference
 from surveillance.models.visits import (
     ConditionDecision,
     FollowUpVisit,
@@ -79,6 +80,7 @@ __all__ = [
     "SignalReviewStatus",
     "SignalRuleSet",
     "SigningAlgorithm",
+    "StaffPreference",
     "TransgeneStatus",
     "TreatmentCentre",
     "VisitChange",

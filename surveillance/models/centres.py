@@ -72,6 +72,13 @@ class TreatmentCentre(models.Model):
             "system|value or as the value or resource id alone. Encounters elsewhere never complete a visit here."
         ),
     )
+    # The care team's language: its emails and weekly digest are written in it (patients have their own).
+    language = models.CharField(
+        max_length=8,
+        choices=settings.LANGUAGES,
+        default="en",
+        help_text="The language of the care team's emails and weekly digest.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -79,7 +86,11 @@ class TreatmentCentre(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=~models.Q(subdivision__gt="", country=""), name="centre_region_needs_country"
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(language__in=[code for code, _name in settings.LANGUAGES]),
+                name="centre_language_known",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion
 
@@ -40,6 +41,8 @@ class MalignancyEvent(models.Model):
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("malignancy event")
+        verbose_name_plural = _("malignancy events")
         ordering = ["-diagnosis_date"]
         constraints = [
             models.CheckConstraint(
@@ -74,6 +77,8 @@ class ReportingStep(models.Model):
     notes = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name = _("reporting step")
+        verbose_name_plural = _("reporting steps")
         ordering = ["event", "due_date", "kind"]
         constraints = [
             models.UniqueConstraint(fields=["event", "kind"], name="reporting_step_one_per_kind"),

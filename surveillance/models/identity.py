@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.centres import TreatmentCentre
 from surveillance.models.patients import Patient
@@ -46,6 +47,8 @@ class IdentityReview(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("identity review")
+        verbose_name_plural = _("identity reviews")
         ordering = ["created_at", "pk"]
         constraints = [
             # One open review per record (a re-sent export refreshes it), and one link: the import's alias lookup.

@@ -7,6 +7,8 @@ import zoneinfo
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from surveillance.models.centres import TreatmentCentre, validate_time_zone
 from surveillance.models.products import CarTProduct
@@ -14,11 +16,11 @@ from surveillance.scheduling.engine import EARLIEST_INFUSION
 
 
 class PatientStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    LOST = "lost_to_follow_up", "Lost to follow-up"
-    DECEASED = "deceased", "Deceased"
-    WITHDRAWN = "withdrawn", "Withdrawn"
-    TRANSFERRED = "transferred", "Transferred"
+    ACTIVE = "active", _("Active")
+    LOST = "lost_to_follow_up", _("Lost to follow-up")
+    DECEASED = "deceased", _("Deceased")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+    TRANSFERRED = "transferred", _("Transferred")
 
 
 #: Statuses that take a patient off every worklist and stop every reminder.
@@ -28,10 +30,10 @@ CLOSED_STATUSES = (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatu
 class LadderStage(models.TextChoices):
     """How far an active patient has slipped: consecutive missed visits move them up the ladder."""
 
-    ON_TRACK = "on_track", "On track"
-    OVERDUE = "overdue", "Overdue"
-    TRACING = "tracing", "Tracing"
-    LOST = "lost", "Lost to follow-up"
+    ON_TRACK = "on_track", _("On track")
+    OVERDUE = "overdue", pgettext_lazy("ladder stage", "Overdue")
+    TRACING = "tracing", _("Tracing")
+    LOST = "lost", _("Lost to follow-up")
 
 
 class Sex(models.TextChoices):
@@ -86,6 +88,8 @@ class Patient(models.Model):
     objects = PatientQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("patient")
+        verbose_name_plural = _("patients")
         ordering = ["family_name", "given_name", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["centre", "mrn"], name="patient_mrn_unique_per_centre"),
@@ -169,6 +173,8 @@ class Infusion(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("infusion")
+        verbose_name_plural = _("infusions")
         ordering = ["patient", "infusion_date", "pk"]
         constraints = [
             models.UniqueConstraint(
@@ -231,6 +237,8 @@ class RiskFlag(models.Model):
     recorded_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("risk flag")
+        verbose_name_plural = _("risk flags")
         ordering = ["infusion", "code"]
         constraints = [
             models.UniqueConstraint(fields=["infusion", "code"], name="risk_flag_one_per_code"),
@@ -242,11 +250,11 @@ class RiskFlag(models.Model):
 
 
 class ContactMethod(models.TextChoices):
-    PHONE = "phone", "Phone"
-    EMAIL = "email", "Email"
-    LETTER = "letter", "Letter"
-    REFERRING_PHYSICIAN = "referring", "Referring physician"
-    OTHER = "other", "Other"
+    PHONE = "phone", _("Phone")
+    EMAIL = "email", _("Email")
+    LETTER = "letter", _("Letter")
+    REFERRING_PHYSICIAN = "referring", _("Referring physician")
+    OTHER = "other", _("Other")
 
 
 class ContactAttempt(models.Model):
@@ -260,6 +268,8 @@ class ContactAttempt(models.Model):
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
+        verbose_name = _("contact attempt")
+        verbose_name_plural = _("contact attempts")
         ordering = ["-attempted_at"]
 
     def __str__(self) -> str:

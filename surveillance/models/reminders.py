@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.visits import FollowUpVisit
 
@@ -37,12 +38,12 @@ _IN_DIGEST = models.Q(audience=Audience.CARE_TEAM, purpose__in=DIGEST_PURPOSES)
 
 
 class ReminderStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    SKIPPED = "skipped", "Skipped"
+    PENDING = "pending", _("Pending")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+    SKIPPED = "skipped", _("Skipped")
 
 
 class ReminderQuerySet(models.QuerySet):
@@ -95,6 +96,8 @@ class Reminder(models.Model):
     objects = ReminderQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("reminder")
+        verbose_name_plural = _("reminders")
         ordering = ["send_after", "pk"]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=ReminderStatus.values), name="reminder_status_valid"),

@@ -11,6 +11,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.events import MalignancyEvent, MalignancyType
 from surveillance.models.patients import Infusion, Patient
@@ -88,6 +89,8 @@ class SignalReview(models.Model):
     objects = SignalReviewQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("signal review")
+        verbose_name_plural = _("signal reviews")
         ordering = ["priority", "opened_at"]
         constraints = [
             # One unresolved review per patient and kind: a later signal of the kind joins it.

@@ -6,19 +6,20 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion, Patient
 from surveillance.models.protocols import ProtocolRule, VisitKind
 
 
 class VisitStatus(models.TextChoices):
-    SCHEDULED = "scheduled", "Scheduled"
-    COMPLETED = "completed", "Completed"
-    MISSED = "missed", "Missed"
-    CANCELLED = "cancelled", "Cancelled"
+    SCHEDULED = "scheduled", _("Scheduled")
+    COMPLETED = "completed", _("Completed")
+    MISSED = "missed", _("Missed")
+    CANCELLED = "cancelled", _("Cancelled")
     # Its window had closed before the infusion was recorded here: whether it took place is not known yet. It can
     # still be recorded (done or not done), but it is never reminded of, never missed and never on a worklist.
-    UNRECORDED = "unrecorded", "Not recorded (window closed before the infusion was entered)"
+    UNRECORDED = "unrecorded", _("Not recorded (window closed before the infusion was entered)")
 
 
 #: A visit in one of these states is history: re-planning never touches it.
@@ -99,6 +100,8 @@ class FollowUpVisit(models.Model):
     objects = FollowUpVisitQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("follow-up visit")
+        verbose_name_plural = _("follow-up visits")
         ordering = ["due_date", "rule_code", "occurrence"]
         constraints = [
             models.UniqueConstraint(fields=["infusion", "rule_code", "occurrence"], name="visit_identity_unique"),
@@ -219,6 +222,8 @@ class PatientRequest(models.Model):
     handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
+        verbose_name = _("patient request")
+        verbose_name_plural = _("patient requests")
         ordering = ["-received_at"]
         indexes = [
             # the coordinator's "patient requests" worklist: unhandled first

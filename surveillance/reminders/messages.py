@@ -25,9 +25,10 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.message import sanitize_address
-from django.template.loader import render_to_string, select_template
+from django.template.loader import select_template
 from django.urls import reverse
 from django.utils import formats, translation
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models import FollowUpVisit, Patient, Reminder
 from surveillance.models.reminders import Audience, Purpose
@@ -50,11 +51,13 @@ PATIENT_SUBJECTS = {
         Purpose.CANCELLED: "Su visita de seguimiento del {date} se ha cancelado",
     },
 }
+#: Care-team subjects, in the centre's language (``centre_language``).
 CARE_TEAM_SUBJECTS = {
-    Purpose.WINDOW_OPEN: "Visit window open: patient {patient_id}",
-    Purpose.OVERDUE: "Overdue visit: patient {patient_id}",
-    Purpose.MISSED: "Missed visit: patient {patient_id}",
+    Purpose.WINDOW_OPEN: _("Visit window open: patient {patient_id}"),
+    Purpose.OVERDUE: _("Overdue visit: patient {patient_id}"),
+    Purpose.MISSED: _("Missed visit: patient {patient_id}"),
 }
+DIGEST_SUBJECT = _("Weekly follow-up digest: {centre}, week of {week}")
 CALENDAR_SUMMARY = {"en": "Follow-up visit at {centre}", "es": "Visita de seguimiento en {centre}"}
 
 
@@ -65,6 +68,11 @@ def message_id_for(key: str) -> str:
 
 def patient_language(patient: Patient) -> str:
     return patient.preferred_language if patient.preferred_language in LANGUAGES else "en"
+
+
+def centre_language(centre) -> str:
+    """The care team's language: its emails and weekly digest are written in it."""
+    return centre.language if centre.language in LANGUAGES else "en"
 
 
 # --- signed links -----------------------------------------------------------------------------------------------
@@ -248,9 +256,12 @@ def care_team_context(visit: FollowUpVisit) -> dict:
 def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
     visit = reminder.visit
     context = {**care_team_context(visit), "purpose": reminder.purpose}
-    text, html = _render("care_team", "en", context)
+    language = centre_language(visit.infusion.patient.centre)
+    text, html = _render("care_team", language, context)
+    with translation.override(language):
+        subject = str(CARE_TEAM_SUBJECTS[Purpose(reminder.purpose)]).format(patient_id=visit.infusion.patient_id)
     message = CleanSubjectEmail(
-        subject=CARE_TEAM_SUBJECTS[Purpose(reminder.purpose)].format(patient_id=visit.infusion.patient_id),
+        subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[reminder_recipient(reminder)],
@@ -294,6 +305,7 @@ def reminder_fingerprint(reminder: Reminder) -> str:
         centre.address,
         centre.opening_hours,
         centre.care_team_email,
+        centre_language(centre),
         settings.SITE_URL,
         settings.DEFAULT_FROM_EMAIL,
     )
@@ -361,11 +373,14 @@ class RenderedEmail(EmailMessage):
 
 
 def digest_message(centre, context: dict, *, message_id: str, connection=None) -> CleanSubjectEmail:
-    """The weekly care-team digest: counts and admin links, patients named by id only."""
-    text = render_to_string("surveillance/email/digest.en.txt", context)
-    html = render_to_string("surveillance/email/digest.en.html", context)
+    """The weekly care-team digest, in the centre's language: counts and admin links, patients named by id only."""
+    language = centre_language(centre)
+    text, html = _render("digest", language, context)
+    with translation.override(language):
+        week = formats.date_format(context["week_start"], "d M Y")
+        subject = str(DIGEST_SUBJECT).format(centre=centre.name, week=week)
     message = CleanSubjectEmail(
-        subject=f"Weekly follow-up digest: {centre.name}, week of {context['week_start']:%d %b %Y}",
+        subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[centre.care_team_email],

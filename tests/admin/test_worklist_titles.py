@@ -24,7 +24,7 @@ def test_it_titles_each_worklist_by_its_name_and_purpose(login, physician_a, wor
 
 def test_it_keeps_the_plain_title_on_a_list_without_a_worklist(login, coordinator_a):
     response = login(coordinator_a).get(reverse("admin:surveillance_followupvisit_changelist"))
-    assert response.context["title"] == "Select follow up visit to change"
+    assert response.context["title"] == "Select follow-up visit to change"
     assert b"cw-purpose" not in response.content
 
 
