@@ -123,7 +123,45 @@ def database_url(connection, name: str) -> str:
     return f"postgres://{auth}@{s['HOST']}:{s['PORT'] or 5432}/{name}"
 
 
+def copy_baseline(connection, model) -> tuple[int, float]:
+    """The raw baseline of an import: COPY the model's stored rows out to a file, then time COPY-ing them into a
+    same-shaped, same-indexed table (``LIKE ... INCLUDING ALL``). Returns (rows, seconds)."""
+    import tempfile
+
+    table = model._meta.db_table
+    with tempfile.TemporaryDirectory() as folder:
+        dump = Path(folder) / "rows.copy"
+        with connection.cursor() as cursor:
+            with dump.open("wb") as out, cursor.cursor.copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:
+                for chunk in copy:
+                    out.write(chunk)
+            cursor.execute("DROP TABLE IF EXISTS bench_copy")
+            cursor.execute(f"CREATE TABLE bench_copy (LIKE {table} INCLUDING ALL)")
+            cursor.execute("SELECT count(*) FROM " + table)
+            rows = cursor.fetchone()[0]
+        started = time.perf_counter()
+        with (
+            connection.cursor() as cursor,
+            dump.open("rb") as source,
+            cursor.cursor.copy("COPY bench_copy FROM STDIN (FORMAT binary)") as copy,
+        ):
+            while chunk := source.read(1 << 20):
+                copy.write(chunk)
+        elapsed = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE bench_copy")
+    return rows, elapsed
+
+
 # --------------------------------------------------------------------------------------------- child processes
+def print_profile(path: Path) -> None:
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(25)
+
+
 @dataclass
 class ChildResult:
     returncode: int
@@ -167,6 +205,24 @@ def children_max_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------------------------- a Bulk Data export
+def bench_centre() -> list[dict]:
+    """Load the seeds and create the import benchmarks' centre (``bench``); returns the CAR-T code index rows the
+    generated exports draw their infusion codes from."""
+    from django.conf import settings
+
+    from surveillance.models import ProductCode, TreatmentCentre
+    from surveillance.seeds.loader import seeds_load
+
+    seeds_load(settings.CARTWATCH["SEEDS_DIR"])
+    TreatmentCentre.objects.create(
+        code="bench", name="Bench Centre", time_zone="America/New_York", care_team_email="team@example.org"
+    )
+    return [
+        {"system": r["system"], "code": r["code"], "product": r["product__code"], "marks_infusion": r["marks_infusion"]}
+        for r in ProductCode.objects.values("system", "code", "product__code", "marks_infusion")
+    ]
+
+
 def infusion_codes(index_rows) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Product-naming CAR-T codes from the shared code list that the catalogue knows, split by resource kind.
 

@@ -22,7 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import record, run_child, scratch_database, write_bulk_export
+from bench._common import (
+    bench_centre,
+    copy_baseline,
+    print_profile,
+    record,
+    run_child,
+    scratch_database,
+    write_bulk_export,
+)
 
 
 def target_ratio(patients: int) -> float:
@@ -34,72 +42,20 @@ def target_ratio(patients: int) -> float:
 TARGET_RSS_MB = 300.0
 
 
-def copy_baseline(connection) -> tuple[int, float]:
-    """COPY the stored visit rows out to a file, then time COPY-ing them into a same-shaped, same-indexed table."""
-    from surveillance.models import FollowUpVisit
-
-    table = FollowUpVisit._meta.db_table
-    with tempfile.TemporaryDirectory() as folder:
-        dump = Path(folder) / "visits.copy"
-        with connection.cursor() as cursor:
-            with dump.open("wb") as out, cursor.cursor.copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:
-                for chunk in copy:
-                    out.write(chunk)
-            cursor.execute("DROP TABLE IF EXISTS bench_visit_copy")
-            cursor.execute(f"CREATE TABLE bench_visit_copy (LIKE {table} INCLUDING ALL)")
-            cursor.execute("SELECT count(*) FROM " + table)
-            rows = cursor.fetchone()[0]
-        started = time.perf_counter()
-        with (
-            connection.cursor() as cursor,
-            dump.open("rb") as source,
-            cursor.cursor.copy("COPY bench_visit_copy FROM STDIN (FORMAT binary)") as copy,
-        ):
-            while chunk := source.read(1 << 20):
-                copy.write(chunk)
-        elapsed = time.perf_counter() - started
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE bench_visit_copy")
-    return rows, elapsed
-
-
-def print_profile(path: Path) -> None:
-    import pstats
-
-    stats = pstats.Stats(str(path))
-    stats.sort_stats("cumulative").print_stats(35)
-    stats.sort_stats("tottime").print_stats(25)
-
-
 def main() -> int:
     n = int(os.environ.get("BENCH_IMPORT_PATIENTS", "100000"))
     target = target_ratio(n)
     profile = os.environ.get("BENCH_IMPORT_PROFILE") == "1"
     with scratch_database("import") as db_url:
-        from django.conf import settings
         from django.db import connection
 
-        from surveillance.imports.ehr_import import car_t_code_index  # noqa: F401  (the catalogue's codes, as parsed)
-        from surveillance.models import FollowUpVisit, Infusion, Patient, ProductCode, Reminder, TreatmentCentre
-        from surveillance.seeds.loader import seeds_load
+        from surveillance.models import FollowUpVisit, Infusion, Patient, Reminder
 
         if connection.vendor != "postgresql":
             print("import_plan: skipped (needs PostgreSQL: set DATABASE_URL)")
             record("import+plan", "skipped (no PostgreSQL)", "-", "-", "-", None)
             return 0
-        seeds_load(settings.CARTWATCH["SEEDS_DIR"])
-        TreatmentCentre.objects.create(
-            code="bench", name="Bench Centre", time_zone="America/New_York", care_team_email="team@example.org"
-        )
-        index_rows = [
-            {
-                "system": r["system"],
-                "code": r["code"],
-                "product": r["product__code"],
-                "marks_infusion": r["marks_infusion"],
-            }
-            for r in ProductCode.objects.values("system", "code", "product__code", "marks_infusion")
-        ]
+        index_rows = bench_centre()
         with tempfile.TemporaryDirectory() as folder:
             export = Path(folder) / "export.ndjson"
             t0 = time.perf_counter()
@@ -128,7 +84,9 @@ def main() -> int:
         assert report["error_count"] == 0 and patients == n and infusions == n, (report["errors"][:3], patients)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-        copied, raw = copy_baseline(connection)
+        from surveillance.models import FollowUpVisit
+
+        copied, raw = copy_baseline(connection, FollowUpVisit)
     ratio = child.seconds / raw
     print(f"import_ehr of {n} patients (one run, Django start-up included): {child.seconds:.1f} s")
     print(f"  {n / child.seconds:8.0f} patients/s, {visits / child.seconds:8.0f} visit rows/s")
