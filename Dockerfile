@@ -2,10 +2,13 @@
 FROM python:3.11.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_ENV=production CARTWATCH_VAR_DIR=/var/lib/cartwatch
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints-image.txt README.md ./
+# Every runtime package at its pinned version and checked against its hash; then the service itself, alone.
+RUN pip install --no-cache-dir --require-hashes -r constraints-image.txt
 COPY config ./config
 COPY surveillance ./surveillance
-RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --home /app cartwatch \
+COPY locale ./locale
+RUN pip install --no-cache-dir --no-deps . && useradd --system --home /app cartwatch \
     && mkdir -p /var/lib/cartwatch && chown cartwatch /var/lib/cartwatch
 COPY manage.py ./
 COPY seeds ./seeds

@@ -45,11 +45,14 @@ messages: install
 		--ignore 'tests/*' --ignore 'bench/*' --ignore 'var/*' --ignore 'docs/*'
 	$(PY) -c "import polib; polib.pofile('locale/es/LC_MESSAGES/django.po').save_as_mofile('locale/es/LC_MESSAGES/django.mo')"
 
-# constraints.txt: every package the install resolves to, pinned by pip-tools from pyproject.toml.
+# constraints.txt: every package the install resolves to, pinned by pip-tools from pyproject.toml; and
+# constraints-image.txt: the runtime packages alone at the same versions, with their hashes, for the image.
 constraints: install
 	$(PY) -m pip install --quiet pip-tools
 	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file constraints.txt pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		--constraint constraints.txt --output-file constraints-image.txt pyproject.toml
 
 lint: install
 	$(VENV)/bin/ruff format --check .

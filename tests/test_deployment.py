@@ -353,6 +353,27 @@ def test_it_declares_the_packages_the_code_imports_and_imports_the_declared_ones
     assert not unused, f"declared but never used: {unused}"
 
 
+def _pins(path) -> dict[str, str]:
+    """``name==version`` lines of a pip-compile output."""
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s\\]+)", path.read_text(), re.M))
+
+
+def test_it_builds_the_image_from_hashed_pins_of_the_same_versions_as_the_constraints():
+    import tomllib
+
+    image = (REPO / "constraints-image.txt").read_text()
+    pins, constraints = _pins(REPO / "constraints-image.txt"), _pins(REPO / "constraints.txt")
+    runtime = _declared(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert runtime <= {_normal(name) for name in pins}, "every runtime dependency is pinned for the image"
+    assert {name: v for name, v in pins.items() if constraints.get(name) != v} == {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", image):
+        if "==" in block:
+            assert "--hash=sha256:" in block, block.splitlines()[0]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "--require-hashes -r constraints-image.txt" in dockerfile
+    assert "COPY locale ./locale" in dockerfile  # the Spanish workspace needs its compiled catalogue
+
+
 def test_it_runs_make_test_without_root():
     makefile = (REPO / "Makefile").read_text()
     test_rule = re.search(r"^test:(.*)\n((?:\t.*\n)*)", makefile, re.M)
