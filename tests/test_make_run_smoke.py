@@ -89,6 +89,7 @@ def test_it_serves_the_admin_and_logs_in_a_demo_user(embedded_env, tmp_path):
         banner = output.index("CAR-T Watch is running.")
         assert "Booting worker" in output[:banner], "the banner came before the web server was up"
         assert f"{base}/admin/" in output[banner:]
+        assert f"{base}/admin/mailbox/" in output[banner:]  # where the written emails can be read
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:

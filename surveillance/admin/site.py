@@ -188,9 +188,10 @@ class CartWatchAdminSite(admin.AdminSite):
         )
 
     def get_urls(self):
-        from surveillance.admin import dashboard, imports, preferences, protocol_upgrade, second_factor
+        from surveillance.admin import dashboard, dev_mailbox, imports, preferences, protocol_upgrade, second_factor
 
         urls = [
+            path("mailbox/", self.admin_view(lambda r: dev_mailbox.dev_mailbox_view(self, r)), name="dev_mailbox"),
             path("import/", self.admin_view(lambda r: imports.upload_view(self, r)), name="import_upload"),
             path(
                 "import/jobs/<int:job_id>/",
@@ -222,6 +223,7 @@ class CartWatchAdminSite(admin.AdminSite):
         return urls + super().get_urls()
 
     def index(self, request, extra_context=None):
+        from surveillance.admin.dev_mailbox import mailbox_enabled
         from surveillance.admin.worklists import worklist_counts, workspace_today
 
         extra_context = {
@@ -232,5 +234,6 @@ class CartWatchAdminSite(admin.AdminSite):
             "can_find_patients": request.user.has_perm("surveillance.view_patient"),
             "can_import": request.user.has_perm("surveillance.change_patient"),
             "administers": user_administers(request.user),
+            "dev_mailbox": request.user.is_superuser and mailbox_enabled(),
         }
         return super().index(request, extra_context)

@@ -16,12 +16,16 @@ DEMO_USERS = (
 )
 
 
+#: The demo's administrator (a superuser): API tokens, webhooks, EHR connections and the development mailbox.
+DEMO_ADMINISTRATOR = "administrator"
+
+
 def demo_password() -> str:
     return os.environ.get("CARTWATCH_DEMO_PASSWORD", "cartwatch-demo")
 
 
 class Command(BaseCommand):
-    help = "Create the demo staff logins (coordinator, physicians, auditor) for the demo centres."
+    help = "Create the demo staff logins (coordinator, physicians, auditor, administrator) for the demo centres."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--print-password", action="store_true", help="Only print the demo password.")
@@ -43,4 +47,11 @@ class Command(BaseCommand):
             user.groups.add(groups[role])
             for code in codes:
                 CentreMembership.objects.get_or_create(user=user, centre=centres[code], defaults={"role": role})
-        self.stdout.write(f"demo users ready: {', '.join(u for u, _, _ in DEMO_USERS)}")
+        administrator, created = User.objects.get_or_create(
+            username=DEMO_ADMINISTRATOR, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            administrator.set_password(demo_password())
+            administrator.save()
+        names = [*(u for u, _, _ in DEMO_USERS), DEMO_ADMINISTRATOR]
+        self.stdout.write(f"demo users ready: {', '.join(names)}")
