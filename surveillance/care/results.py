@@ -222,16 +222,16 @@ def results_record(
         stored = {
             (row.assessment, row.analyte): row for row in VisitResult.objects.select_for_update().filter(visit=visit)
         }
+        created: list[VisitResult] = []
         for entry in entries:
             values = {name: getattr(entry, name) for name in _VALUE_FIELDS}
             values.update(source=source, recorded_by=actor, recorded_at=now)
             row = stored.get((entry.assessment, entry.analyte))
             if row is None:
-                row = VisitResult.objects.create(
-                    visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values
-                )
-                report.created += 1
-            elif not _supersedes(entry, row, source):
+                # inserted together below: a blood count is seven rows, and an EHR import records thousands
+                created.append(VisitResult(visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values))
+                continue
+            if not _supersedes(entry, row, source):
                 report.kept_person += row.source == ResultSource.PERSON
                 report.unchanged += row.source != ResultSource.PERSON
                 continue
@@ -244,6 +244,10 @@ def results_record(
                 row.save()
                 report.updated += 1
             report.result_ids.append(row.pk)
+        if created:
+            VisitResult.objects.bulk_create(created)
+            report.created += len(created)
+            report.result_ids += [row.pk for row in created]
         if report.written:
             summary = {"source": source, "created": report.created, "updated": report.updated}
             VisitChange.objects.create(visit=visit, by=actor, action="results_recorded", after=summary)
