@@ -25,7 +25,7 @@ from surveillance.admin.patient_page import (
     patient_page_context,
     visit_page_view,
 )
-from surveillance.care import infusions
+from surveillance.care import contact_details, infusions
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
 
@@ -53,6 +53,16 @@ class PatientForm(forms.ModelForm):
         except infusions.InfusionRefused as exc:
             raise forms.ValidationError(exc.message) from exc
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        centre = cleaned.get("centre") or getattr(self.instance, "centre", None)
+        if "phone" in cleaned:
+            try:
+                cleaned["phone"] = contact_details.phone_normalise(cleaned["phone"], centre.country if centre else None)
+            except contact_details.PhoneInvalid as exc:
+                self.add_error("phone", str(exc))
+        return cleaned
 
 
 def _via(prefix: str) -> tuple[str, ...]:
@@ -193,6 +203,8 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
                     "preferred_language",
                     "time_zone",
                     "contact_consent",
+                    "sms_consent",
+                    "preferred_channel",
                     "reminders_opted_out_at",
                 )
             },

@@ -15,7 +15,7 @@ from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
-from surveillance.care import infusions, lifecycle, planning
+from surveillance.care import contact_details, infusions, lifecycle, planning
 from surveillance.care.risk_flags import FlagFacts
 from surveillance.models import (
     CarTProduct,
@@ -104,6 +104,8 @@ class PatientSerializer(serializers.ModelSerializer):
             "preferred_language",
             "time_zone",
             "contact_consent",
+            "sms_consent",
+            "preferred_channel",
             "status",
             "status_date",
             "status_reason",
@@ -163,6 +165,11 @@ class PatientSerializer(serializers.ModelSerializer):
         source_system = attrs.get("source_system", getattr(self.instance, "source_system", ""))
         if source_id and others.filter(source_system=source_system, source_id=source_id).exists():
             raise serializers.ValidationError({"source_id": ["another patient of this centre has this source id"]})
+        if "phone" in attrs:
+            try:
+                attrs["phone"] = contact_details.phone_normalise(attrs["phone"], centre.country)
+            except contact_details.PhoneInvalid as exc:
+                raise serializers.ValidationError({"phone": [str(exc)]}) from exc
         return attrs
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from surveillance.care import infusions, lifecycle, planning, risk_flags
+from surveillance.care import contact_details, infusions, lifecycle, planning, risk_flags
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
     ClinicalResource,
@@ -43,6 +43,10 @@ PLAN_REASON = "EHR import"
 
 #: What the database (or a lifecycle rule) may refuse while a record is applied: the record is reported, not raised.
 REFUSED = (IntegrityError, DataError, lifecycle.TransitionError)
+
+
+#: How the report counts a phone number that was not stored because it is not a valid number.
+PHONE_LEFT_OUT = "phone number not valid (left out; correct it on the patient page)"
 
 
 class RowProblem(Exception):
@@ -224,6 +228,15 @@ class Importer:
         self.report.visits_planned += sum(len(diff.added) for diff in diffs)
 
     # --- patients
+    def _phone(self, raw: str) -> str | None:
+        """The record's phone number in E.164; None for one that is not a valid number, which is left out and
+        counted among the ignored (a follow-up must not be refused for a malformed number in the EHR)."""
+        try:
+            return contact_details.phone_normalise(raw, self.centre.country)
+        except contact_details.PhoneInvalid:
+            self.report.ignored[PHONE_LEFT_OUT] += 1
+            return None
+
     def patient_apply(self, record: PatientRecord) -> Patient:
         source = self._source(record)
         mrn = record_mrn(record)
@@ -236,11 +249,17 @@ class Importer:
             "birth_date": record.birth_date,
             "sex": record.sex,
             "email": record.email,
-            "phone": record.phone,
+            "phone": self._phone(record.phone),
             "preferred_language": record.preferred_language
             if record.preferred_language in dict(settings.LANGUAGES)
             else "en",
         }
+        if values["phone"] is None:
+            del values["phone"]  # a new patient has none; a known one keeps the number stored
+        if record.sms_consent is not None:
+            values["sms_consent"] = record.sms_consent
+        if record.preferred_channel is not None:
+            values["preferred_channel"] = record.preferred_channel
         _columns_fit(Patient, {**values, "mrn": mrn, "source_system": source, "source_id": record.source_id})
         if {("source", key), ("mrn", mrn)} & self._queued:
             self._patients_flush()  # the same patient twice in a batch: the second finds the first, stored

@@ -23,7 +23,15 @@ from surveillance.models.patients import (
 )
 from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
-from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
+from surveillance.models.reminders import (
+    Audience,
+    Channel,
+    Delivery,
+    LetterTask,
+    PreparedMessage,
+    Reminder,
+    ReminderStatus,
+)
 from surveillance.models.signals import Signal, SignalReview, SignalReviewStatus, SignalRuleSet, WorkupItem
 from surveillance.models.visits import (
     ConditionDecision,
@@ -40,6 +48,7 @@ __all__ = [
     "CarTProduct",
     "CentreClosure",
     "CentreMembership",
+    "Channel",
     "ConditionDecision",
     "ContactAttempt",
     "Delivery",
@@ -52,6 +61,7 @@ __all__ = [
     "ImportJobStatus",
     "Infusion",
     "LadderStage",
+    "LetterTask",
     "MalignancyEvent",
     "MalignancyType",
     "Patient",

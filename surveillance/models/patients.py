@@ -63,12 +63,21 @@ class Patient(models.Model):
     birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
     email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=32, blank=True)
+    phone = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +12025550123.")
     preferred_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     time_zone = models.CharField(
         max_length=64, blank=True, validators=[validate_time_zone], help_text="Blank: the centre's time zone."
     )
     contact_consent = models.BooleanField(default=True, help_text="Consents to reminders by email.")
+    sms_consent = models.BooleanField(
+        default=False, help_text="Consents to reminders by SMS (cleared when the patient texts STOP)."
+    )
+    preferred_channel = models.CharField(
+        max_length=8,
+        choices=[("email", "Email"), ("sms", "SMS")],
+        default="email",
+        help_text="Tried first; the other consented channel, then a letter or call, if it cannot be used.",
+    )
     reminders_opted_out_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -244,6 +253,7 @@ class RiskFlag(models.Model):
 class ContactMethod(models.TextChoices):
     PHONE = "phone", "Phone"
     EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
     LETTER = "letter", "Letter"
     REFERRING_PHYSICIAN = "referring", "Referring physician"
     OTHER = "other", "Other"
