@@ -333,6 +333,21 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)  # an SMTP server that hangs must not hang a worker
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CAR-T Watch <no-reply@cartwatch.invalid>")
 
+# --- SMS -----------------------------------------------------------------------------------------------------
+# CARTWATCH_SMS_BACKEND is a dotted path, like EMAIL_BACKEND. The embedded default writes each SMS to a file under
+# var/sms/; surveillance.reminders.sms_backends.TwilioSmsBackend sends through Twilio (the TWILIO_* variables,
+# each also readable from NAME_FILE). The auth token also verifies Twilio's signed webhooks.
+CARTWATCH_SMS_BACKEND = env.str(
+    "CARTWATCH_SMS_BACKEND", default="surveillance.reminders.sms_backends.SummaryFileSmsBackend"
+)
+SMS_FILE_PATH = str(VAR_DIR / "sms")
+SMS_TIMEOUT = env.int("CARTWATCH_SMS_TIMEOUT", default=15)  # a provider that hangs must not hang a worker
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_URL = env.str("TWILIO_API_URL", default="")
+
 # --- The surveillance domain ---------------------------------------------------------------------------------
 CARTWATCH = {
     # Lifelong annual visits are planned up to this many years after infusion; re-planning extends them.

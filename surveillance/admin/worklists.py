@@ -149,7 +149,7 @@ WORKLISTS: tuple[Worklist, ...] = (
         Reminder,
         "visit__infusion__patient__centre",
         "Reminders that could not be delivered (bad address, bounced): correct the contact details.",
-        lambda qs, today: qs.filter(status=ReminderStatus.FAILED).exclude(
+        lambda qs, today: qs.filter(status__in=(ReminderStatus.FAILED, ReminderStatus.BOUNCED)).exclude(
             visit__infusion__patient__status__in=CLOSED_STATUSES
         ),
     ),
