@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from surveillance import models as m
 from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers the audit trail)
 from surveillance.admin import identity as _identity_admin  # noqa: F401  (registers the identity reviews)
+from surveillance.admin import letters as _letters_admin  # noqa: F401  (registers the letter and call tasks)
 from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
 from surveillance.admin import signals as _signals_admin  # noqa: F401  (registers the signal reviews)
 from surveillance.admin import worklists as wl

@@ -12,10 +12,12 @@ import datetime as dt
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from surveillance.models import ContactAttempt, LetterTask, Reminder
 from surveillance.models.patients import ContactMethod
+from surveillance.reminders import messages
 
 
 class LetterTaskAlreadyDone(Exception):
@@ -57,6 +59,21 @@ def letter_task_open(reminder: Reminder) -> LetterTask:
             return LetterTask.objects.create(reminder=reminder, **key)
     except IntegrityError:  # another dispatcher created it meanwhile
         return LetterTask.objects.get(**key)
+
+
+def letter_render(task: LetterTask, today: dt.date, back_url: str) -> str:
+    """The printable letter of a task: the email's data (``messages.patient_context``) on the centre's letterhead,
+    addressed to the patient by name, in the patient's language. For staff only: it is printed and posted."""
+    reminder = task.reminder
+    patient = reminder.visit.infusion.patient
+    language = messages.patient_language(patient)
+    context = {
+        **messages.patient_context(reminder),
+        "patient_name": f"{patient.given_name} {patient.family_name}".strip(),
+        "today": messages._long_date(today, language),
+        "back_url": back_url,
+    }
+    return render_to_string(f"surveillance/letters/letter.{language}.html", context)
 
 
 def letter_task_done(task: LetterTask, *, by, method: str, reached: bool, note: str = "") -> ContactAttempt:
