@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
+    "anymail",
     "surveillance",
 ]
 
@@ -347,6 +348,15 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_API_URL = env.str("TWILIO_API_URL", default="")
+
+# --- Email delivery events ------------------------------------------------------------------------------------
+# Bounces and complaints reported after the relay accepted a message, through django-anymail's Mailgun tracking
+# webhook (/integrations/mailgun/tracking/): Mailgun's HTTP webhook signing key verifies each event, and
+# ANYMAIL_WEBHOOK_SECRET ("user:password", optional) adds basic auth. Without a signing key the URL answers 404.
+ANYMAIL = {
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
+}
 
 # --- The surveillance domain ---------------------------------------------------------------------------------
 CARTWATCH = {

@@ -4,7 +4,7 @@ messaging provider's webhooks."""
 from django.urls import path
 
 from surveillance import health, metrics
-from surveillance.integrations import twilio_webhooks
+from surveillance.integrations import email_tracking, twilio_webhooks
 from surveillance.reminders import views
 
 app_name = "surveillance"
@@ -19,4 +19,5 @@ urlpatterns = [
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("integrations/twilio/inbound", twilio_webhooks.inbound, name="twilio-inbound"),
     path("integrations/twilio/status", twilio_webhooks.status, name="twilio-status"),
+    path("integrations/mailgun/tracking/", email_tracking.mailgun_tracking, name="mailgun-tracking"),
 ]

@@ -344,7 +344,7 @@ class EmailTransport:
             if error.code in (None, 421):
                 self.close()
             raise TransportError(error) from None
-        return ""
+        return reminder.message_id  # what an email provider's tracking events name the message by
 
     def close(self) -> None:
         with contextlib.suppress(smtplib.SMTPException, OSError):
