@@ -528,13 +528,14 @@ class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
         "visit",
         "audience",
         "purpose",
+        "channel",
         "send_after",
         "status",
         "attempts",
         "last_smtp_code",
         "last_error",
     )
-    list_filter = (wl.WorklistFilter, "status", "audience", "purpose")
+    list_filter = (wl.WorklistFilter, "status", "channel", "audience", "purpose")
     search_fields = _via("visit__infusion__patient")
     list_select_related = ("visit__infusion__patient",)
     actions = ["mark_contacted", "log_attempt"]

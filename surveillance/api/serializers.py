@@ -520,6 +520,7 @@ class ReminderSerializer(serializers.ModelSerializer):
             "audience",
             "purpose",
             "days_before",
+            "channel",
             "send_after",
             "status",
             "attempts",
@@ -532,7 +533,9 @@ class ReminderSerializer(serializers.ModelSerializer):
         # What the mail server (or provider) last answered, so an integration can see why a reminder is retried or
         # failed; the dispatcher stores it without the recipient's address.
         extra_kwargs = {
-            "last_smtp_code": {"help_text": "The mail server's last reply code (e.g. 450, 550), if any."},
+            "last_smtp_code": {
+                "help_text": "The mail server's last reply code (e.g. 450, 550), or the SMS provider's HTTP status."
+            },
             "last_error": {"help_text": "The last delivery error, without the recipient's address."},
         }
 

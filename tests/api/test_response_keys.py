@@ -27,7 +27,7 @@ RULE = {
     "window_before_days", "window_after_days", "assessments", "applies_to", "condition", "source",
 }  # fmt: skip
 REMINDER = {
-    "id", "visit", "audience", "purpose", "days_before", "send_after", "status", "attempts", "sent_at",
+    "id", "visit", "audience", "purpose", "days_before", "channel", "send_after", "status", "attempts", "sent_at",
     "outcome_reason", "last_smtp_code", "last_error",
 }  # fmt: skip
 EVENT = {
