@@ -348,6 +348,13 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_API_URL = env.str("TWILIO_API_URL", default="")
+if CARTWATCH_SMS_BACKEND.endswith(".TwilioSmsBackend") and not (
+    TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and (TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID)
+):
+    raise ConfigurationError(
+        "the Twilio SMS backend needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or "
+        "TWILIO_MESSAGING_SERVICE_SID"
+    )
 
 # --- Email delivery events ------------------------------------------------------------------------------------
 # Bounces and complaints reported after the relay accepted a message, through django-anymail's Mailgun tracking

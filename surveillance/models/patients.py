@@ -104,6 +104,9 @@ class Patient(models.Model):
                 name="patient_source_identity_unique",
             ),
             models.CheckConstraint(condition=models.Q(status__in=PatientStatus.values), name="patient_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(preferred_channel__in=("email", "sms")), name="patient_preferred_channel_valid"
+            ),
             models.CheckConstraint(condition=~models.Q(mrn=""), name="patient_mrn_not_blank"),
             models.CheckConstraint(
                 condition=models.Q(status=PatientStatus.ACTIVE) | models.Q(status_date__isnull=False),

@@ -152,7 +152,8 @@ class SmsTransport:
         phone = reminder.visit.infusion.patient.phone
         if not phone.startswith("+"):
             raise Unsendable("invalid number: not E.164")
-        return sms_backends.SmsMessage(to=phone, body=sms_text(reminder, now), status_callback=status_callback_url())
+        callback = messages.site_url(reverse("surveillance:twilio-status")) if self.backend.status_callbacks else ""
+        return sms_backends.SmsMessage(to=phone, body=sms_text(reminder, now), status_callback=callback)
 
     def ready(self) -> bool:
         return True
@@ -168,10 +169,3 @@ class SmsTransport:
 
     def close(self) -> None:
         self.backend.close()
-
-
-def status_callback_url() -> str:
-    """Where Twilio reports an SMS's fate (only with the Twilio backend: the file backend has no fate to report)."""
-    if not settings.CARTWATCH_SMS_BACKEND.endswith("TwilioSmsBackend"):
-        return ""
-    return messages.site_url(reverse("surveillance:twilio-status"))

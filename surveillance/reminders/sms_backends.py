@@ -52,6 +52,9 @@ class SmsRefused(Exception):
 class BaseSmsBackend:
     """One connection's worth of sending; ``open``/``close`` around a batch, like an email backend."""
 
+    #: Whether the provider reports a message's fate to ``SmsMessage.status_callback``.
+    status_callbacks = False
+
     def open(self) -> None:
         """Nothing to open by default: HTTP providers connect per request."""
 
@@ -83,6 +86,8 @@ class TwilioSmsBackend(BaseSmsBackend):
     ``TWILIO_API_URL`` sends the SDK's requests to another origin (a regional proxy, a test double) through the
     SDK's own extension point, a custom HTTP client.
     """
+
+    status_callbacks = True
 
     def __init__(self) -> None:
         from twilio.rest import Client
