@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from surveillance.models import Reminder, ReminderStatus
 from surveillance.models.reminders import Channel
-from surveillance.reminders import dispatch
+from surveillance.reminders import dispatch, sweep
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +79,8 @@ def test_it_turns_a_bounced_email_into_a_fallback_sms(client, mailgun, twilio_se
     assert fallback.status == ReminderStatus.SENT and fallback.provider_message_id == sms["Sid"]
     assert _post(client, _event(sent_email.message_id)).status_code == 200  # a repeat changes nothing
     assert Reminder.objects.filter(fallback_of__isnull=False).count() == 1
+    digest = sweep.centre_digest_context(sent_email.visit.infusion.patient.centre, timezone.now())
+    assert [row["id"] for row in digest["failed"]] == [sent_email.pk]  # the care team's weekly digest lists it
 
 
 def test_it_leaves_a_temporary_failure_alone(client, mailgun, sent_email):
