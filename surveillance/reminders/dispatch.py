@@ -250,14 +250,12 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
             result.skipped += 1
         else:
             by_channel.setdefault(reminder.channel, []).append(reminder)
-    stopped = False
-    for channel, to_send in by_channel.items():
-        if stopped:  # a transport could not be reached: the rest waits for the next run, attempt not counted
-            result.released += _release(to_send, token, clock(), "dispatcher run stopped")
-            continue
-        stopped = not _send_channel(transport_for(channel), to_send, token, clock, result)
-    if stopped:
-        result.handled = 0  # stop the run: nothing more can go out until the server answers
+    # A channel whose server cannot be reached gives its rows back; the other channels still send theirs.
+    reached = [
+        _send_channel(transport_for(channel), rows, token, clock, result) for channel, rows in by_channel.items()
+    ]
+    if not all(reached):
+        result.handled = 0  # stop the run: what was given back cannot go out until the server answers
     return result
 
 

@@ -101,3 +101,25 @@ def test_it_falls_back_when_the_channel_stopped_reaching_the_patient(smtp_settin
     assert (reminder.status, reminder.outcome_reason) == (ReminderStatus.SKIPPED, "patient has not consented to SMS")
     assert reminder.fallback.channel == Channel.LETTER  # forward only: email comes before SMS in the chain
     assert not smtp_settings.messages
+
+
+def test_it_sends_the_sms_of_a_batch_while_the_mail_server_is_down(
+    settings, twilio_settings, centre_a, make_patient, open_visit
+):
+    from tests.reminders.conftest import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
+    email = add_reminder(open_visit(make_patient(centre_a), NOW.date(), occurrence=901), NOW)
+    sms = add_reminder(open_visit(_sms_patient(make_patient, centre_a), NOW.date()), NOW, channel=Channel.SMS)
+
+    result = dispatch.dispatch_run(NOW)
+    email.refresh_from_db()
+    sms.refresh_from_db()
+    assert (result.sent, result.released) == (1, 1)
+    assert sms.status == ReminderStatus.SENT and len(twilio_settings.messages) == 1
+    assert (email.status, email.attempts, email.last_error) == (
+        ReminderStatus.PENDING,
+        0,
+        "mail server unreachable: ConnectionRefusedError",
+    )
