@@ -30,7 +30,8 @@ from surveillance.reminders import tracking
 logger = logging.getLogger("surveillance.integrations.twilio")
 
 STOP_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "PARAR", "DETENER", "BAJA"}
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+    | {"PARAR", "DETENER", "CANCELAR", "ALTO", "BAJA"}
 )
 START_WORDS = frozenset({"START", "UNSTOP", "SUBSCRIBE", "YES", "OPTIN", "COMENZAR", "INICIAR", "ALTA"})
 #: Message statuses after which the message will not arrive; "undelivered" is the carrier's refusal (a bounce).

@@ -125,6 +125,9 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         sex=rng.choice(["female", "male"]),
         email=f"{given.lower()}.{family.lower()}.{i}@patients.example.org",
         phone=contact_details.phone_normalise(_demo_number(centre.country, i), centre.country),
+        # every fifth patient asked for SMS reminders: `make run` writes some SMS under var/sms/ too
+        sms_consent=i % 5 == 0,
+        preferred_channel="sms" if i % 5 == 0 else "email",
         preferred_language="es" if spanish else "en",
     )
     product = rng.choices([p for p, _ in mix], weights=[w for _, w in mix])[0]

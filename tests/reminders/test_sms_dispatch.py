@@ -123,3 +123,20 @@ def test_it_sends_the_sms_of_a_batch_while_the_mail_server_is_down(
         0,
         "mail server unreachable: ConnectionRefusedError",
     )
+
+
+def test_it_writes_the_embedded_defaults_sms_to_files_with_a_line_naming_no_number(
+    settings, tmp_path, caplog, centre_a, make_patient, open_visit
+):
+    settings.CARTWATCH_SMS_BACKEND = "surveillance.reminders.sms_backends.SummaryFileSmsBackend"
+    settings.SMS_FILE_PATH = str(tmp_path / "sms")
+    reminder = add_reminder(open_visit(_sms_patient(make_patient, centre_a), NOW.date()), NOW, channel=Channel.SMS)
+    caplog.set_level("INFO", logger="surveillance.sms")
+
+    assert dispatch.dispatch_run(NOW).sent == 1
+    (written,) = (tmp_path / "sms").iterdir()
+    assert written.read_text(encoding="utf-8").startswith("To: +16175550142\n\n")
+    reminder.refresh_from_db()
+    assert reminder.provider_message_id == written.stem
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "surveillance.sms"]
+    assert "+1617" not in line and str(written) in line
