@@ -3,8 +3,9 @@
 Minimum necessary, stricter than email (an SMS shows on a locked screen): the centre, the date, the number to call
 and a link; no name, no diagnosis, no product, no MRN. One segment where it can: the link is a short signed token
 (``short_link_url``) to the same confirmation page the email links to, and the English text is GSM-7, so a
-message fits 160 characters with a site address of up to about 40. Spanish accents need UCS-2, where a segment is
-70 characters, so a Spanish reminder takes two or three (``sms_segments`` counts them as the network does).
+reminder fits 160 characters while the centre's name and the site address together stay under about 55. Spanish
+accents need UCS-2, where a segment is 70 characters, so a Spanish reminder takes two or three (``sms_segments``
+counts them as the network does).
 """
 
 from __future__ import annotations
