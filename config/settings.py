@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
+    "anymail",
 ]
 
 MIDDLEWARE = [
@@ -349,6 +350,37 @@ else:
         raise ConfigurationError("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: pick one")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)  # an SMTP server that hangs must not hang a worker
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CAR-T Watch <no-reply@cartwatch.invalid>")
+
+# --- SMS -----------------------------------------------------------------------------------------------------
+# CARTWATCH_SMS_BACKEND is a dotted path, like EMAIL_BACKEND. The embedded default writes each SMS to a file under
+# var/sms/; surveillance.reminders.sms_backends.TwilioSmsBackend sends through Twilio (the TWILIO_* variables,
+# each also readable from NAME_FILE). The auth token also verifies Twilio's signed webhooks.
+CARTWATCH_SMS_BACKEND = env.str(
+    "CARTWATCH_SMS_BACKEND", default="surveillance.reminders.sms_backends.SummaryFileSmsBackend"
+)
+SMS_FILE_PATH = str(VAR_DIR / "sms")
+SMS_TIMEOUT = env.int("CARTWATCH_SMS_TIMEOUT", default=15)  # a provider that hangs must not hang a worker
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_URL = env.str("TWILIO_API_URL", default="")
+if CARTWATCH_SMS_BACKEND.endswith(".TwilioSmsBackend") and not (
+    TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and (TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID)
+):
+    raise ConfigurationError(
+        "the Twilio SMS backend needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER or "
+        "TWILIO_MESSAGING_SERVICE_SID"
+    )
+
+# --- Email delivery events ------------------------------------------------------------------------------------
+# Bounces and complaints reported after the relay accepted a message, through django-anymail's Mailgun tracking
+# webhook (/integrations/mailgun/tracking/): Mailgun's HTTP webhook signing key verifies each event, and
+# ANYMAIL_WEBHOOK_SECRET ("user:password", optional) adds basic auth. Without a signing key the URL answers 404.
+ANYMAIL = {
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
+}
 
 # --- The surveillance domain ---------------------------------------------------------------------------------
 CARTWATCH = {

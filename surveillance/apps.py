@@ -8,5 +8,5 @@ class SurveillanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The task module registers with Celery.
-        from surveillance.integrations import tasks  # noqa: F401
+        # The task module registers with Celery; the email tracking module receives anymail's events.
+        from surveillance.integrations import email_tracking, tasks  # noqa: F401

@@ -90,9 +90,18 @@ class OutboxCollector(Collector):
             "Reminders by state (open states counted up to HEALTH_COUNT_LIMIT; outcomes among the newest that many).",
             labels=["state"],
         )
-        for state in ("pending", "sending", "late", "sent", "failed", "skipped"):
+        for state in ("pending", "sending", "late", "sent", "failed", "bounced", "skipped"):
             counted.add_metric([state], reminders[state])
         yield counted
+        by_channel = GaugeMetricFamily(
+            "cartwatch_reminders_by_channel",
+            "Reminders by channel (email, sms, letter) and state, counted as cartwatch_reminders is.",
+            labels=["channel", "state"],
+        )
+        for channel, counts in sorted(reminders["channels"].items()):
+            for state, n in counts.items():
+                by_channel.add_metric([channel, state], n)
+        yield by_channel
         oldest = GaugeMetricFamily("cartwatch_reminder_oldest_pending_seconds", "Age of the oldest due reminder.")
         oldest.add_metric([], reminders["oldest_pending_age_s"])
         yield oldest

@@ -26,6 +26,7 @@ _ALL = (
     "patientrequest",
     "reminder",
     "delivery",
+    "lettertask",
     "malignancyevent",
     "reportingstep",
     "signalreview",
@@ -34,7 +35,14 @@ _ALL = (
     "identityreview",
 )
 #: Coordinators work the lists, record visits, contact patients and decide who an imported patient is.
-_COORDINATOR_CHANGES = ("patient", "followupvisit", "contactattempt", "patientrequest", "identityreview")
+_COORDINATOR_CHANGES = (
+    "patient",
+    "followupvisit",
+    "contactattempt",
+    "patientrequest",
+    "lettertask",
+    "identityreview",
+)
 #: Physicians also record results and malignancy events, decide second-cancer signal reviews, change risk flags and
 #: infusion dates (with a confirmed re-plan), and sign off protocol upgrades (``change_protocol``).
 _PHYSICIAN_CHANGES = (

@@ -15,6 +15,7 @@ from surveillance.admin import api_tokens as _api_tokens_admin  # noqa: F401  (r
 from surveillance.admin import audit as _audit_admin  # noqa: F401  (registers the audit trail)
 from surveillance.admin import ehr_pull as _ehr_pull_admin  # noqa: F401  (registers EHR connections and pulls)
 from surveillance.admin import identity as _identity_admin  # noqa: F401  (registers the identity reviews)
+from surveillance.admin import letters as _letters_admin  # noqa: F401  (registers the letter and call tasks)
 from surveillance.admin import malignancy as _malignancy_admin  # noqa: F401  (registers events and steps)
 from surveillance.admin import signals as _signals_admin  # noqa: F401  (registers the signal reviews)
 from surveillance.admin import webhooks as _webhooks_admin  # noqa: F401  (registers the webhook delivery log)
@@ -30,7 +31,7 @@ from surveillance.admin.patient_page import (
     patient_schedule_view,
     visit_page_view,
 )
-from surveillance.care import infusions
+from surveillance.care import contact_details, infusions
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
 
@@ -58,6 +59,16 @@ class PatientForm(forms.ModelForm):
         except infusions.InfusionRefused as exc:
             raise forms.ValidationError(exc.message) from exc
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        centre = cleaned.get("centre") or getattr(self.instance, "centre", None)
+        if "phone" in cleaned:
+            try:
+                cleaned["phone"] = contact_details.phone_normalise(cleaned["phone"], centre.country if centre else None)
+            except contact_details.PhoneInvalid as exc:
+                self.add_error("phone", str(exc))
+        return cleaned
 
 
 def _via(prefix: str) -> tuple[str, ...]:
@@ -193,6 +204,8 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
                     "preferred_language",
                     "time_zone",
                     "contact_consent",
+                    "sms_consent",
+                    "preferred_channel",
                     "reminders_opted_out_at",
                 )
             },
@@ -524,13 +537,14 @@ class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
         "visit",
         "audience",
         "purpose",
+        "channel",
         "send_after",
         "status",
         "attempts",
         "last_smtp_code",
         "last_error",
     )
-    list_filter = (wl.WorklistFilter, "status", "audience", "purpose")
+    list_filter = (wl.WorklistFilter, "status", "channel", "audience", "purpose")
     search_fields = _via("visit__infusion__patient")
     list_select_related = ("visit__infusion__patient",)
     actions = ["mark_contacted", "log_attempt"]

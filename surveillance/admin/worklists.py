@@ -32,6 +32,7 @@ from surveillance.models import (
     IdentityReview,
     IdentityReviewStatus,
     Infusion,
+    LetterTask,
     Patient,
     PatientRequest,
     Reminder,
@@ -152,9 +153,17 @@ WORKLISTS: tuple[Worklist, ...] = (
         Reminder,
         "visit__infusion__patient__centre",
         _("Reminders that could not be delivered (bad address, bounced): correct the contact details."),
-        lambda qs, today: qs.filter(status=ReminderStatus.FAILED).exclude(
+        lambda qs, today: qs.filter(status__in=(ReminderStatus.FAILED, ReminderStatus.BOUNCED)).exclude(
             visit__infusion__patient__status__in=CLOSED_STATUSES
         ),
+    ),
+    Worklist(
+        "letters",
+        "Letters and calls to make",
+        LetterTask,
+        "visit__infusion__patient__centre",
+        "Patients no email or SMS reaches: print the letter (or call), then mark the task done.",
+        lambda qs, today: qs.filter(done_at__isnull=True).exclude(visit__infusion__patient__status__in=CLOSED_STATUSES),
     ),
     Worklist(
         "requests",

@@ -15,7 +15,7 @@ from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 
 from surveillance.access.tenancy import scope
-from surveillance.care import infusions, lifecycle, planning
+from surveillance.care import contact_details, infusions, lifecycle, planning
 from surveillance.care.results import ResultEntry
 from surveillance.care.risk_flags import FlagFacts
 from surveillance.models import (
@@ -108,6 +108,8 @@ class PatientSerializer(serializers.ModelSerializer):
             "preferred_language",
             "time_zone",
             "contact_consent",
+            "sms_consent",
+            "preferred_channel",
             "status",
             "status_date",
             "status_reason",
@@ -167,6 +169,11 @@ class PatientSerializer(serializers.ModelSerializer):
         source_system = attrs.get("source_system", getattr(self.instance, "source_system", ""))
         if source_id and others.filter(source_system=source_system, source_id=source_id).exists():
             raise serializers.ValidationError({"source_id": ["another patient of this centre has this source id"]})
+        if "phone" in attrs:
+            try:
+                attrs["phone"] = contact_details.phone_normalise(attrs["phone"], centre.country)
+            except contact_details.PhoneInvalid as exc:
+                raise serializers.ValidationError({"phone": [str(exc)]}) from exc
         return attrs
 
 
@@ -607,6 +614,7 @@ class ReminderSerializer(serializers.ModelSerializer):
             "audience",
             "purpose",
             "days_before",
+            "channel",
             "send_after",
             "status",
             "attempts",
@@ -619,7 +627,9 @@ class ReminderSerializer(serializers.ModelSerializer):
         # What the mail server (or provider) last answered, so an integration can see why a reminder is retried or
         # failed; the dispatcher stores it without the recipient's address.
         extra_kwargs = {
-            "last_smtp_code": {"help_text": "The mail server's last reply code (e.g. 450, 550), if any."},
+            "last_smtp_code": {
+                "help_text": "The mail server's last reply code (e.g. 450, 550), or the SMS provider's HTTP status."
+            },
             "last_error": {"help_text": "The last delivery error, without the recipient's address."},
         }
 

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError
 from django.utils import timezone
 
-from surveillance.care import infusions, lifecycle, risk_flags
+from surveillance.care import contact_details, infusions, lifecycle, risk_flags
 from surveillance.care.reconcile import reconcile_from_ehr
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
@@ -55,6 +55,9 @@ PLAN_REASON = "EHR import"
 
 #: What the database (or a lifecycle rule) may refuse while a record is applied: the record is reported, not raised.
 REFUSED = (IntegrityError, DataError, lifecycle.TransitionError)
+
+#: How the report counts a phone number that was not stored because it is not a valid number.
+PHONE_LEFT_OUT = "phone number not valid (left out; correct it on the patient page)"
 
 #: A record refused for its identity, for the review worklist: (its source, the record, the identity it matched).
 Conflict = tuple[str, PatientRecord, Identity]
@@ -168,11 +171,17 @@ def patient_apply(record: PatientRecord, ctx: ApplyContext) -> Patient:
         "birth_date": record.birth_date,
         "sex": record.sex,
         "email": record.email,
-        "phone": record.phone,
+        "phone": _phone(record.phone, ctx),
         "preferred_language": record.preferred_language
         if record.preferred_language in dict(settings.LANGUAGES)
         else "en",
     }
+    if values["phone"] is None:
+        del values["phone"]  # a new patient has none; a known one keeps the number stored
+    if record.sms_consent is not None:
+        values["sms_consent"] = record.sms_consent
+    if record.preferred_channel is not None:
+        values["preferred_channel"] = record.preferred_channel
     _columns_fit(Patient, {**values, "mrn": mrn, "source_system": source, "source_id": record.source_id})
     if ctx.writes is not None and ctx.writes.patient_queued(key, mrn):
         _patients_flush(ctx)  # the same patient twice in a batch: the second finds the first, stored
@@ -228,6 +237,16 @@ def patient_apply(record: PatientRecord, ctx: ApplyContext) -> Patient:
         lifecycle.patient_close(patient, status=PatientStatus.DECEASED, on=died_on, reason=DECEASED_REASON)
         ctx.report.patients_closed += 1
     return patient
+
+
+def _phone(raw: str, ctx: ApplyContext) -> str | None:
+    """The record's phone number in E.164; None for one that is not a valid number, which is left out and counted
+    among the ignored (a follow-up must not be refused for a malformed number in the EHR)."""
+    try:
+        return contact_details.phone_normalise(raw, ctx.centre.country)
+    except contact_details.PhoneInvalid:
+        ctx.report.ignored[PHONE_LEFT_OUT] += 1
+        return None
 
 
 def patient_stored(ctx: ApplyContext, patient: Patient, key: SourceKey) -> None:

@@ -4,7 +4,8 @@ Header (any order, case-insensitive)::
 
     mrn,given_name,family_name,birth_date,sex,email,phone,preferred_language,product,infusion_date,lot_number
 
-and, optionally, the risk flags of the infusion: ``risk_flags`` (flag codes separated by ``;``, e.g.
+and, optionally, how the patient may be reached: ``sms_consent`` (yes/no) and ``preferred_channel`` (email or sms);
+the risk flags of the infusion: ``risk_flags`` (flag codes separated by ``;``, e.g.
 ``clonal_haematopoiesis;prior_auto_hct``), ``risk_flags_observed_on`` (the date they were recorded, required with
 flags) and ``ch_findings`` (CH genes and VAF in percent, e.g. ``DNMT3A 4;TET2 2.5``). Each flag yields a
 :class:`RiskFlagRecord` (source id ``csv:<mrn>:<product>:<date>:<flag>``).
@@ -47,7 +48,9 @@ COLUMNS = (
     "infusion_date",
     "lot_number",
 )
-OPTIONAL_COLUMNS = ("risk_flags", "risk_flags_observed_on", "ch_findings")
+OPTIONAL_COLUMNS = ("sms_consent", "preferred_channel", "risk_flags", "risk_flags_observed_on", "ch_findings")
+_YES_NO = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}
+_CHANNELS = ("email", "sms")
 CSV_SYSTEM = "csv"  # matched_code is ("csv", <product as written>) for CSV infusions
 
 _SEX = {
@@ -201,6 +204,13 @@ def _row(
         else:
             language = match.group(1).lower()
 
+    sms_consent = _YES_NO.get(values.get("sms_consent", "").casefold()) if values.get("sms_consent") else None
+    if values.get("sms_consent") and sms_consent is None:
+        problems.append(("sms_consent", "not yes or no"))
+    channel = values.get("preferred_channel", "").casefold() or None
+    if channel is not None and channel not in _CHANNELS:
+        problems.append(("preferred_channel", f"not one of {', '.join(_CHANNELS)}"))
+
     product_text = values["product"]
     product = product_slugs.get(product_text.casefold()) if product_text else None
     if not product_text:
@@ -238,6 +248,8 @@ def _row(
             email=email,
             phone=values["phone"],
             preferred_language=language,
+            sms_consent=sms_consent,
+            preferred_channel=channel,
             deceased=False,
             deceased_date=None,
             line=line,

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from surveillance.care import contact_details
 from surveillance.imports.fhir.records import PatientRecord
 from surveillance.models import IdentityReview, IdentityReviewStatus, Patient, TreatmentCentre
 
@@ -133,6 +134,15 @@ def patients_find(centre: TreatmentCentre, keys: Iterable[SourceKey], mrns: Iter
 
 
 # --------------------------------------------------------------------------------------------- the review worklist
+def _review_phone(raw: str, region: str) -> str:
+    """The held record's number in E.164. The import refused invalid numbers before a record could be held; one
+    held before numbers were checked is left out (the coordinator enters it on the patient page)."""
+    try:
+        return contact_details.phone_normalise(raw, region)
+    except contact_details.PhoneInvalid:
+        return ""
+
+
 def record_as_json(record: PatientRecord) -> dict:
     """What a coordinator sees of a refused record, and what a new patient is created from."""
     return {
@@ -212,7 +222,7 @@ def _review_patient(review: IdentityReview, decision: str, mrn: str) -> Patient 
             birth_date=dt.date.fromisoformat(data["birth_date"]) if data["birth_date"] else None,
             sex=data["sex"],
             email=data["email"],
-            phone=data["phone"],
+            phone=_review_phone(data["phone"], review.centre.country),
             preferred_language=data["preferred_language"],
             source_system=review.source_system,
             source_id=review.source_id,

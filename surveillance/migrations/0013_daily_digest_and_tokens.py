@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('surveillance', '0011_identity_review'),
+        ('surveillance', '0012_reminder_channels'),
     ]
 
     operations = [

@@ -24,7 +24,15 @@ from surveillance.models.patients import (
 )
 from surveillance.models.products import CarTProduct, ProductCode
 from surveillance.models.protocols import Protocol, ProtocolRule, ProtocolStatus
-from surveillance.models.reminders import Audience, Delivery, PreparedMessage, Reminder, ReminderStatus
+from surveillance.models.reminders import (
+    Audience,
+    Channel,
+    Delivery,
+    LetterTask,
+    PreparedMessage,
+    Reminder,
+    ReminderStatus,
+)
 from surveillance.models.results import ResultOutcome, ResultSource, VisitResult
 from surveillance.models.signals import Signal, SignalReview, SignalReviewStatus, SignalRuleSet, WorkupItem
 from surveillance.models.staff import StaffPreference
@@ -43,6 +51,7 @@ __all__ = [
     "CarTProduct",
     "CentreClosure",
     "CentreMembership",
+    "Channel",
     "ConditionDecision",
     "ContactAttempt",
     "Delivery",
@@ -57,6 +66,7 @@ __all__ = [
     "ImportJobStatus",
     "Infusion",
     "LadderStage",
+    "LetterTask",
     "MalignancyEvent",
     "MalignancyType",
     "Patient",

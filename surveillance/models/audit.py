@@ -26,6 +26,8 @@ class AuditActor(models.TextChoices):
     EHR_IMPORT = "ehr-import", "EHR import"
     SYSTEM = "system", "System task"
     PATIENT_LINK = "patient-link", "Patient link"
+    PATIENT_SMS = "patient-sms", "Patient SMS reply"
+    PROVIDER = "provider", "Messaging provider callback"
     ANONYMOUS = "anonymous", "Anonymous"
 
 

@@ -65,12 +65,21 @@ class Patient(models.Model):
     birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
     email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=32, blank=True)
+    phone = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +12025550123.")
     preferred_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     time_zone = models.CharField(
         max_length=64, blank=True, validators=[validate_time_zone], help_text="Blank: the centre's time zone."
     )
     contact_consent = models.BooleanField(default=True, help_text="Consents to reminders by email.")
+    sms_consent = models.BooleanField(
+        default=False, help_text="Consents to reminders by SMS (cleared when the patient texts STOP)."
+    )
+    preferred_channel = models.CharField(
+        max_length=8,
+        choices=[("email", "Email"), ("sms", "SMS")],
+        default="email",
+        help_text="Tried first; the other consented channel, then a letter or call, if it cannot be used.",
+    )
     reminders_opted_out_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -99,6 +108,9 @@ class Patient(models.Model):
                 name="patient_source_identity_unique",
             ),
             models.CheckConstraint(condition=models.Q(status__in=PatientStatus.values), name="patient_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(preferred_channel__in=("email", "sms")), name="patient_preferred_channel_valid"
+            ),
             models.CheckConstraint(condition=~models.Q(mrn=""), name="patient_mrn_not_blank"),
             models.CheckConstraint(
                 condition=models.Q(status=PatientStatus.ACTIVE) | models.Q(status_date__isnull=False),
@@ -252,6 +264,7 @@ class RiskFlag(models.Model):
 class ContactMethod(models.TextChoices):
     PHONE = "phone", _("Phone")
     EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
     LETTER = "letter", _("Letter")
     REFERRING_PHYSICIAN = "referring", _("Referring physician")
     OTHER = "other", _("Other")

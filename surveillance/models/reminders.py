@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -37,11 +38,21 @@ DIGEST_PURPOSES = (Purpose.WINDOW_OPEN,)
 _IN_DIGEST = models.Q(audience=Audience.CARE_TEAM, purpose__in=DIGEST_PURPOSES)
 
 
+class Channel(models.TextChoices):
+    """How a reminder reaches its recipient. A letter is a task on the coordinators' worklist (a letter to print
+    or a call to make), for patients no message can reach."""
+
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    LETTER = "letter", "Letter or call"
+
+
 class ReminderStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
+    BOUNCED = "bounced", _("Bounced")
     CANCELLED = "cancelled", _("Cancelled")
     SKIPPED = "skipped", _("Skipped")
 
@@ -75,6 +86,15 @@ class Reminder(models.Model):
     audience = models.CharField(max_length=10, choices=Audience.choices)
     purpose = models.CharField(max_length=12, choices=Purpose.choices)
     days_before = models.SmallIntegerField(default=0)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL, db_default=Channel.EMAIL)
+    fallback_of = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="fallback",
+        help_text="The reminder that failed on another channel; one to one, so a failure falls back once.",
+    )
     idempotency_key = models.CharField(max_length=128, unique=True)
     sequence = models.PositiveIntegerField(
         help_text="The visit's iCalendar sequence this row was planned for (a moved visit's rows are stale)."
@@ -86,6 +106,9 @@ class Reminder(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
+    provider_message_id = models.CharField(
+        max_length=64, blank=True, help_text="The provider's id of the accepted message (an SMS's SID)."
+    )
     last_error = models.CharField(max_length=500, blank=True)
     last_smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     outcome_reason = models.CharField(max_length=255, blank=True, help_text="Why it was skipped or cancelled.")
@@ -109,6 +132,11 @@ class Reminder(models.Model):
                 condition=~models.Q(status=ReminderStatus.SENDING) | models.Q(lease_expires_at__isnull=False),
                 name="reminder_sending_has_lease",
             ),
+            models.CheckConstraint(condition=models.Q(channel__in=Channel.values), name="reminder_channel_valid"),
+            models.CheckConstraint(
+                condition=models.Q(channel=Channel.EMAIL) | models.Q(audience=Audience.PATIENT),
+                name="reminder_care_team_by_email",
+            ),
         ]
         indexes = [
             # the dispatcher's claim query: pending rows whose next attempt is due
@@ -129,10 +157,16 @@ class Reminder(models.Model):
                 condition=models.Q(status="pending", audience="care_team", purpose="window_open"),
                 name="reminder_digest_due_idx",
             ),
+            # delivery callbacks (an SMS status) find the reminder by the provider's id of the message
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~models.Q(provider_message_id=""),
+                name="reminder_provider_id_idx",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"Reminder {self.pk} ({self.audience}/{self.purpose}) {self.status}"
+        return f"Reminder {self.pk} ({self.audience}/{self.purpose}/{self.channel}) {self.status}"
 
     def is_stale(self, now: dt.datetime) -> bool:
         """A notice whose moment has passed must not go out late.
@@ -153,7 +187,7 @@ class Reminder(models.Model):
 
 
 class DeliveryOutcome(models.TextChoices):
-    SENDING = "sending", "Handed to the mail server, outcome not yet recorded"
+    SENDING = "sending", "Handed to the mail server or SMS provider, outcome not yet recorded"
     SENT = "sent", "Sent"
     RETRY = "retry", "Temporary failure, will retry"
     FAILED = "failed", "Permanent failure"
@@ -182,6 +216,44 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.attempt}: {self.outcome}"
+
+
+class LetterTask(models.Model):
+    """A letter to print or a call to make, on the coordinators' worklist, for a patient no message reaches.
+
+    One per visit x purpose x sequence (the unique key): a visit's second reminder finds the open task instead of
+    adding another. Marking it done records the contact attempt.
+    """
+
+    visit = models.ForeignKey(FollowUpVisit, on_delete=models.CASCADE, related_name="letter_tasks")
+    reminder = models.OneToOneField(Reminder, on_delete=models.CASCADE, related_name="letter_task")
+    purpose = models.CharField(max_length=12, choices=Purpose.choices)
+    sequence = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    contact_attempt = models.OneToOneField(
+        "surveillance.ContactAttempt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["visit", "purpose", "sequence"], name="letter_task_one_per_notice"),
+            models.CheckConstraint(
+                condition=models.Q(done_at__isnull=True) | models.Q(contact_attempt__isnull=False),
+                name="letter_task_done_has_attempt",
+            ),
+        ]
+        indexes = [
+            # the worklist "Letters and calls to make": open tasks, oldest first
+            models.Index(fields=["created_at"], condition=models.Q(done_at__isnull=True), name="letter_task_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Letter task {self.pk} (visit {self.visit_id}, {self.purpose})"
 
 
 class PreparedMessage(models.Model):

@@ -1,4 +1,9 @@
-"""The dispatcher: claim due reminders, re-check them, send a batch over one SMTP connection, record every attempt.
+"""The dispatcher: claim due reminders, re-check them, send a batch per channel, record every attempt.
+
+Every channel (email over SMTP, SMS through its backend, a letter task on the worklist) goes through this one
+path: the claim, the lease, the markers, the retries and the outcomes below are the same for all; a channel is a
+``transport`` (``EmailTransport`` here, ``sms.SmsTransport``, ``letters.LetterTransport``) that builds and hands
+over one payload. A reminder that fails for good falls back to the patient's next channel (``channels``).
 
 A run (``dispatch_run``) first takes back claims whose worker died, then drains ``dispatch_batch()`` until it
 returns 0 or the time budget is spent (the loop the webhook outbox shares, ``db.outbox_loop``), and records that
@@ -48,8 +53,9 @@ from django.utils import timezone
 from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage
-from surveillance.models.reminders import Audience, DeliveryOutcome, DispatcherRun, Purpose
-from surveillance.reminders import messages
+from surveillance.models.reminders import Audience, Channel, DeliveryOutcome, DispatcherRun, Purpose
+from surveillance.reminders import channels, letters, messages, sms
+from surveillance.reminders.transport import SendError, Transport, TransportError, Unsendable
 
 logger = logging.getLogger("surveillance.reminders.dispatch")
 
@@ -71,9 +77,11 @@ NOT_LOADED = (
     "visit__infusion__patient__given_name",
     "visit__infusion__patient__family_name",
     "visit__infusion__patient__birth_date",
-    "visit__infusion__patient__phone",
     "visit__infusion__patient__status_reason",
 )
+#: How an accepted reminder is logged as a contact attempt for a patient on the ladder (a letter task is logged
+#: when the coordinator marks it done).
+CONTACT_METHODS = {Channel.EMAIL: ContactMethod.EMAIL, Channel.SMS: ContactMethod.SMS}
 
 
 def _cfg(name: str):
@@ -98,30 +106,22 @@ class DispatchResult:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class SendError:
-    code: int | None
-    text: str
-    temporary: bool
-    #: The server may have accepted the message before the error (no answer to the end of DATA).
-    maybe_accepted: bool = False
-
-    @classmethod
-    def from_exception(cls, exc: Exception, *, in_transaction: bool) -> SendError:
-        code: int | None = None
-        text: bytes | str = ""
-        if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
-            code, text = next(iter(exc.recipients.values()))
-        elif isinstance(exc, smtplib.SMTPResponseException):
-            code, text = exc.smtp_code, exc.smtp_error
-        if code is None:
-            # no answer: a dropped connection or a timeout, perhaps after the server took the message
-            return cls(None, type(exc).__name__, True, maybe_accepted=in_transaction)
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        # SMTP answers often quote the recipient's address: never store or log it.
-        text = _ADDRESS.sub("<address>", f"{code} {text}")[:500]
-        return cls(code, text, 400 <= code < 500)
+def smtp_send_error(exc: Exception, *, in_transaction: bool) -> SendError:
+    """What an SMTP exception says: the reply code and text (addresses removed), and whether to retry."""
+    code: int | None = None
+    text: bytes | str = ""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        code, text = next(iter(exc.recipients.values()))
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        code, text = exc.smtp_code, exc.smtp_error
+    if code is None:
+        # no answer: a dropped connection or a timeout, perhaps after the server took the message
+        return SendError(None, type(exc).__name__, True, maybe_accepted=in_transaction)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    # SMTP answers often quote the recipient's address: never store or log it.
+    text = _ADDRESS.sub("<address>", f"{code} {text}")[:500]
+    return SendError(code, text, 400 <= code < 500)
 
 
 # --- recovery ---------------------------------------------------------------------------------------------------
@@ -186,7 +186,11 @@ def reminder_claim_due(now: dt.datetime, limit: int, token: str) -> list[int]:
 
 # --- the re-check -----------------------------------------------------------------------------------------------
 def reminder_skip_reason(reminder: Reminder, now: dt.datetime) -> str:
-    """Why the reminder must not go out now ("" if it still applies). Never contains patient data."""
+    """Why the reminder must not go out now ("" if it still applies). Never contains patient data.
+
+    A reason in ``channels.CHANNEL_REFUSALS`` (the reminder's channel no longer reaches the patient) sends the
+    reminder to the patient's next channel; any other ends it.
+    """
     visit = reminder.visit
     patient = visit.infusion.patient
     if patient.status in CLOSED_STATUSES:
@@ -200,12 +204,11 @@ def reminder_skip_reason(reminder: Reminder, now: dt.datetime) -> str:
     if reminder.sequence != visit.sequence:
         return "visit moved"
     if reminder.audience == Audience.PATIENT:
-        if not patient.email:
-            return "patient has no email address"
-        if not patient.contact_consent:
-            return "patient has not consented to email"
         if patient.reminders_opted_out_at is not None:
             return "patient opted out of routine reminders"
+        refusal = channels.channel_refusal(patient, reminder.channel)
+        if refusal:
+            return refusal
     elif not patient.centre.care_team_email:
         return "centre has no care-team address"
     if reminder.is_stale(now):
@@ -217,6 +220,7 @@ def reminder_skip_reason(reminder: Reminder, now: dt.datetime) -> str:
 def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = None, worker: str | None = None):
     """Claim one batch of due reminders and deal with each; returns the ``DispatchResult`` (0 handled: no more).
 
+    The claim spans every channel; after the re-check, each channel's rows go through its transport in turn.
     ``now`` is the dispatcher's clock (tests pass one to step through time); without it the real clock is used.
     """
     clock = (lambda: now) if now is not None else timezone.now
@@ -228,64 +232,133 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         return result
     reminders = list(
         Reminder.objects.filter(pk__in=ids)
-        .select_related("visit__infusion__patient__centre", "prepared")
+        .select_related("visit__infusion__patient__centre", "prepared", "fallback_of")
         .defer(*NOT_LOADED)
         .order_by("next_attempt_at", "pk")
     )
-    to_send = []
+    by_channel: dict[str, list[Reminder]] = {}
     for reminder in reminders:
         reason = reminder_skip_reason(reminder, started)
         if reason:
             _record_skipped(reminder, token, reason, started)
             result.skipped += 1
         else:
-            to_send.append(reminder)
-    if not to_send:
-        return result
-
-    deadline = time.monotonic() + _cfg("REMINDER_LEASE_SECONDS") - settings.EMAIL_TIMEOUT - LEASE_MARGIN_SECONDS
-    connection = get_connection(fail_silently=False)
-    try:
-        _open(connection)
-    except (smtplib.SMTPException, OSError) as exc:
-        logger.warning("mail server unreachable (%s): %s reminders back to pending", type(exc).__name__, len(to_send))
-        result.released += _release(to_send, token, clock(), f"{MAIL_UNREACHABLE}: {type(exc).__name__}")
-        result.handled = 0  # stop the run: nothing more can go out until the server answers
-        return result
-    try:
-        _send_all(_build(to_send, token, clock, connection, result), token, clock, connection, deadline, result)
-    finally:
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            connection.close()
+            by_channel.setdefault(reminder.channel, []).append(reminder)
+    # A channel whose server cannot be reached gives its rows back; the other channels still send theirs.
+    reached = [
+        _send_channel(transport_for(channel), rows, token, clock, result) for channel, rows in by_channel.items()
+    ]
+    if not all(reached):
+        result.handled = 0  # stop the run: what was given back cannot go out until the server answers
     return result
 
 
-def _build(to_send: list[Reminder], token: str, clock, connection, result: DispatchResult) -> list[tuple]:
-    """Every message of the batch, as the bytes the server will receive, before the first is sent.
+def transport_for(channel: str) -> Transport:
+    """The sender of a channel, fresh for one batch."""
+    if channel == Channel.SMS:
+        return sms.SmsTransport()
+    if channel == Channel.LETTER:
+        return letters.LetterTransport()
+    return EmailTransport()
 
-    Nothing slow then stands between the server's "250" and the commit that records it. A rendering made ahead
-    (``PreparedMessage``) is used while its fingerprint still matches; otherwise the message is rendered now.
+
+def _send_channel(transport: Transport, to_send: list[Reminder], token: str, clock, result: DispatchResult) -> bool:
+    """Send one channel's rows of the batch; False when its transport could not be reached (the rows wait)."""
+    deadline = time.monotonic() + _cfg("REMINDER_LEASE_SECONDS") - transport.timeout - LEASE_MARGIN_SECONDS
+    try:
+        transport.open()
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("%s (%s): %s reminders back to pending", transport.unreachable, type(exc).__name__, len(to_send))
+        result.released += _release(to_send, token, clock(), f"{transport.unreachable}: {type(exc).__name__}")
+        return False
+    try:
+        return _send_all(_build(to_send, token, clock, transport, result), token, clock, transport, deadline, result)
+    finally:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            transport.close()
+
+
+class EmailTransport:
+    """The email channel: one SMTP session per batch, each message handed over as the bytes rendered for it.
+
+    A rendering made ahead (``PreparedMessage``) is used while its fingerprint still matches; otherwise the
+    message is rendered now. Over SMTP the bytes go straight into the open session; other backends (console,
+    file, memory) get them through Django's backend interface.
     """
-    ready = []
-    for reminder in to_send:
-        reminder.message_id = messages.message_id_for(reminder.idempotency_key)
+
+    unreachable = MAIL_UNREACHABLE
+    lost = "mail server connection lost"
+    accepted_code = 250
+
+    def __init__(self) -> None:
+        self.connection = get_connection(fail_silently=False)
+        self.timeout = settings.EMAIL_TIMEOUT
+
+    def open(self) -> None:
+        """Open the mail session, greeting included, before any message is marked as handed over."""
+        self.connection.open()
+        smtp = getattr(self.connection, "connection", None)
+        if isinstance(smtp, smtplib.SMTP):
+            smtp.ehlo_or_helo_if_needed()
+
+    def build(self, reminder: Reminder, now: dt.datetime) -> messages.RenderedEmail:
         try:
             envelope = messages.reminder_envelope(reminder)
         except ValueError as exc:
             # Django cannot encode the address; its message quotes the address, so only the type is kept.
-            _record_unsendable(reminder, token, f"invalid address: {type(exc).__name__}", clock(), result)
-            continue
+            raise Unsendable(f"invalid address: {type(exc).__name__}") from None
         prepared = getattr(reminder, "prepared", None)
+        if prepared is not None and prepared.fingerprint == messages.reminder_fingerprint(reminder):
+            raw = bytes(prepared.raw)
+        else:
+            raw = messages.reminder_bytes(reminder, now=now)
+        return messages.RenderedEmail(raw, envelope, connection=self.connection)
+
+    def ready(self) -> bool:
+        """Whether the mail session is open, reopening it if an error closed it."""
+        if getattr(self.connection, "connection", True) is not None:
+            return True
         try:
-            if prepared is not None and prepared.fingerprint == messages.reminder_fingerprint(reminder):
-                raw = bytes(prepared.raw)
+            self.open()
+        except (smtplib.SMTPException, OSError):
+            return False
+        return True
+
+    def send(self, reminder: Reminder, payload: messages.RenderedEmail) -> str:
+        smtp = getattr(self.connection, "connection", None)
+        try:
+            if isinstance(smtp, smtplib.SMTP):
+                smtp.sendmail(*payload.envelope, payload.raw)
             else:
-                raw = messages.reminder_bytes(reminder, now=clock())
+                self.connection.send_messages([payload])
+        except (smtplib.SMTPException, OSError) as exc:
+            error = smtp_send_error(exc, in_transaction=True)
+            if error.code in (None, 421):
+                self.close()
+            raise TransportError(error) from None
+        return reminder.message_id  # what an email provider's tracking events name the message by
+
+    def close(self) -> None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            self.connection.close()
+
+
+def _build(to_send: list[Reminder], token: str, clock, transport: Transport, result: DispatchResult) -> list[tuple]:
+    """Every payload of the batch, before the first is handed over: nothing slow then stands between the
+    server's answer and the commit that records it."""
+    ready = []
+    for reminder in to_send:
+        reminder.message_id = messages.message_id_for(reminder.idempotency_key)
+        try:
+            payload = transport.build(reminder, clock())
+        except Unsendable as exc:
+            _record_unsendable(reminder, token, str(exc), clock(), result)
+            continue
         except Exception as exc:  # a message that cannot be built must not come back every lease
             logger.exception("reminder=%s cannot be rendered", reminder.pk)
             _record_unsendable(reminder, token, f"cannot be rendered: {type(exc).__name__}", clock(), result)
             continue
-        ready.append((reminder, messages.RenderedEmail(raw, envelope, connection=connection)))
+        ready.append((reminder, payload))
     return ready
 
 
@@ -296,8 +369,9 @@ def _record_unsendable(reminder: Reminder, token: str, text: str, now: dt.dateti
     result.failed += 1
 
 
-def _send_all(ready: list[tuple], token: str, clock, connection, deadline: float, result: DispatchResult) -> None:
-    """Send the batch in groups of ``REMINDER_COMMIT_EVERY`` messages, with one commit per group.
+def _send_all(ready: list[tuple], token: str, clock, transport: Transport, deadline: float, result) -> bool:
+    """Send the batch in groups of ``REMINDER_COMMIT_EVERY`` messages, with one commit per group; False when the
+    connection was lost and the rest given back.
 
     Before a group goes out, its hand-off markers are committed together with the outcomes of the group before.
     A crash in between leaves markers: the lease recovery flags every re-send of the group as a possible
@@ -312,29 +386,29 @@ def _send_all(ready: list[tuple], token: str, clock, connection, deadline: float
     size = max(1, _cfg("REMINDER_COMMIT_EVERY"))
     accepted: list[tuple[Reminder, Delivery]] = []
     errors: list[functools.partial] = []
+    code = transport.accepted_code
     try:
         for start in range(0, len(ready), size):
             group = ready[start : start + size]
             if time.monotonic() > deadline:
                 result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
-                return
+                return True
             with transaction.atomic():
-                _record_outcomes(accepted, errors, token, clock())
+                _record_outcomes(accepted, errors, token, clock(), code)
                 accepted, errors = [], []
                 markers = _hand_over([r for r, _ in group], token, doubtful)
-            for n, ((reminder, email), marker) in enumerate(zip(group, markers, strict=True)):
-                if not _reconnected(connection):
+            for n, ((reminder, payload), marker) in enumerate(zip(group, markers, strict=True)):
+                if not transport.ready():
                     unsent = [r for r, _ in ready[start + n :]]
-                    reason = "mail server connection lost"
-                    result.released += _release(unsent, token, clock(), reason, markers=markers[n:])
-                    result.handled = 0
-                    return
-                field = _send_one(reminder, email, marker, token, clock, connection, accepted, errors)
+                    result.released += _release(unsent, token, clock(), transport.lost, markers=markers[n:])
+                    return False
+                field = _send_one(reminder, payload, marker, token, clock, transport, accepted, errors)
                 setattr(result, field, getattr(result, field) + 1)
     finally:
         if accepted or errors:
             with transaction.atomic():
-                _record_outcomes(accepted, errors, token, clock())
+                _record_outcomes(accepted, errors, token, clock(), code)
+    return True
 
 
 def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> list[Delivery]:
@@ -354,78 +428,51 @@ def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> lis
     )
 
 
-def _reconnected(connection) -> bool:
-    """Whether the mail session is open, reopening it if an error closed it."""
-    if getattr(connection, "connection", True) is not None:
-        return True
+def _send_one(reminder, payload, marker, token, clock, transport: Transport, accepted: list, errors: list) -> str:
+    """Hand one payload over; its outcome is recorded with the next commit. Returns the result field."""
     try:
-        _open(connection)
-    except (smtplib.SMTPException, OSError):
-        return False
-    return True
+        reminder.provider_message_id = transport.send(reminder, payload)[:64]
+    except TransportError as exc:
+        errors.append(functools.partial(_record_error, reminder, marker, token, exc.error, clock()))
+        return _error_field(reminder, exc.error)
+    accepted.append((reminder, marker))
+    return "sent"
 
 
-def _transmit(connection, email: messages.RenderedEmail) -> None:
-    """Hand one rendered message over: over SMTP its bytes go straight into the open session, otherwise through
-    the configured backend (console, file, memory)."""
-    smtp = getattr(connection, "connection", None)
-    if isinstance(smtp, smtplib.SMTP):
-        smtp.sendmail(*email.envelope, email.raw)
-    else:
-        connection.send_messages([email])
-
-
-def _send_one(reminder, email, marker, token, clock, connection, accepted: list, errors: list) -> str:
-    """Hand one message to the server; its outcome is recorded with the next commit. Returns the result field."""
-    try:
-        _transmit(connection, email)
-    except (smtplib.SMTPException, OSError) as exc:
-        error = SendError.from_exception(exc, in_transaction=True)
-        if error.code in (None, 421):
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                connection.close()
-    else:
-        accepted.append((reminder, marker))
-        return "sent"
-    errors.append(functools.partial(_record_error, reminder, marker, token, error, clock()))
-    return _error_field(reminder, error)
-
-
-def _open(connection) -> None:
-    """Open the mail session, greeting included, before any message is marked as handed over."""
-    connection.open()
-    smtp = getattr(connection, "connection", None)
-    if isinstance(smtp, smtplib.SMTP):
-        smtp.ehlo_or_helo_if_needed()
-
-
-def _record_outcomes(accepted: list[tuple[Reminder, Delivery]], errors: list, token: str, now: dt.datetime) -> None:
+def _record_outcomes(
+    accepted: list[tuple[Reminder, Delivery]], errors: list, token: str, now: dt.datetime, code: int | None
+) -> None:
     """Record what the server said about a group: the accepted ones in a few statements, errors one by one."""
     for record in errors:
         record()
     if not accepted:
         return
-    won = _mark_sent([reminder for reminder, _ in accepted], token, now)
+    won = _mark_sent([reminder for reminder, _ in accepted], token, now, code)
     Delivery.objects.filter(pk__in=[marker.pk for _, marker in accepted], outcome=DeliveryOutcome.SENDING).update(
-        outcome=DeliveryOutcome.SENT, smtp_code=250
+        outcome=DeliveryOutcome.SENT, smtp_code=code
     )
     for reminder, marker in accepted:
         patient = reminder.visit.infusion.patient
+        method = CONTACT_METHODS.get(reminder.channel)
         if (
             reminder.pk in won
+            and method is not None
             and reminder.audience == Audience.PATIENT
             and patient.ladder_stage != LadderStage.ON_TRACK
         ):
             ContactAttempt.objects.create(
                 patient=patient,
                 attempted_at=now,
-                method=ContactMethod.EMAIL,
-                note=f"Automatic {reminder.get_purpose_display().lower()} email (reminder {reminder.pk})",
+                method=method,
+                note=f"Automatic {reminder.get_purpose_display().lower()} {reminder.get_channel_display()} "
+                f"(reminder {reminder.pk})",
             )
         logger.info(
-            "reminder=%s attempt=%s outcome=sent smtp=250 delay_s=%d duplicate=%s worker=%s",
+            "reminder=%s attempt=%s channel=%s outcome=sent code=%s delay_s=%d duplicate=%s worker=%s",
             reminder.pk,
             reminder.attempts,
+            reminder.channel,
+            code,
             (now - reminder.send_after).total_seconds(),
             marker.possible_duplicate,
             token,
@@ -434,25 +481,26 @@ def _record_outcomes(accepted: list[tuple[Reminder, Delivery]], errors: list, to
             logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
 
 
-def _mark_sent(reminders: list[Reminder], token: str, now: dt.datetime) -> set[int]:
-    """``sending -> sent`` for the rows this dispatcher still holds, each with its Message-ID, in one statement;
-    returns the ids it changed (a row reclaimed meanwhile by another worker is left alone).
+def _mark_sent(reminders: list[Reminder], token: str, now: dt.datetime, code: int | None) -> set[int]:
+    """``sending -> sent`` for the rows this dispatcher still holds, each with its Message-ID and provider id, in
+    one statement; returns the ids it changed (a row reclaimed meanwhile by another worker is left alone).
 
     One ``UPDATE ... FROM (rows) ... RETURNING`` (PostgreSQL, SQLite 3.35+) instead of a compare-and-set per row:
     this runs once per group of messages, on the dispatcher's hot path.
     """
     quote = db_connection.ops.quote_name
     table, pk = quote(Reminder._meta.db_table), quote(Reminder._meta.pk.column)
-    rows = " UNION ALL ".join(["SELECT %s AS id, %s AS message_id"] * len(reminders))
+    rows = " UNION ALL ".join(["SELECT %s AS id, %s AS message_id, %s AS provider_id"] * len(reminders))
     sql = (
-        f"UPDATE {table} SET status = %s, sent_at = %s, message_id = v.message_id, last_smtp_code = 250, "
+        f"UPDATE {table} SET status = %s, sent_at = %s, message_id = v.message_id, "
+        f"provider_message_id = v.provider_id, last_smtp_code = %s, "
         f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %s "
         f"FROM ({rows}) AS v WHERE {table}.{pk} = v.id AND {table}.status = %s AND {table}.claimed_by = %s "
         f"RETURNING {table}.{pk}"
     )
     at = db_connection.ops.adapt_datetimefield_value(now)
-    params = [ReminderStatus.SENT.value, at, at]
-    params += [value for r in reminders for value in (r.pk, r.message_id)]
+    params = [ReminderStatus.SENT.value, at, code, at]
+    params += [value for r in reminders for value in (r.pk, r.message_id, r.provider_message_id)]
     params += [ReminderStatus.SENDING.value, token]
     with db_connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -475,7 +523,7 @@ def _record_error(reminder: Reminder, marker: Delivery | None, token: str, error
         status, outcome, next_attempt = ReminderStatus.FAILED, DeliveryOutcome.FAILED, reminder.next_attempt_at
     text = f"{error.text} (retries exhausted)" if error.temporary and field == "failed" else error.text
     with transaction.atomic():
-        Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, claimed_by=token).update(
+        won = Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, claimed_by=token).update(
             status=status,
             next_attempt_at=next_attempt,
             last_error=text[:500],
@@ -484,6 +532,8 @@ def _record_error(reminder: Reminder, marker: Delivery | None, token: str, error
             claimed_by="",
             updated_at=now,
         )
+        if won and status == ReminderStatus.FAILED:
+            channels.fallback_create(reminder, now)
         values = {"outcome": outcome, "smtp_code": error.code, "error": text[:500]}
         if marker is None:
             Delivery.objects.create(reminder=reminder, attempt=reminder.attempts, worker=token, **values)
@@ -493,9 +543,10 @@ def _record_error(reminder: Reminder, marker: Delivery | None, token: str, error
             )
     logger.log(
         logging.WARNING if field == "failed" else logging.INFO,
-        "reminder=%s attempt=%s outcome=%s smtp=%s worker=%s",
+        "reminder=%s attempt=%s channel=%s outcome=%s code=%s worker=%s",
         reminder.pk,
         reminder.attempts,
+        reminder.channel,
         outcome,
         error.code,
         token,
@@ -520,6 +571,8 @@ def _record_skipped(reminder: Reminder, token: str, reason: str, now: dt.datetim
                 worker=token,
                 error=reason[:500],
             )
+            if reason in channels.CHANNEL_REFUSALS:
+                channels.fallback_create(reminder, now)
     logger.info("reminder=%s outcome=skipped reason=%r worker=%s", reminder.pk, reason, token)
 
 
@@ -586,25 +639,45 @@ def dispatcher_run_record(worker: str, result: DispatchResult, now: dt.datetime 
 
 
 # --- health -----------------------------------------------------------------------------------------------------
+#: The counts ``/health/`` gives for each channel.
+OPEN = (ReminderStatus.PENDING, ReminderStatus.SENDING)
+CHANNEL_STATES = tuple(
+    s.value for s in (*OPEN, ReminderStatus.SENT, ReminderStatus.FAILED, ReminderStatus.BOUNCED, ReminderStatus.SKIPPED)
+)
+
+
 def reminders_health(now: dt.datetime | None = None, *, started: dt.datetime | None = None) -> tuple[bool, dict]:
     """Counts for the health probe (no patient data) and whether the dispatcher is keeping up.
 
     Monitoring polls it every few seconds at any cohort size, so every query is bounded: the open rows are counted
-    through their partial indexes up to ``HEALTH_COUNT_LIMIT``, and the outcomes (sent, failed, skipped) among the
-    newest that many reminders. ``started`` is when the asking process started: until a first dispatcher run is
-    recorded, the dispatcher counts as stalled only once the stall time has passed since then (a fresh deployment
-    is not an alarm).
+    through their partial indexes up to ``HEALTH_COUNT_LIMIT``, and the outcomes (sent, failed, bounced, skipped)
+    among the newest that many reminders; ``channels`` gives the same counts for each channel. ``started`` is when
+    the asking process started: until a first dispatcher run is recorded, the dispatcher counts as stalled only
+    once the stall time has passed since then (a fresh deployment is not an alarm).
     """
     now = now or timezone.now()
     limit = _cfg("HEALTH_COUNT_LIMIT")
     newest = Reminder.objects.order_by("-pk").values("pk")[:limit]
-    outcomes = dict(
+    by_channel: dict[str, dict[str, int]] = {
+        channel: {state: 0 for state in CHANNEL_STATES} for channel in Channel.values
+    }
+    for status, channel, n in (
         Reminder.objects.filter(pk__in=newest)
         .exclude(status__in=(ReminderStatus.PENDING, ReminderStatus.SENDING))
-        .values_list("status")
+        .values_list("status", "channel")
         .annotate(n=Count("pk"))
         .order_by()
-    )
+    ):
+        if status in CHANNEL_STATES:
+            by_channel[channel][status] += n
+    for status, channel, n in (
+        Reminder.objects.filter(pk__in=Reminder.objects.filter(status__in=OPEN).values("pk")[:limit])
+        .values_list("status", "channel")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        by_channel[channel][status] += n
+    outcomes = {state: sum(counts[state] for counts in by_channel.values()) for state in CHANNEL_STATES}
     oldest_due = Reminder.objects.due(now).aggregate(at=Min("next_attempt_at"))["at"]
     late_cutoff = now - dt.timedelta(seconds=_cfg("HEALTH_REMINDER_LATE_SECONDS"))
     late = (
@@ -629,6 +702,8 @@ def reminders_health(now: dt.datetime | None = None, *, started: dt.datetime | N
         "sent": outcomes.get(ReminderStatus.SENT, 0),
         "failed": outcomes.get(ReminderStatus.FAILED, 0),
         "skipped": outcomes.get(ReminderStatus.SKIPPED, 0),
+        "bounced": outcomes.get(ReminderStatus.BOUNCED, 0),
+        "channels": by_channel,
         "late": late,
         "counted_up_to": limit,
         "last_dispatch_at": last_run.isoformat() if last_run else None,

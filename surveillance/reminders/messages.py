@@ -199,7 +199,8 @@ def long_date(day: dt.date, language: str) -> str:
         return formats.date_format(day, LONG_DATE[language])
 
 
-def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
+def patient_context(reminder: Reminder) -> dict:
+    """What a patient reminder says, whichever way it goes: the email's and the printed letter's data."""
     visit = reminder.visit
     patient = visit.infusion.patient
     language = patient_language(patient)
@@ -225,6 +226,14 @@ def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanS
         "done_elsewhere_url": "" if cancel else visit_link_url(visit, RequestKind.DONE_ELSEWHERE),
         "unsubscribe_url": unsubscribe_url(patient),
     }
+    return context
+
+
+def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
+    context = patient_context(reminder)
+    visit, language = reminder.visit, patient_language(reminder.visit.infusion.patient)
+    purpose = Purpose(reminder.purpose)
+    cancel = purpose == Purpose.CANCELLED
     text, html = _render("patient", language, context)
     message = CleanSubjectEmail(
         subject=PATIENT_SUBJECTS[language][purpose].format(date=context["due_date"]),

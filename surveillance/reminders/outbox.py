@@ -20,6 +20,7 @@ from django.utils import timezone
 from surveillance.db import bulk_rows
 from surveillance.models import FollowUpVisit, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.reminders import Audience, Purpose
+from surveillance.reminders import channels
 from surveillance.scheduling import engine
 
 UTC = dt.UTC
@@ -187,6 +188,7 @@ def _outbox_row(visit: FollowUpVisit, key: str, plan: ReminderPlan) -> Reminder:
         audience=plan.audience,
         purpose=plan.purpose,
         days_before=plan.days_before,
+        channel=channels.reminder_channel(visit.infusion.patient, plan.audience),
         idempotency_key=key,
         sequence=visit.sequence,
         send_after=plan.send_after,
@@ -213,6 +215,7 @@ def new_visits_reminders_plan(visits: list[FollowUpVisit], now: dt.datetime) -> 
                 plan.audience,
                 plan.purpose,
                 plan.days_before,
+                channels.reminder_channel(visit.infusion.patient, plan.audience),
                 key,
                 visit.sequence,
                 plan.send_after,
@@ -230,6 +233,7 @@ NEW_REMINDER_COLUMNS = (
     "audience",
     "purpose",
     "days_before",
+    "channel",
     "idempotency_key",
     "sequence",
     "send_after",

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.models import PreparedMessage, Reminder, ReminderStatus
+from surveillance.models import Channel, PreparedMessage, Reminder, ReminderStatus
 from surveillance.reminders import messages
 
 logger = logging.getLogger("surveillance.reminders.prepare")
@@ -49,6 +49,7 @@ def reminders_prepare(
     result = PrepareResult(forgotten=prepared_forget_done())
     due_soon = (
         Reminder.objects.due(now + horizon)
+        .filter(channel=Channel.EMAIL)  # an SMS is rendered at send time; a letter task has nothing to render
         .select_related("visit__infusion__patient__centre", "prepared")
         .defer("prepared__raw")
         .order_by("next_attempt_at", "pk")[:limit]

@@ -128,7 +128,7 @@ def centre_digest_context(centre: TreatmentCentre, now: dt.datetime) -> dict:
     )
     failed = Reminder.objects.filter(
         visit__infusion__patient__centre=centre,
-        status=ReminderStatus.FAILED,
+        status__in=(ReminderStatus.FAILED, ReminderStatus.BOUNCED),
         updated_at__gte=now - dt.timedelta(days=7),
     ).order_by("pk")[:50]
     # Second-cancer signals waiting for a physician: how many of each kind, and links by review (the kind stays in

@@ -12,7 +12,8 @@ import logging
 from django.core import signing
 from django.db import DatabaseError, transaction
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -24,7 +25,7 @@ from surveillance.imports.pull.health import pulls_health
 from surveillance.models import FollowUpVisit, Patient, PatientRequest, VisitStatus
 from surveillance.models.audit import AuditActor
 from surveillance.models.visits import RequestKind
-from surveillance.reminders import dispatch, messages
+from surveillance.reminders import dispatch, messages, sms
 
 logger = logging.getLogger("surveillance.health")
 
@@ -126,6 +127,20 @@ def visit_link(request, token: str):
             actor=AuditActor.PATIENT_LINK,
         )
     return _page(request, language, notice=t["done"].format(**fmt))
+
+
+@never_cache
+@require_GET
+def sms_link(request, token: str):
+    """An SMS's short link: on to the visit's confirmation page, the one the email links to."""
+    try:
+        visit_id = sms.short_link_read(token, timezone.localdate())
+    except signing.BadSignature:
+        return _invalid(request)
+    visit = FollowUpVisit.objects.filter(pk=visit_id).first()
+    if visit is None:
+        return _invalid(request)
+    return redirect(reverse("surveillance:visit-link", args=[messages.visit_link_token(visit, RequestKind.CONFIRM)]))
 
 
 @csrf_exempt  # RFC 8058 one-click: the mail client POSTs with no session; the signed token is the authority

@@ -17,7 +17,7 @@ import yaml
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.care import infusions, lifecycle, reporting
+from surveillance.care import contact_details, infusions, lifecycle, reporting
 from surveillance.care.risk_flags import FlagFacts
 from surveillance.models import (
     CarTProduct,
@@ -101,6 +101,11 @@ def _pick_centre(rng: random.Random, centres):
     return centres[-1]
 
 
+def _demo_number(country: str, i: int) -> str:
+    """A made-up number of the centre's country: Spanish mobiles, else the US range kept for fiction (555-01xx)."""
+    return f"612 {i % 1_000_000:06d}" if country == "ES" else f"202-555-01{i % 100:02d}"
+
+
 def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
     first, last = cfg["infusion_years"]
     start = dt.date(first, 1, 1)
@@ -119,7 +124,10 @@ def _demo_patient(rng, i, centre, centre_cfg, mrn, mix, cfg, today) -> int:
         birth_date=birth_date,
         sex=rng.choice(["female", "male"]),
         email=f"{given.lower()}.{family.lower()}.{i}@patients.example.org",
-        phone=f"+1-555-{i % 10000:04d}",
+        phone=contact_details.phone_normalise(_demo_number(centre.country, i), centre.country),
+        # every fifth patient asked for SMS reminders: `make run` writes some SMS under var/sms/ too
+        sms_consent=i % 5 == 0,
+        preferred_channel="sms" if i % 5 == 0 else "email",
         preferred_language="es" if spanish else "en",
     )
     product = rng.choices([p for p, _ in mix], weights=[w for _, w in mix])[0]

@@ -38,7 +38,7 @@ def test_it_records_a_change_made_through_the_admin_form(login, coordinator_a, p
     url = reverse("admin:surveillance_patient_change", args=[patient.pk])
     form = client.get(url).context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
-    data.update(centre=patient.centre_id, phone="+1-555-0199", birth_date=patient.birth_date.isoformat())
+    data.update(centre=patient.centre_id, phone="+1 202-555-0199", birth_date=patient.birth_date.isoformat())
     data["reminders_opted_out_at_0"] = data["reminders_opted_out_at_1"] = ""
     data.pop("reminders_opted_out_at", None)
     data["contact_consent"] = "on"

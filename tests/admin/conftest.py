@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from surveillance.care import planning
 from surveillance.models import FollowUpVisit, Protocol, ProtocolRule, ProtocolStatus, VisitStatus
+from tests.reminders.conftest import open_visit, smtp_server, smtp_settings  # noqa: F401  (the letter tasks' outbox)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from surveillance.models import AuditEntry, FollowUpVisit, Patient, Reminder
 
 KEYS = {
     "id", "centre", "mrn", "given_name", "family_name", "birth_date", "sex", "email", "phone", "preferred_language",
-    "time_zone", "contact_consent", "status", "status_date", "status_reason", "ladder_stage", "source_system",
-    "source_id", "created_at", "updated_at",
+    "time_zone", "contact_consent", "sms_consent", "preferred_channel", "status", "status_date", "status_reason",
+    "ladder_stage", "source_system", "source_id", "created_at", "updated_at",
 }  # fmt: skip
 
 

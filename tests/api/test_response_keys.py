@@ -9,8 +9,8 @@ from surveillance.models import Protocol, Reminder, WebhookEndpoint
 
 PATIENT = {
     "id", "centre", "mrn", "given_name", "family_name", "birth_date", "sex", "email", "phone", "preferred_language",
-    "time_zone", "contact_consent", "status", "status_date", "status_reason", "ladder_stage", "source_system",
-    "source_id", "created_at", "updated_at",
+    "time_zone", "contact_consent", "sms_consent", "preferred_channel", "status", "status_date", "status_reason",
+    "ladder_stage", "source_system", "source_id", "created_at", "updated_at",
 }  # fmt: skip
 INFUSION = {
     "id", "patient", "product", "infusion_date", "indication", "lot_number", "prior_lines", "protocol",
@@ -28,7 +28,7 @@ RULE = {
     "window_before_days", "window_after_days", "assessments", "applies_to", "condition", "source",
 }  # fmt: skip
 REMINDER = {
-    "id", "visit", "audience", "purpose", "days_before", "send_after", "status", "attempts", "sent_at",
+    "id", "visit", "audience", "purpose", "days_before", "channel", "send_after", "status", "attempts", "sent_at",
     "outcome_reason", "last_smtp_code", "last_error",
 }  # fmt: skip
 EVENT = {

@@ -95,7 +95,7 @@ def test_it_shows_the_worklist_the_timeline_and_the_dashboard_of_the_demo_cohort
     CentreMembership.objects.create(user=user, centre=centre, role=Role.COORDINATOR)
 
     sign_in(page, "coordinator-demo")
-    assert page.locator("#worklists .cw-tile").count() == 11  # with the identity, product and signal reviews
+    assert page.locator("#worklists .cw-tile").count() == 12  # identity, product, signal reviews; letters
     screenshot(page, "workspace-index")
     page.click('[data-worklist="window_open"]')
     page.wait_for_url("**/followupvisit/?worklist=window_open")

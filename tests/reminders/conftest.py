@@ -131,6 +131,33 @@ def smtp_settings(settings, smtp_server):
     return smtp_server
 
 
+# --- SMS ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def twilio_server():
+    from tests.reminders.twilio_double import TwilioDouble
+
+    server = TwilioDouble().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def twilio_settings(settings, twilio_server):
+    """This process sends SMS through the SDK to the loopback Twilio, and checks webhooks with its token."""
+    from tests.reminders import twilio_double
+
+    settings.CARTWATCH_SMS_BACKEND = "surveillance.reminders.sms_backends.TwilioSmsBackend"
+    settings.TWILIO_ACCOUNT_SID = twilio_double.ACCOUNT_SID
+    settings.TWILIO_AUTH_TOKEN = twilio_double.AUTH_TOKEN
+    settings.TWILIO_FROM_NUMBER = twilio_double.FROM_NUMBER
+    settings.TWILIO_MESSAGING_SERVICE_SID = ""
+    settings.TWILIO_API_URL = twilio_server.url
+    settings.SMS_TIMEOUT = 5
+    return twilio_server
+
+
 # --- visits with reminders --------------------------------------------------------------------------------------
 @pytest.fixture
 def open_visit(make_infusion):
@@ -164,6 +191,7 @@ def add_reminder(
     audience: str = Audience.PATIENT,
     purpose: str = Purpose.UPCOMING,
     days_before: int = 2,
+    channel: str = "email",
 ) -> Reminder:
     from surveillance.reminders.outbox import reminder_key
 
@@ -172,6 +200,7 @@ def add_reminder(
         audience=audience,
         purpose=purpose,
         days_before=days_before,
+        channel=channel,
         idempotency_key=reminder_key(visit, audience, purpose, days_before),
         sequence=visit.sequence,
         send_after=at,

@@ -45,6 +45,9 @@ class PatientRecord:
     source: str = ""
     line: int | None = None
     entry: int | None = None
+    #: How the patient may be reached, where the source says (CSV columns); None leaves the stored value.
+    sms_consent: bool | None = None
+    preferred_channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

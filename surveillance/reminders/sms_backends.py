@@ -1,0 +1,134 @@
+"""Where an SMS goes: a backend interface in the style of Django's email backends.
+
+``CARTWATCH_SMS_BACKEND`` names the class. The embedded default writes each message to a file under
+``var/sms/`` (one console line each, naming no number), as the mail backend does under ``var/mail/``; production
+sends through Twilio's REST API with the official SDK. A backend returns the provider's id of an accepted message
+(delivery callbacks are matched by it) and raises ``SmsRefused`` when the provider answers with an error;
+``OSError`` (the SDK's connection errors are ``requests`` exceptions, which are) when no answer came.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger("surveillance.sms")
+#: The SDK logs every request it makes, body and number included, at INFO: it gets a logger that says only
+#: warnings, whatever the service's log level.
+_sdk_logger = logging.getLogger("surveillance.sms.sdk")
+_sdk_logger.setLevel(logging.WARNING)
+
+TWILIO_API = "https://api.twilio.com"
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    to: str  # E.164
+    body: str
+    #: Where the provider reports the message's fate (delivered, undelivered, failed); "" for none.
+    status_callback: str = ""
+
+
+class SmsRefused(Exception):
+    """The provider answered with an error. ``status`` is the HTTP status, ``code`` the provider's own error
+    code; neither carries the number (provider messages often quote it, so they are not kept)."""
+
+    def __init__(self, status: int, code: int | None) -> None:
+        super().__init__(f"{status} provider error {code}")
+        self.status = status
+        self.code = code
+
+    @property
+    def temporary(self) -> bool:
+        return self.status == 429 or self.status >= 500
+
+
+class BaseSmsBackend:
+    """One connection's worth of sending; ``open``/``close`` around a batch, like an email backend."""
+
+    #: Whether the provider reports a message's fate to ``SmsMessage.status_callback``.
+    status_callbacks = False
+
+    def open(self) -> None:
+        """Nothing to open by default: HTTP providers connect per request."""
+
+    def close(self) -> None:
+        """Nothing to close by default."""
+
+    def send_message(self, message: SmsMessage) -> str:
+        raise NotImplementedError
+
+
+class SummaryFileSmsBackend(BaseSmsBackend):
+    """The embedded default: every message is a file under ``SMS_FILE_PATH`` (``var/sms/``)."""
+
+    def __init__(self, file_path: str | Path | None = None) -> None:
+        self.path = Path(file_path or settings.SMS_FILE_PATH)
+
+    def send_message(self, message: SmsMessage) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        provider_id = f"file-{uuid.uuid4().hex}"
+        target = self.path / f"{provider_id}.txt"
+        target.write_text(f"To: {message.to}\n\n{message.body}\n", encoding="utf-8")
+        logger.info("1 SMS written to %s", target)
+        return provider_id
+
+
+class TwilioSmsBackend(BaseSmsBackend):
+    """Twilio's Messages API through the official SDK, configured from the environment (``TWILIO_*``).
+
+    ``TWILIO_API_URL`` sends the SDK's requests to another origin (a regional proxy, a test double) through the
+    SDK's own extension point, a custom HTTP client.
+    """
+
+    status_callbacks = True
+
+    def __init__(self) -> None:
+        from twilio.rest import Client
+
+        sid, token = settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN
+        if not sid or not token:
+            raise ImproperlyConfigured("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required for Twilio SMS")
+        if not settings.TWILIO_FROM_NUMBER and not settings.TWILIO_MESSAGING_SERVICE_SID:
+            raise ImproperlyConfigured("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is required")
+        http_client = _rebased_http_client(settings.TWILIO_API_URL or TWILIO_API, settings.SMS_TIMEOUT)
+        self.client = Client(sid, token, http_client=http_client)
+
+    def send_message(self, message: SmsMessage) -> str:
+        from twilio.base.exceptions import TwilioRestException
+
+        sender = (
+            {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
+            if settings.TWILIO_MESSAGING_SERVICE_SID
+            else {"from_": settings.TWILIO_FROM_NUMBER}
+        )
+        extra = {"status_callback": message.status_callback} if message.status_callback else {}
+        try:
+            sent = self.client.messages.create(to=message.to, body=message.body, **sender, **extra)
+        except TwilioRestException as exc:
+            raise SmsRefused(exc.status, exc.code) from None
+        return sent.sid or ""
+
+
+def _rebased_http_client(origin: str, timeout: float):
+    """The SDK's HTTP client, quiet, with a timeout, sending what it addresses to api.twilio.com to ``origin``."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    class RebasedHttpClient(TwilioHttpClient):
+        def request(self, method, url, *args, **kwargs):
+            if url.startswith(TWILIO_API):
+                url = origin.rstrip("/") + url[len(TWILIO_API) :]
+            return super().request(method, url, *args, **kwargs)
+
+    return RebasedHttpClient(timeout=timeout, logger=_sdk_logger)
+
+
+def get_sms_backend(path: str | None = None) -> BaseSmsBackend:
+    """An instance of the configured backend (``CARTWATCH_SMS_BACKEND``), or of the one ``path`` names."""
+    return import_string(path or settings.CARTWATCH_SMS_BACKEND)()

@@ -1,0 +1,104 @@
+"""A loopback HTTP server that speaks the part of Twilio's REST API the SDK calls to send an SMS
+(``POST /2010-04-01/Accounts/{sid}/Messages.json``), checks the SDK's basic auth, and signs callbacks the way
+Twilio does (the SDK's ``RequestValidator``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+from twilio.request_validator import RequestValidator
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "f" * 32
+FROM_NUMBER = "+15005550006"
+_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
+
+
+class TwilioDouble:
+    """``messages``: what it accepted (form fields, with the SID it gave). ``answers``: (HTTP status, Twilio error
+    code) to answer the next requests with, instead of accepting. ``accept_gate`` cleared: the server stores the
+    message, then stalls before answering (it has the message; the client does not know yet)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+        self.answers: deque[tuple[int, int]] = deque()
+        self.accept_gate = threading.Event()
+        self.accept_gate.set()
+        self.stalled_after_accept = threading.Event()
+        self.lock = threading.Lock()
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # request lines carry numbers: keep them out of the test log
+                pass
+
+            def do_POST(self) -> None:
+                match = _MESSAGES.match(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                if match is None:
+                    return self._json(404, {"code": 20404, "message": "not found", "status": 404})
+                expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+                if self.headers.get("Authorization") != expected or match["sid"] != ACCOUNT_SID:
+                    return self._json(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                fields = {k: v[0] for k, v in parse_qs(body).items()}
+                with double.lock:
+                    answer = double.answers.popleft() if double.answers else None
+                if answer is not None:
+                    status, code = answer
+                    return self._json(status, {"code": code, "message": f"error {code}", "status": status})
+                fields["Sid"] = "SM" + uuid.uuid4().hex
+                with double.lock:
+                    double.messages.append(fields)
+                if not double.accept_gate.is_set():
+                    double.stalled_after_accept.set()
+                    double.accept_gate.wait(60)
+                self._json(201, {"sid": fields["Sid"], "status": "queued", "to": fields.get("To"), "body": ""})
+
+            def _json(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> TwilioDouble:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.accept_gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def to(self, number: str) -> list[dict]:
+        return [m for m in self.messages if m.get("To") == number]
+
+    @staticmethod
+    def sign(url: str, params: dict, token: str = AUTH_TOKEN) -> str:
+        """The ``X-Twilio-Signature`` Twilio would send with these fields to that URL."""
+        return RequestValidator(token).compute_signature(url, params)
+
+    @staticmethod
+    def env(url: str) -> dict[str, str]:
+        """The environment that sends SMS through this double with the Twilio backend."""
+        return {
+            "CARTWATCH_SMS_BACKEND": "surveillance.reminders.sms_backends.TwilioSmsBackend",
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_FROM_NUMBER": FROM_NUMBER,
+            "TWILIO_API_URL": url,
+            "CARTWATCH_SMS_TIMEOUT": "5",
+        }
