@@ -70,7 +70,7 @@ def letter_render(task: LetterTask, today: dt.date, back_url: str) -> str:
     context = {
         **messages.patient_context(reminder),
         "patient_name": f"{patient.given_name} {patient.family_name}".strip(),
-        "today": messages._long_date(today, language),
+        "today": messages.long_date(today, language),
         "back_url": back_url,
     }
     return render_to_string(f"surveillance/letters/letter.{language}.html", context)
