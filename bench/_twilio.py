@@ -1,6 +1,11 @@
 """A loopback HTTP server that speaks the part of Twilio's REST API the SDK calls to send an SMS
 (``POST /2010-04-01/Accounts/{sid}/Messages.json``), checks the SDK's basic auth, and signs callbacks the way
-Twilio does (the SDK's ``RequestValidator``)."""
+Twilio does (the SDK's ``RequestValidator``).
+
+The tests, the SMS dispatch benchmark and the drills share it: it lives beside the benchmarks, which import
+nothing from the tests. It answers over HTTP/1.1 keep-alive, as Twilio does, so a client's session reuses its
+connection and a benchmark measures the provider's round trip, not a TCP handshake per message.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ class TwilioDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # every answer has a Content-Length: the connection stays open
+
             def log_message(self, *args) -> None:  # request lines carry numbers: keep them out of the test log
                 pass
 
@@ -82,6 +89,15 @@ class TwilioDouble:
         self.accept_gate.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def snapshot(self) -> list[dict]:
+        """A copy of what it accepted so far (the server keeps accepting meanwhile)."""
+        with self.lock:
+            return list(self.messages)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
 
     def to(self, number: str) -> list[dict]:
         return [m for m in self.messages if m.get("To") == number]
