@@ -33,6 +33,8 @@ class TwilioDouble:
 
     def __init__(self) -> None:
         self.messages: list[dict] = []
+        #: TCP connections opened to it: a client that keeps its session alive opens one.
+        self.connections = 0
         self.answers: deque[tuple[int, int]] = deque()
         self.accept_gate = threading.Event()
         self.accept_gate.set()
@@ -42,6 +44,12 @@ class TwilioDouble:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # every answer has a Content-Length: the connection stays open
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait between them
+
+            def setup(self) -> None:
+                super().setup()
+                with double.lock:
+                    double.connections += 1
 
             def log_message(self, *args) -> None:  # request lines carry numbers: keep them out of the test log
                 pass
