@@ -305,13 +305,14 @@ def write_bulk_export(path: Path, n: int, index_rows, *, first: dt.date, last: d
 
 
 # --------------------------------------------------------------------------------------------- data
-def open_visit(centre, protocol, mrn: str, email: str, today: dt.date):
+def open_visit(centre, protocol, mrn: str, email: str, today: dt.date, phone: str = ""):
     """A new patient with an infusion 400 days ago and one visit of the protocol's last rule, its window open now:
-    a visit whose reminders the dispatcher will send."""
+    a visit whose reminders the dispatcher will send. With a ``phone``, the patient consents to SMS and prefers it."""
     from surveillance.models import CarTProduct, FollowUpVisit, Infusion, Patient
 
     rule = protocol.rules.order_by("position").last()
-    patient = Patient.objects.create(centre=centre, mrn=mrn, email=email)
+    sms = {"phone": phone, "sms_consent": True, "preferred_channel": "sms"} if phone else {}
+    patient = Patient.objects.create(centre=centre, mrn=mrn, email=email, **sms)
     infusion = Infusion.objects.create(
         patient=patient,
         product=CarTProduct.objects.order_by("pk").first(),

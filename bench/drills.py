@@ -2,13 +2,16 @@
 
 Four drills, each against real Celery worker and beat processes, a PostgreSQL cluster and a Redis server of the
 drill's own (started here on free ports, in a temporary directory, and removed at the end: the machine's shared
-PostgreSQL and Redis are never touched), and an SMTP server on loopback that counts the messages it accepts per
-reminder (the ``X-CARTWatch-Reminder`` header) and keeps their Message-IDs:
+PostgreSQL and Redis are never touched), an SMTP server on loopback that counts the messages it accepts per
+reminder (the ``X-CARTWatch-Reminder`` header) and keeps their Message-IDs, and a loopback Twilio
+(``bench._twilio``) that the workers' Twilio backend sends SMS to through the SDK, which keeps every message it
+accepts (each SMS patient has a number of their own, so its messages count per reminder):
 
-1. ``kill-worker``: worker processes dispatch ``BENCH_DRILL_REMINDERS`` (10,000) reminders while one of them is
-   killed with SIGKILL (its whole process group) every ~3 s and started again, until every reminder is sent. Only
-   a worker that is ready is killed, and only once the mail server has accepted a message since the last kill: on
-   a loaded machine a worker may take longer than the interval to start, and killing it then tests nothing.
+1. ``kill-worker``: worker processes dispatch ``BENCH_DRILL_REMINDERS`` (10,000) reminders, a quarter of them by
+   SMS (``BENCH_DRILL_SMS_PERCENT``), while one of them is killed with SIGKILL (its whole process group) every
+   ~3 s and started again, until every reminder is sent. Only a worker that is ready is killed, and only once a
+   server has accepted a message since the last kill: on a loaded machine a worker may take longer than the
+   interval to start, and killing it then tests nothing.
 2. ``restart-postgres``: PostgreSQL is stopped (fast mode: sessions cut, transactions aborted) while the workers are
    dispatching, and started again a few seconds later.
 3. ``stop-redis``: the broker is stopped for ``BENCH_DRILL_OUTAGE_SECONDS`` (60), once sending is under way,
@@ -16,16 +19,20 @@ reminder (the ``X-CARTWatch-Reminder`` header) and keeps their Message-IDs:
 4. ``two-beats``: two beats tick at once, feeding two workers.
 
 Each drill ends with one line: ``drill <name>: expected N, sent N, lost N, duplicated N (flagged N), not attempted
-N``, then its verdict (``verdict <name>: PASS``, ``FAIL: ...`` or ``INCOMPLETE: ...``). *Sent* counts the reminders
-the SMTP server accepted at least once, *lost* those a worker took up and the server never got (or whose row did not
-end ``sent``), *duplicated* those it got more than once, and *flagged* the duplicates that are the accepted kind: a
-worker died after handing the message over, so every copy carries the same Message-ID and the reminder's deliveries
+N``, then its verdict (``verdict <name>: PASS``, ``FAIL: ...`` or ``INCOMPLETE: ...``). A drill that sends on
+more than one channel first prints the same line for each (``drill kill-worker [sms]: ...``), and its verdict ends
+with each channel's counts; the drill passes only if every channel does. *Sent* counts the reminders the channel's
+server accepted at least once, *lost* those a worker took up and the server never got (or whose row did not end
+``sent``), *duplicated* those it got more than once, and *flagged* the duplicates that are the accepted kind: a
+worker died after handing the message over, so every copy is the same message (email: the same Message-ID, the
+row's; SMS: the same text, and the row keeps the provider id of one of the copies) and the reminder's deliveries
 are marked ``possible_duplicate``. *Not attempted* are rows no worker ever took up before the drill's time ran out:
 that says the machine was too slow for the drill's budget, not that delivery lost them, so the verdict is
 ``INCOMPLETE``. The run fails unless every drill passes.
 
 Knobs: ``BENCH_DRILL_REMINDERS`` (10000, the kill drill; the other drills use a fifth of it, at least 100),
 ``BENCH_DRILL_OUTAGE_SECONDS`` (60), ``BENCH_DRILL_WORKERS`` (2), ``BENCH_DRILL_KILL_SECONDS`` (3),
+``BENCH_DRILL_SMS_PERCENT`` (25, the kill drill's share of SMS reminders),
 ``BENCH_DRILL_ONLY`` (comma-separated drill names), ``BENCH_DRILL_SEED`` (the kill schedule's random seed).
 """
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import itertools
 import logging
 import os
 import pwd
@@ -51,6 +59,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench._twilio import TwilioDouble
+
 REPO = Path(__file__).resolve().parents[1]
 CHILD_MARK = "CARTWATCH_DRILLS_CHILD"
 DRILLS = ("kill-worker", "restart-postgres", "stop-redis", "two-beats")
@@ -63,6 +73,7 @@ SHORT_SETTINGS = {
     "CARTWATCH_REMINDER_BATCH_SIZE": "25",
     "CARTWATCH_REMINDER_RETRY_SECONDS": "1",
     "EMAIL_TIMEOUT": "2",
+    "CARTWATCH_SMS_TIMEOUT": "2",
 }
 _HEADER = re.compile(rb"^X-CARTWatch-Reminder:[ \t]*(\d+)", re.MULTILINE | re.IGNORECASE)
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
@@ -303,8 +314,14 @@ class Fleet:
 
 
 # --- the data ---------------------------------------------------------------------------------------------------
-def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
-    """One due patient reminder per moment, 100 to a visit, written in bulk; returns their ids."""
+#: Every SMS patient of a run has a number of their own: the counting Twilio tells reminders apart by it.
+_PHONES = itertools.count(1)
+
+
+def make_reminders(tag: str, moments: list[dt.datetime], channel: str = "email") -> list[int]:
+    """One due patient reminder per moment, written in bulk; returns their ids. Email reminders go 100 to a visit
+    (the message's header names the reminder); an SMS names nothing, so each SMS reminder is the only one of a
+    patient with a number of their own, which the counting Twilio counts by."""
     from django.db import transaction
 
     from bench._common import open_visit
@@ -313,7 +330,7 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
     from surveillance.models.reminders import Audience, Purpose
     from surveillance.reminders.outbox import reminder_key
 
-    per_visit = 100
+    per_visit = 1 if channel == "sms" else 100
     today = dt.datetime.now(dt.UTC).date()
     with transaction.atomic():
         centre, _ = Centre.objects.get_or_create(
@@ -323,7 +340,8 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
         protocol = Protocol.objects.current("standard")
         rows = []
         for v in range((len(moments) + per_visit - 1) // per_visit):
-            visit = open_visit(centre, protocol, f"{tag}-{v:05d}", f"{tag}-{v}@example.org", today)
+            phone = f"+1555{next(_PHONES):07d}" if channel == "sms" else ""
+            visit = open_visit(centre, protocol, f"{tag}-{v:05d}", f"{tag}-{v}@example.org", today, phone=phone)
             for d, at in enumerate(moments[v * per_visit : (v + 1) * per_visit]):
                 key = reminder_key(visit, Audience.PATIENT, Purpose.UPCOMING, 1000 + d)
                 rows.append(
@@ -336,6 +354,7 @@ def make_reminders(tag: str, moments: list[dt.datetime]) -> list[int]:
                         sequence=visit.sequence,
                         send_after=at,
                         next_attempt_at=at,
+                        channel=channel,
                     )
                 )
         Reminder.objects.bulk_create(rows, batch_size=1000)
@@ -376,51 +395,120 @@ class Outcome:
     unattempted: int = 0
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: The same counts for each channel of a drill that sent on more than one (their sums are the drill's).
+    channels: dict[str, Outcome] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.lost and not self.unattempted and self.duplicated == self.flagged and not self.problems
 
-    def line(self) -> str:
+    def counts(self) -> str:
         return (
-            f"drill {self.name}: expected {self.expected}, sent {self.sent}, lost {self.lost}, "
-            f"duplicated {self.duplicated} (flagged {self.flagged}), not attempted {self.unattempted}"
+            f"expected {self.expected}, sent {self.sent}, lost {self.lost}, "
+            f"duplicated {self.duplicated} (flagged {self.flagged})"
         )
 
+    def line(self) -> str:
+        return f"drill {self.name}: {self.counts()}, not attempted {self.unattempted}"
+
     def verdict(self) -> str:
-        """One word and the reason: what a reader of the run needs first."""
+        """One word and the reason: what a reader of the run needs first; then each channel's counts."""
+        by_channel = "; ".join(f"{channel}: {c.counts()}" for channel, c in self.channels.items())
+        by_channel = f" ({by_channel})" if by_channel else ""
         if self.lost or self.duplicated != self.flagged or self.problems:
             reasons = [f"{self.lost} lost"] if self.lost else []
             if self.duplicated != self.flagged:
                 reasons.append(f"{self.duplicated - self.flagged} doubled without the flag")
             reasons += self.problems
-            return f"verdict {self.name}: FAIL: {'; '.join(reasons)}"
+            return f"verdict {self.name}: FAIL: {'; '.join(reasons)}{by_channel}"
         if self.unattempted:
-            return f"verdict {self.name}: INCOMPLETE: {self.unattempted} reminders never taken up in the time allowed"
-        return f"verdict {self.name}: PASS"
+            return (
+                f"verdict {self.name}: INCOMPLETE: {self.unattempted} reminders never taken up in the time allowed"
+                f"{by_channel}"
+            )
+        return f"verdict {self.name}: PASS{by_channel}"
 
 
-def tally(name: str, ids: list[int], smtp: SMTPCounter) -> Outcome:
-    """What the mail server got, against what the outbox says."""
-    from surveillance.models import Delivery, Reminder, ReminderStatus
-    from surveillance.models.reminders import DeliveryOutcome
+@dataclass
+class Received:
+    """What one channel's counting server got: copies per reminder, whether each reminder's copies are all the one
+    message its row records (email: one Message-ID, the row's; SMS: one text, and the row's provider id among
+    those the server gave), and how many messages were for no reminder of the drill."""
 
+    counts: Counter[int]
+    same: dict[int, bool]
+    strays: int
+
+
+def email_received(smtp: SMTPCounter, ids: list[int], stored: dict[int, tuple]) -> Received:
     counts, message_ids = smtp.snapshot()
-    outcome = Outcome(name, len(ids))
+    same = {pk: message_ids[pk] == {stored[pk][1]} for pk in counts if pk in stored}
+    return Received(counts, same, len(set(counts) - set(ids)))
+
+
+def sms_received(twilio: TwilioDouble, ids: list[int], stored: dict[int, tuple]) -> Received:
+    from surveillance.models import Reminder
+
+    by_phone = dict(Reminder.objects.filter(pk__in=ids).values_list("visit__infusion__patient__phone", "pk"))
+    counts: Counter[int] = Counter()
+    bodies: dict[int, set[str]] = {}
+    sids: dict[int, set[str]] = {}
+    strays = 0
+    for message in twilio.snapshot():
+        pk = by_phone.get(message.get("To"))
+        if pk is None:
+            strays += 1
+            continue
+        counts[pk] += 1
+        bodies.setdefault(pk, set()).add(message.get("Body", ""))
+        sids.setdefault(pk, set()).add(message["Sid"])
+    same = {pk: len(bodies[pk]) == 1 and stored.get(pk, ("",) * 4)[3] in sids[pk] for pk in counts}
+    return Received(counts, same, strays)
+
+
+def tally(name: str, ids_by_channel: dict[str, list[int]], rig: Rig) -> Outcome:
+    """What the counting servers got, against what the outbox says, for each channel and in all."""
+    from surveillance.models import Reminder
+
+    every = [pk for ids in ids_by_channel.values() for pk in ids]
     stored = {
-        pk: (status, message_id, attempts)
-        for pk, status, message_id, attempts in Reminder.objects.filter(pk__in=ids).values_list(
-            "pk", "status", "message_id", "attempts"
+        pk: (status, message_id, attempts, provider_id)
+        for pk, status, message_id, attempts, provider_id in Reminder.objects.filter(pk__in=every).values_list(
+            "pk", "status", "message_id", "attempts", "provider_message_id"
         )
     }
+    receivers = {"email": lambda ids: email_received(rig.smtp, ids, stored)}
+    receivers["sms"] = lambda ids: sms_received(rig.twilio, ids, stored)
+    per_channel = {
+        channel: _tally_channel(f"{name} [{channel}]", ids, receivers[channel](ids), stored)
+        for channel, ids in ids_by_channel.items()
+    }
+    if len(per_channel) == 1:
+        outcome = next(iter(per_channel.values()))
+        outcome.name = name
+        return outcome
+    outcome = Outcome(name, len(every), channels=per_channel)
+    for channel, part in per_channel.items():
+        for figure in ("sent", "lost", "duplicated", "flagged", "unattempted"):
+            setattr(outcome, figure, getattr(outcome, figure) + getattr(part, figure))
+        outcome.notes += [f"{channel}: {note}" for note in part.notes]
+        outcome.problems += [f"{channel}: {problem}" for problem in part.problems]
+    return outcome
+
+
+def _tally_channel(name: str, ids: list[int], received: Received, stored: dict[int, tuple]) -> Outcome:
+    from surveillance.models import Delivery, ReminderStatus
+    from surveillance.models.reminders import DeliveryOutcome
+
+    counts = received.counts
+    outcome = Outcome(name, len(ids))
     rows = {pk: row[0] for pk, row in stored.items()}
-    stored_ids = {pk: row[1] for pk, row in stored.items()}
-    received = [pk for pk in ids if counts[pk]]
+    received_ids = [pk for pk in ids if counts[pk]]
     untouched = {pk for pk in ids if not counts[pk] and rows.get(pk) == ReminderStatus.PENDING and not stored[pk][2]}
     unsettled = [pk for pk in ids if rows.get(pk) != ReminderStatus.SENT and pk not in untouched]
-    outcome.sent = len(received)
+    outcome.sent = len(received_ids)
     outcome.unattempted = len(untouched)
-    outcome.lost = len((set(ids) - set(received) | set(unsettled)) - untouched)
+    outcome.lost = len((set(ids) - set(received_ids) | set(unsettled)) - untouched)
     if unsettled:
         states = Counter(rows.get(pk, "missing") for pk in unsettled)
         outcome.problems.append(f"rows not sent: {dict(states)}")
@@ -432,16 +520,13 @@ def tally(name: str, ids: list[int], smtp: SMTPCounter) -> Outcome:
         ).values_list("reminder_id", flat=True)
     )
     for pk in doubled:
-        same_id = len(message_ids[pk]) == 1 and message_ids[pk] == {stored_ids.get(pk)}
-        if pk in marked and same_id:
+        same = received.same.get(pk, False)
+        if pk in marked and same:
             outcome.flagged += 1
         else:
-            outcome.notes.append(
-                f"reminder {pk}: {counts[pk]} copies, ids {sorted(message_ids[pk])}, flag {pk in marked}"
-            )
-    strays = set(counts) - set(ids)
-    if strays:
-        outcome.problems.append(f"{len(strays)} messages for reminders outside the drill")
+            outcome.notes.append(f"reminder {pk}: {counts[pk]} copies, the same message {same}, flag {pk in marked}")
+    if received.strays:
+        outcome.problems.append(f"{received.strays} messages for reminders outside the drill")
     return outcome
 
 
@@ -452,10 +537,15 @@ class Rig:
     postgres: Postgres
     redis: Redis
     smtp: SMTPCounter
+    twilio: TwilioDouble
     env: dict[str, str]
     workers: int
     timeout: float
     fleets: list[Fleet] = field(default_factory=list)
+
+    def accepted(self) -> int:
+        """Messages the counting servers accepted, both channels."""
+        return self.smtp.total + len(self.twilio.messages)
 
     def fleet(self) -> Fleet:
         """Processes for one drill; the rig keeps them too, so that an interrupted drill's are stopped at the end."""
@@ -474,7 +564,7 @@ def settle(rig: Rig, ids: list[int], name: str, tick=None, timeout: float | None
             return
         if time.monotonic() - last_report > 20:
             last_report = time.monotonic()
-            say(f"  {name}: {rig.smtp.total} messages accepted for {len(ids)} reminders")
+            say(f"  {name}: {rig.accepted()} messages accepted for {len(ids)} reminders")
         time.sleep(0.5)
     say(f"  {name}: gave up waiting after {timeout or rig.timeout:.0f}s")
 
@@ -482,8 +572,13 @@ def settle(rig: Rig, ids: list[int], name: str, tick=None, timeout: float | None
 def drill_kill_worker(rig: Rig, count: int) -> Outcome:
     interval = float(os.environ.get("BENCH_DRILL_KILL_SECONDS", "") or 3)
     rng = random.Random(_env_int("BENCH_DRILL_SEED", 2026))
-    now = dt.datetime.now(dt.UTC)
-    ids = make_reminders("kill", [now - dt.timedelta(seconds=1)] * count)
+    due = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    by_sms = max(1, count * _env_int("BENCH_DRILL_SMS_PERCENT", 25) // 100)
+    ids_by_channel = {
+        "email": make_reminders("kill", [due] * (count - by_sms)),
+        "sms": make_reminders("kill-sms", [due] * by_sms, channel="sms"),
+    }
+    ids = [pk for channel_ids in ids_by_channel.values() for pk in channel_ids]
     fleet = rig.fleet()
     kills = 0
     try:
@@ -498,11 +593,11 @@ def drill_kill_worker(rig: Rig, count: int) -> Outcome:
             if time.monotonic() < next_kill:
                 return
             # a kill tests delivery only while the victim can be sending: it is ready, and mail is flowing
-            if not fleet.ready(workers[victim]) or rig.smtp.total <= accepted_at_last_kill:
+            if not fleet.ready(workers[victim]) or rig.accepted() <= accepted_at_last_kill:
                 return
             Fleet.kill(workers[victim])
             kills += 1
-            accepted_at_last_kill = rig.smtp.total
+            accepted_at_last_kill = rig.accepted()
             workers[victim] = fleet.worker(f"kill{victim}-{kills}", wait=False)
             victim = (victim + 1) % len(workers)
             next_kill = time.monotonic() + interval * rng.uniform(0.7, 1.3)
@@ -510,7 +605,7 @@ def drill_kill_worker(rig: Rig, count: int) -> Outcome:
         settle(rig, ids, "kill-worker", tick)
     finally:
         fleet.stop_all()
-    outcome = tally("kill-worker", ids, rig.smtp)
+    outcome = tally("kill-worker", ids_by_channel, rig)
     outcome.notes.insert(0, f"{kills} workers killed with SIGKILL")
     return outcome
 
@@ -535,7 +630,7 @@ def drill_restart_postgres(rig: Rig, count: int) -> Outcome:
         fleet.stop_all()
         if not rig.postgres.started:
             rig.postgres.start()
-    outcome = tally("restart-postgres", ids, rig.smtp)
+    outcome = tally("restart-postgres", {"email": ids}, rig)
     outcome.notes.insert(0, note)
     return outcome
 
@@ -569,7 +664,7 @@ def drill_stop_redis(rig: Rig, count: int, outage: float) -> Outcome:
         fleet.stop_all()
         if not rig.redis.alive():
             rig.redis.start()
-    outcome = tally("stop-redis", ids, rig.smtp)
+    outcome = tally("stop-redis", {"email": ids}, rig)
     outcome.notes.insert(0, note)
     return outcome
 
@@ -588,16 +683,17 @@ def drill_two_beats(rig: Rig, count: int) -> Outcome:
         time.sleep(3)  # a few more ticks of both beats: nothing is left to send, nothing goes
     finally:
         fleet.stop_all()
-    return tally("two-beats", ids, rig.smtp)
+    return tally("two-beats", {"email": ids}, rig)
 
 
 # --- setup and teardown -----------------------------------------------------------------------------------------
-def _child_env(postgres: Postgres, redis_url: str, smtp_port: int, root: Path) -> dict[str, str]:
+def _child_env(postgres: Postgres, redis_url: str, smtp_port: int, twilio_url: str, root: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("CELERY_", "EMAIL_", "CARTWATCH_", "DATABASE_", "DJANGO_SETTINGS"))
+        if not k.startswith(("CELERY_", "EMAIL_", "CARTWATCH_", "DATABASE_", "DJANGO_SETTINGS", "TWILIO_"))
     }
+    env.update(TwilioDouble.env(twilio_url))  # SMS through the SDK to the counting Twilio
     env.update(SHORT_SETTINGS)
     env.update(
         DATABASE_URL=postgres.url(),
@@ -648,6 +744,7 @@ def run_drills() -> int:
     postgres: Postgres | None = None
     redis: Redis | None = None
     controller = None
+    twilio: TwilioDouble | None = None
     rig: Rig | None = None
     failed = 0
     try:
@@ -657,6 +754,7 @@ def run_drills() -> int:
         smtp = SMTPCounter()
         controller = Controller(smtp, hostname="127.0.0.1", port=free_port())
         controller.start()
+        twilio = TwilioDouble().start()
 
         started = time.monotonic()
         postgres = Postgres(root)
@@ -665,7 +763,7 @@ def run_drills() -> int:
         postgres.create_database()
         redis = Redis(root)
         redis.start()
-        env = _child_env(postgres, redis.url, controller.port, root)
+        env = _child_env(postgres, redis.url, controller.port, twilio.url, root)
         _manage(env, "migrate", "--noinput")
         _manage(env, "load_seeds")
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "DJANGO_ENV", "CARTWATCH_VAR_DIR")})
@@ -674,7 +772,8 @@ def run_drills() -> int:
 
         django.setup()
         say(
-            f"private PostgreSQL on :{postgres.port}, Redis on :{redis.port}, SMTP on :{controller.port} "
+            f"private PostgreSQL on :{postgres.port}, Redis on :{redis.port}, SMTP on :{controller.port}, "
+            f"Twilio on {twilio.url} "
             f"(ready in {time.monotonic() - started:.0f}s); {_env_int('BENCH_DRILL_WORKERS', 2)} workers"
         )
         rig = Rig(
@@ -682,6 +781,7 @@ def run_drills() -> int:
             postgres,
             redis,
             smtp,
+            twilio,
             env,
             workers=max(2, _env_int("BENCH_DRILL_WORKERS", 2)),
             timeout=float(os.environ.get("BENCH_DRILL_TIMEOUT_SECONDS", "") or 120 + count * 0.1),
@@ -694,6 +794,7 @@ def run_drills() -> int:
         }
         for name in chosen:
             smtp.reset()
+            twilio.reset()
             began = time.monotonic()
             try:
                 outcome = runs[name]()
@@ -704,6 +805,8 @@ def run_drills() -> int:
             for note in outcome.notes[:10] + outcome.problems:
                 say(f"  {name}: {note}")
             say(f"  {name}: {time.monotonic() - began:.0f}s")
+            for part in outcome.channels.values():
+                say(part.line())
             say(outcome.line())
             say(outcome.verdict())
             failed += not outcome.ok
@@ -725,6 +828,8 @@ def run_drills() -> int:
         if controller:
             with contextlib.suppress(Exception):
                 controller.stop()
+        if twilio:
+            twilio.stop()
         shutil.rmtree(root, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -732,7 +837,7 @@ def run_drills() -> int:
 
 
 _LINE = re.compile(
-    r"^drill (?P<name>\S+): expected (?P<expected>\d+), sent (?P<sent>\d+), lost (?P<lost>\d+), "
+    r"^drill (?P<name>\S+(?: \[\w+\])?): expected (?P<expected>\d+), sent (?P<sent>\d+), lost (?P<lost>\d+), "
     r"duplicated (?P<duplicated>\d+) \(flagged (?P<flagged>\d+)\), not attempted (?P<unattempted>\d+)$"
 )
 

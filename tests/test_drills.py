@@ -22,6 +22,11 @@ LINE = re.compile(
     r"duplicated (?P<duplicated>\d+) \(flagged (?P<flagged>\d+)\), not attempted (?P<unattempted>\d+)$",
     re.MULTILINE,
 )
+CHANNEL_LINE = re.compile(
+    r"^drill (?P<name>\S+) \[(?P<channel>\w+)\]: expected (?P<expected>\d+), sent (?P<sent>\d+), lost (?P<lost>\d+), "
+    r"duplicated (?P<duplicated>\d+) \(flagged (?P<flagged>\d+)\), not attempted (?P<unattempted>\d+)$",
+    re.MULTILINE,
+)
 
 
 def test_an_outcome_fails_on_a_lost_or_an_unflagged_doubled_reminder():
@@ -42,6 +47,21 @@ def test_it_gives_one_verdict_per_drill_and_tells_a_slow_run_from_a_loss():
     slow = drills.Outcome("x", 10, sent=4, unattempted=6)
     assert not slow.ok
     assert slow.verdict() == "verdict x: INCOMPLETE: 6 reminders never taken up in the time allowed"
+
+
+def test_it_counts_each_channel_of_a_drill_in_its_verdict():
+    email = drills.Outcome("kill-worker [email]", 8, sent=8, duplicated=1, flagged=1)
+    sms = drills.Outcome("kill-worker [sms]", 2, sent=1, lost=1)
+    outcome = drills.Outcome(
+        "kill-worker", 10, sent=9, lost=1, duplicated=1, flagged=1, channels={"email": email, "sms": sms}
+    )
+    assert not outcome.ok
+    assert outcome.verdict() == (
+        "verdict kill-worker: FAIL: 1 lost (email: expected 8, sent 8, lost 0, duplicated 1 (flagged 1); "
+        "sms: expected 2, sent 1, lost 1, duplicated 0 (flagged 0))"
+    )
+    assert CHANNEL_LINE.match(sms.line())["channel"] == "sms"
+    assert not LINE.match(sms.line())  # a channel's line is not taken for a drill's
 
 
 @pytest.mark.slow
@@ -73,5 +93,11 @@ def test_the_drills_run_at_a_small_size_and_lose_and_double_nothing():
         assert int(m["unattempted"]) == 0, output
         assert f"verdict {m['name']}: PASS" in done.stdout, output
     assert "workers killed with SIGKILL" in done.stdout
+    parts = {(m["name"], m["channel"]): m for m in CHANNEL_LINE.finditer(done.stdout)}
+    assert set(parts) == {("kill-worker", "email"), ("kill-worker", "sms")}, output
+    sms = parts["kill-worker", "sms"]
+    assert int(sms["expected"]) == 75 and int(sms["sent"]) == 75, output  # a quarter of the kill drill by SMS
+    assert int(sms["lost"]) == 0 and int(sms["duplicated"]) == int(sms["flagged"]), output
+    assert int(parts["kill-worker", "email"]["expected"]) == 225, output
     workdir = re.search(r"^working in (\S+)$", done.stdout, re.MULTILINE)
     assert workdir and not Path(workdir[1]).exists(), "the drills left their directory behind"

@@ -145,6 +145,10 @@ class SmsTransport:
     def __init__(self) -> None:
         self.backend = sms_backends.get_sms_backend()
         self.timeout = settings.SMS_TIMEOUT
+        #: The same for every message: resolved once per batch.
+        self.status_callback = (
+            messages.site_url(reverse("surveillance:twilio-status")) if self.backend.status_callbacks else ""
+        )
 
     def open(self) -> None:
         self.backend.open()
@@ -153,8 +157,7 @@ class SmsTransport:
         phone = reminder.visit.infusion.patient.phone
         if not phone.startswith("+"):
             raise Unsendable("invalid number: not E.164")
-        callback = messages.site_url(reverse("surveillance:twilio-status")) if self.backend.status_callbacks else ""
-        return sms_backends.SmsMessage(to=phone, body=sms_text(reminder, now), status_callback=callback)
+        return sms_backends.SmsMessage(to=phone, body=sms_text(reminder, now), status_callback=self.status_callback)
 
     def ready(self) -> bool:
         return True

@@ -10,11 +10,11 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from bench._twilio import ACCOUNT_SID, FROM_NUMBER, TwilioDouble
 from surveillance.models import AuditEntry, LetterTask, Patient, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, Channel, Purpose
 from surveillance.reminders import dispatch
 from tests.reminders.conftest import add_reminder
-from tests.reminders.twilio_double import ACCOUNT_SID, FROM_NUMBER, TwilioDouble
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC

@@ -134,7 +134,7 @@ def smtp_settings(settings, smtp_server):
 # --- SMS ------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def twilio_server():
-    from tests.reminders.twilio_double import TwilioDouble
+    from bench._twilio import TwilioDouble
 
     server = TwilioDouble().start()
     try:
@@ -146,7 +146,7 @@ def twilio_server():
 @pytest.fixture
 def twilio_settings(settings, twilio_server):
     """This process sends SMS through the SDK to the loopback Twilio, and checks webhooks with its token."""
-    from tests.reminders import twilio_double
+    from bench import _twilio as twilio_double
 
     settings.CARTWATCH_SMS_BACKEND = "surveillance.reminders.sms_backends.TwilioSmsBackend"
     settings.TWILIO_ACCOUNT_SID = twilio_double.ACCOUNT_SID

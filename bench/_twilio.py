@@ -1,12 +1,18 @@
 """A loopback HTTP server that speaks the part of Twilio's REST API the SDK calls to send an SMS
 (``POST /2010-04-01/Accounts/{sid}/Messages.json``), checks the SDK's basic auth, and signs callbacks the way
-Twilio does (the SDK's ``RequestValidator``)."""
+Twilio does (the SDK's ``RequestValidator``).
+
+The tests, the SMS dispatch benchmark and the drills share it: it lives beside the benchmarks, which import
+nothing from the tests. It answers over HTTP/1.1 keep-alive, as Twilio does, so a client's session reuses its
+connection and a benchmark measures the provider's round trip, not a TCP handshake per message.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+import sys
 import threading
 import uuid
 from collections import deque
@@ -21,6 +27,15 @@ FROM_NUMBER = "+15005550006"
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client killed mid-request (the workers of the drills are SIGKILLed) resets its connection: not worth a
+    traceback on the console."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class TwilioDouble:
     """``messages``: what it accepted (form fields, with the SID it gave). ``answers``: (HTTP status, Twilio error
     code) to answer the next requests with, instead of accepting. ``accept_gate`` cleared: the server stores the
@@ -28,6 +43,8 @@ class TwilioDouble:
 
     def __init__(self) -> None:
         self.messages: list[dict] = []
+        #: TCP connections opened to it: a client that keeps its session alive opens one.
+        self.connections = 0
         self.answers: deque[tuple[int, int]] = deque()
         self.accept_gate = threading.Event()
         self.accept_gate.set()
@@ -36,6 +53,14 @@ class TwilioDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # every answer has a Content-Length: the connection stays open
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait between them
+
+            def setup(self) -> None:
+                super().setup()
+                with double.lock:
+                    double.connections += 1
+
             def log_message(self, *args) -> None:  # request lines carry numbers: keep them out of the test log
                 pass
 
@@ -69,7 +94,7 @@ class TwilioDouble:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -82,6 +107,15 @@ class TwilioDouble:
         self.accept_gate.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def snapshot(self) -> list[dict]:
+        """A copy of what it accepted so far (the server keeps accepting meanwhile)."""
+        with self.lock:
+            return list(self.messages)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
 
     def to(self, number: str) -> list[dict]:
         return [m for m in self.messages if m.get("To") == number]
