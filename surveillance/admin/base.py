@@ -79,6 +79,12 @@ class CentreScopedAdmin(admin.ModelAdmin):
         return super().has_module_permission(request) and user_centre_ids(request.user) != []
 
     # --- lists: titled by their worklist; every page of patients shown is audited ---------------------------------
+    def get_ordering(self, request):
+        worklist = current_worklist(request)
+        if worklist is not None and worklist.model is self.model and worklist.ordering:
+            return worklist.ordering
+        return super().get_ordering(request)
+
     def changelist_view(self, request, extra_context=None):
         # A worklist is titled by its name and says what it is for, rather than "Select ... to change". The
         # template always finds ``worklist`` (None on a plain list): a missing variable is logged with the request.

@@ -443,7 +443,7 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
         "status",
     )
     list_display_links = ("visit_col",)
-    list_filter = (wl.WorklistFilter, "status", "kind", "rule_code")
+    list_filter = (wl.WorklistFilter, "status", "kind", wl.RuleCodeFilter)
     search_fields = _via("infusion__patient")
     list_select_related = ("infusion__patient",)
     ordering = ("due_date", "pk")

@@ -35,6 +35,7 @@ from surveillance.models import (
     LetterTask,
     Patient,
     PatientRequest,
+    ProtocolRule,
     Reminder,
     ReportingStep,
     SignalReview,
@@ -87,6 +88,7 @@ class Worklist:
     help: str
     apply: Callable[[QuerySet, dt.date], QuerySet]
     escalated: Callable[[QuerySet, dt.date], QuerySet] | None = None  # the rows shown as escalated on the tile
+    ordering: tuple[str, ...] | None = None  # the list's order, where it is not its model admin's
 
     def queryset(self, user, today: dt.date) -> QuerySet:
         return self.apply(scope(self.model._default_manager.all(), user, self.centre_path), today)
@@ -136,6 +138,9 @@ WORKLISTS: tuple[Worklist, ...] = (
         lambda qs, today: _followed(qs).filter(
             status=VisitStatus.MISSED, window_end__gte=today - dt.timedelta(days=MISSED_RECENT_DAYS)
         ),
+        # by when the window closed, as the list is defined: a page of it reads one stretch of an index
+        # (visit_missed_recent_idx), where due-date order walked every missed visit of the registry's history
+        ordering=("window_end", "pk"),
     ),
     Worklist(
         "ladder",
@@ -254,6 +259,24 @@ class WorklistFilter(admin.SimpleListFilter):
         if worklist is None or worklist.model is not queryset.model:
             return queryset
         return worklist.apply(queryset, workspace_today(request))
+
+
+class RuleCodeFilter(admin.SimpleListFilter):
+    """The visit list's filter by protocol rule, its choices read from the protocols' rules (a few hundred rows).
+
+    Django's own filter for the field would list the distinct codes of every visit in the user's centres: a scan
+    of the whole visit table on each page of every visit worklist, which grows with the registry.
+    """
+
+    title = FollowUpVisit._meta.get_field("rule_code").verbose_name
+    parameter_name = "rule_code"
+
+    def lookups(self, request, model_admin):
+        codes = ProtocolRule.objects.order_by("code").values_list("code", flat=True).distinct()
+        return [(code, code) for code in codes]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(rule_code=self.value()) if self.value() else queryset
 
 
 def current_worklist(request) -> Worklist | None:

@@ -138,6 +138,25 @@ class FollowUpVisit(models.Model):
             ),
             # worklists: due in the next 14 days / window open / overdue
             models.Index(fields=["status", "due_date"], name="visit_worklist_due_idx"),
+            # the overdue and coming-up lists, a page in due-date order: open visits only, so that the page does
+            # not walk years of settled visits before the first overdue one
+            models.Index(
+                fields=["due_date", "id"],
+                condition=models.Q(status="scheduled"),
+                name="visit_open_due_order_idx",
+            ),
+            # the window-open list and its count: open visits whose window has started (a few weeks' worth)
+            models.Index(
+                fields=["window_start"],
+                condition=models.Q(status="scheduled"),
+                name="visit_window_open_idx",
+            ),
+            # the recently-missed list (in window-end order) and its count: missed visits whose window closed lately
+            models.Index(
+                fields=["window_end", "id"],
+                condition=models.Q(status="missed"),
+                name="visit_missed_recent_idx",
+            ),
             # the bulk export's keyset pages: (due date, id) after the cursor, in that order
             models.Index(fields=["due_date", "id"], name="visit_export_keyset_idx"),
             # the daily outbox top-up: scheduled visits entering the reminder look-ahead
