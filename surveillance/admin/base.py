@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
+from django.utils.translation import ngettext
 
 from surveillance.access.audit import audit_patients_viewed, audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
@@ -93,10 +94,13 @@ class CentreScopedAdmin(admin.ModelAdmin):
         if worklist is not None and worklist.model is self.model:
             extra_context.update(title=worklist.label, worklist=worklist)
         response = super().changelist_view(request, extra_context)
-        if self.patient_path is not None and request.method == "GET" and hasattr(response, "context_data"):
-            cl = (response.context_data or {}).get("cl")
-            if cl is not None:
-                self.audit_list(request, [obj.pk for obj in cl.result_list])
+        cl = (getattr(response, "context_data", None) or {}).get("cl")
+        if cl is not None and getattr(cl.paginator, "more", False):  # "All 1000+ selected", not "All 1001"
+            response.context_data["selection_note_all"] = ngettext(
+                "%(total_count)s selected", "All %(total_count)s selected", cl.result_count
+            ) % {"total_count": cl.paginator.shown_count}
+        if self.patient_path is not None and request.method == "GET" and cl is not None:
+            self.audit_list(request, [obj.pk for obj in cl.result_list])
         return response
 
     def audit_list(self, request, pks) -> None:
