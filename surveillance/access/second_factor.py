@@ -92,7 +92,9 @@ def first_enrolment_open(user) -> bool:
 
 def enrolment_only_session(user) -> bool:
     """A session without the factor whose user may enrol a first device: it reaches the enrolment page alone."""
-    return first_enrolment_open(user) and not session_second_factor_ok(user)
+    if not (second_factor_required() and user.is_authenticated):
+        return False
+    return not session_second_factor_ok(user) and first_enrolment_open(user)  # a verified session asks nothing
 
 
 def totp_secret_base32(device: TOTPDevice) -> str:
