@@ -220,9 +220,11 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
 
 # Staff sign-in with a second factor (TOTP, django-otp): staff with a confirmed device always give a code; with
-# CARTWATCH_REQUIRE_2FA (on in production) staff without one cannot sign in at all until they are enrolled
+# CARTWATCH_REQUIRE_2FA (on in production) staff without one get no further than enrolling their first device, and
+# only while their account is younger than CARTWATCH_FIRST_ENROLMENT_DAYS; older accounts need an administrator
 # (`manage.py enroll_totp USERNAME`).
 CARTWATCH_REQUIRE_2FA = env_flag("CARTWATCH_REQUIRE_2FA", default=PRODUCTION)
+CARTWATCH_FIRST_ENROLMENT_DAYS = env.int("CARTWATCH_FIRST_ENROLMENT_DAYS", default=7)
 OTP_TOTP_ISSUER = "CAR-T Watch"
 
 # --- Logging: ids only, never patient data -------------------------------------------------------------------

@@ -10,16 +10,24 @@ people and are untouched.
 A signed-in user can also enrol themselves (the admin's "second factor" page): the new device stays unconfirmed,
 and counts for nothing, until the user proves a code from it; then it replaces any earlier device and the user gets
 single-use recovery codes (django-otp's static device), shown once, each of which signs in once in place of a code.
+
+Where the factor is required, a new staff member enrols the first device without anyone at a shell: a right
+password from a user with no confirmed device, whose account is younger than ``CARTWATCH_FIRST_ENROLMENT_DAYS``,
+signs in to an enrolment-only session (the admin's enrolment page, language preference and sign-out; nothing else,
+and never the API). Proving a code from the new device verifies the session with it. The age limit bounds what a
+stolen password of a not-yet-enrolled user is worth: past it, only an administrator enrols the account.
 """
 
 from __future__ import annotations
 
 from base64 import b32encode
+from datetime import timedelta
 
 import qrcode
 import qrcode.image.svg
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -62,6 +70,31 @@ def session_second_factor_ok(user) -> bool:
     if is_verified is not None and is_verified():
         return True
     return not user_needs_second_factor(user)
+
+
+def first_enrolment_open(user) -> bool:
+    """Whether ``user`` may enrol a first device from a password-only session: the factor is required, the user is
+    active staff without a confirmed device, and the account is younger than ``CARTWATCH_FIRST_ENROLMENT_DAYS``.
+
+    Asked again on every request of such a session (kept on the user object, so once per request): an
+    administrator's enrolment, or the account growing old, closes the session's way in.
+    """
+    if not (second_factor_required() and user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    cached = getattr(user, "_cartwatch_first_enrolment", None)
+    if cached is None:
+        days = getattr(settings, "CARTWATCH_FIRST_ENROLMENT_DAYS", 7)
+        young = timezone.now() - user.date_joined < timedelta(days=days)
+        cached = young and totp_device_for(user) is None
+        user._cartwatch_first_enrolment = cached
+    return cached
+
+
+def enrolment_only_session(user) -> bool:
+    """A session without the factor whose user may enrol a first device: it reaches the enrolment page alone."""
+    if not (second_factor_required() and user.is_authenticated):
+        return False
+    return not session_second_factor_ok(user) and first_enrolment_open(user)  # a verified session asks nothing
 
 
 def totp_secret_base32(device: TOTPDevice) -> str:

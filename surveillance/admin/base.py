@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
+from django.utils.translation import ngettext
 
 from surveillance.access.audit import audit_patients_viewed, audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
@@ -79,6 +80,12 @@ class CentreScopedAdmin(admin.ModelAdmin):
         return super().has_module_permission(request) and user_centre_ids(request.user) != []
 
     # --- lists: titled by their worklist; every page of patients shown is audited ---------------------------------
+    def get_ordering(self, request):
+        worklist = current_worklist(request)
+        if worklist is not None and worklist.model is self.model and worklist.ordering:
+            return worklist.ordering
+        return super().get_ordering(request)
+
     def changelist_view(self, request, extra_context=None):
         # A worklist is titled by its name and says what it is for, rather than "Select ... to change". The
         # template always finds ``worklist`` (None on a plain list): a missing variable is logged with the request.
@@ -87,10 +94,13 @@ class CentreScopedAdmin(admin.ModelAdmin):
         if worklist is not None and worklist.model is self.model:
             extra_context.update(title=worklist.label, worklist=worklist)
         response = super().changelist_view(request, extra_context)
-        if self.patient_path is not None and request.method == "GET" and hasattr(response, "context_data"):
-            cl = (response.context_data or {}).get("cl")
-            if cl is not None:
-                self.audit_list(request, [obj.pk for obj in cl.result_list])
+        cl = (getattr(response, "context_data", None) or {}).get("cl")
+        if cl is not None and getattr(cl.paginator, "more", False):  # "All 1000+ selected", not "All 1001"
+            response.context_data["selection_note_all"] = ngettext(
+                "%(total_count)s selected", "All %(total_count)s selected", cl.result_count
+            ) % {"total_count": cl.paginator.shown_count}
+        if self.patient_path is not None and request.method == "GET" and cl is not None:
+            self.audit_list(request, [obj.pk for obj in cl.result_list])
         return response
 
     def audit_list(self, request, pks) -> None:

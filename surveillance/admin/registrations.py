@@ -443,7 +443,7 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
         "status",
     )
     list_display_links = ("visit_col",)
-    list_filter = (wl.WorklistFilter, "status", "kind", "rule_code")
+    list_filter = (wl.WorklistFilter, "status", "kind", wl.RuleCodeFilter)
     search_fields = _via("infusion__patient")
     list_select_related = ("infusion__patient",)
     ordering = ("due_date", "pk")
@@ -547,6 +547,7 @@ class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
     list_filter = (wl.WorklistFilter, "status", "channel", "audience", "purpose")
     search_fields = _via("visit__infusion__patient")
     list_select_related = ("visit__infusion__patient",)
+    paginator = wl.BoundedPaginator  # every reminder ever sent: its lists count up to a cap ("1000+")
     actions = ["mark_contacted", "log_attempt"]
 
     @admin.display(description=_("Patient"))

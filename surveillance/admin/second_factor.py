@@ -2,7 +2,8 @@
 gets recovery codes, shown once.
 
 The page is an admin page like any other: a user already enrolled reaches it only with a session verified by
-their factor, so a stolen password alone cannot swap the device.
+their factor, so a stolen password alone cannot swap the device. It is also the one working page of a new user's
+enrolment-only session (see ``surveillance.access.second_factor``), which the confirmation verifies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from surveillance.access.audit import audit_record
 from surveillance.access.second_factor import (
     EnrolmentRefused,
+    enrolment_only_session,
     recovery_codes_left,
     totp_confirm,
     totp_device_for,
@@ -38,6 +40,7 @@ def second_factor_view(site, request):
     """Status, then (for a new user, or with ``?replace=1``) the QR code of a pending device and the form that
     confirms it; a confirmation answers the recovery codes, never stored in a page anyone can come back to."""
     user = request.user
+    first_enrolment = enrolment_only_session(user)  # before the confirmation verifies the session
     enrolled = totp_device_for(user)
     form = ConfirmForm(request.POST or None)
     show_enrolment = enrolled is None or request.method == "POST" or request.GET.get("replace") == "1"
@@ -58,7 +61,11 @@ def second_factor_view(site, request):
                 "second_factor_enrolled",
                 object_type="user",
                 object_id=user.get_username(),
-                changes={"replaced": enrolled is not None, "recovery_codes": len(codes)},
+                changes={
+                    "replaced": enrolled is not None,
+                    "recovery_codes": len(codes),
+                    "first_enrolment": first_enrolment,
+                },
             )
     showing = pending if pending is not None and not codes else None
     context = {

@@ -1,6 +1,7 @@
 """The CAR-T Watch admin site: worklist counts on the index, the dashboard, protocol upgrades, throttled login with
-a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``). Every page shows
-times in the user's centre's zone, and a refusal or a missing page is an admin page with a way back."""
+a second factor (a TOTP code for enrolled staff; for all staff when ``CARTWATCH_REQUIRE_2FA``, a new one enrolling
+a first device in an enrolment-only session). Every page shows times in the user's centre's zone, and a refusal or
+a missing page is an admin page with a way back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import SimpleTemplateResponse, TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -22,6 +23,8 @@ from django_otp.forms import OTPAuthenticationFormMixin
 from surveillance.access.audit import audit_write, login_throttled, request_remote_addr
 from surveillance.access.roles import ROLE_PERMISSIONS
 from surveillance.access.second_factor import (
+    enrolment_only_session,
+    first_enrolment_open,
     is_totp_code,
     recovery_device_for,
     second_factor_required,
@@ -40,6 +43,9 @@ def user_administers(user) -> bool:
     """
     return user.is_superuser or bool(user.get_all_permissions() - ROLE_GRANTS)
 
+
+#: The admin pages an enrolment-only session reaches (by URL name): enrolling, the language to read it in, leaving.
+ENROLMENT_PAGES = frozenset({"second_factor", "preferences", "logout", "jsi18n"})
 
 DEAD_ENDS = {
     403: (_("You cannot do this here"), _("Your role does not allow this action or page. Nothing was changed.")),
@@ -97,7 +103,10 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
         user = self.get_user()
         device = totp_device_for(user)
         if device is None:
-            if second_factor_required():
+            if first_enrolment_open(user):
+                # a new account: signed in to enrol its first device, and to nothing else until a code proves it
+                self._audit_sign_in(user, "first_enrolment_started")
+            elif second_factor_required():
                 raise forms.ValidationError(self.error_messages["enrolment_required"], code="enrolment_required")
             return cleaned
         token = cleaned.get("otp_token") or ""
@@ -112,14 +121,17 @@ class SecondFactorAuthenticationForm(OTPAuthenticationFormMixin, ThrottledAuthen
                 )
             raise
         if recovery is not None:
-            audit_write(
-                "recovery_code_used",
-                object_type="user",
-                object_id=user.get_username(),
-                by=user,
-                remote_addr=request_remote_addr(self.request),
-            )
+            self._audit_sign_in(user, "recovery_code_used")
         return cleaned
+
+    def _audit_sign_in(self, user, action: str) -> None:
+        audit_write(
+            action,
+            object_type="user",
+            object_id=user.get_username(),
+            by=user,
+            remote_addr=request_remote_addr(self.request),
+        )
 
     _device = None
 
@@ -143,9 +155,18 @@ class CartWatchAdminSite(admin.AdminSite):
         """Staff, and, when a second factor is needed, a session that gave one (django-otp's ``OTPAdminSite``).
 
         A session that signed in before its user was enrolled, or before the requirement was switched on, is sent
-        back to the sign-in page.
+        back to the sign-in page. An enrolment-only session passes here, and ``admin_view`` keeps it to
+        ``ENROLMENT_PAGES``.
         """
-        return super().has_permission(request) and session_second_factor_ok(request.user)
+        return super().has_permission(request) and (
+            session_second_factor_ok(request.user) or enrolment_only_session(request.user)
+        )
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        if enrolment_only_session(request.user):
+            context["available_apps"] = []  # no links to pages the session cannot open
+        return context
 
     def admin_view(self, view, cacheable=False):
         """Every admin page: permission checked (Django's), then rendered in the user's centre's time zone, with a
@@ -165,7 +186,19 @@ class CartWatchAdminSite(admin.AdminSite):
                     response.render()  # while the zone is active: rendering converts the times
             return response
 
-        return super().admin_view(update_wrapper(in_workspace, view), cacheable)
+        checked = super().admin_view(update_wrapper(in_workspace, view), cacheable)
+
+        def enrolment_gate(request, *args, **kwargs):
+            """An enrolment-only session is sent to the enrolment page from every other page (a write is refused)."""
+            match = request.resolver_match
+            page = match.url_name if match is not None and match.namespace == self.name else None
+            if page not in ENROLMENT_PAGES and enrolment_only_session(request.user):
+                if request.method in ("GET", "HEAD"):
+                    return HttpResponseRedirect(reverse("admin:second_factor", current_app=self.name))
+                return self.dead_end(request, 403)
+            return checked(request, *args, **kwargs)
+
+        return update_wrapper(enrolment_gate, view)
 
     def dead_end(self, request, status: int) -> TemplateResponse:
         """The 403 and 404 pages: what happened, in the admin's look, with the way back (the page the user came

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.http import urlencode
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
@@ -35,6 +37,7 @@ from surveillance.models import (
     LetterTask,
     Patient,
     PatientRequest,
+    ProtocolRule,
     Reminder,
     ReportingStep,
     SignalReview,
@@ -43,6 +46,7 @@ from surveillance.models import (
 from surveillance.models.centres import TreatmentCentre
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
+from surveillance.models.visits import MISSED_WINDOW_END, OPEN_DUE, OPEN_WINDOW_START
 
 DUE_SOON_DAYS = 14
 MISSED_RECENT_DAYS = 90
@@ -87,6 +91,7 @@ class Worklist:
     help: str
     apply: Callable[[QuerySet, dt.date], QuerySet]
     escalated: Callable[[QuerySet, dt.date], QuerySet] | None = None  # the rows shown as escalated on the tile
+    ordering: tuple[str, ...] | None = None  # the list's order, where it is not its model admin's
 
     def queryset(self, user, today: dt.date) -> QuerySet:
         return self.apply(scope(self.model._default_manager.all(), user, self.centre_path), today)
@@ -108,7 +113,10 @@ WORKLISTS: tuple[Worklist, ...] = (
         VISIT_CENTRE,
         _("Scheduled visits due soon whose window is not open yet: book them."),
         lambda qs, today: (
-            _followed(qs).due_between(today, today + dt.timedelta(days=DUE_SOON_DAYS)).filter(window_start__gt=today)
+            _followed(qs)
+            .alias(open_due=OPEN_DUE)
+            .filter(status=VisitStatus.SCHEDULED, open_due__range=(today, today + dt.timedelta(days=DUE_SOON_DAYS)))
+            .filter(window_start__gt=today)
         ),
     ),
     Worklist(
@@ -117,7 +125,11 @@ WORKLISTS: tuple[Worklist, ...] = (
         FollowUpVisit,
         VISIT_CENTRE,
         _("Scheduled visits whose protocol window includes today and which are not yet late."),
-        lambda qs, today: _followed(qs).window_open_on(today).filter(due_date__gte=today),
+        lambda qs, today: (
+            _followed(qs)
+            .alias(open_window_start=OPEN_WINDOW_START)
+            .filter(open_window_start__lte=today, window_end__gte=today, due_date__gte=today)
+        ),
     ),
     Worklist(
         "overdue",
@@ -125,7 +137,9 @@ WORKLISTS: tuple[Worklist, ...] = (
         FollowUpVisit,
         VISIT_CENTRE,
         _("Past the due date and not recorded yet (including visits whose window closed in the last days)."),
-        lambda qs, today: _followed(qs).open().filter(due_date__lt=today),
+        lambda qs, today: (
+            _followed(qs).alias(open_due=OPEN_DUE).filter(status=VisitStatus.SCHEDULED, open_due__lt=today)
+        ),
     ),
     Worklist(
         "missed",
@@ -133,9 +147,14 @@ WORKLISTS: tuple[Worklist, ...] = (
         FollowUpVisit,
         VISIT_CENTRE,
         _("Visits marked missed whose window closed recently: reach the patient."),
-        lambda qs, today: _followed(qs).filter(
-            status=VisitStatus.MISSED, window_end__gte=today - dt.timedelta(days=MISSED_RECENT_DAYS)
+        lambda qs, today: (
+            _followed(qs)
+            .alias(missed_window_end=MISSED_WINDOW_END)
+            .filter(missed_window_end__gte=today - dt.timedelta(days=MISSED_RECENT_DAYS))
         ),
+        # by when the window closed, as the list is defined (due-date order walked every missed visit of the
+        # registry's history for a page)
+        ordering=("window_end", "pk"),
     ),
     Worklist(
         "ladder",
@@ -222,15 +241,55 @@ WORKLISTS: tuple[Worklist, ...] = (
 WORKLISTS_BY_KEY = {w.key: w for w in WORKLISTS}
 
 
+#: The home page's tiles, and the lists of rows that pile up over the years (undelivered reminders), count up to
+#: here, then say "1000+": a backlog that large is narrowed by filters and search rather than counted, and counting
+#: it exactly cost more than the rest of the page at registry scale. (A limited count relies on the database
+#: judging well how many rows match: the visit lists filter on indexed expressions for that, see ``OPEN_DUE``.)
+COUNT_CAP = 1000
+
+
+def bounded_count(queryset: QuerySet) -> int:
+    """The rows of ``queryset``, counted up to ``COUNT_CAP + 1`` (more than the cap reads as "more than it").
+
+    Unordered and limited, the count stops once it has seen enough rows, whatever the size of the table.
+    """
+    return queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
+
+
+class BoundedPaginator(Paginator):
+    """A list's pages, counted with ``bounded_count``: the pages past the cap are not offered."""
+
+    cap = COUNT_CAP
+
+    @cached_property
+    def count(self) -> int:
+        return bounded_count(self.object_list)
+
+    @property
+    def more(self) -> bool:
+        return self.count > self.cap
+
+    @property
+    def shown_count(self) -> str:
+        """The count as pages say it: the number, or "1000+" past the cap."""
+        return f"{self.cap}+" if self.more else str(self.count)
+
+
 @dataclass(frozen=True)
 class WorklistCount:
     worklist: Worklist
     count: int
     escalated: int | None = None
+    cap: int = COUNT_CAP
+
+    @property
+    def more(self) -> bool:
+        return self.count > self.cap
 
 
 def worklist_counts(request) -> list[WorklistCount]:
-    """The index tiles: one scoped COUNT per worklist (and one for its escalated rows, where it has them)."""
+    """The index tiles: one scoped, bounded COUNT per worklist (and one for its escalated rows, where it has
+    them)."""
     today = workspace_today(request)
     result = []
     for worklist in WORKLISTS:
@@ -238,7 +297,7 @@ def worklist_counts(request) -> list[WorklistCount]:
             continue
         qs = worklist.queryset(request.user, today)
         escalated = worklist.escalated(qs, today).count() if worklist.escalated else None
-        result.append(WorklistCount(worklist, qs.count(), escalated))
+        result.append(WorklistCount(worklist, bounded_count(qs), escalated))
     return result
 
 
@@ -254,6 +313,24 @@ class WorklistFilter(admin.SimpleListFilter):
         if worklist is None or worklist.model is not queryset.model:
             return queryset
         return worklist.apply(queryset, workspace_today(request))
+
+
+class RuleCodeFilter(admin.SimpleListFilter):
+    """The visit list's filter by protocol rule, its choices read from the protocols' rules (a few hundred rows).
+
+    Django's own filter for the field would list the distinct codes of every visit in the user's centres: a scan
+    of the whole visit table on each page of every visit worklist, which grows with the registry.
+    """
+
+    title = FollowUpVisit._meta.get_field("rule_code").verbose_name
+    parameter_name = "rule_code"
+
+    def lookups(self, request, model_admin):
+        codes = ProtocolRule.objects.order_by("code").values_list("code", flat=True).distinct()
+        return [(code, code) for code in codes]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(rule_code=self.value()) if self.value() else queryset
 
 
 def current_worklist(request) -> Worklist | None:

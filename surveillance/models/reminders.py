@@ -157,6 +157,13 @@ class Reminder(models.Model):
                 condition=models.Q(status="pending", audience="care_team", purpose="window_open"),
                 name="reminder_digest_due_idx",
             ),
+            # the "failed reminders" worklist and its count, in the list's order: the few undelivered rows among
+            # every reminder ever sent
+            models.Index(
+                fields=["send_after", "id"],
+                condition=models.Q(status__in=["failed", "bounced"]),
+                name="reminder_failed_worklist_idx",
+            ),
             # delivery callbacks (an SMS status) find the reminder by the provider's id of the message
             models.Index(
                 fields=["provider_message_id"],

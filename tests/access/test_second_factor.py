@@ -89,6 +89,7 @@ def test_it_lets_staff_without_a_device_sign_in_where_it_is_not_required(coordin
 
 def test_it_refuses_staff_without_a_device_when_required(coordinator_a, login, settings):
     settings.CARTWATCH_REQUIRE_2FA = True
+    settings.CARTWATCH_FIRST_ENROLMENT_DAYS = 0  # past the first days, in which the user could enrol alone
     client = Client(REMOTE_ADDR="10.4.4.9")
     response = sign_in(client, "coordinator-a")
     assert response.status_code == 200 and b"Ask an administrator to enrol you" in response.content

@@ -42,7 +42,7 @@ def test_it_enrols_with_a_proved_code_and_shows_the_recovery_codes_once(login, c
     pending.refresh_from_db()
     assert pending.confirmed
     entry = AuditEntry.objects.get(action="second_factor_enrolled", actor=coordinator_a)
-    assert entry.changes == {"replaced": False, "recovery_codes": 10}
+    assert entry.changes == {"replaced": False, "recovery_codes": 10, "first_enrolment": False}
     # the session goes on, verified by the new device; the codes are never shown again
     again = client.get(reverse(PAGE))
     assert again.status_code == 200 and not any(code in again.content.decode() for code in codes)

@@ -26,3 +26,44 @@ def test_it_counts_a_search_once(planned, centre_a, login, coordinator_a):
     planned(centre_a, days_ago=300)
     url = reverse("admin:surveillance_patient_changelist") + "?q=zzz"
     assert len(_counts(login(coordinator_a), url)) == 1
+
+
+def test_it_counts_undelivered_reminders_up_to_the_cap(planned, centre_a, login, coordinator_a):
+    from django.utils import timezone
+
+    from surveillance.admin.worklists import COUNT_CAP
+    from surveillance.models import Reminder, ReminderStatus
+
+    visit = planned(centre_a).visits.order_by("due_date").first()
+    now = timezone.now()
+    Reminder.objects.bulk_create(
+        Reminder(
+            visit=visit,
+            audience="patient",
+            purpose="upcoming",
+            days_before=14,
+            idempotency_key=f"bounced:{n}",
+            send_after=now,
+            next_attempt_at=now,
+            status=ReminderStatus.BOUNCED,
+            attempts=1,
+            sequence=0,
+        )
+        for n in range(COUNT_CAP + 5)
+    )
+    client = login(coordinator_a)
+    tile = next(
+        item
+        for item in client.get(reverse("admin:index")).context["worklists"]
+        if item.worklist.key == "failed_reminders"
+    )
+    assert tile.count == COUNT_CAP + 1 and tile.more
+    url = reverse("admin:surveillance_reminder_changelist") + "?worklist=failed_reminders"
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url)
+    assert f"{COUNT_CAP}+ reminders" in page.content.decode()
+    assert f"All {COUNT_CAP}+ selected" in page.content.decode()
+    assert any(f"LIMIT {COUNT_CAP + 1}" in q["sql"] for q in queries.captured_queries)
+    # a short list says its exact count
+    Reminder.objects.filter(idempotency_key__startswith="bounced:").exclude(idempotency_key="bounced:0").delete()
+    assert "1 reminder\n" in client.get(url).content.decode()

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
+from surveillance.admin.worklists import WORKLISTS
 from surveillance.care import reporting
 from surveillance.models import (
     FollowUpVisit,
@@ -123,14 +124,7 @@ def test_it_answers_every_admin_page_in_bounded_queries_for_1000_patients(
         reverse("admin:surveillance_reminder_changelist"),
         reverse("admin:surveillance_followupvisit_changelist"),
     ]
-    for key in ("due14", "window_open", "overdue", "missed"):
-        pages.append(reverse("admin:surveillance_followupvisit_changelist") + f"?worklist={key}")
-    pages += [
-        reverse("admin:surveillance_patient_changelist") + "?worklist=ladder",
-        reverse("admin:surveillance_reminder_changelist") + "?worklist=failed_reminders",
-        reverse("admin:surveillance_patientrequest_changelist") + "?worklist=requests",
-        reverse("admin:surveillance_reportingstep_changelist") + "?worklist=reporting",
-    ]
+    pages += [worklist.url() for worklist in WORKLISTS]
     client = login(physician_a)
     for url in pages:
         with django_assert_max_num_queries(MAX_QUERIES, info=url):
