@@ -84,7 +84,7 @@ def test_it_records_a_second_cancer_and_completes_its_reporting_steps(
     assert set(steps.values_list("completed_by", flat=True)) == {physician_a.pk}
 
 
-def test_it_shows_the_worklist_the_timeline_and_the_dashboard_of_the_demo_cohort(page, live_server, sign_in):
+def test_it_shows_the_worklist_the_timeline_and_the_dashboard_of_the_demo_cohort(page, browser, live_server, sign_in):
     cfg = demo_settings(settings.CARTWATCH["SEEDS_DIR"] / "demo.yaml")
     demo_cohort_create(150, cfg)
     centre = TreatmentCentre.objects.get(code="centre-a")
@@ -129,3 +129,12 @@ def test_it_shows_the_worklist_the_timeline_and_the_dashboard_of_the_demo_cohort
     assert page.locator("#incidence path.km").count() == 1
     assert page.locator("#workload rect.bar").count() == 12
     screenshot(page, "dashboard", readme=True)
+
+    # The same worklist for a coordinator whose browser asks for Spanish (no language saved in the preferences)
+    spanish = browser.new_context(viewport={"width": 1360, "height": 900}, locale="es-ES").new_page()
+    sign_in(spanish, "coordinator-demo")
+    spanish.click('[data-worklist="window_open"]')
+    spanish.wait_for_selector("#result_list")
+    assert spanish.locator("html").get_attribute("lang") == "es"
+    screenshot(spanish, "worklist-es", readme=True, full_page=False)
+    spanish.context.close()
