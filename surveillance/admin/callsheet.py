@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.db.models import DateField, F, OuterRef, QuerySet, Subquery, Value
 from django.utils import formats, timezone
+from django.utils.translation import gettext, ngettext
 
 from surveillance.admin.display import NONE, date_text, moment_text
 from surveillance.models import ContactAttempt, FollowUpVisit, Patient, VisitStatus
@@ -101,9 +102,10 @@ class CallRow:
             return ""
         delta = (self.due_date - self.today).days
         if delta == 0:
-            return "due today"
-        days = abs(delta)
-        return f"{days} day{'s' if days != 1 else ''} {'late' if delta < 0 else 'left'}"
+            return gettext("due today")
+        if delta < 0:
+            return ngettext("%(days)d day late", "%(days)d days late", -delta) % {"days": -delta}
+        return ngettext("%(days)d day left", "%(days)d days left", delta) % {"days": delta}
 
 
 def window_text(row: CallRow) -> str:

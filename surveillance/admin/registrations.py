@@ -436,11 +436,11 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
         "phone_col",
         "language_col",
         "visit_col",
-        "due_date",
+        "due_col",
         "window",
         "days_col",
         "last_contact_col",
-        "status",
+        "status_col",
     )
     list_display_links = ("visit_col",)
     list_filter = (wl.WorklistFilter, "status", "kind", wl.RuleCodeFilter)
@@ -457,6 +457,15 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
     def visit_col(self, obj):
         # The link (added by the list, keeping its filters) opens the visit page, which returns to the list.
         return format_html('<span class="cw-visit">{}</span>', obj.label)
+
+    # The model's own columns, titled in the reader's language (the field names are not translated)
+    @admin.display(description=_("Due date"), ordering="due_date")
+    def due_col(self, obj):
+        return date_text(obj.due_date)
+
+    @admin.display(description=_("Status"), ordering="status")
+    def status_col(self, obj):
+        return obj.get_status_display()
 
     def call_row(self, obj) -> CallRow:
         return CallRow.of(obj, obj.infusion.patient, scheduled=obj.status == m.VisitStatus.SCHEDULED)

@@ -41,7 +41,8 @@ def test_it_titles_a_worklist_in_spanish_with_its_purpose_and_actions(login, coo
     assert "Pasada la fecha prevista y aún sin registrar" in body
     assert "Registrar un intento de contacto…" in body and "Cancelar con un motivo…" in body
     assert "Días de retraso / restantes" in body and "Ortega" in body
-    assert "Past the due date" not in body
+    assert "Fecha prevista" in body and "Estado" in body and "4 días de retraso" in body
+    assert "Past the due date" not in body and "days late" not in body and "Due date" not in body
 
 
 def test_it_follows_the_browser_without_a_preference_and_the_preference_over_the_browser(login, coordinator_a):
