@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from django import forms
 from django.contrib import messages
@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import audit_record
@@ -35,6 +36,7 @@ from surveillance.models import (
     Infusion,
     MalignancyEvent,
     Patient,
+    ProtocolRule,
     Reminder,
     ResultOutcome,
     RiskFlag,
@@ -45,7 +47,7 @@ from surveillance.models.protocols import VisitKind
 from surveillance.models.visits import RECORDABLE_STATUSES
 from surveillance.scheduling.engine import EARLIEST_INFUSION
 from surveillance.seeds.analytes import analytes
-from surveillance.seeds.labels import label
+from surveillance.seeds.labels import label, visit_label
 
 TIMELINE_YEARS = 15
 REMINDERS_SHOWN = 200
@@ -583,6 +585,22 @@ def _diff_summary(diff: planning.PlanDiff) -> str:
     }
 
 
+def _diff_lines(diff: planning.PlanDiff) -> dict[str, list[dict]]:
+    """The diff's visits as people read them: each named by its rule's label in the reader's language (not its
+    code), section by section."""
+    sections = ("added", "moved", "removed", "changed")
+    codes = {ref.rule_code for section in sections for ref in getattr(diff, section)}
+    own = dict(ProtocolRule.objects.filter(code__in=codes).order_by("protocol__version").values_list("code", "label"))
+    language = get_language()
+    return {
+        section: [
+            {**asdict(ref), "name": visit_label(ref.rule_code, own.get(ref.rule_code, ref.rule_code), language)}
+            for ref in getattr(diff, section)
+        ]
+        for section in sections
+    }
+
+
 def infusion_replan_view(model_admin, request, object_id):
     infusion = get_object_or_404(
         model_admin.get_queryset(request).select_related("product", "patient__centre", "protocol"), pk=object_id
@@ -654,6 +672,7 @@ def infusion_replan_view(model_admin, request, object_id):
         "form": form,
         "diff": diff,
         "diff_summary": _diff_summary(diff) if diff else "",
+        "diff_lines": _diff_lines(diff) if diff else {},
         "today": today,
         "notice": notice,
         "flags": infusion.risk_flags.all(),

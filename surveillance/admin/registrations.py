@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from surveillance import models as m
@@ -32,6 +33,7 @@ from surveillance.admin.patient_page import (
     visit_page_view,
 )
 from surveillance.care import contact_details, infusions
+from surveillance.seeds.labels import visit_label
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
 
@@ -456,7 +458,7 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
     @admin.display(description=_("Visit"), ordering="rule_code")
     def visit_col(self, obj):
         # The link (added by the list, keeping its filters) opens the visit page, which returns to the list.
-        return format_html('<span class="cw-visit">{}</span>', obj.label)
+        return format_html('<span class="cw-visit">{}</span>', visit_label(obj.rule_code, obj.label, get_language()))
 
     # The model's own columns, titled in the reader's language (the field names are not translated)
     @admin.display(description=_("Due date"), ordering="due_date")

@@ -1,5 +1,5 @@
-"""The labels catalogue (``seeds/labels.yaml``): what people read in place of assessment, analyte, visit-kind and
-outcome codes, in English and Spanish.
+"""The labels catalogue (``seeds/labels.yaml``): what people read in place of assessment, analyte, visit-kind,
+outcome and visit (rule) codes, in English and Spanish.
 
 Codes are what the protocols, the results and the API exchange; a coordinator, a patient or a spreadsheet should
 never have to read ``igg_ivig_decision``. ``label`` is the one function every place that shows a code calls (the
@@ -20,7 +20,7 @@ from django.conf import settings
 from surveillance.seeds.files import yaml_read
 
 FILE_NAME = "labels.yaml"
-SECTIONS = ("assessments", "analytes", "visit_kinds", "outcomes")
+SECTIONS = ("assessments", "analytes", "visit_kinds", "outcomes", "visits")
 DEFAULT_LANGUAGE = "en"
 
 
@@ -104,6 +104,16 @@ def label(code: str, language: str = DEFAULT_LANGUAGE) -> str:
     if labels is None:
         return code
     return labels.get(language) or labels[DEFAULT_LANGUAGE]
+
+
+def visit_label(rule_code: str, own_label: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A visit's name in ``language``: its own label (written by its protocol version) in English, the catalogue's
+    ``visits`` entry for its rule code in another language (the own label when the catalogue has none)."""
+    language = (language or DEFAULT_LANGUAGE).split("-")[0]
+    if language == DEFAULT_LANGUAGE:
+        return own_label
+    labels = catalogue().sections["visits"].get(rule_code)
+    return labels.get(language, own_label) if labels else own_label
 
 
 def labels_of(codes: Iterable[str], language: str = DEFAULT_LANGUAGE) -> list[dict[str, str]]:

@@ -78,8 +78,8 @@ def seeds_load(seeds_dir: Path) -> SeedReport:
     report = SeedReport()
     with transaction.atomic():
         products_load(_read_yaml(seeds_dir / "products.yaml"), report)
-        assessments = protocols_load(sorted((seeds_dir / "protocols").glob("*.yaml")), report)
-        labels_check(seeds_dir, assessments)
+        assessments, rule_codes = protocols_load(sorted((seeds_dir / "protocols").glob("*.yaml")), report)
+        labels_check(seeds_dir, assessments, rule_codes)
         signal_rules_load(sorted((seeds_dir / "signals").glob("*.yaml")), report)
     return report
 
@@ -176,9 +176,9 @@ def _rule_fields(rule: engine.RuleSpec) -> dict:
     }
 
 
-def labels_check(seeds_dir: Path, assessments: set[str]) -> None:
-    """The labels catalogue and the analytes parse, and every assessment code a protocol names and every analyte
-    has a label in every language."""
+def labels_check(seeds_dir: Path, assessments: set[str], rule_codes: set[str]) -> None:
+    """The labels catalogue and the analytes parse, and every assessment code a protocol names, every analyte and
+    every rule code (a visit's name) has a label in every language."""
     try:
         catalogue = labels.catalogue_read(seeds_dir)
         analyte_codes = analytes.analytes_read(seeds_dir)
@@ -186,22 +186,25 @@ def labels_check(seeds_dir: Path, assessments: set[str]) -> None:
         raise SeedError(f"{labels.FILE_NAME}: {exc}") from exc
     except analytes.AnalytesError as exc:
         raise SeedError(f"{analytes.FILE_NAME}: {exc}") from exc
-    for section, codes in (("assessments", assessments), ("analytes", analyte_codes)):
+    for section, codes in (("assessments", assessments), ("analytes", analyte_codes), ("visits", rule_codes)):
         missing = catalogue.missing(section, codes)
         if missing:
             raise SeedError(f"{labels.FILE_NAME}: {section} without a label: {', '.join(missing)}")
 
 
-def protocols_load(paths: list[Path], report: SeedReport) -> set[str]:
-    """Store each protocol version once; returns the assessment codes the files name (for the labels check)."""
+def protocols_load(paths: list[Path], report: SeedReport) -> tuple[set[str], set[str]]:
+    """Store each protocol version once; returns the assessment and the rule codes the files name (for the labels
+    check)."""
     found = _definitions(paths)
     assessments: set[str] = set()
+    rule_codes: set[str] = set()
     for (code, version), (path, data) in sorted(found.items()):
         try:
             spec = protocol_file.protocol_from_dict(data, base=_base_of(data, found, path))
         except ValueError as exc:
             raise SeedError(f"{path.name}: {exc}") from exc
         assessments.update(a.code for rule in spec.rules for a in rule.assessments)
+        rule_codes.update(rule.code for rule in spec.rules)
         rules = [_rule_fields(rule) for rule in spec.rules]
         digest = hashlib.sha256(
             json.dumps({"variant": spec.variant, "rules": rules}, sort_keys=True, default=str).encode()
@@ -231,7 +234,7 @@ def protocols_load(paths: list[Path], report: SeedReport) -> set[str]:
             ProtocolRule(protocol=protocol, position=i, **fields) for i, fields in enumerate(rules, start=1)
         )
         report.protocols_created.append(f"{code} v{version}")
-    return assessments
+    return assessments, rule_codes
 
 
 def signal_rules_load(paths: list[Path], report: SeedReport) -> None:

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from surveillance.care import lifecycle
-from surveillance.models import AuditEntry, FollowUpVisit, Reminder, RiskFlag, VisitStatus
+from surveillance.models import AuditEntry, FollowUpVisit, ProtocolRule, Reminder, RiskFlag, VisitStatus
 
 pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
@@ -69,6 +69,9 @@ def test_it_shows_the_diff_of_a_new_risk_flag_and_changes_nothing_until_confirme
     diff = preview.context["diff"]
     assert diff.protocol_to.startswith("intensified") and diff.added
     assert b"Confirm and apply" in preview.content
+    added = diff.added[0]
+    own = ProtocolRule.objects.filter(code=added.rule_code).values_list("label", flat=True).first()
+    assert f"Added: {own} #{added.occurrence}" in preview.content.decode()  # the visit's name, not its code
     assert not RiskFlag.objects.filter(infusion=infusion).exists()
     assert set(FollowUpVisit.objects.filter(infusion=infusion).values_list("pk", "due_date", "status")) == before
 

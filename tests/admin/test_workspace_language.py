@@ -42,6 +42,7 @@ def test_it_titles_a_worklist_in_spanish_with_its_purpose_and_actions(login, coo
     assert "Registrar un intento de contacto…" in body and "Cancelar con un motivo…" in body
     assert "Días de retraso / restantes" in body and "Ortega" in body
     assert "Fecha prevista" in body and "Estado" in body and "4 días de retraso" in body
+    assert "Mes 3 / día 100" in body and "Month 3 / Day 100" not in body  # the visit named from the catalogue
     assert "Past the due date" not in body and "days late" not in body and "Due date" not in body
 
 

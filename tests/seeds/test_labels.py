@@ -55,3 +55,35 @@ def test_it_refuses_seeds_whose_catalogue_leaves_an_assessment_unlabelled(tmp_pa
     (target / "labels.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(SeedError, match=r"without a label: cibmtr_f4100 \(en\), cibmtr_f4100 \(es\)"):
         seeds_load(target)
+
+
+def protocol_rules() -> dict[str, str]:
+    rules = {}
+    for path in (SEEDS / "protocols").glob("*.yaml"):
+        for rule in yaml.safe_load(path.read_text(encoding="utf-8"))["rules"]:
+            rules[rule["code"]] = rule["label"]
+    return rules
+
+
+def test_it_names_every_protocol_visit_in_spanish_and_keeps_the_protocols_own_english():
+    rules = protocol_rules()
+    assert len(rules) > 12
+    for code, own in rules.items():
+        assert labels.visit_label(code, own, "en") == own
+        spanish = labels.visit_label(code, own, "es-es")
+        assert spanish != own, code
+    assert labels.visit_label("M9", "Month 9", "es") == "Mes 9"
+    assert (
+        labels.visit_label("NEW_RULE", "A visit the catalogue has not met", "es") == "A visit the catalogue has not met"
+    )
+
+
+@pytest.mark.django_db
+def test_it_refuses_seeds_whose_catalogue_leaves_a_visit_unnamed(tmp_path):
+    target = tmp_path / "seeds"
+    shutil.copytree(SEEDS, target)
+    data = yaml.safe_load((target / "labels.yaml").read_text(encoding="utf-8"))
+    del data["visits"]["M9"]
+    (target / "labels.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(SeedError, match=r"visits without a label: M9 \(en\), M9 \(es\)"):
+        seeds_load(target)
