@@ -448,7 +448,8 @@ def risk_flags_apply(records: Iterable[RiskFlagRecord], ctx: ApplyContext) -> li
 def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None:
     """Read results and diagnoses and raise the second-cancer signals they call for on each patient's current
     infusion (``signals.review.signals_record``: deduplicated, audited, never emailed); then let the encounters,
-    appointments and results reconcile the patient's visits (``care.reconcile``).
+    appointments and results reconcile the patients' visits (``care.reconcile``), all the patients at once: the
+    current infusions are read in one query and the visits' changes written together.
 
     Called after ``risk_flags_apply``. A resource about a patient this centre does not know, or one who had no
     CAR-T infusion, is counted as ignored: an EHR export carries far more than the patients followed here."""
