@@ -8,16 +8,20 @@ visit's pending reminders are re-planned.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Sequence
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from surveillance.access.audit import audit_write
+from surveillance.access.audit import audit_entries_insert, audit_entry_build, audit_write
 from surveillance.care import ladder
+from surveillance.db import bulk_rows
 from surveillance.integrations import webhooks
 from surveillance.models import (
+    AuditEntry,
     ContactAttempt,
     FollowUpVisit,
     Patient,
@@ -46,6 +50,27 @@ def _audit(action: str, obj, patient_id: int | None, by, changes: dict) -> None:
     )
 
 
+def _snapshot(visit: FollowUpVisit) -> dict:
+    """What a visit's history row and audit entry say of it, before and after a change."""
+    return {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
+
+
+def _change_rows(visit: FollowUpVisit, before: dict, *, action: str, by, reason: str) -> tuple[VisitChange, AuditEntry]:
+    """The history row and audit entry of one change, unsaved: the one place both are decided, whether a
+    transition writes them at once (``_transition``) or with many others (``visits_complete_from_ehr``)."""
+    after = _snapshot(visit)
+    change = VisitChange(visit=visit, by=by, action=action, before=before, after=after, reason=reason)
+    entry = audit_entry_build(
+        action,
+        object_type=visit._meta.model_name,
+        object_id=visit.pk,
+        patient_id=visit.infusion.patient_id,
+        changes={"before": before, "after": after, "reason": reason},
+        by=by,
+    )
+    return change, entry
+
+
 def _transition(
     visit: FollowUpVisit,
     expected: tuple[str, ...],
@@ -58,22 +83,42 @@ def _transition(
     **values,
 ) -> FollowUpVisit:
     """``match``: what else must still hold of the visit for the change to apply."""
-    before = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
+    before = _snapshot(visit)
     with transaction.atomic():
         current = FollowUpVisit.objects.filter(match or Q(), pk=visit.pk, status__in=expected, sequence=visit.sequence)
         updated = current.update(status_changed_at=now, status_changed_by=by, updated_at=now, **values)
         if updated != 1:
             raise TransitionError(f"visit {visit.pk} is no longer {' or '.join(expected)}; reload and try again")
         visit.refresh_from_db()
-        after = {"status": visit.status, "due_date": str(visit.due_date), "sequence": visit.sequence}
-        VisitChange.objects.create(visit=visit, by=by, action=action, before=before, after=after, reason=reason)
-        _audit(action, visit, visit.infusion.patient_id, by, {"before": before, "after": after, "reason": reason})
+        change, entry = _change_rows(visit, before, action=action, by=by, reason=reason)
+        change.save()
+        entry.save()
         if visit.status == VisitStatus.MISSED and before["status"] != VisitStatus.MISSED:
             webhooks.visit_missed_emit(visit)
         if LADDER_STATUSES & {visit.status, before["status"]}:  # the consecutive misses may have changed
             ladder.patient_ladder_update(Patient.objects.get(pk=visit.infusion.patient_id), now)
         outbox.visit_reminders_sync(visit, now)
     return visit
+
+
+def _completion(completed_on: dt.date, source: str, results: dict | None = None) -> dict:
+    """The values a completion writes."""
+    return {
+        "status": VisitStatus.COMPLETED,
+        "completed_on": completed_on,
+        "completed_source": source[:255],
+        "results": results or {},
+        "status_reason": "",
+    }
+
+
+def _ehr_reason(source: str) -> str:
+    return f"EHR encounter {source}"[:255]
+
+
+#: What an EHR encounter may complete: a visit still open, or one the daily sweep (no person) marked missed.
+EHR_COMPLETABLE = (*RECORDABLE_STATUSES, VisitStatus.MISSED)
+EHR_COMPLETABLE_MATCH = ~Q(status=VisitStatus.MISSED) | Q(status_changed_by__isnull=True)
 
 
 def visit_mark_completed(
@@ -94,24 +139,84 @@ def visit_mark_completed(
     now = now or timezone.now()
     if completed_on > timezone.localdate(now):
         raise TransitionError("a visit cannot be completed on a future date")
-    expected, match = RECORDABLE_STATUSES, None
-    if source:
-        expected = (*RECORDABLE_STATUSES, VisitStatus.MISSED)
-        match = ~Q(status=VisitStatus.MISSED) | Q(status_changed_by__isnull=True)
+    expected, match = (EHR_COMPLETABLE, EHR_COMPLETABLE_MATCH) if source else (RECORDABLE_STATUSES, None)
     return _transition(
         visit,
         expected,
         match=match,
         action="completed",
         by=by,
-        reason=f"EHR encounter {source}"[:255] if source else "",
+        reason=_ehr_reason(source) if source else "",
         now=now,
-        status=VisitStatus.COMPLETED,
-        completed_on=completed_on,
-        completed_source=source[:255],
-        results=results or {},
-        status_reason="",
+        **_completion(completed_on, source, results),
     )
+
+
+def visits_complete_from_ehr(
+    completions: Sequence[tuple[FollowUpVisit, str, dt.date]], *, now: dt.datetime | None = None
+) -> set[int]:
+    """``visit_mark_completed`` from EHR encounters (visit, encounter id, day) for many visits at once, to the
+    same rows: returns the pks of the visits completed; the others were settled meanwhile (a lost race).
+
+    The compare-and-set holds for all of them together: the visits still completable are locked and read in one
+    query, then updated in one statement, their history rows and audit entries inserted in one each, and their
+    pending reminders cancelled in one. A completion never emits an event. A patient with a missed visit has their
+    visits completed one by one: each completion may step them down the lost-to-follow-up ladder, and each step
+    is a ladder change of its own. Any other patient's consecutive misses stay at none, so their ladder moves at
+    most once, to on track."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    completions = [item for item in completions if item[2] <= today]  # a future day is refused, as one by one
+    if not completions:
+        return set()
+    with transaction.atomic():
+        patients = {visit.infusion.patient_id for visit, _, _ in completions}
+        stepping = set(
+            FollowUpVisit.objects.filter(
+                infusion__patient__in=patients, infusion__superseded_by__isnull=True, status=VisitStatus.MISSED
+            ).values_list("infusion__patient_id", flat=True)
+        )
+        done: set[int] = set()
+        for visit, source, day in completions:
+            if visit.infusion.patient_id in stepping:
+                with contextlib.suppress(TransitionError):
+                    done.add(visit_mark_completed(visit, completed_on=day, source=source, now=now).pk)
+        bulk = [item for item in completions if item[0].infusion.patient_id not in stepping]
+        if not bulk:
+            return done
+        sequences = {visit.pk: visit.sequence for visit, _, _ in bulk}
+        still = (
+            FollowUpVisit.objects.select_for_update()
+            .filter(EHR_COMPLETABLE_MATCH, pk__in=sequences, status__in=EHR_COMPLETABLE)
+            .values_list("pk", "sequence")
+        )
+        won = {pk for pk, sequence in still if sequences[pk] == sequence}
+        rows: list[tuple[VisitChange, AuditEntry]] = []
+        changed: list[FollowUpVisit] = []
+        for visit, source, day in bulk:
+            if visit.pk not in won:
+                continue
+            before = _snapshot(visit)
+            values = _completion(day, source)
+            # ``_transition``'s stamps; a completed visit wants no reminder (``outbox.visits_reminders_settle``)
+            values.update(
+                status_changed_at=now, status_changed_by_id=None, updated_at=now, reminders_planned_for=visit.sequence
+            )
+            for name, value in values.items():
+                setattr(visit, name, value)
+            changed.append(visit)
+            rows.append(_change_rows(visit, before, action="completed", by=None, reason=_ehr_reason(source)))
+        if not changed:
+            return done
+        columns = [*values]
+        bulk_rows.rows_update(FollowUpVisit, columns, [(v.pk, *(getattr(v, c) for c in columns)) for v in changed])
+        VisitChange.objects.bulk_create([change for change, _ in rows])
+        audit_entries_insert(entry for _, entry in rows)
+        on_track_stays = Patient.objects.filter(pk__in={v.infusion.patient_id for v in changed})
+        for patient in on_track_stays.exclude(ladder_stage=LadderStage.ON_TRACK):
+            ladder.patient_ladder_update(patient, now)
+        outbox.visits_reminders_settle([visit.pk for visit in changed], now)
+    return done | won
 
 
 def visit_ehr_completion_undo(

@@ -15,7 +15,7 @@ A coordinator should not have to type in that a visit happened when the hospital
   coordinator undid for that same encounter.
   Encounters outside every open window, not finished, or dated after today change nothing. When windows overlap,
   the visit whose due date is nearest takes the encounter; each encounter completes one visit at most.
-- **Observations dated inside a visit's window fill its results** (``care.results.results_record``, source EHR):
+- **Observations dated inside a visit's window fill its results** (``care.results``, source EHR):
   the blood-count analytes of ``seeds/analytes.yaml`` by LOINC, under the first assessment the visit asks for
   that takes the analyte, the latest result of an analyte standing. Scheduled, not-yet-recorded and completed
   visits take results; a result a person recorded is never replaced; a result in a unit that cannot be read is
@@ -24,7 +24,8 @@ A coordinator should not have to type in that a visit happened when the hospital
   patient's reminders then say "see you on <day>". A cancelled (or no-show) appointment that had booked the visit
   takes the booking back.
 
-``reconcile_from_ehr`` applies the plan through the lifecycle's transitions, so each change is compare-and-set,
+``reconcile_from_ehr`` applies the plans of an import batch's patients through the lifecycle's transitions (the
+completions of them all at once, ``lifecycle.visits_complete_from_ehr``), so each change is compare-and-set,
 audited, and emits what the transition emits. A visit someone else changed meanwhile is left as it is.
 """
 
@@ -39,9 +40,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.care import lifecycle
-from surveillance.care.results import ResultEntry, ResultsRefused, results_record
+from surveillance.care.results import ResultEntry, ResultsRefused, results_check, results_write
 from surveillance.models import FollowUpVisit, Infusion, Patient, ResultSource, VisitStatus
 from surveillance.seeds.analytes import analyte_for_loinc
+from surveillance.signals.review import ruleset_current
 from surveillance.signals.rules import LabResult
 
 FINISHED = "finished"
@@ -277,68 +279,91 @@ def _state(visit: FollowUpVisit) -> VisitState:
     )
 
 
-def _results_write(visit: FollowUpVisit, entries: list[ResultEntry], report: ReconcileReport) -> None:
-    """Record the EHR's results; those refused (a unit that cannot be read) are left out and counted."""
+def _results_checked(
+    visit: FollowUpVisit, entries: list[ResultEntry], report: ReconcileReport, units: Mapping
+) -> list[ResultEntry]:
+    """The EHR's results as they will be stored; those refused (a unit that cannot be read) left out and counted."""
     try:
-        outcome = results_record(visit, entries, source=ResultSource.EHR)
+        return results_check(visit, entries, ResultSource.EHR, units)
     except ResultsRefused as refused:
         bad = {int(where.partition(".")[0]) for where in refused.problems}
         report.results_unreadable += len(bad)
         kept = [entry for index, entry in enumerate(entries) if index not in bad]
-        if not kept:
-            return
-        outcome = results_record(visit, kept, source=ResultSource.EHR)
-    report.results_recorded += outcome.written
-    report.results_kept_person += outcome.kept_person
+        return results_check(visit, kept, ResultSource.EHR, units) if kept else []
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecords:
+    """What an import sent about one patient: the ``ClinicalResource`` items and the blood results read from them;
+    ``infusion`` is the patient's current infusion (the latest not superseded), whose visits are reconciled."""
+
+    patient: Patient
+    infusion: Infusion
+    resources: Sequence[Any]
+    labs: Sequence[LabResult]
 
 
 def reconcile_from_ehr(
-    patient: Patient,
-    resources: Iterable[Any],
-    labs: Iterable[LabResult],
-    *,
-    sender: str = "",
-    now: dt.datetime | None = None,
-) -> ReconcileReport:
-    """Reconcile the patient's current visits with the Encounters and Appointments among ``resources`` (the
-    import's ``ClinicalResource`` items) and with the blood results ``labs`` read from them. ``sender`` is the
-    import's declared source system: the source of a resource that states none, as for a Patient."""
-    report = ReconcileReport()
-    infusion = Infusion.objects.filter(patient=patient, superseded_by__isnull=True).order_by("-pk").first()
-    if infusion is None:
-        return report
-    encounters, appointments = [], []
-    for item in resources:
-        if item.resource_type == "Encounter":
-            encounters.append(encounter_read(item.resource, item.source or item.patient_source or sender))
-        elif item.resource_type == "Appointment":
-            appointments.append(appointment_read(item.resource))
+    batch: Sequence[PatientRecords], *, sender: str = "", now: dt.datetime | None = None
+) -> list[ReconcileReport]:
+    """Reconcile each patient's current visits with the Encounters and Appointments among their resources (the
+    import's ``ClinicalResource`` items) and with the blood results read from them; a report for each. ``sender``
+    is the import's declared source system: the source of a resource that states none, as for a Patient.
+
+    A whole import batch at once: the visits read in one query, each patient's plan decided on its own, then the
+    completions of them all applied together (``lifecycle.visits_complete_from_ehr``) and their results recorded
+    together (``results.results_write``)."""
+    if not batch:
+        return []
     now = now or timezone.now()
-    visits = {v.pk: v for v in FollowUpVisit.objects.filter(infusion=infusion).select_related("infusion__patient")}
-    site = Site(patient.centre.ehr_identifiers(), patient.source_system)
-    plan = reconcile_decide(
-        [_state(v) for v in visits.values()],
+    reports = [ReconcileReport() for _ in batch]
+    visits: dict[int, FollowUpVisit] = {}
+    by_infusion: dict[int, list[FollowUpVisit]] = {}
+    rows = FollowUpVisit.objects.filter(infusion__in=[item.infusion.pk for item in batch])
+    for visit in rows.select_related("infusion__patient"):
+        visits[visit.pk] = visit
+        by_infusion.setdefault(visit.infusion_id, []).append(visit)
+    plans = [_plan_for(item, by_infusion.get(item.infusion.pk, []), sender, now) for item in batch]
+    with transaction.atomic():
+        completions = [(visits[pk], encounter_id, day) for plan in plans for pk, encounter_id, day in plan.completions]
+        completed = lifecycle.visits_complete_from_ehr(completions, now=now)
+        for plan, report in zip(plans, reports, strict=True):
+            report.completed = sum(pk in completed for pk, _, _ in plan.completions)
+            report.lost_races = len(plan.completions) - report.completed
+            for visit_pk, appointment_id, day in plan.bookings:
+                try:
+                    visits[visit_pk] = lifecycle.visit_book(visits[visit_pk], on=day, source=appointment_id, now=now)
+                    report.booked += day is not None
+                except lifecycle.TransitionError:
+                    report.lost_races += 1
+        units = ruleset_current()[1].units if any(plan.results for plan in plans) else {}
+        checked = [
+            (visits[pk], _results_checked(visits[pk], entries, report, units), report)
+            for plan, report in zip(plans, reports, strict=True)
+            for pk, entries in plan.results.items()
+        ]
+        checked = [item for item in checked if item[1]]
+        written = results_write([(visit, entries) for visit, entries, _ in checked], source=ResultSource.EHR)
+        for (_, _, report), outcome in zip(checked, written, strict=True):
+            report.results_recorded += outcome.written
+            report.results_kept_person += outcome.kept_person
+    return reports
+
+
+def _plan_for(item: PatientRecords, visits: list[FollowUpVisit], sender: str, now: dt.datetime) -> Plan:
+    encounters, appointments = [], []
+    for resource in item.resources:
+        if resource.resource_type == "Encounter":
+            source = resource.source or resource.patient_source or sender
+            encounters.append(encounter_read(resource.resource, source))
+        elif resource.resource_type == "Appointment":
+            appointments.append(appointment_read(resource.resource))
+    centre = item.patient.centre
+    return reconcile_decide(
+        [_state(v) for v in visits],
         encounters,
         appointments,
-        labs,
-        site=site,
-        today=timezone.localdate(now, patient.centre.tz),
+        item.labs,
+        site=Site(centre.ehr_identifiers(), item.patient.source_system),
+        today=timezone.localdate(now, centre.tz),
     )
-    with transaction.atomic():
-        for visit_pk, encounter_id, day in plan.completions:
-            try:
-                visits[visit_pk] = lifecycle.visit_mark_completed(
-                    visits[visit_pk], completed_on=day, source=encounter_id, now=now
-                )
-                report.completed += 1
-            except lifecycle.TransitionError:
-                report.lost_races += 1
-        for visit_pk, appointment_id, day in plan.bookings:
-            try:
-                visits[visit_pk] = lifecycle.visit_book(visits[visit_pk], on=day, source=appointment_id, now=now)
-                report.booked += day is not None
-            except lifecycle.TransitionError:
-                report.lost_races += 1
-        for visit_pk, entries in plan.results.items():
-            _results_write(visits[visit_pk], entries, report)
-    return report

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
 
-from surveillance.access.audit import audit_write
+from surveillance.access.audit import audit_entries_insert, audit_entry_build
 from surveillance.care import lifecycle
-from surveillance.models import FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
+from surveillance.models import AuditEntry, FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
 from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analytes
 from surveillance.signals.review import ruleset_current
 
@@ -92,11 +92,11 @@ def _interpretation(entry: ResultEntry) -> str:
 class _Checker:
     """The checks of one call's entries against the visit and the catalogues; collects every problem."""
 
-    def __init__(self, visit: FollowUpVisit, source: str):
+    def __init__(self, visit: FollowUpVisit, source: str, units: Mapping | None = None):
         self.visit = visit
         self.source = source
         self.problems: dict[str, list[str]] = {}
-        self._units = None
+        self._units = units
 
     def problem(self, index: int, name: str, message: str) -> None:
         self.problems.setdefault(f"{index}.{name}", []).append(message)
@@ -206,9 +206,18 @@ def results_record(
     now: dt.datetime | None = None,
 ) -> ResultsReport:
     """Record ``results`` on ``visit`` (see the module's docstring); ``ResultsRefused`` before writing anything."""
+    entries = results_check(visit, results, source)
+    return results_write([(visit, entries)], actor=actor, source=source, now=now)[0]
+
+
+def results_check(
+    visit: FollowUpVisit, results: Sequence[ResultEntry], source: str, units: Mapping | None = None
+) -> list[ResultEntry]:
+    """The entries as they will be stored (``_Checker.check``); ``ResultsRefused`` with every problem found.
+    ``units``: the current signal rules' units, read once for a batch of visits (read here if not given)."""
     if source not in ResultSource.values:
         raise ValueError(f"unknown result source {source!r}")
-    checker = _Checker(visit, source)
+    checker = _Checker(visit, source, units)
     entries = [checker.check(index, entry) for index, entry in enumerate(results)]
     keys = [(entry.assessment, entry.analyte) for entry in entries]
     for index, key in enumerate(keys):
@@ -216,50 +225,70 @@ def results_record(
             checker.problem(index, "analyte" if key[1] else "assessment", "given twice in the same call")
     if checker.problems:
         raise ResultsRefused(checker.problems)
+    return entries
+
+
+def results_write(
+    checked: Sequence[tuple[FollowUpVisit, Sequence[ResultEntry]]],
+    *,
+    actor=None,
+    source: str,
+    now: dt.datetime | None = None,
+) -> list[ResultsReport]:
+    """Store the checked entries (``results_check``) of one visit or of many, a report for each: the stored rows
+    read in one query, the new ones inserted in one statement (a blood count is seven rows, and an EHR import
+    records thousands), and a history row and audit entry for each visit written to."""
+    if not checked:
+        return []
     now = now or timezone.now()
-    report = ResultsReport()
+    reports = [ResultsReport() for _ in checked]
     with transaction.atomic():
         stored = {
-            (row.assessment, row.analyte): row for row in VisitResult.objects.select_for_update().filter(visit=visit)
+            (row.visit_id, row.assessment, row.analyte): row
+            for row in VisitResult.objects.select_for_update().filter(visit__in=[visit.pk for visit, _ in checked])
         }
-        created: list[VisitResult] = []
-        for entry in entries:
-            values = {name: getattr(entry, name) for name in _VALUE_FIELDS}
-            values.update(source=source, recorded_by=actor, recorded_at=now)
-            row = stored.get((entry.assessment, entry.analyte))
-            if row is None:
-                # inserted together below: a blood count is seven rows, and an EHR import records thousands
-                created.append(VisitResult(visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values))
+        created: list[list[VisitResult]] = [[] for _ in checked]
+        for (visit, entries), report, new in zip(checked, reports, created, strict=True):
+            for entry in entries:
+                values = {name: getattr(entry, name) for name in _VALUE_FIELDS}
+                values.update(source=source, recorded_by=actor, recorded_at=now)
+                row = stored.get((visit.pk, entry.assessment, entry.analyte))
+                if row is None:
+                    new.append(VisitResult(visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values))
+                elif not _supersedes(entry, row, source):
+                    report.kept_person += row.source == ResultSource.PERSON
+                    report.unchanged += row.source != ResultSource.PERSON
+                elif all(getattr(row, name) == getattr(entry, name) for name in _VALUE_FIELDS) and row.source == source:
+                    report.unchanged += 1
+                else:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    row.save()
+                    report.updated += 1
+                    report.result_ids.append(row.pk)
+        VisitResult.objects.bulk_create([row for rows in created for row in rows])
+        changes: list[VisitChange] = []
+        entries: list[AuditEntry] = []
+        for (visit, _), report, new in zip(checked, reports, created, strict=True):
+            report.created += len(new)
+            report.result_ids += [row.pk for row in new]
+            if not report.written:
                 continue
-            if not _supersedes(entry, row, source):
-                report.kept_person += row.source == ResultSource.PERSON
-                report.unchanged += row.source != ResultSource.PERSON
-                continue
-            elif all(getattr(row, name) == getattr(entry, name) for name in _VALUE_FIELDS) and row.source == source:
-                report.unchanged += 1
-                continue
-            else:
-                for name, value in values.items():
-                    setattr(row, name, value)
-                row.save()
-                report.updated += 1
-            report.result_ids.append(row.pk)
-        if created:
-            VisitResult.objects.bulk_create(created)
-            report.created += len(created)
-            report.result_ids += [row.pk for row in created]
-        if report.written:
             summary = {"source": source, "created": report.created, "updated": report.updated}
-            VisitChange.objects.create(visit=visit, by=actor, action="results_recorded", after=summary)
-            audit_write(
-                "results_recorded",
-                by=actor,
-                object_type="followupvisit",
-                object_id=visit.pk,
-                patient_id=visit.infusion.patient_id,
-                changes={**summary, "results": report.result_ids},
+            changes.append(VisitChange(visit=visit, by=actor, action="results_recorded", after=summary))
+            entries.append(
+                audit_entry_build(
+                    "results_recorded",
+                    by=actor,
+                    object_type="followupvisit",
+                    object_id=visit.pk,
+                    patient_id=visit.infusion.patient_id,
+                    changes={**summary, "results": report.result_ids},
+                )
             )
-    return report
+        VisitChange.objects.bulk_create(changes)
+        audit_entries_insert(entries)
+    return reports
 
 
 def remaining_as_normal(visit: FollowUpVisit, given: Sequence[ResultEntry]) -> list[ResultEntry]:

@@ -25,7 +25,7 @@ from django.db import DataError, IntegrityError
 from django.utils import timezone
 
 from surveillance.care import contact_details, infusions, lifecycle, risk_flags
-from surveillance.care.reconcile import reconcile_from_ehr
+from surveillance.care.reconcile import PatientRecords, reconcile_from_ehr
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
     ClinicalResource,
@@ -448,17 +448,21 @@ def risk_flags_apply(records: Iterable[RiskFlagRecord], ctx: ApplyContext) -> li
 def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None:
     """Read results and diagnoses and raise the second-cancer signals they call for on each patient's current
     infusion (``signals.review.signals_record``: deduplicated, audited, never emailed); then let the encounters,
-    appointments and results reconcile the patient's visits (``care.reconcile``).
+    appointments and results reconcile the patients' visits (``care.reconcile``), all the patients at once: the
+    current infusions are read in one query and the visits' changes written together.
 
     Called after ``risk_flags_apply``. A resource about a patient this centre does not know, or one who had no
     CAR-T infusion, is counted as ignored: an EHR export carries far more than the patients followed here."""
+    found: list[tuple[Patient, list[ClinicalResource]]] = []
     for grouped in _by_patient(items, ctx).values():
         try:
-            patient = _patient_for(grouped[0], ctx)
+            found.append((_patient_for(grouped[0], ctx), grouped))
         except RowProblem:
             ctx.report.ignored[f"{grouped[0].resource_type}: {UNKNOWN_PATIENT}"] += len(grouped)
-            continue
-        infusion = Infusion.objects.filter(patient=patient, superseded_by__isnull=True).order_by("-pk").first()
+    current = _current_infusions([patient for patient, _ in found])
+    batch: list[PatientRecords] = []
+    for patient, grouped in found:
+        infusion = current.get(patient.pk)
         if infusion is None:
             ctx.report.ignored[f"{grouped[0].resource_type}: {NO_INFUSION}"] += len(grouped)
             continue
@@ -466,7 +470,15 @@ def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None
         for left_out in parsed.ignored:
             ctx.report.ignored[f"{left_out.resource_type}: {left_out.reason}"] += 1
         ctx.report.signals_raised += signals_record(infusion, parsed.records(), source="ehr-import").raised
-        ctx.report.reconciled(reconcile_from_ehr(patient, grouped, parsed.labs, sender=ctx.source_system))
+        batch.append(PatientRecords(patient, infusion, grouped, parsed.labs))
+    for outcome in reconcile_from_ehr(batch, sender=ctx.source_system):
+        ctx.report.reconciled(outcome)
+
+
+def _current_infusions(patients: list[Patient]) -> dict[int, Infusion]:
+    """Each patient's current infusion (the latest not superseded), in one query."""
+    rows = Infusion.objects.filter(patient__in=patients, superseded_by__isnull=True).order_by("pk")
+    return {infusion.patient_id: infusion for infusion in rows}
 
 
 def _by_patient(items: Iterable, ctx: ApplyContext) -> dict[SourceKey, list]:

@@ -31,7 +31,7 @@ from surveillance.imports.apply import (
     record_apply,
     risk_flags_apply,
 )
-from surveillance.imports.fhir.records import InfusionRecord, PatientRecord
+from surveillance.imports.fhir.records import ClinicalResource, InfusionRecord, PatientRecord
 from surveillance.imports.identity import SourceKey, record_mrn
 from surveillance.imports.lookup import BatchLookup
 from surveillance.imports.report import ImportReport
@@ -115,13 +115,14 @@ def batch_apply(ctx: ApplyContext, batch: list[tuple[int, object]], *, careful: 
 
 
 def _lookup_load(ctx: ApplyContext, items: list) -> BatchLookup:
-    """The batch's patients (by source identity or MRN) and its infusions' patients, looked up at once."""
+    """The batch's patients (by source identity or MRN) and the patients its infusions and clinical resources
+    (results, encounters) refer to, looked up at once."""
     patients = [item for item in items if isinstance(item, PatientRecord)]
     return BatchLookup.load(
         ctx.centre,
         {(ctx.source_of(record), record.source_id) for record in patients},
         {record_mrn(record) for record in patients},
-        {ctx.patient_key(item) for item in items if isinstance(item, InfusionRecord)},
+        {ctx.patient_key(item) for item in items if isinstance(item, InfusionRecord | ClinicalResource)},
         ctx.known,
     )
 

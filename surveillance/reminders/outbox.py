@@ -166,10 +166,8 @@ def visit_reminders_sync(visit: FollowUpVisit, now: dt.datetime | None = None) -
             wanted = {plan.key: plan for plan in visit_reminder_plans(visit, now)}
         wanted.update({plan.key: plan for plan in visit_notice_plans(visit, now)})
         wanted = _without_repeats(visit, wanted, now)
-    cancelled = (
-        Reminder.objects.filter(visit=visit, status=ReminderStatus.PENDING)
-        .exclude(idempotency_key__in=wanted)
-        .update(status=ReminderStatus.CANCELLED, outcome_reason="visit re-planned or closed", updated_at=now)
+    cancelled = _pending_cancel(
+        Reminder.objects.filter(visit=visit, status=ReminderStatus.PENDING).exclude(idempotency_key__in=wanted), now
     )
     existing = set(
         Reminder.objects.filter(visit=visit, idempotency_key__in=wanted).values_list("idempotency_key", flat=True)
@@ -179,6 +177,16 @@ def visit_reminders_sync(visit: FollowUpVisit, now: dt.datetime | None = None) -
     FollowUpVisit.objects.filter(pk=visit.pk).update(reminders_planned_for=visit.sequence)
     visit.reminders_planned_for = visit.sequence
     return len(rows), cancelled
+
+
+def visits_reminders_settle(visit_ids: list[int], now: dt.datetime) -> int:
+    """What ``visit_reminders_sync`` does for visits just settled (completed): they need no reminder, so their
+    pending rows are cancelled, in one statement for them all. The caller sets ``reminders_planned_for``."""
+    return _pending_cancel(Reminder.objects.filter(visit__in=visit_ids, status=ReminderStatus.PENDING), now)
+
+
+def _pending_cancel(pending, now: dt.datetime) -> int:
+    return pending.update(status=ReminderStatus.CANCELLED, outcome_reason="visit re-planned or closed", updated_at=now)
 
 
 def _outbox_row(visit: FollowUpVisit, key: str, plan: ReminderPlan) -> Reminder:
