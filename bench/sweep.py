@@ -11,7 +11,7 @@ must mark missed. Future visits are scheduled; those already in the reminder loo
 planned, except the day's newcomers, which the sweep's outbox top-up plans.
 
 The real ``surveillance.reminders.sweep.daily_sweep`` runs in a child process (wall time of the sweep itself, and the
-child's peak RSS); target under 60 s. Baseline: one ``UPDATE`` marking the same rows missed (in a transaction
+child's peak RSS); target under 30 s. Baseline: one ``UPDATE`` marking the same rows missed (in a transaction
 rolled back, median of 3). The sweep changes the data, so it runs once.
 """
 
@@ -25,7 +25,7 @@ import time
 
 from bench._common import median, record, run_child, scratch_database
 
-TARGET_SECONDS = 60.0
+TARGET_SECONDS = 30.0
 PER_PATIENT = 30
 
 CHILD = """
@@ -92,10 +92,10 @@ def build(visits: int, backlog_days: int, unrecorded: float) -> tuple[dict, int]
             """
             INSERT INTO surveillance_patient (mrn, given_name, family_name, birth_date, sex, email, phone,
                 preferred_language, time_zone, contact_consent, status, status_reason, ladder_stage, source_system,
-                source_id, created_at, updated_at, centre_id)
+                source_id, created_at, updated_at, centre_id, identifier_system, preferred_channel, sms_consent)
             SELECT 'S' || g, 'Pat', 'Sweep' || g, DATE '1950-01-01' + (g %% 15000), 'female',
                    'p' || g || '@example.org', '', 'en', '', true, 'active', '', 'on_track', '', '', now(), now(),
-                   (%(centres)s::bigint[])[1 + g %% 3]
+                   (%(centres)s::bigint[])[1 + g %% 3], '', 'email', false
             FROM generate_series(1, %(patients)s) AS g
             """,
             params,
@@ -114,13 +114,14 @@ def build(visits: int, backlog_days: int, unrecorded: float) -> tuple[dict, int]
             """
             INSERT INTO surveillance_followupvisit (rule_code, occurrence, label, kind, due_date, window_start,
                 window_end, assessments, status, status_changed_at, status_reason, completed_on, results, sequence,
-                planner_cancelled, reminders_planned_for, created_at, updated_at, infusion_id, rule_id)
+                planner_cancelled, reminders_planned_for, created_at, updated_at, infusion_id, rule_id, booked_for,
+                booked_source, completed_source, ehr_completion_undone)
             SELECT %(rule_code)s, k, %(label)s, %(kind)s, d.due, d.due - 30, d.due + 30, '[]', d.status,
                    CASE WHEN d.status = 'scheduled' THEN NULL ELSE now() END,
                    CASE WHEN d.status = 'missed' THEN 'Window closed without a recorded visit' ELSE '' END,
                    CASE WHEN d.status = 'completed' THEN d.due END, '{}', 0, false,
                    CASE WHEN d.status = 'scheduled' AND d.due <= %(planned_until)s THEN 0 END,
-                   now(), now(), i.id, %(rule)s
+                   now(), now(), i.id, %(rule)s, NULL, '', '', ''
             FROM surveillance_infusion i
             CROSS JOIN generate_series(1, %(per)s) AS k
             CROSS JOIN LATERAL (
@@ -238,7 +239,7 @@ def main() -> int:
         f"{result['ladder_changes']} ladder changes, {result['topped_up']} visits' reminders topped up; "
         f"peak RSS {child.max_rss_mb:.0f} MB"
     )
-    print(f"  it also re-checked the ladder of the {off_track} patients already off track")
+    print(f"  {off_track} patients were already off track; the sweep reads only the visits whose window just closed")
     if result["missed"] != expected:
         print(f"  note: the baseline UPDATE matched {expected} rows, the sweep marked {result['missed']}")
     ok = seconds < TARGET_SECONDS

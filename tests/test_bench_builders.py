@@ -1,0 +1,38 @@
+"""The benchmarks that build their cohorts with SQL keep up with the schema: each runs end to end at a tiny size.
+
+They write rows column by column, so a new NOT NULL column breaks them without any other test noticing; this runs
+them as `make bench` does (a scratch database of their own, a child process), only small.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="the SQL builders are PostgreSQL's"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("sweep", {"BENCH_SWEEP_VISITS": "3000"}), ("admin_pages", {"BENCH_ADMIN_PATIENTS": "60"})],
+)
+def test_it_builds_and_measures_at_a_tiny_size(name, size):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", name],
+        cwd=REPO,
+        env={**os.environ, **size},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    # a missed speed target is not this test's business (a loaded machine); a build or run that breaks is
+    assert "Traceback" not in output and "ERROR" not in result.stdout and "FAILED" not in result.stdout, output[-3000:]
+    assert f"== bench.{name}" in result.stdout and "| met? |" in result.stdout
