@@ -271,9 +271,9 @@ def claim_query(rows: int) -> bool:
             f"""
             INSERT INTO {table} (visit_id, audience, purpose, days_before, idempotency_key, sequence, send_after,
                                  status, attempts, next_attempt_at, claimed_by, message_id, last_error,
-                                 outcome_reason, created_at, updated_at)
+                                 outcome_reason, created_at, updated_at, provider_message_id)
             SELECT %s, 'patient', 'upcoming', 0, 'bench:' || g, %s, now() + (g || ' minutes')::interval, 'pending',
-                   0, now() + (g || ' minutes')::interval, '', '', '', '', now(), now()
+                   0, now() + (g || ' minutes')::interval, '', '', '', '', now(), now(), ''
             FROM generate_series(1, %s) AS g
             """,
             [visit_id, sequence, rows],

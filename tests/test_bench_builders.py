@@ -21,7 +21,11 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.mark.parametrize(
     ("name", "size"),
-    [("sweep", {"BENCH_SWEEP_VISITS": "3000"}), ("admin_pages", {"BENCH_ADMIN_PATIENTS": "60"})],
+    [
+        ("sweep", {"BENCH_SWEEP_VISITS": "3000"}),
+        ("admin_pages", {"BENCH_ADMIN_PATIENTS": "60"}),
+        ("dispatch", {"BENCH_MESSAGES": "40", "BENCH_DISPATCH_RUNS": "1", "BENCH_PENDING_ROWS": "2000"}),
+    ],
 )
 def test_it_builds_and_measures_at_a_tiny_size(name, size):
     result = subprocess.run(
