@@ -31,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.access.audit import audit_write
+from surveillance.addresses import loopback_host
 from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import (
     FollowUpVisit,
@@ -46,7 +47,6 @@ logger = logging.getLogger("surveillance.integrations.webhooks")
 
 SIGNATURE_HEADER = "X-CartWatch-Signature"
 USER_AGENT = "CAR-T-Watch-Webhooks/1"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _cfg(name: str, default: int) -> int:
@@ -62,14 +62,9 @@ def webhook_url_problem(url: str) -> str | None:
     host = (parts.hostname or "").lower()
     if not host:
         return "needs a host"
-    if parts.scheme == "http":
-        try:
-            loopback = host in LOOPBACK_HOSTS or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            return "must use https:// (plain http only to a loopback address)"
-    elif parts.scheme != "https":
+    if parts.scheme == "http" and not loopback_host(host):
+        return "must use https:// (plain http only to a loopback address)"
+    if parts.scheme not in ("http", "https"):
         return "must be an https:// URL"
     return webhook_address_problem(host)
 

@@ -14,13 +14,13 @@ its last committed line. Only when every file is imported does the connection's 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from surveillance.addresses import loopback_host
 from surveillance.models.centres import TreatmentCentre
 
 #: What an export asks for, in the order its files are imported: Patients before what refers to them, infusions
@@ -110,7 +110,7 @@ class EhrConnection(models.Model):
         problems: dict[str, str] = {}
         for field in ("fhir_base_url", "token_url"):
             url = urlsplit(getattr(self, field) or "")
-            if url.scheme != "https" and not (url.scheme == "http" and _loopback(url.hostname or "")):
+            if url.scheme != "https" and not (url.scheme == "http" and loopback_host(url.hostname or "")):
                 problems[field] = "must be https (plain http only to this machine, e.g. a local proxy)"
         if self.group_id and not FHIR_ID.fullmatch(self.group_id):
             problems["group_id"] = "a FHIR id: 1 to 64 letters, digits, '-' or '.'"
@@ -130,15 +130,6 @@ class EhrConnection(models.Model):
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 ENV_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class PullStatus(models.TextChoices):
