@@ -245,10 +245,18 @@ def visit_ehr_completion_undo(
 
 
 def visit_book(
-    visit: FollowUpVisit, *, on: dt.date | None, source: str, by=None, now: dt.datetime | None = None
+    visit: FollowUpVisit,
+    *,
+    on: dt.date | None,
+    source: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    by=None,
+    now: dt.datetime | None = None,
 ) -> FollowUpVisit:
-    """The EHR booked the visit for ``on`` (its appointment ``source``), or cancelled that booking (``on`` None):
-    reminders then speak of the booked day instead of asking the patient to book one."""
+    """The EHR booked the visit for ``on`` (its appointment ``source``; ``start`` and ``end`` its hours when it
+    gave them), or cancelled that booking (``on`` None): reminders then speak of the booked day instead of asking
+    the patient to book one, and their calendar entry is confirmed for it."""
     if on is not None and not visit.window_start <= on <= visit.window_end:
         raise TransitionError(f"a booking must lie within the visit window {visit.window_start} to {visit.window_end}")
     return _transition(
@@ -261,6 +269,8 @@ def visit_book(
         match=Q(booked_for=visit.booked_for, booked_source=visit.booked_source),
         booked_for=on,
         booked_source=source[:255] if on else "",
+        booked_start=start if on else None,
+        booked_end=end if on and start else None,
     )
 
 
