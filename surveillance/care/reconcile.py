@@ -16,8 +16,9 @@ A coordinator should not have to type in that a visit happened when the hospital
   Encounters outside every open window, not finished, or dated after today change nothing. When windows overlap,
   the visit whose due date is nearest takes the encounter; each encounter completes one visit at most.
 - **Observations dated inside a visit's window fill its results** (``care.results``, source EHR):
-  the blood-count analytes of ``seeds/analytes.yaml`` by LOINC, under the first assessment the visit asks for
-  that takes the analyte, the latest result of an analyte standing. Scheduled, not-yet-recorded and completed
+  the analytes of ``seeds/analytes.yaml`` by LOINC (blood counts, IgG, lymphocyte subsets, CRP, ferritin, LDH,
+  EBV load), under the first assessment the visit asks for that takes the analyte, the latest result of an
+  analyte standing. Scheduled, not-yet-recorded and completed
   visits take results; a result a person recorded is never replaced; a result in a unit that cannot be read is
   left out and counted.
 - **A booked Appointment inside a scheduled visit's window, from today on, books the visit for its day** (and
@@ -41,10 +42,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.care import lifecycle
-from surveillance.care.results import ResultEntry, ResultsRefused, results_check, results_write
+from surveillance.care.results import ResultEntry, ResultsRefused, result_units, results_check, results_write
 from surveillance.models import FollowUpVisit, Infusion, Patient, ResultSource, VisitStatus
 from surveillance.seeds.analytes import analyte_for_loinc
-from surveillance.signals.review import ruleset_current
 from surveillance.signals.rules import LabResult
 
 FINISHED = "finished"
@@ -387,7 +387,7 @@ def reconcile_from_ehr(
                     report.booked += booking.on is not None
                 except lifecycle.TransitionError:
                     report.lost_races += 1
-        units = ruleset_current()[1].units if any(plan.results for plan in plans) else {}
+        units = result_units() if any(plan.results for plan in plans) else {}
         checked = [
             (visits[pk], _results_checked(visits[pk], entries, report, units), report)
             for plan, report in zip(plans, reports, strict=True)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from surveillance.access.audit import audit_entries_insert, audit_entry_build
 from surveillance.care import lifecycle
 from surveillance.models import AuditEntry, FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
-from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analytes
+from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analyte_units, analytes
 from surveillance.signals.review import ruleset_current
 
 MAX_NOTE = 500
@@ -72,9 +72,17 @@ class ResultsReport:
         return self.created + self.updated
 
 
+def result_units(signal_units: Mapping | None = None) -> Mapping:
+    """The units each analyte's quantity is accepted in: the signal rules' table (``signal_units``, read here if
+    not given) for the quantities the rules judge, the analytes catalogue's own table for the rest."""
+    if signal_units is None:
+        signal_units = ruleset_current()[1].units
+    return {**analyte_units(), **signal_units}
+
+
 def canonical_unit(analyte: Analyte) -> str:
-    """The unit the signal rules compare the analyte in: what a form offers first."""
-    quantity = ruleset_current()[1].units.get(analyte.quantity)
+    """The unit the analyte is compared and converted in: what a form offers first."""
+    quantity = result_units().get(analyte.quantity)
     return quantity.canonical if quantity else ""
 
 
@@ -105,7 +113,7 @@ class _Checker:
 
     def unit_converts(self, analyte: Analyte, unit: str) -> bool:
         if self._units is None:
-            self._units = ruleset_current()[1].units
+            self._units = result_units()
         quantity = self._units.get(analyte.quantity)
         return quantity is not None and quantity.convert(1.0, unit) is not None
 
@@ -115,7 +123,7 @@ class _Checker:
         if entry.analyte and by_code is None:
             self.problem(index, "analyte", f"{entry.analyte!r} is not a known analyte")
         if entry.loinc and by_loinc is None:
-            self.problem(index, "loinc", f"LOINC {entry.loinc} is not a blood-count analyte recorded here")
+            self.problem(index, "loinc", f"LOINC {entry.loinc} is not an analyte recorded here")
         if by_code and by_loinc and by_code != by_loinc:
             self.problem(index, "loinc", f"LOINC {entry.loinc} is not {by_code.code}")
         return by_code or by_loinc
@@ -218,7 +226,7 @@ def results_check(
     visit: FollowUpVisit, results: Sequence[ResultEntry], source: str, units: Mapping | None = None
 ) -> list[ResultEntry]:
     """The entries as they will be stored (``_Checker.check``); ``ResultsRefused`` with every problem found.
-    ``units``: the current signal rules' units, read once for a batch of visits (read here if not given)."""
+    ``units``: ``result_units()``, read once for a batch of visits (read here if not given)."""
     if source not in ResultSource.values:
         raise ValueError(f"unknown result source {source!r}")
     checker = _Checker(visit, source, units)
