@@ -559,6 +559,7 @@ class VisitResultSerializer(serializers.ModelSerializer):
             "effective_on",
             "source",
             "source_id",
+            "recorded_by_label",
             "note",
             "recorded_at",
         ]

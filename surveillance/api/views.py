@@ -32,6 +32,7 @@ from surveillance.models import (
     Patient,
     Protocol,
     Reminder,
+    ResultSource,
     TreatmentCentre,
     WebhookEndpoint,
 )
@@ -42,6 +43,15 @@ def acting_user(request):
     """The user row to attribute a change to; None for a token (audit rows then carry the token's label)."""
     user = request.user
     return None if isinstance(user, TokenPrincipal) or not user.is_authenticated else user
+
+
+def result_source(request) -> dict[str, str]:
+    """Where results posted in this request come from: a person, or the integration behind an API token (named
+    as the audit trail names it), whose results are machine data that never replace a person's."""
+    user = request.user
+    if isinstance(user, TokenPrincipal):
+        return {"source": ResultSource.INTEGRATION, "source_label": user.audit_label}
+    return {"source": ResultSource.PERSON, "source_label": ""}
 
 
 class JsonErrorsNegotiation(BaseContentNegotiation):
@@ -509,6 +519,7 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
                     rest_normal=data["rest_normal"],
                     notes=data.get("results") or {},
                     actor=by,
+                    **result_source(request),
                 )[0]
 
         return self._act(request, serializers.VisitCompleteSerializer, record)
@@ -521,7 +532,7 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     )
     @extend_schema(
         methods=["POST"],
-        summary="Record results on the visit (an EHR value never replaces a person's)",
+        summary="Record results on the visit (a token's, like an EHR value, never replace a person's)",
         request=serializers.VisitResultsSerializer,
         responses={200: serializers.VisitResultSerializer(many=True)},
         filters=False,
@@ -533,7 +544,9 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
             serializer = serializers.VisitResultsSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             with _results_refused_as_fields():
-                visit_results.results_record(visit, serializer.entries(), actor=acting_user(request))
+                visit_results.results_record(
+                    visit, serializer.entries(), actor=acting_user(request), **result_source(request)
+                )
         rows = visit.assessment_results.all()
         return Response(serializers.VisitResultSerializer(rows, many=True).data)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
 
 from django.db import transaction
@@ -160,22 +161,26 @@ def visits_complete_from_ehr(
 
     The compare-and-set holds for all of them together: the visits still completable are locked and read in one
     query, then updated in one statement, their history rows and audit entries inserted in one each, and their
-    pending reminders cancelled in one. A completion never emits an event. A patient with a missed visit has their
-    visits completed one by one: each completion may step them down the lost-to-follow-up ladder, and each step
-    is a ladder change of its own. Any other patient's consecutive misses stay at none, so their ladder moves at
-    most once, to on track."""
+    pending reminders cancelled in one. A completion never emits an event, and it can only lower a patient's
+    consecutive misses, so each patient's ladder moves at most once after the batch, to the stage their misses
+    then call for; that is the one move completing their visits one by one makes too, unless the patient has a
+    missed visit and more than one completion in the batch: each of those completions may step them down the
+    lost-to-follow-up ladder, each step a ladder change of its own, so their visits are completed one by one."""
     now = now or timezone.now()
     today = timezone.localdate(now)
     completions = [item for item in completions if item[2] <= today]  # a future day is refused, as one by one
     if not completions:
         return set()
     with transaction.atomic():
-        patients = {visit.infusion.patient_id for visit, _, _ in completions}
-        stepping = set(
+        per_patient = Counter(visit.infusion.patient_id for visit, _, _ in completions)
+        with_missed = set(
             FollowUpVisit.objects.filter(
-                infusion__patient__in=patients, infusion__superseded_by__isnull=True, status=VisitStatus.MISSED
+                infusion__patient__in=list(per_patient),
+                infusion__superseded_by__isnull=True,
+                status=VisitStatus.MISSED,
             ).values_list("infusion__patient_id", flat=True)
         )
+        stepping = {patient for patient in with_missed if per_patient[patient] > 1}
         done: set[int] = set()
         for visit, source, day in completions:
             if visit.infusion.patient_id in stepping:
@@ -212,8 +217,11 @@ def visits_complete_from_ehr(
         bulk_rows.rows_update(FollowUpVisit, columns, [(v.pk, *(getattr(v, c) for c in columns)) for v in changed])
         VisitChange.objects.bulk_create([change for change, _ in rows])
         audit_entries_insert(entry for _, entry in rows)
-        on_track_stays = Patient.objects.filter(pk__in={v.infusion.patient_id for v in changed})
-        for patient in on_track_stays.exclude(ladder_stage=LadderStage.ON_TRACK):
+        # a patient on track with no missed visit stays on track; any other may move, once
+        moving = Patient.objects.filter(pk__in={v.infusion.patient_id for v in changed}).filter(
+            ~Q(ladder_stage=LadderStage.ON_TRACK) | Q(pk__in=with_missed)
+        )
+        for patient in moving:
             ladder.patient_ladder_update(patient, now)
         outbox.visits_reminders_settle([visit.pk for visit in changed], now)
     return done | won
@@ -245,10 +253,18 @@ def visit_ehr_completion_undo(
 
 
 def visit_book(
-    visit: FollowUpVisit, *, on: dt.date | None, source: str, by=None, now: dt.datetime | None = None
+    visit: FollowUpVisit,
+    *,
+    on: dt.date | None,
+    source: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    by=None,
+    now: dt.datetime | None = None,
 ) -> FollowUpVisit:
-    """The EHR booked the visit for ``on`` (its appointment ``source``), or cancelled that booking (``on`` None):
-    reminders then speak of the booked day instead of asking the patient to book one."""
+    """The EHR booked the visit for ``on`` (its appointment ``source``; ``start`` and ``end`` its hours when it
+    gave them), or cancelled that booking (``on`` None): reminders then speak of the booked day instead of asking
+    the patient to book one, and their calendar entry is confirmed for it."""
     if on is not None and not visit.window_start <= on <= visit.window_end:
         raise TransitionError(f"a booking must lie within the visit window {visit.window_start} to {visit.window_end}")
     return _transition(
@@ -261,6 +277,8 @@ def visit_book(
         match=Q(booked_for=visit.booked_for, booked_source=visit.booked_source),
         booked_for=on,
         booked_source=source[:255] if on else "",
+        booked_start=start if on else None,
+        booked_end=end if on and start else None,
     )
 
 

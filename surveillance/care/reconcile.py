@@ -16,13 +16,15 @@ A coordinator should not have to type in that a visit happened when the hospital
   Encounters outside every open window, not finished, or dated after today change nothing. When windows overlap,
   the visit whose due date is nearest takes the encounter; each encounter completes one visit at most.
 - **Observations dated inside a visit's window fill its results** (``care.results``, source EHR):
-  the blood-count analytes of ``seeds/analytes.yaml`` by LOINC, under the first assessment the visit asks for
-  that takes the analyte, the latest result of an analyte standing. Scheduled, not-yet-recorded and completed
+  the analytes of ``seeds/analytes.yaml`` by LOINC (blood counts, IgG, lymphocyte subsets, CRP, ferritin, LDH,
+  EBV load), under the first assessment the visit asks for that takes the analyte, the latest result of an
+  analyte standing. Scheduled, not-yet-recorded and completed
   visits take results; a result a person recorded is never replaced; a result in a unit that cannot be read is
   left out and counted.
-- **A booked Appointment inside a scheduled visit's window, from today on, books the visit for its day**; the
-  patient's reminders then say "see you on <day>". A cancelled (or no-show) appointment that had booked the visit
-  takes the booking back.
+- **A booked Appointment inside a scheduled visit's window, from today on, books the visit for its day** (and
+  its hours, when it gives a start time with its offset); the patient's reminders then say "see you on <day>" and
+  their calendar entry is confirmed for that day or those hours. A cancelled (or no-show) appointment that had
+  booked the visit takes the booking back.
 
 ``reconcile_from_ehr`` applies the plans of an import batch's patients through the lifecycle's transitions (the
 completions of them all at once, ``lifecycle.visits_complete_from_ehr``), so each change is compare-and-set,
@@ -40,10 +42,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.care import lifecycle
-from surveillance.care.results import ResultEntry, ResultsRefused, results_check, results_write
+from surveillance.care.results import ResultEntry, ResultsRefused, result_units, results_check, results_write
 from surveillance.models import FollowUpVisit, Infusion, Patient, ResultSource, VisitStatus
 from surveillance.seeds.analytes import analyte_for_loinc
-from surveillance.signals.review import ruleset_current
 from surveillance.signals.rules import LabResult
 
 FINISHED = "finished"
@@ -69,6 +70,20 @@ class Appointment:
     source_id: str
     status: str
     on: dt.date | None
+    start: dt.datetime | None = None  # its hours, when it gave a time with its offset
+    end: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A visit booked for an appointment's day (and hours, when it gave them), or its booking taken back (``on``
+    None)."""
+
+    visit: int
+    source_id: str
+    on: dt.date | None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +97,8 @@ class VisitState:
     ehr_completion_undone: str = ""
     booked_for: dt.date | None = None
     booked_source: str = ""
+    booked_start: dt.datetime | None = None
+    booked_end: dt.datetime | None = None
     settled_by_person: bool = False  # its status was last set by a person (not the sweep, not an import)
 
     def contains(self, day: dt.date) -> bool:
@@ -109,7 +126,7 @@ class Site:
 @dataclass
 class Plan:
     completions: list[tuple[int, str, dt.date]] = field(default_factory=list)  # visit, encounter id, day
-    bookings: list[tuple[int, str, dt.date | None]] = field(default_factory=list)  # visit, appointment, day/None
+    bookings: list[Booking] = field(default_factory=list)
     results: dict[int, list[ResultEntry]] = field(default_factory=dict)
 
 
@@ -152,8 +169,27 @@ def encounter_read(resource: Mapping[str, Any], source: str) -> Encounter:
     return Encounter(identity, status, _day(period.get("start")), frozenset(sites), source)
 
 
+def _instant(value: Any) -> dt.datetime | None:
+    """A FHIR instant (a time of day with its offset); None for a date alone, a time with no offset, or junk."""
+    if not isinstance(value, str) or len(value) <= 10:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def appointment_read(resource: Mapping[str, Any]) -> Appointment:
-    return Appointment(str(resource.get("id") or ""), str(resource.get("status") or ""), _day(resource.get("start")))
+    """An Appointment's day, and its hours when it gives them: its ``end``, else its ``minutesDuration``."""
+    start, end = _instant(resource.get("start")), _instant(resource.get("end"))
+    minutes = resource.get("minutesDuration")
+    if start is not None and end is None and isinstance(minutes, int) and not isinstance(minutes, bool):
+        end = start + dt.timedelta(minutes=minutes) if 0 < minutes <= 24 * 60 else None
+    if start is None or (end is not None and end < start):
+        end = None
+    identity, status = str(resource.get("id") or ""), str(resource.get("status") or "")
+    return Appointment(identity, status, _day(resource.get("start")), start, end)
 
 
 # --------------------------------------------------------------------------------------------- deciding
@@ -188,7 +224,7 @@ def _bookings(visits: Sequence[VisitState], appointments: Iterable[Appointment],
     for appointment in sorted(appointments, key=lambda a: (a.on or dt.date.max, a.source_id)):
         if appointment.status in BOOKING_ENDED:
             plan.bookings += [
-                (v.pk, appointment.source_id, None)
+                Booking(v.pk, appointment.source_id, None)
                 for v in visits
                 if v.status == VisitStatus.SCHEDULED and v.booked_source == appointment.source_id
             ]
@@ -200,8 +236,14 @@ def _bookings(visits: Sequence[VisitState], appointments: Iterable[Appointment],
         if visit is None:
             continue
         booked.add(visit.pk)
-        if (visit.booked_for, visit.booked_source) != (appointment.on, appointment.source_id):
-            plan.bookings.append((visit.pk, appointment.source_id, appointment.on))
+        booking = Booking(visit.pk, appointment.source_id, appointment.on, appointment.start, appointment.end)
+        if (visit.booked_for, visit.booked_source, visit.booked_start, visit.booked_end) != (
+            booking.on,
+            booking.source_id,
+            booking.start,
+            booking.end,
+        ):
+            plan.bookings.append(booking)
 
 
 def _results(visits: Sequence[VisitState], labs: Iterable[LabResult], completing: set[int], plan: Plan) -> None:
@@ -275,6 +317,8 @@ def _state(visit: FollowUpVisit) -> VisitState:
         visit.ehr_completion_undone,
         visit.booked_for,
         visit.booked_source,
+        visit.booked_start,
+        visit.booked_end,
         visit.status_changed_by_id is not None,
     )
 
@@ -330,13 +374,20 @@ def reconcile_from_ehr(
         for plan, report in zip(plans, reports, strict=True):
             report.completed = sum(pk in completed for pk, _, _ in plan.completions)
             report.lost_races = len(plan.completions) - report.completed
-            for visit_pk, appointment_id, day in plan.bookings:
+            for booking in plan.bookings:
                 try:
-                    visits[visit_pk] = lifecycle.visit_book(visits[visit_pk], on=day, source=appointment_id, now=now)
-                    report.booked += day is not None
+                    visits[booking.visit] = lifecycle.visit_book(
+                        visits[booking.visit],
+                        on=booking.on,
+                        source=booking.source_id,
+                        start=booking.start,
+                        end=booking.end,
+                        now=now,
+                    )
+                    report.booked += booking.on is not None
                 except lifecycle.TransitionError:
                     report.lost_races += 1
-        units = ruleset_current()[1].units if any(plan.results for plan in plans) else {}
+        units = result_units() if any(plan.results for plan in plans) else {}
         checked = [
             (visits[pk], _results_checked(visits[pk], entries, report, units), report)
             for plan, report in zip(plans, reports, strict=True)

@@ -3,8 +3,10 @@
 ``results_record`` checks every entry before it writes any (a bad value or unit refuses the whole call with a
 message per entry and field, nothing half-saved), then writes one row per assessment, or per analyte of a blood
 count, with its history row and audit entry in the same transaction. A result a person recorded is never replaced
-by an EHR value: the EHR's is counted as kept aside. Between two EHR values for the same analyte, the later one
-(by its effective date) stands.
+by machine data (an EHR value, or one an integration posted through the API with its token): the machine's is
+counted as kept aside. Between two machine values for the same analyte, whichever their source, the later one (by
+its effective date) stands: an integration's result is data like the EHR's, and the EHR's later Observation
+updates it.
 
 ``visit_record`` is recording a visit done with its results in one step, optionally with "done, nothing abnormal"
 for every assessment not otherwise recorded: the admin's one-click completion and the API's ``complete``.
@@ -23,7 +25,7 @@ from django.utils import timezone
 from surveillance.access.audit import audit_entries_insert, audit_entry_build
 from surveillance.care import lifecycle
 from surveillance.models import AuditEntry, FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
-from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analytes
+from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analyte_units, analytes
 from surveillance.signals.review import ruleset_current
 
 MAX_NOTE = 500
@@ -62,7 +64,7 @@ class ResultsReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    kept_person: int = 0  # EHR values not written over a person's result
+    kept_person: int = 0  # machine values (EHR, integration) not written over a person's result
     result_ids: list[int] = field(default_factory=list)
 
     @property
@@ -70,9 +72,17 @@ class ResultsReport:
         return self.created + self.updated
 
 
+def result_units(signal_units: Mapping | None = None) -> Mapping:
+    """The units each analyte's quantity is accepted in: the signal rules' table (``signal_units``, read here if
+    not given) for the quantities the rules judge, the analytes catalogue's own table for the rest."""
+    if signal_units is None:
+        signal_units = ruleset_current()[1].units
+    return {**analyte_units(), **signal_units}
+
+
 def canonical_unit(analyte: Analyte) -> str:
-    """The unit the signal rules compare the analyte in: what a form offers first."""
-    quantity = ruleset_current()[1].units.get(analyte.quantity)
+    """The unit the analyte is compared and converted in: what a form offers first."""
+    quantity = result_units().get(analyte.quantity)
     return quantity.canonical if quantity else ""
 
 
@@ -103,7 +113,7 @@ class _Checker:
 
     def unit_converts(self, analyte: Analyte, unit: str) -> bool:
         if self._units is None:
-            self._units = ruleset_current()[1].units
+            self._units = result_units()
         quantity = self._units.get(analyte.quantity)
         return quantity is not None and quantity.convert(1.0, unit) is not None
 
@@ -113,7 +123,7 @@ class _Checker:
         if entry.analyte and by_code is None:
             self.problem(index, "analyte", f"{entry.analyte!r} is not a known analyte")
         if entry.loinc and by_loinc is None:
-            self.problem(index, "loinc", f"LOINC {entry.loinc} is not a blood-count analyte recorded here")
+            self.problem(index, "loinc", f"LOINC {entry.loinc} is not an analyte recorded here")
         if by_code and by_loinc and by_code != by_loinc:
             self.problem(index, "loinc", f"LOINC {entry.loinc} is not {by_code.code}")
         return by_code or by_loinc
@@ -188,8 +198,8 @@ _VALUE_FIELDS = (
 
 
 def _supersedes(entry: ResultEntry, row: VisitResult, source: str) -> bool:
-    """Whether an entry may replace a stored row: a person's word always; the EHR's never over a person's, and
-    over its own only when it is at least as recent."""
+    """Whether an entry may replace a stored row: a person's word always; machine data (the EHR's, an
+    integration's) never over a person's, and over machine data only when it is at least as recent."""
     if source == ResultSource.PERSON:
         return True
     if row.source == ResultSource.PERSON:
@@ -203,18 +213,20 @@ def results_record(
     *,
     actor=None,
     source: str = ResultSource.PERSON,
+    source_label: str = "",
     now: dt.datetime | None = None,
 ) -> ResultsReport:
-    """Record ``results`` on ``visit`` (see the module's docstring); ``ResultsRefused`` before writing anything."""
+    """Record ``results`` on ``visit`` (see the module's docstring); ``ResultsRefused`` before writing anything.
+    ``source_label`` names an integration (``ResultSource.INTEGRATION``) as the audit trail does."""
     entries = results_check(visit, results, source)
-    return results_write([(visit, entries)], actor=actor, source=source, now=now)[0]
+    return results_write([(visit, entries)], actor=actor, source=source, source_label=source_label, now=now)[0]
 
 
 def results_check(
     visit: FollowUpVisit, results: Sequence[ResultEntry], source: str, units: Mapping | None = None
 ) -> list[ResultEntry]:
     """The entries as they will be stored (``_Checker.check``); ``ResultsRefused`` with every problem found.
-    ``units``: the current signal rules' units, read once for a batch of visits (read here if not given)."""
+    ``units``: ``result_units()``, read once for a batch of visits (read here if not given)."""
     if source not in ResultSource.values:
         raise ValueError(f"unknown result source {source!r}")
     checker = _Checker(visit, source, units)
@@ -233,11 +245,14 @@ def results_write(
     *,
     actor=None,
     source: str,
+    source_label: str = "",
     now: dt.datetime | None = None,
 ) -> list[ResultsReport]:
     """Store the checked entries (``results_check``) of one visit or of many, a report for each: the stored rows
     read in one query, the new ones inserted in one statement (a blood count is seven rows, and an EHR import
     records thousands), and a history row and audit entry for each visit written to."""
+    if source == ResultSource.INTEGRATION and not source_label:
+        raise ValueError("an integration's results name the integration (source_label)")
     if not checked:
         return []
     now = now or timezone.now()
@@ -251,14 +266,17 @@ def results_write(
         for (visit, entries), report, new in zip(checked, reports, created, strict=True):
             for entry in entries:
                 values = {name: getattr(entry, name) for name in _VALUE_FIELDS}
-                values.update(source=source, recorded_by=actor, recorded_at=now)
+                values.update(source=source, recorded_by=actor, recorded_by_label=source_label[:128], recorded_at=now)
                 row = stored.get((visit.pk, entry.assessment, entry.analyte))
                 if row is None:
                     new.append(VisitResult(visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values))
                 elif not _supersedes(entry, row, source):
                     report.kept_person += row.source == ResultSource.PERSON
                     report.unchanged += row.source != ResultSource.PERSON
-                elif all(getattr(row, name) == getattr(entry, name) for name in _VALUE_FIELDS) and row.source == source:
+                elif all(getattr(row, name) == getattr(entry, name) for name in _VALUE_FIELDS) and (
+                    row.source,
+                    row.recorded_by_label,
+                ) == (source, values["recorded_by_label"]):
                     report.unchanged += 1
                 else:
                     for name, value in values.items():
@@ -275,6 +293,8 @@ def results_write(
             if not report.written:
                 continue
             summary = {"source": source, "created": report.created, "updated": report.updated}
+            if source_label:
+                summary["recorded_by"] = source_label
             changes.append(VisitChange(visit=visit, by=actor, action="results_recorded", after=summary))
             entries.append(
                 audit_entry_build(
@@ -307,12 +327,15 @@ def visit_record(
     rest_normal: bool = False,
     notes: dict | None = None,
     actor=None,
+    source: str = ResultSource.PERSON,
+    source_label: str = "",
     now: dt.datetime | None = None,
 ) -> tuple[FollowUpVisit, ResultsReport]:
-    """A person records the visit done with its results, in one transaction: a refused result or a visit someone
-    else settled first leaves nothing written. ``rest_normal`` adds "done, nothing abnormal" for the rest."""
+    """A person (or an integration, ``source`` and ``source_label``) records the visit done with its results, in
+    one transaction: a refused result or a visit someone else settled first leaves nothing written.
+    ``rest_normal`` adds "done, nothing abnormal" for the rest."""
     with transaction.atomic():
         entries = [*results, *(remaining_as_normal(visit, results) if rest_normal else [])]
-        report = results_record(visit, entries, actor=actor, source=ResultSource.PERSON, now=now)
+        report = results_record(visit, entries, actor=actor, source=source, source_label=source_label, now=now)
         visit = lifecycle.visit_mark_completed(visit, completed_on=completed_on, results=notes, by=actor, now=now)
     return visit, report

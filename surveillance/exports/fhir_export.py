@@ -8,7 +8,6 @@ visit's stable UID and its SEQUENCE, so a subscribed calendar updates an entry w
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 import re
@@ -216,7 +215,8 @@ def visits_ndjson(visits: Iterable[FollowUpVisit]) -> Iterator[bytes]:
 
 
 def visits_calendar(visits: Iterable[FollowUpVisit], *, name: str, per_patient: bool) -> bytes:
-    """An iCalendar feed (all-day entries on the due date). Entries say the visit, never the patient's name."""
+    """An iCalendar feed: all-day entries on the due date (tentative) or the booked day, or the booked
+    appointment's hours (confirmed). Entries say the visit, never the patient's name."""
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -230,12 +230,14 @@ def visits_calendar(visits: Iterable[FollowUpVisit], *, name: str, per_patient: 
         event.add("sequence", visit.sequence)
         event.add("dtstamp", now)
         event.add("last-modified", visit.updated_at)
-        event.add("dtstart", visit.due_date)
-        event.add("dtend", visit.due_date + dt.timedelta(days=1))
+        start, end = visit.calendar_span()
+        event.add("dtstart", start)
+        if end is not None:
+            event.add("dtend", end)
         summary = visit.label if per_patient else f"{visit.label} (patient {visit.infusion.patient_id})"
         event.add("summary", summary)
         event.add("description", f"Window {visit.window_start.isoformat()} to {visit.window_end.isoformat()}")
-        event.add("status", "CANCELLED" if visit.status == VisitStatus.CANCELLED else "CONFIRMED")
+        event.add("status", visit.calendar_status())
         event.add("transp", "TRANSPARENT")
         cal.add_component(event)
     return cal.to_ical()

@@ -1,8 +1,9 @@
 """A visit's results, stored as results: one row per assessment, and per analyte for a blood count.
 
 Written only by ``care.results.results_record``, from the admin's record-visit form, the API and an EHR import
-alike. A row says where it came from (a person, or the EHR with the source record's id) because the two are not
-equal: an EHR value never replaces what a person recorded.
+alike. A row says where it came from (a person; the EHR, with the source record's id; or an integration posting
+through the API, named as the audit trail names it) because they are not equal: what a person recorded is never
+replaced by machine data, whether the EHR's or an integration's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from surveillance.models.visits import FollowUpVisit
 class ResultSource(models.TextChoices):
     PERSON = "person", "Recorded by a person"
     EHR = "ehr", "From the EHR"
+    INTEGRATION = "integration", "From an integration (an API token)"
 
 
 class ResultOutcome(models.TextChoices):
@@ -40,11 +42,16 @@ class VisitResult(models.Model):
     # For an analyte: the interpretation (blank when neither the laboratory nor a range says); otherwise required.
     outcome = models.CharField(max_length=10, choices=ResultOutcome.choices, blank=True)
     effective_on = models.DateField(null=True, blank=True)
-    source = models.CharField(max_length=8, choices=ResultSource.choices)
+    source = models.CharField(max_length=16, choices=ResultSource.choices)
     source_id = models.CharField(max_length=255, blank=True, help_text="The EHR record it came from.")
     note = models.CharField(max_length=500, blank=True)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recorded_by_label = models.CharField(
+        max_length=128,
+        blank=True,
+        help_text="Who recorded it when no staff user did, in the audit trail's words (an API token: token:<name>).",
     )
     recorded_at = models.DateTimeField()
 
@@ -76,6 +83,10 @@ class VisitResult(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(source=ResultSource.EHR) | ~Q(source_id=""), name="result_ehr_names_its_record"
+            ),
+            models.CheckConstraint(
+                condition=~Q(source=ResultSource.INTEGRATION) | ~Q(recorded_by_label=""),
+                name="result_integration_named",
             ),
         ]
 

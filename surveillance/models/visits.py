@@ -102,6 +102,10 @@ class FollowUpVisit(models.Model):
     )
     booked_for = models.DateField(null=True, blank=True, help_text="The day the patient is booked for.")
     booked_source = models.CharField(max_length=255, blank=True, help_text="The EHR appointment that booked it.")
+    booked_start = models.DateTimeField(
+        null=True, blank=True, help_text="The appointment's start, when it gave a time."
+    )
+    booked_end = models.DateTimeField(null=True, blank=True, help_text="The appointment's end, when it gave one.")
     results = models.JSONField(default=dict, blank=True, help_text="Free-form notes sent with a completion.")
     sequence = models.PositiveIntegerField(default=0, help_text="iCalendar SEQUENCE: rises when the visit moves.")
     planner_cancelled = models.BooleanField(
@@ -143,6 +147,15 @@ class FollowUpVisit(models.Model):
                 condition=models.Q(booked_for__isnull=True, booked_source="")
                 | (models.Q(booked_for__isnull=False) & ~models.Q(booked_source="")),
                 name="visit_booking_has_source",
+            ),
+            # a booked time belongs to a booked day, and an appointment ends after it starts
+            models.CheckConstraint(
+                condition=(models.Q(booked_start__isnull=True) | models.Q(booked_for__isnull=False))
+                & (
+                    models.Q(booked_end__isnull=True)
+                    | models.Q(booked_start__isnull=False, booked_end__gte=models.F("booked_start"))
+                ),
+                name="visit_booked_time_has_day",
             ),
         ]
         indexes = [
@@ -191,6 +204,21 @@ class FollowUpVisit(models.Model):
 
     def is_past_window(self, today: dt.date) -> bool:
         return self.status == VisitStatus.SCHEDULED and today > self.window_end
+
+    def calendar_span(self) -> tuple[dt.date | dt.datetime, dt.date | dt.datetime | None]:
+        """When the visit's calendar entry runs (start, end): the booked appointment's times when the EHR gave
+        them (no end when it gave none), else its whole booked day, else the whole day the visit is due."""
+        if self.booked_start is not None:
+            return self.booked_start, self.booked_end
+        day = self.booked_for or self.due_date
+        return day, day + dt.timedelta(days=1)
+
+    def calendar_status(self) -> str:
+        """The iCalendar STATUS of its entry: a booked visit is confirmed; one not booked yet is tentative, on the
+        day it is due, until the patient books a day in its window."""
+        if self.status == VisitStatus.CANCELLED:
+            return "CANCELLED"
+        return "CONFIRMED" if self.booked_for else "TENTATIVE"
 
     def ics_uid(self) -> str:
         """Stable per visit identity (not per row), so a re-planned visit updates the same calendar entry."""

@@ -133,13 +133,15 @@ def visit_calendar(visit: FollowUpVisit, *, now: dt.datetime, cancel: bool = Fal
     event.add("uid", visit.ics_uid())
     event.add("sequence", visit.sequence)
     event.add("dtstamp", now)
-    event.add("dtstart", visit.due_date)
-    event.add("dtend", visit.due_date + dt.timedelta(days=1))
+    start, end = visit.calendar_span()
+    event.add("dtstart", start)
+    if end is not None:
+        event.add("dtend", end)
     event.add("summary", CALENDAR_SUMMARY[language].format(centre=patient.centre.name))
     event.add("location", patient.centre.location())
-    # Not booked yet: the day is when the visit is due, and the patient books a day in its window.
-    event.add("status", "CANCELLED" if cancel else "TENTATIVE")
-    event.add("transp", "TRANSPARENT")
+    event.add("status", "CANCELLED" if cancel else visit.calendar_status())
+    # a booked hour keeps the patient busy; a day to book in, or a booked day with no hour, does not
+    event.add("transp", "OPAQUE" if isinstance(start, dt.datetime) and not cancel else "TRANSPARENT")
     event.add("organizer", f"mailto:{organizer}")
     attendee = icalendar.vCalAddress(f"mailto:{patient.email}")
     attendee.params["RSVP"] = "FALSE"
@@ -305,6 +307,8 @@ def reminder_fingerprint(reminder: Reminder) -> str:
         visit.window_start,
         visit.window_end,
         visit.booked_for,
+        visit.booked_start,
+        visit.booked_end,
         patient.pk,
         patient.email,
         patient_language(patient),

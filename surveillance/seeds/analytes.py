@@ -1,5 +1,7 @@
-"""The analytes catalogue (``seeds/analytes.yaml``): which LOINC codes are which blood-count analyte, in which
-quantity (the signal rules' unit table says which units it may come in), and which assessments it belongs to.
+"""The analytes catalogue (``seeds/analytes.yaml``): which LOINC codes are which measured analyte (a blood
+count's, an immunoglobulin, a lymphocyte subset, a marker, a viral load), in which quantity, and which assessments
+it belongs to. Each LOINC code is cited by its long common name. A quantity's units come from the signal rules'
+table where the rules judge it (the blood counts), else from the catalogue's own ``units`` (``analyte_units``).
 
 It is what lets a result recorded by hand and an Observation from an EHR land in the same row: both are keyed by
 analyte, whatever LOINC code the laboratory used (751-8 automated or 753-4 manual neutrophils are one analyte).
@@ -15,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 
 from surveillance.seeds.files import yaml_read
+from surveillance.signals.rules import Quantity, units_from_dict
 
 FILE_NAME = "analytes.yaml"
 
@@ -27,12 +30,22 @@ class AnalytesError(ValueError):
 class Analyte:
     code: str
     loinc: tuple[str, ...]
-    quantity: str  # a quantity of the signal rules' unit table (cells, haemoglobin, cell_volume, percent)
+    quantity: str  # a quantity of the signal rules' unit table (cells, haemoglobin, ...) or the catalogue's own
     assessments: tuple[str, ...]  # in order of preference: the first one a visit asks for takes the result
 
     def assessment_of(self, asked: list[str] | tuple[str, ...]) -> str | None:
         """The assessment of a visit asking for ``asked`` that this analyte's result belongs to, if any."""
         return next((code for code in self.assessments if code in asked), None)
+
+
+def _loinc(value: object, where: str) -> tuple[str, ...]:
+    """The codes of a mapping of LOINC code to its long common name (the citation): both required."""
+    if not isinstance(value, dict) or not value:
+        raise AnalytesError(f"{where}: expected a mapping of LOINC code to its long common name")
+    for code, name in value.items():
+        if not isinstance(code, str) or not code or not isinstance(name, str) or not name.strip():
+            raise AnalytesError(f"{where}: LOINC {code!r} needs its long common name")
+    return tuple(value)
 
 
 def _strings(value: object, where: str) -> tuple[str, ...]:
@@ -51,7 +64,7 @@ def analytes_from_dict(data: object) -> dict[str, Analyte]:
             raise AnalytesError(f"analytes.{code}: expected loinc, quantity and assessments")
         analyte = Analyte(
             str(code),
-            _strings(spec.get("loinc"), f"analytes.{code}.loinc"),
+            _loinc(spec.get("loinc"), f"analytes.{code}.loinc"),
             spec["quantity"],
             _strings(spec.get("assessments"), f"analytes.{code}.assessments"),
         )
@@ -63,14 +76,29 @@ def analytes_from_dict(data: object) -> dict[str, Analyte]:
     return found
 
 
+def units_read(data: object) -> dict[str, Quantity]:
+    """The catalogue's own units table: the quantities no signal rule judges (none if the file has none)."""
+    if not isinstance(data, dict) or data.get("units") is None:
+        return {}
+    try:
+        return units_from_dict(data["units"])
+    except ValueError as exc:
+        raise AnalytesError(str(exc)) from exc
+
+
 def analytes_read(seeds_dir: Path) -> dict[str, Analyte]:
-    return analytes_from_dict(yaml_read(seeds_dir / FILE_NAME, AnalytesError))
+    """The catalogue's analytes, its units table checked too (what ``load_seeds`` checks before it loads)."""
+    data = yaml_read(seeds_dir / FILE_NAME, AnalytesError)
+    units_read(data)
+    return analytes_from_dict(data)
 
 
 @functools.cache
-def _catalogue(seeds_dir: Path) -> tuple[Mapping[str, Analyte], Mapping[str, Analyte]]:
-    by_code = analytes_read(seeds_dir)
-    return by_code, {loinc: analyte for analyte in by_code.values() for loinc in analyte.loinc}
+def _catalogue(seeds_dir: Path) -> tuple[Mapping[str, Analyte], Mapping[str, Analyte], Mapping[str, Quantity]]:
+    data = yaml_read(seeds_dir / FILE_NAME, AnalytesError)
+    by_code = analytes_from_dict(data)
+    by_loinc = {loinc: analyte for analyte in by_code.values() for loinc in analyte.loinc}
+    return by_code, by_loinc, units_read(data)
 
 
 def analytes() -> Mapping[str, Analyte]:
@@ -80,3 +108,8 @@ def analytes() -> Mapping[str, Analyte]:
 
 def analyte_for_loinc(loinc: str) -> Analyte | None:
     return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[1].get(loinc)
+
+
+def analyte_units() -> Mapping[str, Quantity]:
+    """The catalogue's own units table (``units_read``), read once per process."""
+    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[2]

@@ -281,15 +281,24 @@ def _diagnosis_rule(data: Mapping[str, Any], where: str) -> DiagnosisRule:
     )
 
 
+def units_from_dict(data: Mapping[str, Any], where: str = "units") -> dict[str, Quantity]:
+    """A units table (quantity -> canonical unit and factors to it), as the signal rules and the analytes
+    catalogue write it; a ValueError names the quantity and the problem."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping of quantity to canonical unit and factors")
+    units: dict[str, Quantity] = {}
+    for name, spec in data.items():
+        at = f"{where}.{name}"
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("factors"), Mapping):
+            raise ValueError(f"{at}: expected canonical and factors")
+        factors = {_unit_key(str(unit)): _number(factor, at) for unit, factor in _get(spec, "factors", at).items()}
+        units[str(name)] = Quantity(str(_get(spec, "canonical", at)), factors)
+    return units
+
+
 def ruleset_from_dict(data: Mapping[str, Any]) -> RuleSet:
     """Parse and check a signal rules file; a ValueError names the rule and the problem."""
-    units: dict[str, Quantity] = {}
-    for name, spec in (_get(data, "units", "units") or {}).items():
-        where = f"units.{name}"
-        factors = {
-            _unit_key(str(unit)): _number(factor, where) for unit, factor in _get(spec, "factors", where).items()
-        }
-        units[str(name)] = Quantity(str(_get(spec, "canonical", where)), factors)
+    units = units_from_dict(_get(data, "units", "units"))
     laboratory = tuple(
         _lab_rule(rule, f"laboratory[{i}]", units) for i, rule in enumerate(_get(data, "laboratory", "rules"), 1)
     )

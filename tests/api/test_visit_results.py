@@ -55,7 +55,7 @@ def test_it_completes_with_results_and_lists_them_with_labels(api_a, planned_a):
     assert (platelets["outcome"], platelets["analyte_label"], platelets["source"]) == (
         "abnormal",
         "Platelets",
-        "person",
+        "integration",
     )
     assert {row["assessment"] for row in rows} == set(visit.assessments)
     assert all(row["assessment_label"] != row["assessment"] for row in rows)

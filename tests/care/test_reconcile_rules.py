@@ -9,9 +9,11 @@ import pytest
 
 from surveillance.care.reconcile import (
     Appointment,
+    Booking,
     Encounter,
     Site,
     VisitState,
+    appointment_read,
     encounter_read,
     reconcile_decide,
 )
@@ -99,7 +101,33 @@ def test_it_books_a_scheduled_visit_for_a_booked_appointment_in_its_window_and_t
             Appointment("proposed", "proposed", day(19)),
         ],
     )
-    assert sorted(plan.bookings, key=str) == sorted([(1, "new", day(25)), (2, "old", None)], key=str)
+    assert sorted(plan.bookings, key=str) == sorted([Booking(1, "new", day(25)), Booking(2, "old", None)], key=str)
+
+
+def test_it_reads_an_appointments_hours_from_its_end_or_its_duration_and_none_from_a_day_alone():
+    start = dt.datetime(2026, 12, 24, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    timed = {"id": "a", "status": "booked", "start": "2026-12-24T09:30:00-05:00", "end": "2026-12-24T10:15:00-05:00"}
+    assert appointment_read(timed) == Appointment("a", "booked", start.date(), start, start + dt.timedelta(minutes=45))
+    lasting = {"id": "b", "status": "booked", "start": "2026-12-24T14:30:00Z", "minutesDuration": 20}
+    utc_start = dt.datetime(2026, 12, 24, 14, 30, tzinfo=dt.UTC)
+    assert appointment_read(lasting).end - appointment_read(lasting).start == dt.timedelta(minutes=20)
+    assert appointment_read(lasting).start == utc_start
+    for start_value in ("2026-12-24", "2026-12-24T09:30:00"):  # a day alone; a time with no offset is no instant
+        read = appointment_read({"id": "c", "status": "booked", "start": start_value, "end": "2026-12-24T10:00:00Z"})
+        assert (read.on, read.start, read.end) == (dt.date(2026, 12, 24), None, None)
+    backwards = {"id": "d", "status": "booked", "start": "2026-12-24T10:00:00Z", "end": "2026-12-24T09:00:00Z"}
+    assert appointment_read(backwards).end is None
+
+
+def test_it_books_again_when_the_same_appointment_moves_to_other_hours_of_the_same_day():
+    start = dt.datetime.combine(day(25), dt.time(9, 30), tzinfo=dt.UTC)
+    booked = visit(1, 20, booked_for=day(25), booked_source="appt", booked_start=start)
+    same = Appointment("appt", "booked", day(25), start)
+    later = Appointment("appt", "booked", day(25), start + dt.timedelta(hours=2))
+    assert decide([booked], appointments=[same]).bookings == []
+    assert decide([booked], appointments=[later]).bookings == [
+        Booking(1, "appt", day(25), start + dt.timedelta(hours=2))
+    ]
 
 
 def test_it_files_the_latest_result_of_each_analyte_under_the_visits_blood_count():
