@@ -65,6 +65,7 @@ def test_it_counts_cytopenias_only_after_day_30(rules):
         (LabResult("718-7", 5.5, "mmol/L", day(120)), "anaemia"),
         (LabResult("731-0", 5200, "cells/uL", day(10)), "lymphocytosis"),
         (LabResult("709-8", 2, "%", day(200)), "blasts"),
+        (LabResult("709-6", 2, "%", day(200)), "blasts"),
     ],
 )
 def test_it_converts_common_units_before_comparing(rules, result, kind):
