@@ -22,6 +22,7 @@ from django.db import models
 
 from surveillance.addresses import loopback_host
 from surveillance.models.centres import TreatmentCentre
+from surveillance.seeds.labels import choice_label
 
 #: What an export asks for, in the order its files are imported: Patients before what refers to them, infusions
 #: (Procedure, MedicationAdministration, MedicationRequest) before the results and diagnoses read against them.
@@ -133,10 +134,10 @@ ENV_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*")
 
 
 class PullStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    WAITING = "waiting", "Waiting for the EHR's export"
-    FAILED = "failed", "Failed (resumes at the next pull)"
-    DONE = "done", "Done"
+    RUNNING = "running", choice_label("ehr_pull.running")
+    WAITING = "waiting", choice_label("ehr_pull.waiting")
+    FAILED = "failed", choice_label("ehr_pull.failed")
+    DONE = "done", choice_label("ehr_pull.done")
 
 
 OPEN_PULL_STATUSES = (PullStatus.RUNNING, PullStatus.WAITING, PullStatus.FAILED)

@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion
+from surveillance.seeds.labels import choice_label
 
 
 class MalignancyType(models.TextChoices):
@@ -18,12 +19,12 @@ class MalignancyType(models.TextChoices):
 
 
 class TransgeneStatus(models.TextChoices):
-    NOT_REQUESTED = "not_requested", "Not requested"
-    KIT_REQUESTED = "kit_requested", "Sample kit requested"
-    SAMPLE_SENT = "sample_sent", "Sample sent"
-    POSITIVE = "positive", "CAR transgene detected"
-    NEGATIVE = "negative", "CAR transgene not detected"
-    NOT_TESTABLE = "not_testable", "Not testable"
+    NOT_REQUESTED = "not_requested", choice_label("transgene.not_requested")
+    KIT_REQUESTED = "kit_requested", choice_label("transgene.kit_requested")
+    SAMPLE_SENT = "sample_sent", choice_label("transgene.sample_sent")
+    POSITIVE = "positive", choice_label("transgene.positive")
+    NEGATIVE = "negative", choice_label("transgene.negative")
+    NOT_TESTABLE = "not_testable", choice_label("transgene.not_testable")
 
 
 class MalignancyEvent(models.Model):

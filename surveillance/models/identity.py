@@ -8,13 +8,14 @@ from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.centres import TreatmentCentre
 from surveillance.models.patients import Patient
+from surveillance.seeds.labels import choice_label
 
 
 class IdentityReviewStatus(models.TextChoices):
-    OPEN = "open", "To review"
-    LINKED = "linked", "Linked to the existing patient"
-    CREATED = "created", "Created as a new patient"
-    REJECTED = "rejected", "Rejected"
+    OPEN = "open", choice_label("identity_review.open")
+    LINKED = "linked", choice_label("identity_review.linked")
+    CREATED = "created", choice_label("identity_review.created")
+    REJECTED = "rejected", choice_label("identity_review.rejected")
 
 
 class IdentityReview(models.Model):

@@ -9,13 +9,14 @@ from __future__ import annotations
 from django.db import models
 
 from surveillance.models.centres import TreatmentCentre
+from surveillance.seeds.labels import choice_label
 
 
 class ImportJobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", choice_label("import_job.queued")
+    RUNNING = "running", choice_label("import_job.running")
+    DONE = "done", choice_label("import_job.done")
+    FAILED = "failed", choice_label("import_job.failed")
 
 
 FINISHED_STATUSES = (ImportJobStatus.DONE, ImportJobStatus.FAILED)

@@ -9,6 +9,7 @@ import secrets
 from django.db import models
 
 from surveillance.models.centres import TreatmentCentre
+from surveillance.seeds.labels import choice_label
 
 TOKEN_PREFIX = "cwt"
 
@@ -97,10 +98,10 @@ class WebhookEndpoint(models.Model):
 
 
 class WebhookStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
+    PENDING = "pending", choice_label("webhook.pending")
+    SENDING = "sending", choice_label("webhook.sending")
+    DELIVERED = "delivered", choice_label("webhook.delivered")
+    FAILED = "failed", choice_label("webhook.failed")
 
 
 class WebhookDelivery(models.Model):

@@ -8,19 +8,19 @@ import zoneinfo
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from surveillance.models.centres import TreatmentCentre, validate_time_zone
 from surveillance.models.products import CarTProduct
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.seeds.labels import choice_label
 
 
 class PatientStatus(models.TextChoices):
-    ACTIVE = "active", _("Active")
-    LOST = "lost_to_follow_up", _("Lost to follow-up")
-    DECEASED = "deceased", _("Deceased")
-    WITHDRAWN = "withdrawn", _("Withdrawn")
-    TRANSFERRED = "transferred", _("Transferred")
+    ACTIVE = "active", choice_label("patient.active")
+    LOST = "lost_to_follow_up", choice_label("patient.lost_to_follow_up")
+    DECEASED = "deceased", choice_label("patient.deceased")
+    WITHDRAWN = "withdrawn", choice_label("patient.withdrawn")
+    TRANSFERRED = "transferred", choice_label("patient.transferred")
 
 
 #: Statuses that take a patient off every worklist and stop every reminder.
@@ -30,10 +30,10 @@ CLOSED_STATUSES = (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatu
 class LadderStage(models.TextChoices):
     """How far an active patient has slipped: consecutive missed visits move them up the ladder."""
 
-    ON_TRACK = "on_track", _("On track")
-    OVERDUE = "overdue", pgettext_lazy("ladder stage", "Overdue")
-    TRACING = "tracing", _("Tracing")
-    LOST = "lost", _("Lost to follow-up")
+    ON_TRACK = "on_track", choice_label("ladder.on_track")
+    OVERDUE = "overdue", choice_label("ladder.overdue")
+    TRACING = "tracing", choice_label("ladder.tracing")
+    LOST = "lost", choice_label("ladder.lost")
 
 
 class Sex(models.TextChoices):

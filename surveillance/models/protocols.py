@@ -7,12 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from surveillance.scheduling import engine, protocol_file
+from surveillance.seeds.labels import choice_label
 
 
 class ProtocolStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    ACTIVE = "active", "Active"
-    RETIRED = "retired", "Retired"
+    DRAFT = "draft", choice_label("protocol.draft")
+    ACTIVE = "active", choice_label("protocol.active")
+    RETIRED = "retired", choice_label("protocol.retired")
 
 
 class Variant(models.TextChoices):

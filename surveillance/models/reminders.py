@@ -13,6 +13,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.visits import FollowUpVisit
+from surveillance.seeds.labels import choice_label
 
 
 class Audience(models.TextChoices):
@@ -48,13 +49,13 @@ class Channel(models.TextChoices):
 
 
 class ReminderStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    SENDING = "sending", _("Sending")
-    SENT = "sent", _("Sent")
-    FAILED = "failed", _("Failed")
-    BOUNCED = "bounced", _("Bounced")
-    CANCELLED = "cancelled", _("Cancelled")
-    SKIPPED = "skipped", _("Skipped")
+    PENDING = "pending", choice_label("reminder.pending")
+    SENDING = "sending", choice_label("reminder.sending")
+    SENT = "sent", choice_label("reminder.sent")
+    FAILED = "failed", choice_label("reminder.failed")
+    BOUNCED = "bounced", choice_label("reminder.bounced")
+    CANCELLED = "cancelled", choice_label("reminder.cancelled")
+    SKIPPED = "skipped", choice_label("reminder.skipped")
 
 
 class ReminderQuerySet(models.QuerySet):

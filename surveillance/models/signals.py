@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.events import MalignancyEvent, MalignancyType
 from surveillance.models.patients import Infusion, Patient
+from surveillance.seeds.labels import choice_label
 
 
 class SignalRuleSet(models.Model):
@@ -37,10 +38,10 @@ class SignalRuleSet(models.Model):
 
 
 class SignalReviewStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    WORKUP = "workup_ordered", "Work-up ordered"
-    CONFIRMED = "confirmed", "Second cancer confirmed"
-    DISMISSED = "dismissed", "Dismissed"
+    OPEN = "open", choice_label("signal_review.open")
+    WORKUP = "workup_ordered", choice_label("signal_review.workup_ordered")
+    CONFIRMED = "confirmed", choice_label("signal_review.confirmed")
+    DISMISSED = "dismissed", choice_label("signal_review.dismissed")
 
 
 #: A review in one of these takes the later signals of its kind: the physician has not closed it.

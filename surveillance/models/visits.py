@@ -10,16 +10,17 @@ from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion, Patient
 from surveillance.models.protocols import ProtocolRule, VisitKind
+from surveillance.seeds.labels import choice_label
 
 
 class VisitStatus(models.TextChoices):
-    SCHEDULED = "scheduled", _("Scheduled")
-    COMPLETED = "completed", _("Completed")
-    MISSED = "missed", _("Missed")
-    CANCELLED = "cancelled", _("Cancelled")
+    SCHEDULED = "scheduled", choice_label("visit.scheduled")
+    COMPLETED = "completed", choice_label("visit.completed")
+    MISSED = "missed", choice_label("visit.missed")
+    CANCELLED = "cancelled", choice_label("visit.cancelled")
     # Its window had closed before the infusion was recorded here: whether it took place is not known yet. It can
     # still be recorded (done or not done), but it is never reminded of, never missed and never on a worklist.
-    UNRECORDED = "unrecorded", _("Not recorded (window closed before the infusion was entered)")
+    UNRECORDED = "unrecorded", choice_label("visit.unrecorded")
 
 
 #: A visit in one of these states is history: re-planning never touches it.
@@ -234,9 +235,9 @@ class ConditionDecision(models.Model):
 
 
 class RequestKind(models.TextChoices):
-    CONFIRM = "confirm", "Confirms the visit"
-    RESCHEDULE = "reschedule", "Asks to reschedule"
-    DONE_ELSEWHERE = "done_elsewhere", "Says it was done elsewhere"
+    CONFIRM = "confirm", choice_label("request.confirm")
+    RESCHEDULE = "reschedule", choice_label("request.reschedule")
+    DONE_ELSEWHERE = "done_elsewhere", choice_label("request.done_elsewhere")
 
 
 class PatientRequest(models.Model):
