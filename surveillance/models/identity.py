@@ -33,15 +33,20 @@ class IdentityReview(models.Model):
         Patient,
         on_delete=models.CASCADE,
         related_name="identity_reviews",
-        help_text="The stored patient the import would have merged it into.",
+        help_text=_("The stored patient the import would have merged it into."),
     )
     source_system = models.CharField(max_length=255)
     source_id = models.CharField(max_length=128)
-    record = models.JSONField(help_text="The Patient as imported (names, birth date, identifier, contact).")
+    record = models.JSONField(help_text=_("The Patient as imported (names, birth date, identifier, contact)."))
     reason = models.CharField(max_length=255)
     status = models.CharField(max_length=10, choices=IdentityReviewStatus.choices, default=IdentityReviewStatus.OPEN)
     resolved_patient = models.ForeignKey(
-        Patient, on_delete=models.CASCADE, null=True, blank=True, related_name="+", help_text="Who it turned out to be."
+        Patient,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Who it turned out to be."),
     )
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     resolved_at = models.DateTimeField(null=True, blank=True)

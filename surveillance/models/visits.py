@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion, Patient
@@ -87,7 +88,7 @@ class FollowUpVisit(models.Model):
     due_date = models.DateField()
     window_start = models.DateField()
     window_end = models.DateField()
-    assessments = models.JSONField(default=list, help_text="Codes of the assessments this visit asks for.")
+    assessments = models.JSONField(default=list, help_text=_("Codes of the assessments this visit asks for."))
     status = models.CharField(max_length=10, choices=VisitStatus.choices, default=VisitStatus.SCHEDULED)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_changed_by = models.ForeignKey(
@@ -96,20 +97,20 @@ class FollowUpVisit(models.Model):
     status_reason = models.CharField(max_length=255, blank=True)
     completed_on = models.DateField(null=True, blank=True)
     completed_source = models.CharField(
-        max_length=255, blank=True, help_text="The EHR encounter that recorded it done (empty: a person did)."
+        max_length=255, blank=True, help_text=_("The EHR encounter that recorded it done (empty: a person did).")
     )
     ehr_completion_undone = models.CharField(
-        max_length=255, blank=True, help_text="An EHR encounter a coordinator said was not this visit."
+        max_length=255, blank=True, help_text=_("An EHR encounter a coordinator said was not this visit.")
     )
-    booked_for = models.DateField(null=True, blank=True, help_text="The day the patient is booked for.")
-    booked_source = models.CharField(max_length=255, blank=True, help_text="The EHR appointment that booked it.")
-    results = models.JSONField(default=dict, blank=True, help_text="Free-form notes sent with a completion.")
-    sequence = models.PositiveIntegerField(default=0, help_text="iCalendar SEQUENCE: rises when the visit moves.")
+    booked_for = models.DateField(null=True, blank=True, help_text=_("The day the patient is booked for."))
+    booked_source = models.CharField(max_length=255, blank=True, help_text=_("The EHR appointment that booked it."))
+    results = models.JSONField(default=dict, blank=True, help_text=_("Free-form notes sent with a completion."))
+    sequence = models.PositiveIntegerField(default=0, help_text=_("iCalendar SEQUENCE: rises when the visit moves."))
     planner_cancelled = models.BooleanField(
-        default=False, help_text="Cancelled by a re-plan (the plan no longer has it), not by a person."
+        default=False, help_text=_("Cancelled by a re-plan (the plan no longer has it), not by a person.")
     )
     reminders_planned_for = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The sequence the outbox rows were planned for (null: not yet)."
+        null=True, blank=True, help_text=_("The sequence the outbox rows were planned for (null: not yet).")
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -178,7 +179,11 @@ class FollowUpVisit(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.rule_code}#{self.occurrence} due {self.due_date}"
+        return gettext("%(code)s#%(n)s due %(day)s") % {
+            "code": self.rule_code,
+            "n": self.occurrence,
+            "day": self.due_date,
+        }
 
     @property
     def patient(self) -> Patient:
@@ -221,8 +226,8 @@ class ConditionDecision(models.Model):
 
     infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="condition_decisions")
     condition = models.CharField(max_length=32)
-    active = models.BooleanField(help_text="Whether the condition holds, so its conditional visits are planned.")
-    until = models.DateField(null=True, blank=True, help_text="Last day the conditional visits run to.")
+    active = models.BooleanField(help_text=_("Whether the condition holds, so its conditional visits are planned."))
+    until = models.DateField(null=True, blank=True, help_text=_("Last day the conditional visits run to."))
     reason = models.CharField(max_length=255)
     decided_on = models.DateField()
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

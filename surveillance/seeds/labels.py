@@ -107,7 +107,7 @@ def label(code: str, language: str = DEFAULT_LANGUAGE) -> str:
     labels = catalogue().find(code)
     if labels is None:
         return code
-    return labels.get(language) or labels[DEFAULT_LANGUAGE]
+    return labels.get(_language(language)) or labels[DEFAULT_LANGUAGE]
 
 
 def _language(language: str | None) -> str:
