@@ -40,7 +40,13 @@ def test_it_shows_the_patient_page_in_spanish(spanish_client, visit):
     body = _page(spanish_client, reverse("admin:surveillance_patient_change", args=[visit.infusion.patient_id]))
     assert "Datos demográficos" in body and "Cambios de visitas" in body
     assert visit_label("M3", visit.label, "es") in body and label("clinic", "es") in body
-    for english in ("Demographics", "Visit changes", visit.label, "Clinic visit", f"Patient {visit.infusion.patient_id}"):
+    for english in (
+        "Demographics",
+        "Visit changes",
+        visit.label,
+        "Clinic visit",
+        f"Patient {visit.infusion.patient_id}",
+    ):
         assert english not in body, english
 
 
