@@ -14,11 +14,16 @@ from dataclasses import dataclass
 
 from django.db.models import DateField, F, OuterRef, QuerySet, Subquery, Value
 from django.utils import formats, timezone
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import get_language, gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.admin.display import NONE, date_text, moment_text
 from surveillance.models import ContactAttempt, FollowUpVisit, Patient, VisitStatus
 from surveillance.models.patients import ContactMethod
+from surveillance.seeds.labels import visit_label
+
+#: What a row reads of its visit (the visit itself, or the patient's next one), each as ``cw_next_<name>``.
+VISIT_COLUMNS = ("label", "rule_code", "due_date", "window_start", "window_end")
 
 
 def contact_annotations(patient_ref: str) -> dict[str, Subquery]:
@@ -36,10 +41,7 @@ def next_visit_annotations() -> dict[str, Subquery]:
     visits = FollowUpVisit.objects.filter(infusion__patient=OuterRef("pk"), status=VisitStatus.SCHEDULED).order_by(
         "due_date", "pk"
     )
-    return {
-        f"cw_next_{name}": Subquery(visits.values(name)[:1])
-        for name in ("label", "due_date", "window_start", "window_end")
-    }
+    return {f"cw_next_{name}": Subquery(visits.values(name)[:1]) for name in VISIT_COLUMNS}
 
 
 def with_call_columns(queryset: QuerySet, patient_path: str, today: dt.date) -> QuerySet:
@@ -50,7 +52,7 @@ def with_call_columns(queryset: QuerySet, patient_path: str, today: dt.date) -> 
         return queryset.annotate(**contact_annotations("pk"), **next_visit_annotations())
     return queryset.select_related(patient_path).annotate(
         **contact_annotations(patient_path),
-        **{f"cw_next_{name}": F(name) for name in ("label", "due_date", "window_start", "window_end")},
+        **{f"cw_next_{name}": F(name) for name in VISIT_COLUMNS},
     )
 
 
@@ -60,6 +62,7 @@ class CallRow:
 
     patient: Patient
     visit_label: str | None
+    visit_rule_code: str | None
     due_date: dt.date | None
     window_start: dt.date | None
     window_end: dt.date | None
@@ -75,6 +78,7 @@ class CallRow:
         return cls(
             patient=patient,
             visit_label=obj.cw_next_label,
+            visit_rule_code=obj.cw_next_rule_code,
             due_date=obj.cw_next_due_date,
             window_start=obj.cw_next_window_start,
             window_end=obj.cw_next_window_end,
@@ -92,6 +96,15 @@ class CallRow:
         if self.patient.email and self.patient.contact_consent:
             return ContactMethod.EMAIL.label
         return NONE
+
+    def visit_name(self) -> str:
+        """The visit's name in the reader's language (the labels catalogue); empty without a visit."""
+        if self.visit_label is None:
+            return ""
+        return visit_label(self.visit_rule_code or "", self.visit_label, get_language())
+
+    def is_late(self) -> bool:
+        return self.scheduled and self.due_date is not None and self.due_date < self.today
 
     def language(self) -> str:
         return self.patient.get_preferred_language_display()
@@ -118,23 +131,27 @@ def last_contact_text(row: CallRow) -> str:
     return f"{moment_text(row.last_contact_at)} ({ContactMethod(row.last_contact_method).label.lower()})"
 
 
-#: The CSV export's columns. Dates are ISO (a spreadsheet reads them as dates); moments carry their zone.
+#: The CSV export's columns, headed in the reader's language (a spreadsheet is read by people, like the page).
+#: Dates are ISO (a spreadsheet reads them as dates); moments carry their zone.
 CSV_COLUMNS: list[tuple[str, Callable[[CallRow], object]]] = [
-    ("mrn", lambda r: r.patient.mrn),
-    ("patient", lambda r: r.patient.display_name),
-    ("phone", lambda r: r.patient.phone),
-    ("preferred_contact", CallRow.preferred_contact),
-    ("language", CallRow.language),
-    ("next_visit", lambda r: r.visit_label or ""),
-    ("due_date", lambda r: r.due_date.isoformat() if r.due_date else ""),
-    ("window_start", lambda r: r.window_start.isoformat() if r.window_start else ""),
-    ("window_end", lambda r: r.window_end.isoformat() if r.window_end else ""),
-    ("days_late_or_left", CallRow.days),
+    (_("MRN"), lambda r: r.patient.mrn),
+    (_("Patient"), lambda r: r.patient.display_name),
+    (_("Phone"), lambda r: r.patient.phone),
+    (_("Preferred contact"), CallRow.preferred_contact),
+    (_("Language"), CallRow.language),
+    (_("Next visit"), CallRow.visit_name),
+    (_("Due date"), lambda r: r.due_date.isoformat() if r.due_date else ""),
+    (_("Window opens"), lambda r: r.window_start.isoformat() if r.window_start else ""),
+    (_("Window closes"), lambda r: r.window_end.isoformat() if r.window_end else ""),
+    (_("Days late / left"), CallRow.days),
     (
-        "last_contact_attempt",
+        _("Last contact attempt"),
         lambda r: (
             formats.date_format(timezone.localtime(r.last_contact_at), "Y-m-d H:i T") if r.last_contact_at else ""
         ),
     ),
-    ("last_contact_method", lambda r: r.last_contact_method or ""),
+    (
+        _("Last contact method"),
+        lambda r: ContactMethod(r.last_contact_method).label if r.last_contact_method else "",
+    ),
 ]

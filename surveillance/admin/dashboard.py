@@ -93,7 +93,7 @@ def incidence_chart(inc: cohort.Incidence, width: int = 640, height: int = 260) 
     points.append((end, points[-1][1]))
     path = "M" + " L".join(f"{x(mth)},{y(pct)}" for mth, pct in points)
     steps = [
-        {"cx": x(mth), "cy": y(pct), "title": f"{pct:.1f}% by month {mth:.1f}"}
+        {"cx": x(mth), "cy": y(pct), "title": _("%(pct).1f%% by month %(month).1f") % {"pct": pct, "month": mth}}
         for mth, pct in inc.steps
         if mth <= max_months
     ]

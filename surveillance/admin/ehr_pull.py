@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.admin.base import CentreScopedAdmin, ReadOnlyAdmin
 from surveillance.admin.display import NONE, moment_text
@@ -36,12 +38,15 @@ class EhrConnectionAdmin(CentreScopedAdmin):
     readonly_fields = ("last_pulled_at", "current_pull", "last_failure", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("centre", "name", "enabled")}),
-        ("FHIR server", {"fields": ("fhir_base_url", "group_id", "resource_types")}),
+        (_("FHIR server"), {"fields": ("fhir_base_url", "group_id", "resource_types")}),
         (
-            "SMART Backend Services",
+            _("SMART Backend Services"),
             {"fields": ("token_url", "client_id", "private_key_ref", "key_id", "algorithm", "scopes")},
         ),
-        ("Pulls", {"fields": ("since", "last_pulled_at", "current_pull", "last_failure", "created_at", "updated_at")}),
+        (
+            _("Pulls"),
+            {"fields": ("since", "last_pulled_at", "current_pull", "last_failure", "created_at", "updated_at")},
+        ),
     )
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
@@ -49,7 +54,7 @@ class EhrConnectionAdmin(CentreScopedAdmin):
             return forms.MultipleChoiceField(
                 choices=[(name, name) for name in BULK_RESOURCE_TYPES],
                 widget=forms.CheckboxSelectMultiple,
-                help_text="The resource types asked for (_type). Patient is needed: the others are about patients.",
+                help_text=_("The resource types asked for (_type). Patient is needed: the others are about patients."),
             )
         if isinstance(db_field, models.URLField):
             kwargs["assume_scheme"] = "https"  # the only scheme a remote EHR may be reached with
@@ -70,18 +75,18 @@ class EhrConnectionAdmin(CentreScopedAdmin):
             )
         )
 
-    @admin.display(description="Current pull")
+    @admin.display(description=_("Current pull"))
     def current_pull(self, obj):
         run = _prefetched(obj, "latest_runs")
         if run is None:
-            return "never pulled"
+            return gettext("never pulled")
         return format_html("{}: {}", _run_link(run), run.progress_text)
 
-    @admin.display(description="Last pulled", ordering="last_pulled_at")
+    @admin.display(description=_("Last pulled"), ordering="last_pulled_at")
     def last_pulled_col(self, obj):
         return moment_text(obj.last_pulled_at)
 
-    @admin.display(description="Last failure")
+    @admin.display(description=_("Last failure"))
     def last_failure(self, obj):
         run = _prefetched(obj, "failed_runs")
         if run is None:
@@ -117,13 +122,22 @@ class EhrPullRunAdmin(ReadOnlyAdmin, CentreScopedAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="Files")
+    @admin.display(description=_("Files"))
     def files_table(self, obj):
         if not obj.files:
             return NONE
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((item["type"], item["lines_done"], "imported" if item["done"] else "to import") for item in obj.files),
+            (
+                (item["type"], item["lines_done"], gettext("imported") if item["done"] else gettext("to import"))
+                for item in obj.files
+            ),
         )
-        return format_html("<table><tr><th>Type</th><th>Lines committed</th><th>State</th></tr>{}</table>", rows)
+        return format_html(
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+            gettext("Type"),
+            gettext("Lines committed"),
+            gettext("State"),
+            rows,
+        )

@@ -7,6 +7,8 @@ from django.contrib import admin, messages
 from django.http import Http404, HttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import audit_record
 from surveillance.admin import worklists as wl
@@ -43,7 +45,7 @@ class LetterTaskAdmin(CentreScopedAdmin):
     readonly_fields = ("visit", "reminder", "purpose", "sequence", "created_at", "done_at", "done_by")
     exclude = ("contact_attempt",)
 
-    @admin.display(description="Patient")
+    @admin.display(description=_("Patient"))
     def patient_col(self, obj):
         patient = obj.visit.infusion.patient
         url = reverse("admin:surveillance_patient_change", args=[patient.pk])
@@ -51,22 +53,22 @@ class LetterTaskAdmin(CentreScopedAdmin):
             '<a href="{}">{}</a> <small class="cw-mrn">{}</small>', url, patient.display_name, patient.mrn
         )
 
-    @admin.display(description="Phone")
+    @admin.display(description=_("Phone"))
     def phone_col(self, obj):
-        return phone_display(obj.visit.infusion.patient.phone) or "no phone"
+        return phone_display(obj.visit.infusion.patient.phone) or gettext("no phone")
 
-    @admin.display(description="Language")
+    @admin.display(description=_("Language"))
     def language_col(self, obj):
         return obj.visit.infusion.patient.get_preferred_language_display()
 
-    @admin.display(description="Visit due", ordering="visit__due_date")
+    @admin.display(description=_("Visit due"), ordering="visit__due_date")
     def due_col(self, obj):
         return date_text(obj.visit.due_date)
 
-    @admin.display(description="Letter")
+    @admin.display(description=_("Letter"))
     def letter_col(self, obj):
         url = reverse("admin:surveillance_lettertask_letter", args=[obj.pk])
-        return format_html('<a href="{}" target="_blank">Print letter</a>', url)
+        return format_html('<a href="{}" target="_blank">{}</a>', url, gettext("Print letter"))
 
     def get_urls(self):
         urls = [
@@ -96,17 +98,20 @@ class LetterTaskAdmin(CentreScopedAdmin):
                 continue
             _audit(request, "letter_task_done", task, {"method": method, "reached": reached, "attempt": attempt.pk})
             done += 1
-        self.message_user(request, f"{done} task(s) done; each is a contact attempt.", messages.SUCCESS)
+        message = ngettext(
+            "%(count)d task done; it is a contact attempt.", "%(count)d tasks done; each is a contact attempt.", done
+        )
+        self.message_user(request, message % {"count": done}, messages.SUCCESS)
 
-    @admin.action(description="Letter sent: mark done", permissions=["change"])
+    @admin.action(description=_("Letter sent: mark done"), permissions=["change"])
     def letter_sent(self, request, queryset):
         self._done(request, queryset, ContactMethod.LETTER, reached=False)
 
-    @admin.action(description="Called and reached: mark done", permissions=["change"])
+    @admin.action(description=_("Called and reached: mark done"), permissions=["change"])
     def called_reached(self, request, queryset):
         self._done(request, queryset, ContactMethod.PHONE, reached=True)
 
-    @admin.action(description="Called, no answer: mark done", permissions=["change"])
+    @admin.action(description=_("Called, no answer: mark done"), permissions=["change"])
     def called_no_answer(self, request, queryset):
         self._done(request, queryset, ContactMethod.PHONE, reached=False)
 

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import audit_record
@@ -82,7 +82,9 @@ STATUS_CLASS = {
 
 
 def visit_timeline(infusion: Infusion, visits: list[FollowUpVisit], today: dt.date, width: int = 960) -> Timeline:
-    """Lanes by visit kind; x is the square root of time since infusion, so the busy first year stays legible."""
+    """Lanes by visit kind; x is the square root of time since infusion, so the busy first year stays legible.
+    Names and dates are in the reader's language."""
+    language = get_language()
     left, right, lane_h, top = 150, 20, 26, 8
     span = (
         infusion.infusion_date.replace(year=infusion.infusion_date.year + TIMELINE_YEARS) - infusion.infusion_date
@@ -109,10 +111,17 @@ def visit_timeline(infusion: Infusion, visits: list[FollowUpVisit], today: dt.da
             windows.append({"x": x0, "y": y - 7, "w": max(x1 - x0, 2), "h": 14})
         day = v.completed_on if v.status == VisitStatus.COMPLETED and v.completed_on else v.due_date
         status = "next" if next_due is not None and v.pk == next_due.pk else STATUS_CLASS.get(v.status, "scheduled")
-        title = f"{v.label} ({v.rule_code} #{v.occurrence}): {v.get_status_display()}, due {date_text(v.due_date)}"
-        title += f", window {date_text(v.window_start)} to {date_text(v.window_end)}"
+        title = gettext("%(visit)s (%(code)s #%(n)s): %(status)s, due %(due)s, window %(start)s to %(end)s") % {
+            "visit": visit_label(v.rule_code, v.label, language),
+            "code": v.rule_code,
+            "n": v.occurrence,
+            "status": v.get_status_display(),
+            "due": date_text(v.due_date),
+            "start": date_text(v.window_start),
+            "end": date_text(v.window_end),
+        }
         if v.completed_on:
-            title += f", done {date_text(v.completed_on)}"
+            title += gettext(", done %(day)s") % {"day": date_text(v.completed_on)}
         markers.append({"cx": x_of(day), "cy": y, "r": 7 if status == "next" else 4.5, "cls": status, "title": title})
     height = top + len(kinds) * lane_h + 30
     axis_y = top + len(kinds) * lane_h + 4
@@ -120,7 +129,7 @@ def visit_timeline(infusion: Infusion, visits: list[FollowUpVisit], today: dt.da
         {"x": x_of(infusion.infusion_date + dt.timedelta(days=d)), "label": name, "y": axis_y} for name, d in TICKS
     ]
     today_x = x_of(today) if infusion.infusion_date <= today else None
-    lanes = [{"y": lane_y[k], "label": VisitKind(k).label} for k in kinds]
+    lanes = [{"y": lane_y[k], "label": label(k, language)} for k in kinds]
     return Timeline(width, height, lanes, windows, markers, ticks, today_x, next_due, len(visits) - len(shown))
 
 
@@ -189,7 +198,8 @@ def patient_url(patient_id: int) -> str:
 
 def _assessments(visit: FollowUpVisit) -> list[tuple[str, str]]:
     """The visit's assessment codes with the labels a coordinator reads (``seeds/labels.yaml``)."""
-    return [(str(code), label(str(code))) for code in visit.assessments or []]
+    language = get_language()
+    return [(str(code), label(str(code), language)) for code in visit.assessments or []]
 
 
 class CompleteForm(forms.Form):
@@ -202,7 +212,7 @@ class CompleteForm(forms.Form):
     def __init__(self, *args, visit: FollowUpVisit, today: dt.date, **kwargs):
         super().__init__(*args, **kwargs)
         self.today = today
-        outcomes = [("", "—"), *((value, label(value)) for value in ResultOutcome.values)]
+        outcomes = [("", "—"), *((value, label(value, get_language())) for value in ResultOutcome.values)]
         self.assessment_codes = []
         for code, text in _assessments(visit):
             name = f"result_{code}"
@@ -214,7 +224,7 @@ class CompleteForm(forms.Form):
             if assessment is None:
                 continue
             value, unit = f"value_{analyte.code}", f"unit_{analyte.code}"
-            self.fields[value] = forms.FloatField(required=False, label=label(analyte.code))
+            self.fields[value] = forms.FloatField(required=False, label=label(analyte.code, get_language()))
             self.fields[unit] = forms.CharField(
                 max_length=32, required=False, label=_("Unit"), initial=canonical_unit(analyte)
             )
@@ -295,6 +305,8 @@ def visit_page_view(model_admin, request, object_id):
     if not model_admin.has_view_permission(request, visit):
         raise PermissionDenied
     today = workspace_today(request)
+    language = get_language()
+    visit_name = visit_label(visit.rule_code, visit.label, language)
     can_act = model_admin.has_change_permission(request, visit) and visit.status in RECORDABLE_STATUSES
     action = request.POST.get("action") if request.method == "POST" else None
     bound = {"complete": None, "reschedule": None, "cancel": None}
@@ -330,7 +342,7 @@ def visit_page_view(model_admin, request, object_id):
                     except ResultsRefused as refused:
                         form.refusal_show(refused, names)
                         raise lifecycle.TransitionError(_("Some results cannot be recorded; see below.")) from None
-                    done = _("Visit %(visit)s recorded as done.") % {"visit": visit.label}
+                    done = _("Visit %(visit)s recorded as done.") % {"visit": visit_name}
                 elif action == "reschedule":
                     lifecycle.visit_reschedule(
                         visit,
@@ -339,12 +351,12 @@ def visit_page_view(model_admin, request, object_id):
                         by=request.user,
                     )
                     done = _("Visit %(visit)s moved to %(day)s.") % {
-                        "visit": visit.label,
+                        "visit": visit_name,
                         "day": date_text(form.cleaned_data["new_date"]),
                     }
                 else:
                     lifecycle.visit_cancel(visit, reason=form.cleaned_data["reason"], by=request.user)
-                    done = _("Visit %(visit)s cancelled.") % {"visit": visit.label}
+                    done = _("Visit %(visit)s cancelled.") % {"visit": visit_name}
             except lifecycle.TransitionError as exc:
                 error = str(exc)
             else:
@@ -356,7 +368,8 @@ def visit_page_view(model_admin, request, object_id):
         )
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": f"{visit.label} — {visit.infusion.patient.display_name}",
+        "title": f"{visit_name} — {visit.infusion.patient.display_name}",
+        "visit_name": visit_name,
         "opts": model_admin.model._meta,
         "visit": visit,
         "patient": visit.infusion.patient,
@@ -368,7 +381,7 @@ def visit_page_view(model_admin, request, object_id):
         "next": _safe_next(request, fallback),
         "changes": visit.changes.select_related("by").order_by("-at")[:20],
         "results": [
-            (label(row.assessment), label(row.analyte) if row.analyte else "", row)
+            (label(row.assessment, language), label(row.analyte, language) if row.analyte else "", row)
             for row in visit.assessment_results.all()
         ],
     }
@@ -574,7 +587,7 @@ def replan_preview(infusion: Infusion, data: dict, by) -> planning.PlanDiff:
     return diff
 
 
-def _diff_summary(diff: planning.PlanDiff) -> str:
+def diff_summary(diff: planning.PlanDiff) -> str:
     """``PlanDiff.summary`` in the reader's language."""
     return _("%(added)d added, %(moved)d moved, %(removed)d removed, %(changed)d changed, %(unchanged)d unchanged") % {
         "added": len(diff.added),
@@ -655,7 +668,7 @@ def infusion_replan_view(model_admin, request, object_id):
                 notice = _("The plan changed since you looked at it: check the new preview and confirm again.")
             else:
                 if applied:
-                    done = _("Change applied, visits re-planned: %(summary)s.") % {"summary": _diff_summary(applied)}
+                    done = _("Change applied, visits re-planned: %(summary)s.") % {"summary": diff_summary(applied)}
                 else:
                     done = _("Change applied, follow-up is closed: no re-plan.")
                 model_admin.message_user(request, done)
@@ -671,7 +684,7 @@ def infusion_replan_view(model_admin, request, object_id):
         "patient": infusion.patient,
         "form": form,
         "diff": diff,
-        "diff_summary": _diff_summary(diff) if diff else "",
+        "diff_summary": diff_summary(diff) if diff else "",
         "diff_lines": _diff_lines(diff) if diff else {},
         "today": today,
         "notice": notice,

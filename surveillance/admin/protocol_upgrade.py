@@ -8,9 +8,12 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.access.audit import request_remote_addr
 from surveillance.access.tenancy import user_centre_ids
+from surveillance.admin.patient_page import diff_summary
 from surveillance.care import planning
 from surveillance.care.protocol_upgrade import (
     protocol_upgrade_apply,
@@ -32,7 +35,7 @@ def protocol_upgrade_list_view(admin_site, request):
         count = protocol_upgrade_candidates(protocol, centre_ids).count()
         if count:
             targets.append((protocol, count))
-    context = {**admin_site.each_context(request), "title": "Protocol upgrades", "targets": targets}
+    context = {**admin_site.each_context(request), "title": _("Protocol upgrades"), "targets": targets}
     return TemplateResponse(request, "surveillance/admin/protocol_upgrade_list.html", context)
 
 
@@ -56,17 +59,37 @@ def protocol_upgrade_view(admin_site, request, protocol_id):
                 remote_addr=request_remote_addr(request),
             )
         except planning.PlanChanged:
-            notice = "The cohort changed since the preview: check the new figures and apply again."
+            notice = gettext("The cohort changed since the preview: check the new figures and apply again.")
         else:
-            messages.success(request, f"{protocol} applied: {applied.summary()}.")
+            done = gettext(
+                "%(protocol)s applied: %(patients)d patients (%(infusions)d infusions): %(added)d visits added, "
+                "%(moved)d moved, %(removed)d removed, %(changed)d changed."
+            )
+            messages.success(
+                request,
+                done
+                % {
+                    "protocol": protocol,
+                    "patients": applied.patients,
+                    "infusions": applied.infusions,
+                    "added": applied.added,
+                    "moved": applied.moved,
+                    "removed": applied.removed,
+                    "changed": applied.changed,
+                },
+            )
             return HttpResponseRedirect(reverse("admin:protocol_upgrade_list"))
     preview = protocol_upgrade_preview(protocol, centre_ids)
     context = {
         **admin_site.each_context(request),
-        "title": f"Upgrade to {protocol}",
+        "title": gettext("Upgrade to %(protocol)s") % {"protocol": protocol},
         "protocol": protocol,
         "preview": preview,
-        "changed_diffs": [d for d in preview.diffs if d.added or d.moved or d.removed or d.changed][:50],
+        "changed_diffs": [
+            {"infusion_id": d.infusion_id, "summary": diff_summary(d)}
+            for d in preview.diffs
+            if d.added or d.moved or d.removed or d.changed
+        ][:50],
         "can_apply": can_apply,
         "notice": notice,
     }

@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
 from surveillance import models as m
@@ -91,7 +91,7 @@ class CallColumnsMixin:
         row = self.call_row(obj)
         return format_html(
             '<span class="cw-phone">{}</span><br><small>{}</small>',
-            row.patient.phone or "no phone",
+            row.patient.phone or gettext("no phone"),
             row.preferred_contact(),
         )
 
@@ -107,7 +107,7 @@ class CallColumnsMixin:
     def days_col(self, obj):
         row = self.call_row(obj)
         text = row.days()
-        return format_html('<span class="cw-late">{}</span>', text) if "late" in text else text
+        return format_html('<span class="cw-late">{}</span>', text) if row.is_late() else text
 
     @admin.display(description=_("Last contact attempt"), ordering="cw_last_contact_at")
     def last_contact_col(self, obj):
@@ -196,9 +196,9 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
     list_select_related = ("centre",)
     readonly_fields = ("status", "status_date", "status_reason", "ladder_stage", "created_at", "updated_at")
     fieldsets = (
-        ("Demographics", {"fields": ("centre", "mrn", "family_name", "given_name", "birth_date", "sex")}),
+        (_("Demographics"), {"fields": ("centre", "mrn", "family_name", "given_name", "birth_date", "sex")}),
         (
-            "Contact",
+            _("Contact"),
             {
                 "fields": (
                     "email",
@@ -212,8 +212,8 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
                 )
             },
         ),
-        ("Follow-up", {"fields": ("status", "status_date", "status_reason", "ladder_stage")}),
-        ("Source", {"classes": ("collapse",), "fields": ("source_system", "source_id", "created_at", "updated_at")}),
+        (_("Follow-up"), {"fields": ("status", "status_date", "status_reason", "ladder_stage")}),
+        (_("Source"), {"classes": ("collapse",), "fields": ("source_system", "source_id", "created_at", "updated_at")}),
     )
     change_form_template = "surveillance/admin/patient_page.html"
     actions = ["mark_contacted", "log_attempt", "export_csv"]
@@ -236,7 +236,7 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
 
     @admin.display(description=_("Next visit"))
     def next_visit(self, obj):
-        return obj.cw_next_label or "—"
+        return self.call_row(obj).visit_name() or "—"
 
     @admin.display(description=_("Due"), ordering="cw_next_due_date")
     def next_due(self, obj):
@@ -255,14 +255,14 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
     @admin.display(description="")
     def quick_log(self, obj):
         url = reverse("admin:surveillance_patient_log_attempt", args=[obj.pk])
-        return format_html('<a class="button cw-quick" href="{}">Log attempt</a>', url)
+        return format_html('<a class="button cw-quick" href="{}">{}</a>', url, gettext("Log attempt"))
 
     @admin.action(description=_("Export selected as CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
         extra = [
-            ("centre", lambda p: p.centre.code),
-            ("status", lambda p: p.status),
-            ("ladder_stage", lambda p: p.ladder_stage),
+            (_("Centre"), lambda p: p.centre.code),
+            (_("Status"), lambda p: p.get_status_display()),
+            (_("Ladder stage"), lambda p: p.get_ladder_stage_display()),
         ]
         return self.call_csv(request, queryset, extra)
 
@@ -491,7 +491,11 @@ class FollowUpVisitAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmi
 
     @admin.action(description=_("Export selected as CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
-        return self.call_csv(request, queryset, [("rule_code", lambda v: v.rule_code), ("status", lambda v: v.status)])
+        return self.call_csv(
+            request,
+            queryset,
+            [(_("Visit code"), lambda v: v.rule_code), (_("Status"), lambda v: v.get_status_display())],
+        )
 
 
 @admin.register(m.VisitChange)

@@ -28,6 +28,7 @@ from django.utils.translation import ngettext
 
 from surveillance.access.audit import audit_record
 from surveillance.access.tenancy import scope, user_centre_ids
+from surveillance.admin.field_labels import FIELD_LABELS
 from surveillance.care import lifecycle
 from surveillance.models import (
     FollowUpVisit,
@@ -178,10 +179,10 @@ WORKLISTS: tuple[Worklist, ...] = (
     ),
     Worklist(
         "letters",
-        "Letters and calls to make",
+        _("Letters and calls to make"),
         LetterTask,
         "visit__infusion__patient__centre",
-        "Patients no email or SMS reaches: print the letter (or call), then mark the task done.",
+        _("Patients no email or SMS reaches: print the letter (or call), then mark the task done."),
         lambda qs, today: qs.filter(done_at__isnull=True).exclude(visit__infusion__patient__status__in=CLOSED_STATUSES),
     ),
     Worklist(
@@ -322,7 +323,7 @@ class RuleCodeFilter(admin.SimpleListFilter):
     of the whole visit table on each page of every visit worklist, which grows with the registry.
     """
 
-    title = FollowUpVisit._meta.get_field("rule_code").verbose_name
+    title = FIELD_LABELS["rule_code"]
     parameter_name = "rule_code"
 
     def lookups(self, request, model_admin):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from django.db.models import Count, F, Min, Q, QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models import FollowUpVisit, Infusion, Patient, ProtocolRule, Reminder, SignalReview, VisitStatus
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage, PatientStatus
@@ -30,8 +31,8 @@ _UNIT_DAYS = {"day": 1.0, "month": DAYS_PER_MONTH, "year": 365.25}
 
 #: Published reference points (clinical reference, "Suggested dashboard reference lines"): months -> percent.
 REFERENCE_LINES = (
-    ("Any second cancer, Stanford (NEJM 2024)", ((0, 0.0), (12, 2.0), (36, 6.5))),
-    ("Higher-risk lymphoma cohort, MSK (TCT 2024)", ((0, 0.0), (36, 14.0))),
+    (_("Any second cancer, Stanford (NEJM 2024)"), ((0, 0.0), (12, 2.0), (36, 6.5))),
+    (_("Higher-risk lymphoma cohort, MSK (TCT 2024)"), ((0, 0.0), (36, 14.0))),
 )
 
 

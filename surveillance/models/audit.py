@@ -6,6 +6,7 @@ import contextvars
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 #: The client address of the request being served, set by ``surveillance.access.audit.AuditMiddleware``, so that rows
 #: written deep in a flow (lifecycle, planning, reporting) still say where the change came from.
@@ -21,14 +22,14 @@ class AuditActor(models.TextChoices):
     followed by ``:<name>`` where the kind has names (an API token's).
     """
 
-    STAFF = "staff", "Staff user"
-    API_TOKEN = "token", "API token"
-    EHR_IMPORT = "ehr-import", "EHR import"
-    SYSTEM = "system", "System task"
-    PATIENT_LINK = "patient-link", "Patient link"
-    PATIENT_SMS = "patient-sms", "Patient SMS reply"
-    PROVIDER = "provider", "Messaging provider callback"
-    ANONYMOUS = "anonymous", "Anonymous"
+    STAFF = "staff", _("Staff user")
+    API_TOKEN = "token", _("API token")
+    EHR_IMPORT = "ehr-import", _("EHR import")
+    SYSTEM = "system", _("System task")
+    PATIENT_LINK = "patient-link", _("Patient link")
+    PATIENT_SMS = "patient-sms", _("Patient SMS reply")
+    PROVIDER = "provider", _("Messaging provider callback")
+    ANONYMOUS = "anonymous", _("Anonymous")
 
 
 class AppendOnlyError(ValueError):
@@ -48,7 +49,7 @@ class AuditEntryQuerySet(models.QuerySet):
 class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
-    actor_label = models.CharField(max_length=128, blank=True, help_text="System task or API token name.")
+    actor_label = models.CharField(max_length=128, blank=True, help_text=_("System task or API token name."))
     action = models.CharField(max_length=32)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
@@ -60,7 +61,7 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-at", "-pk"]
-        verbose_name_plural = "audit entries"
+        verbose_name_plural = _("audit entries")
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type} {self.object_id}"

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.scheduling.clinic_calendar import ClinicCalendar
 
@@ -48,28 +49,33 @@ class TreatmentCentre(models.Model):
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=200)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
-    care_team_email = models.EmailField(help_text="Where window-open notices and escalations go.")
+    care_team_email = models.EmailField(help_text=_("Where window-open notices and escalations go."))
     # What a patient needs to book a visit: every patient message, calendar entry and letter carries them.
-    phone = models.CharField(max_length=32, blank=True, help_text="The number patients call to book a visit.")
-    address = models.TextField(blank=True, help_text="Where visits take place (street, city), as patients read it.")
+    phone = models.CharField(max_length=32, blank=True, help_text=_("The number patients call to book a visit."))
+    address = models.TextField(blank=True, help_text=_("Where visits take place (street, city), as patients read it."))
     opening_hours = models.CharField(
-        max_length=200, blank=True, help_text="When the booking line answers, e.g. Mon-Fri 8:00-16:00."
+        max_length=200, blank=True, help_text=_("When the booking line answers, e.g. Mon-Fri 8:00-16:00.")
     )
     # The clinic calendar: visits fall due on open days only (scheduling.clinic_calendar).
     country = models.CharField(
-        max_length=2, blank=True, validators=[validate_country], help_text="ISO 3166 code for public holidays, e.g. US."
+        max_length=2,
+        blank=True,
+        validators=[validate_country],
+        help_text=_("ISO 3166 code for public holidays, e.g. US."),
     )
     subdivision = models.CharField(
-        max_length=8, blank=True, help_text="State or region code for regional holidays, e.g. NY or MD (Madrid)."
+        max_length=8, blank=True, help_text=_("State or region code for regional holidays, e.g. NY or MD (Madrid).")
     )
     closed_weekdays = models.JSONField(
-        default=default_closed_weekdays, blank=True, help_text="Days of the week the clinic is closed (0 = Monday)."
+        default=default_closed_weekdays, blank=True, help_text=_("Days of the week the clinic is closed (0 = Monday).")
     )
     ehr_site_identifiers = models.TextField(
         blank=True,
         help_text=(
-            "How the EHR names this centre on its encounters (its Organization or Location): one per line, as "
-            "system|value or as the value or resource id alone. Encounters elsewhere never complete a visit here."
+            _(
+                "How the EHR names this centre on its encounters (its Organization or Location): one per line, as "
+                "system|value or as the value or resource id alone. Encounters elsewhere never complete a visit here."
+            )
         ),
     )
     # The care team's language: its emails and weekly digest are written in it (patients have their own).
@@ -77,7 +83,7 @@ class TreatmentCentre(models.Model):
         max_length=8,
         choices=settings.LANGUAGES,
         default="en",
-        help_text="The language of the care team's emails and weekly digest.",
+        help_text=_("The language of the care team's emails and weekly digest."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -135,9 +141,9 @@ class TreatmentCentre(models.Model):
 
 
 class Role(models.TextChoices):
-    COORDINATOR = "coordinator", "Coordinator"
-    PHYSICIAN = "physician", "Physician"
-    AUDITOR = "auditor", "Auditor (read-only)"
+    COORDINATOR = "coordinator", _("Coordinator")
+    PHYSICIAN = "physician", _("Physician")
+    AUDITOR = "auditor", _("Auditor (read-only)")
 
 
 class CentreMembership(models.Model):

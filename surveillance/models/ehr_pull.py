@@ -19,9 +19,11 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.addresses import loopback_host
 from surveillance.models.centres import TreatmentCentre
+from surveillance.seeds.labels import choice_label
 
 #: What an export asks for, in the order its files are imported: Patients before what refers to them, infusions
 #: (Procedure, MedicationAdministration, MedicationRequest) before the results and diagnoses read against them.
@@ -46,49 +48,58 @@ def default_resource_types() -> list[str]:
 class SigningAlgorithm(models.TextChoices):
     """The client-assertion signatures SMART Backend Services requires servers to accept."""
 
-    RS384 = "RS384", "RS384 (RSA)"
-    ES384 = "ES384", "ES384 (elliptic curve P-384)"
+    RS384 = "RS384", _("RS384 (RSA)")
+    ES384 = "ES384", _("ES384 (elliptic curve P-384)")
 
 
 class EhrConnection(models.Model):
     """One EHR's FHIR server that this service pulls a centre's data from, on the beat schedule."""
 
     centre = models.ForeignKey(TreatmentCentre, on_delete=models.PROTECT, related_name="ehr_connections")
-    name = models.CharField(max_length=100, help_text="How staff call this EHR, e.g. 'Epic production'.")
+    name = models.CharField(max_length=100, help_text=_("How staff call this EHR, e.g. 'Epic production'."))
     fhir_base_url = models.URLField(
-        "FHIR base URL", max_length=500, help_text="e.g. https://ehr.example.org/fhir/R4 (https, or loopback)."
+        _("FHIR base URL"), max_length=500, help_text=_("e.g. https://ehr.example.org/fhir/R4 (https, or loopback).")
     )
     group_id = models.CharField(
         max_length=64,
         blank=True,
-        help_text="Export this Group's patients ([base]/Group/[id]/$export); empty: every patient ([base]/Patient/"
-        "$export).",
+        help_text=_(
+            "Export this Group's patients ([base]/Group/[id]/$export); empty: every patient ([base]/Patient/$export)."
+        ),
     )
-    token_url = models.URLField("token URL", max_length=500, help_text="The EHR's OAuth 2.0 token endpoint.")
-    client_id = models.CharField(max_length=255, help_text="The client id the EHR registered for this service.")
+    token_url = models.URLField(_("token URL"), max_length=500, help_text=_("The EHR's OAuth 2.0 token endpoint."))
+    client_id = models.CharField(max_length=255, help_text=_("The client id the EHR registered for this service."))
     private_key_ref = models.CharField(
-        "private key",
+        _("private key"),
         max_length=500,
-        help_text="Where the signing key is, never the key itself: env:VARIABLE_NAME, or the absolute path of a "
-        "PEM or JWK file.",
+        help_text=_(
+            "Where the signing key is, never the key itself: env:VARIABLE_NAME, or the absolute path of a "
+            "PEM or JWK file."
+        ),
     )
-    key_id = models.CharField("key id (kid)", max_length=255, help_text="The kid of the public key the EHR holds.")
+    key_id = models.CharField(
+        _("key id (kid)"), max_length=255, help_text=_("The kid of the public key the EHR holds.")
+    )
     algorithm = models.CharField(max_length=5, choices=SigningAlgorithm.choices, default=SigningAlgorithm.RS384)
-    scopes = models.CharField(max_length=1000, default="system/*.read", help_text="Space-separated SMART scopes.")
-    resource_types = models.JSONField(default=default_resource_types, help_text="The resource types asked for (_type).")
-    enabled = models.BooleanField(default=True, help_text="Pulled on the schedule.")
+    scopes = models.CharField(max_length=1000, default="system/*.read", help_text=_("Space-separated SMART scopes."))
+    resource_types = models.JSONField(
+        default=default_resource_types, help_text=_("The resource types asked for (_type).")
+    )
+    enabled = models.BooleanField(default=True, help_text=_("Pulled on the schedule."))
     since = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="The transactionTime of the last complete pull: the next pull asks for changes since then "
-        "(_since). Empty: everything.",
+        help_text=_(
+            "The transactionTime of the last complete pull: the next pull asks for changes since then "
+            "(_since). Empty: everything."
+        ),
     )
-    last_pulled_at = models.DateTimeField(null=True, blank=True, help_text="When the last complete pull finished.")
+    last_pulled_at = models.DateTimeField(null=True, blank=True, help_text=_("When the last complete pull finished."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "EHR connection"
+        verbose_name = _("EHR connection")
         ordering = ["centre__code", "name"]
         constraints = [
             models.UniqueConstraint(fields=["centre", "name"], name="ehr_connection_name_unique_per_centre"),
@@ -133,10 +144,10 @@ ENV_REF = re.compile(r"env:[A-Za-z_][A-Za-z0-9_]*")
 
 
 class PullStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    WAITING = "waiting", "Waiting for the EHR's export"
-    FAILED = "failed", "Failed (resumes at the next pull)"
-    DONE = "done", "Done"
+    RUNNING = "running", choice_label("ehr_pull.running")
+    WAITING = "waiting", choice_label("ehr_pull.waiting")
+    FAILED = "failed", choice_label("ehr_pull.failed")
+    DONE = "done", choice_label("ehr_pull.done")
 
 
 OPEN_PULL_STATUSES = (PullStatus.RUNNING, PullStatus.WAITING, PullStatus.FAILED)
@@ -154,28 +165,31 @@ class EhrPullRun(models.Model):
 
     connection = models.ForeignKey(EhrConnection, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=10, choices=PullStatus.choices, default=PullStatus.RUNNING)
-    since = models.DateTimeField(null=True, blank=True, help_text="The _since this export asked for.")
-    kickoff_url = models.URLField("kick-off URL", max_length=2000, blank=True)
+    since = models.DateTimeField(null=True, blank=True, help_text=_("The _since this export asked for."))
+    kickoff_url = models.URLField(_("kick-off URL"), max_length=2000, blank=True)
     status_url = models.URLField(
-        "status URL", max_length=2000, blank=True, help_text="Where the export's progress is polled (Content-Location)."
+        _("status URL"),
+        max_length=2000,
+        blank=True,
+        help_text=_("Where the export's progress is polled (Content-Location)."),
     )
-    server_progress = models.CharField(max_length=200, blank=True, help_text="The EHR's last X-Progress.")
-    next_poll_at = models.DateTimeField(null=True, blank=True, help_text="Waiting: the EHR's Retry-After.")
-    manifest = models.JSONField(null=True, blank=True, help_text="The completed export's manifest.")
+    server_progress = models.CharField(max_length=200, blank=True, help_text=_("The EHR's last X-Progress."))
+    next_poll_at = models.DateTimeField(null=True, blank=True, help_text=_("Waiting: the EHR's Retry-After."))
+    manifest = models.JSONField(null=True, blank=True, help_text=_("The completed export's manifest."))
     transaction_time = models.DateTimeField(null=True, blank=True)
-    files = models.JSONField(default=list, blank=True, help_text="Output files in import order, with progress.")
-    report = models.JSONField(default=dict, blank=True, help_text="The import report of what was committed so far.")
+    files = models.JSONField(default=list, blank=True, help_text=_("Output files in import order, with progress."))
+    report = models.JSONField(default=dict, blank=True, help_text=_("The import report of what was committed so far."))
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True, help_text="Why the last attempt failed (no patient data).")
+    error = models.TextField(blank=True, help_text=_("Why the last attempt failed (no patient data)."))
     failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "EHR pull run"
+        verbose_name = _("EHR pull run")
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=PullStatus.values), name="ehr_pull_run_status_valid"),

@@ -7,23 +7,24 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion
+from surveillance.seeds.labels import choice_label
 
 
 class MalignancyType(models.TextChoices):
-    T_CELL_LYMPHOMA = "t_cell_lymphoma", "T-cell lymphoma"
-    MDS_AML = "mds_aml", "MDS/AML"
-    OTHER_HAEMATOLOGIC = "other_haematologic", "Other haematologic"
-    SOLID = "solid", "Solid tumour"
-    NMSC = "nmsc", "Non-melanoma skin cancer"
+    T_CELL_LYMPHOMA = "t_cell_lymphoma", _("T-cell lymphoma")
+    MDS_AML = "mds_aml", _("MDS/AML")
+    OTHER_HAEMATOLOGIC = "other_haematologic", _("Other haematologic")
+    SOLID = "solid", _("Solid tumour")
+    NMSC = "nmsc", _("Non-melanoma skin cancer")
 
 
 class TransgeneStatus(models.TextChoices):
-    NOT_REQUESTED = "not_requested", "Not requested"
-    KIT_REQUESTED = "kit_requested", "Sample kit requested"
-    SAMPLE_SENT = "sample_sent", "Sample sent"
-    POSITIVE = "positive", "CAR transgene detected"
-    NEGATIVE = "negative", "CAR transgene not detected"
-    NOT_TESTABLE = "not_testable", "Not testable"
+    NOT_REQUESTED = "not_requested", choice_label("transgene.not_requested")
+    KIT_REQUESTED = "kit_requested", choice_label("transgene.kit_requested")
+    SAMPLE_SENT = "sample_sent", choice_label("transgene.sample_sent")
+    POSITIVE = "positive", choice_label("transgene.positive")
+    NEGATIVE = "negative", choice_label("transgene.negative")
+    NOT_TESTABLE = "not_testable", choice_label("transgene.not_testable")
 
 
 class MalignancyEvent(models.Model):
@@ -32,7 +33,7 @@ class MalignancyEvent(models.Model):
     infusion = models.ForeignKey(Infusion, on_delete=models.PROTECT, related_name="malignancy_events")
     diagnosis_date = models.DateField()
     malignancy_type = models.CharField(max_length=20, choices=MalignancyType.choices)
-    confirmed = models.BooleanField(default=True, help_text="False while only suspected.")
+    confirmed = models.BooleanField(default=True, help_text=_("False while only suspected."))
     description = models.CharField(max_length=255, blank=True)
     transgene_status = models.CharField(
         max_length=16, choices=TransgeneStatus.choices, default=TransgeneStatus.NOT_REQUESTED
@@ -59,10 +60,10 @@ class MalignancyEvent(models.Model):
 
 
 class ReportingStepKind(models.TextChoices):
-    MANUFACTURER = "manufacturer", "Contact the manufacturer (sample kit, CAR-transgene testing)"
-    MEDWATCH = "medwatch", "FDA MedWatch report"
-    REGISTRY = "registry", "Registry follow-up form (CIBMTR / EBMT)"
-    SAMPLE_SHIPMENT = "sample_shipment", "Ship tumour and blood samples"
+    MANUFACTURER = "manufacturer", _("Contact the manufacturer (sample kit, CAR-transgene testing)")
+    MEDWATCH = "medwatch", _("FDA MedWatch report")
+    REGISTRY = "registry", _("Registry follow-up form (CIBMTR / EBMT)")
+    SAMPLE_SHIPMENT = "sample_shipment", _("Ship tumour and blood samples")
 
 
 class ReportingStep(models.Model):
@@ -73,7 +74,7 @@ class ReportingStep(models.Model):
     due_date = models.DateField()
     completed_at = models.DateTimeField(null=True, blank=True)
     completed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    reference = models.CharField(max_length=128, blank=True, help_text="E.g. the MedWatch report number.")
+    reference = models.CharField(max_length=128, blank=True, help_text=_("E.g. the MedWatch report number."))
     notes = models.CharField(max_length=500, blank=True)
 
     class Meta:

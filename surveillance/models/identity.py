@@ -8,13 +8,14 @@ from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.centres import TreatmentCentre
 from surveillance.models.patients import Patient
+from surveillance.seeds.labels import choice_label
 
 
 class IdentityReviewStatus(models.TextChoices):
-    OPEN = "open", "To review"
-    LINKED = "linked", "Linked to the existing patient"
-    CREATED = "created", "Created as a new patient"
-    REJECTED = "rejected", "Rejected"
+    OPEN = "open", choice_label("identity_review.open")
+    LINKED = "linked", choice_label("identity_review.linked")
+    CREATED = "created", choice_label("identity_review.created")
+    REJECTED = "rejected", choice_label("identity_review.rejected")
 
 
 class IdentityReview(models.Model):
@@ -32,15 +33,20 @@ class IdentityReview(models.Model):
         Patient,
         on_delete=models.CASCADE,
         related_name="identity_reviews",
-        help_text="The stored patient the import would have merged it into.",
+        help_text=_("The stored patient the import would have merged it into."),
     )
     source_system = models.CharField(max_length=255)
     source_id = models.CharField(max_length=128)
-    record = models.JSONField(help_text="The Patient as imported (names, birth date, identifier, contact).")
+    record = models.JSONField(help_text=_("The Patient as imported (names, birth date, identifier, contact)."))
     reason = models.CharField(max_length=255)
     status = models.CharField(max_length=10, choices=IdentityReviewStatus.choices, default=IdentityReviewStatus.OPEN)
     resolved_patient = models.ForeignKey(
-        Patient, on_delete=models.CASCADE, null=True, blank=True, related_name="+", help_text="Who it turned out to be."
+        Patient,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Who it turned out to be."),
     )
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     resolved_at = models.DateTimeField(null=True, blank=True)

@@ -7,24 +7,26 @@ it is emptied once the job has finished (nothing of the patients' data stays lon
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.centres import TreatmentCentre
+from surveillance.seeds.labels import choice_label
 
 
 class ImportJobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", choice_label("import_job.queued")
+    RUNNING = "running", choice_label("import_job.running")
+    DONE = "done", choice_label("import_job.done")
+    FAILED = "failed", choice_label("import_job.failed")
 
 
 FINISHED_STATUSES = (ImportJobStatus.DONE, ImportJobStatus.FAILED)
 
 
 class ImportFormat(models.TextChoices):
-    BUNDLE = "bundle", "FHIR Bundle"
-    NDJSON = "ndjson", "FHIR Bulk Data NDJSON"
-    CSV = "csv", "Clinic CSV"
+    BUNDLE = "bundle", _("FHIR Bundle")
+    NDJSON = "ndjson", _("FHIR Bulk Data NDJSON")
+    CSV = "csv", _("Clinic CSV")
 
 
 class ImportJob(models.Model):
@@ -40,18 +42,20 @@ class ImportJob(models.Model):
     format = models.CharField(max_length=10, choices=ImportFormat.choices)
     source_system = models.CharField(max_length=255)
     dry_run = models.BooleanField(default=False)
-    requested_by = models.CharField(max_length=150, help_text="The token's or user's audit label.")
-    payload = models.BinaryField(help_text="The upload as sent; emptied when the job has finished.")
+    requested_by = models.CharField(max_length=150, help_text=_("The token's or user's audit label."))
+    payload = models.BinaryField(help_text=_("The upload as sent; emptied when the job has finished."))
     payload_bytes = models.PositiveBigIntegerField()
-    lines_total = models.PositiveIntegerField(null=True, blank=True, help_text="NDJSON: lines in the upload.")
+    lines_total = models.PositiveIntegerField(null=True, blank=True, help_text=_("NDJSON: lines in the upload."))
     status = models.CharField(max_length=10, choices=ImportJobStatus.choices, default=ImportJobStatus.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    lines_done = models.PositiveIntegerField(default=0, help_text="NDJSON: the last line of the last batch committed.")
-    progress = models.JSONField(default=dict, blank=True, help_text="The report of the batches committed so far.")
-    result = models.JSONField(null=True, blank=True, help_text="The report (done) or OperationOutcome (failed).")
-    result_status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="What the status URL answers.")
+    lines_done = models.PositiveIntegerField(
+        default=0, help_text=_("NDJSON: the last line of the last batch committed.")
+    )
+    progress = models.JSONField(default=dict, blank=True, help_text=_("The report of the batches committed so far."))
+    result = models.JSONField(null=True, blank=True, help_text=_("The report (done) or OperationOutcome (failed)."))
+    result_status = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("What the status URL answers."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -7,8 +7,10 @@ import hashlib
 import secrets
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.centres import TreatmentCentre
+from surveillance.seeds.labels import choice_label
 
 TOKEN_PREFIX = "cwt"
 
@@ -30,7 +32,7 @@ class ApiToken(models.Model):
     The key is ``cwt_<prefix>_<secret>``; only its SHA-256 is stored, the prefix identifies it in lists and logs.
     """
 
-    name = models.CharField(max_length=100, unique=True, help_text="Who uses it, e.g. 'epic-interface-a'.")
+    name = models.CharField(max_length=100, unique=True, help_text=_("Who uses it, e.g. 'epic-interface-a'."))
     prefix = models.CharField(max_length=16, unique=True)
     key_sha256 = models.CharField(max_length=64, unique=True)
     centres = models.ManyToManyField(TreatmentCentre, related_name="api_tokens")
@@ -38,7 +40,7 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="The token stops working at this moment; empty: until revoked."
+        null=True, blank=True, help_text=_("The token stops working at this moment; empty: until revoked.")
     )
     last_used_at = models.DateTimeField(null=True, blank=True)
 
@@ -46,7 +48,7 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["name"]
-        verbose_name = "API token"
+        verbose_name = _("API token")
 
     def __str__(self) -> str:
         return f"API token {self.name} ({self.prefix})"
@@ -66,9 +68,9 @@ class ApiToken(models.Model):
 
 
 class WebhookEvent(models.TextChoices):
-    VISIT_MISSED = "visit.missed", "Visit missed"
-    MALIGNANCY_RECORDED = "malignancy_event.recorded", "Malignancy event recorded"
-    PATIENT_LOST = "patient.lost_to_follow_up", "Patient lost to follow-up"
+    VISIT_MISSED = "visit.missed", _("Visit missed")
+    MALIGNANCY_RECORDED = "malignancy_event.recorded", _("Malignancy event recorded")
+    PATIENT_LOST = "patient.lost_to_follow_up", _("Patient lost to follow-up")
 
 
 class WebhookEndpoint(models.Model):
@@ -76,8 +78,8 @@ class WebhookEndpoint(models.Model):
 
     centre = models.ForeignKey(TreatmentCentre, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=64, help_text="Shared signing secret, shown once at registration.")
-    events = models.JSONField(default=list, help_text="Event types to receive; empty means all.")
+    secret = models.CharField(max_length=64, help_text=_("Shared signing secret, shown once at registration."))
+    events = models.JSONField(default=list, help_text=_("Event types to receive; empty means all."))
     active = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -97,10 +99,10 @@ class WebhookEndpoint(models.Model):
 
 
 class WebhookStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
+    PENDING = "pending", choice_label("webhook.pending")
+    SENDING = "sending", choice_label("webhook.sending")
+    DELIVERED = "delivered", choice_label("webhook.delivered")
+    FAILED = "failed", choice_label("webhook.failed")
 
 
 class WebhookDelivery(models.Model):
@@ -109,7 +111,7 @@ class WebhookDelivery(models.Model):
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=32, choices=WebhookEvent.choices)
     idempotency_key = models.CharField(max_length=128, unique=True)
-    payload = models.JSONField(help_text="Ids and dates only, never patient data.")
+    payload = models.JSONField(help_text=_("Ids and dates only, never patient data."))
     status = models.CharField(max_length=10, choices=WebhookStatus.choices, default=WebhookStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
@@ -122,7 +124,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        verbose_name_plural = "webhook deliveries"
+        verbose_name_plural = _("webhook deliveries")
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=WebhookStatus.values), name="webhook_status_valid"),
             models.CheckConstraint(
@@ -160,8 +162,8 @@ class IdempotencyKey(models.Model):
 
     token = models.ForeignKey(ApiToken, on_delete=models.CASCADE, related_name="idempotency_keys")
     key = models.CharField(max_length=255)
-    request_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the method, path, content type and body.")
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty while in flight.")
+    request_sha256 = models.CharField(max_length=64, help_text=_("SHA-256 of the method, path, content type and body."))
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("Empty while in flight."))
     response_body = models.JSONField(null=True, blank=True)
     content_type = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField()

@@ -7,20 +7,21 @@ import zoneinfo
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from surveillance.models.centres import TreatmentCentre, validate_time_zone
 from surveillance.models.products import CarTProduct
 from surveillance.scheduling.engine import EARLIEST_INFUSION
+from surveillance.seeds.labels import choice_label
 
 
 class PatientStatus(models.TextChoices):
-    ACTIVE = "active", _("Active")
-    LOST = "lost_to_follow_up", _("Lost to follow-up")
-    DECEASED = "deceased", _("Deceased")
-    WITHDRAWN = "withdrawn", _("Withdrawn")
-    TRANSFERRED = "transferred", _("Transferred")
+    ACTIVE = "active", choice_label("patient.active")
+    LOST = "lost_to_follow_up", choice_label("patient.lost_to_follow_up")
+    DECEASED = "deceased", choice_label("patient.deceased")
+    WITHDRAWN = "withdrawn", choice_label("patient.withdrawn")
+    TRANSFERRED = "transferred", choice_label("patient.transferred")
 
 
 #: Statuses that take a patient off every worklist and stop every reminder.
@@ -30,17 +31,17 @@ CLOSED_STATUSES = (PatientStatus.DECEASED, PatientStatus.WITHDRAWN, PatientStatu
 class LadderStage(models.TextChoices):
     """How far an active patient has slipped: consecutive missed visits move them up the ladder."""
 
-    ON_TRACK = "on_track", _("On track")
-    OVERDUE = "overdue", pgettext_lazy("ladder stage", "Overdue")
-    TRACING = "tracing", _("Tracing")
-    LOST = "lost", _("Lost to follow-up")
+    ON_TRACK = "on_track", choice_label("ladder.on_track")
+    OVERDUE = "overdue", choice_label("ladder.overdue")
+    TRACING = "tracing", choice_label("ladder.tracing")
+    LOST = "lost", choice_label("ladder.lost")
 
 
 class Sex(models.TextChoices):
-    FEMALE = "female", "Female"
-    MALE = "male", "Male"
-    OTHER = "other", "Other"
-    UNKNOWN = "unknown", "Unknown"
+    FEMALE = "female", _("Female")
+    MALE = "male", _("Male")
+    OTHER = "other", _("Other")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 class PatientQuerySet(models.QuerySet):
@@ -56,41 +57,41 @@ class Patient(models.Model):
     """A person followed after CAR-T. Their MRN is unique within their centre."""
 
     centre = models.ForeignKey(TreatmentCentre, on_delete=models.PROTECT, related_name="patients")
-    mrn = models.CharField("MRN", max_length=64)
+    mrn = models.CharField(_("MRN"), max_length=64)
     identifier_system = models.CharField(
-        max_length=255, blank=True, help_text="The system (namespace) of the MRN, when the EHR sent one."
+        max_length=255, blank=True, help_text=_("The system (namespace) of the MRN, when the EHR sent one.")
     )
     given_name = models.CharField(max_length=100, blank=True)
     family_name = models.CharField(max_length=100, blank=True)
     birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
     email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +12025550123.")
+    phone = models.CharField(max_length=32, blank=True, help_text=_("E.164, e.g. +12025550123."))
     preferred_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     time_zone = models.CharField(
-        max_length=64, blank=True, validators=[validate_time_zone], help_text="Blank: the centre's time zone."
+        max_length=64, blank=True, validators=[validate_time_zone], help_text=_("Blank: the centre's time zone.")
     )
-    contact_consent = models.BooleanField(default=True, help_text="Consents to reminders by email.")
+    contact_consent = models.BooleanField(default=True, help_text=_("Consents to reminders by email."))
     sms_consent = models.BooleanField(
-        default=False, help_text="Consents to reminders by SMS (cleared when the patient texts STOP)."
+        default=False, help_text=_("Consents to reminders by SMS (cleared when the patient texts STOP).")
     )
     preferred_channel = models.CharField(
         max_length=8,
-        choices=[("email", "Email"), ("sms", "SMS")],
+        choices=[("email", _("Email")), ("sms", _("SMS"))],
         default="email",
-        help_text="Tried first; the other consented channel, then a letter or call, if it cannot be used.",
+        help_text=_("Tried first; the other consented channel, then a letter or call, if it cannot be used."),
     )
     reminders_opted_out_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="Unsubscribed from routine reminders (care-team escalations continue).",
+        help_text=_("Unsubscribed from routine reminders (care-team escalations continue)."),
     )
     status = models.CharField(max_length=20, choices=PatientStatus.choices, default=PatientStatus.ACTIVE)
     status_date = models.DateField(null=True, blank=True)
     status_reason = models.CharField(max_length=255, blank=True)
     ladder_stage = models.CharField(max_length=10, choices=LadderStage.choices, default=LadderStage.ON_TRACK)
-    source_system = models.CharField(max_length=255, blank=True, help_text="EHR the record was imported from.")
-    source_id = models.CharField(max_length=128, blank=True, help_text="The record's id in that EHR.")
+    source_system = models.CharField(max_length=255, blank=True, help_text=_("EHR the record was imported from."))
+    source_id = models.CharField(max_length=128, blank=True, help_text=_("The record's id in that EHR."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -125,7 +126,7 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         # Names are PHI: string forms show up in logs and admin messages, so use the MRN and the primary key.
-        return f"Patient {self.pk} (MRN {self.mrn})"
+        return gettext("Patient %(pk)s (MRN %(mrn)s)") % {"pk": self.pk, "mrn": self.mrn}
 
     @property
     def display_name(self) -> str:
@@ -162,12 +163,12 @@ class Infusion(models.Model):
         related_name="infusions",
         null=True,
         blank=True,
-        help_text="Blank: to confirm (the EHR recorded the administration without naming the product).",
+        help_text=_("Blank: to confirm (the EHR recorded the administration without naming the product)."),
     )
     infusion_date = models.DateField()
     indication = models.CharField(max_length=255, blank=True)
     lot_number = models.CharField(max_length=64, blank=True)
-    prior_lines = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Prior lines of therapy.")
+    prior_lines = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("Prior lines of therapy."))
     protocol = models.ForeignKey(
         "surveillance.Protocol", on_delete=models.PROTECT, related_name="infusions", null=True, blank=True
     )
@@ -177,7 +178,7 @@ class Infusion(models.Model):
         null=True,
         blank=True,
         related_name="supersedes",
-        help_text="A later infusion (re-infusion) that restarted the schedule.",
+        help_text=_("A later infusion (re-infusion) that restarted the schedule."),
     )
     source_system = models.CharField(max_length=255, blank=True)
     source_id = models.CharField(max_length=128, blank=True)
@@ -204,7 +205,11 @@ class Infusion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Infusion {self.pk} ({self.product_id}, {self.infusion_date})"
+        return gettext("Infusion %(pk)s (%(product)s, %(day)s)") % {
+            "pk": self.pk,
+            "product": self.product_id,
+            "day": self.infusion_date,
+        }
 
     @property
     def age_at_infusion(self) -> int | None:
@@ -212,21 +217,21 @@ class Infusion(models.Model):
 
 
 class RiskFlagCode(models.TextChoices):
-    CLONAL_HAEMATOPOIESIS = "clonal_haematopoiesis", "Clonal haematopoiesis (CH/CHIP)"
-    PRIOR_AUTO_HCT = "prior_auto_hct", "Prior autologous transplant"
-    ALKYLATOR_EXPOSURE = "alkylator_exposure", "Heavy alkylator exposure"
-    RADIATION_EXPOSURE = "radiation_exposure", "Prior TBI / radiation"
-    PROLONGED_CYTOPENIA = "prolonged_cytopenia", "Late / prolonged cytopenia or CCUS"
-    EBV_POSITIVE = "ebv_positive", "EBV-positive lymphoma or EBV reactivation"
+    CLONAL_HAEMATOPOIESIS = "clonal_haematopoiesis", _("Clonal haematopoiesis (CH/CHIP)")
+    PRIOR_AUTO_HCT = "prior_auto_hct", _("Prior autologous transplant")
+    ALKYLATOR_EXPOSURE = "alkylator_exposure", _("Heavy alkylator exposure")
+    RADIATION_EXPOSURE = "radiation_exposure", _("Prior TBI / radiation")
+    PROLONGED_CYTOPENIA = "prolonged_cytopenia", _("Late / prolonged cytopenia or CCUS")
+    EBV_POSITIVE = "ebv_positive", _("EBV-positive lymphoma or EBV reactivation")
 
 
 class FlagSource(models.TextChoices):
-    NGS_REPORT = "ngs_report", "NGS report"
-    TREATMENT_HISTORY = "treatment_history", "Treatment history"
-    LAB_RESULT = "lab_result", "Lab result"
-    PATHOLOGY = "pathology", "Pathology"
-    CLINICIAN = "clinician", "Clinician assessment"
-    EHR_IMPORT = "ehr_import", "EHR import"
+    NGS_REPORT = "ngs_report", _("NGS report")
+    TREATMENT_HISTORY = "treatment_history", _("Treatment history")
+    LAB_RESULT = "lab_result", _("Lab result")
+    PATHOLOGY = "pathology", _("Pathology")
+    CLINICIAN = "clinician", _("Clinician assessment")
+    EHR_IMPORT = "ehr_import", _("EHR import")
 
 
 class RiskFlag(models.Model):
@@ -235,12 +240,14 @@ class RiskFlag(models.Model):
     infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="risk_flags")
     code = models.CharField(max_length=32, choices=RiskFlagCode.choices)
     present = models.BooleanField(default=True)
-    detail = models.CharField(max_length=255, blank=True, help_text="E.g. CH genes and VAF: DNMT3A 4%, TET2 2%.")
+    detail = models.CharField(max_length=255, blank=True, help_text=_("E.g. CH genes and VAF: DNMT3A 4%, TET2 2%."))
     findings = models.JSONField(
         default=list,
         blank=True,
-        help_text='Structured NGS findings, e.g. [{"gene": "DNMT3A", "vaf_percent": 4.0}], for a later review of '
-        "the clone's growth.",
+        help_text=_(
+            'Structured NGS findings, e.g. [{"gene": "DNMT3A", "vaf_percent": 4.0}], for a later review of '
+            "the clone's growth."
+        ),
     )
     source = models.CharField(max_length=20, choices=FlagSource.choices)
     source_reference = models.CharField(max_length=255, blank=True)

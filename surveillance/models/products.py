@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class TargetAntigen(models.TextChoices):
-    CD19 = "CD19", "CD19"
-    BCMA = "BCMA", "BCMA"
+    CD19 = "CD19", _("CD19")
+    BCMA = "BCMA", _("BCMA")
 
 
 class VectorType(models.TextChoices):
-    LENTIVIRAL = "lentiviral", "Lentiviral"
-    GAMMARETROVIRAL = "gammaretroviral", "Gammaretroviral"
+    LENTIVIRAL = "lentiviral", _("Lentiviral")
+    GAMMARETROVIRAL = "gammaretroviral", _("Gammaretroviral")
 
 
 class CarTProduct(models.Model):
@@ -54,7 +55,7 @@ class ProductCode(models.Model):
     system = models.CharField(max_length=128)
     code = models.CharField(max_length=32)
     display = models.CharField(max_length=255, blank=True)
-    marks_infusion = models.BooleanField(default=True, help_text="False for harvest or preparation steps.")
+    marks_infusion = models.BooleanField(default=True, help_text=_("False for harvest or preparation steps."))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["system", "code"], name="product_code_unique")]

@@ -5,19 +5,21 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.scheduling import engine, protocol_file
+from surveillance.seeds.labels import choice_label
 
 
 class ProtocolStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    ACTIVE = "active", "Active"
-    RETIRED = "retired", "Retired"
+    DRAFT = "draft", choice_label("protocol.draft")
+    ACTIVE = "active", choice_label("protocol.active")
+    RETIRED = "retired", choice_label("protocol.retired")
 
 
 class Variant(models.TextChoices):
-    STANDARD = "standard", "Standard"
-    INTENSIFIED = "intensified", "Risk-intensified"
+    STANDARD = "standard", _("Standard")
+    INTENSIFIED = "intensified", _("Risk-intensified")
 
 
 class ProtocolQuerySet(models.QuerySet):
@@ -34,7 +36,7 @@ class Protocol(models.Model):
     description = models.TextField(blank=True)
     source = models.TextField(blank=True)
     status = models.CharField(max_length=8, choices=ProtocolStatus.choices, default=ProtocolStatus.DRAFT)
-    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the loaded definition.")
+    content_hash = models.CharField(max_length=64, help_text=_("SHA-256 of the loaded definition."))
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     activated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -78,13 +80,17 @@ class Protocol(models.Model):
         }
 
 
-def choices_of(enum: type[engine.LabelledEnum]) -> type[models.TextChoices]:
-    """The model choices of one of the engine's enums: the same members, values and labels (defined there)."""
-    return models.TextChoices(enum.__name__, [(member.name, (member.value, member.label)) for member in enum])
+def choices_of(enum: type[engine.LabelledEnum], *, catalogued: bool = False) -> type[models.TextChoices]:
+    """The model choices of one of the engine's enums: the same members and values; the labels defined there, or,
+    ``catalogued``, read from the labels catalogue in the reader's language (the same English)."""
+    return models.TextChoices(
+        enum.__name__,
+        [(member.name, (member.value, choice_label(member.value) if catalogued else member.label)) for member in enum],
+    )
 
 
 OffsetUnit = choices_of(engine.OffsetUnit)
-VisitKind = choices_of(engine.VisitKind)
+VisitKind = choices_of(engine.VisitKind, catalogued=True)
 
 
 class ProtocolRule(models.Model):
@@ -98,7 +104,7 @@ class ProtocolRule(models.Model):
     offset_amount = models.IntegerField()
     offset_unit = models.CharField(max_length=5, choices=OffsetUnit.choices)
     repeat_every = models.PositiveSmallIntegerField(null=True, blank=True)
-    repeat_until = models.IntegerField(null=True, blank=True, help_text="Last offset (same unit), inclusive.")
+    repeat_until = models.IntegerField(null=True, blank=True, help_text=_("Last offset (same unit), inclusive."))
     lifelong = models.BooleanField(default=False)
     window_before_days = models.PositiveSmallIntegerField()
     window_after_days = models.PositiveSmallIntegerField()

@@ -13,20 +13,21 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.visits import FollowUpVisit
+from surveillance.seeds.labels import choice_label
 
 
 class Audience(models.TextChoices):
-    PATIENT = "patient", "Patient"
-    CARE_TEAM = "care_team", "Care team"
+    PATIENT = "patient", _("Patient")
+    CARE_TEAM = "care_team", _("Care team")
 
 
 class Purpose(models.TextChoices):
-    UPCOMING = "upcoming", "Upcoming visit"
-    WINDOW_OPEN = "window_open", "Visit window open"
-    OVERDUE = "overdue", "Overdue escalation"
-    MISSED = "missed", "Missed visit"
-    MOVED = "moved", "Visit moved"
-    CANCELLED = "cancelled", "Visit cancelled"
+    UPCOMING = "upcoming", _("Upcoming visit")
+    WINDOW_OPEN = "window_open", _("Visit window open")
+    OVERDUE = "overdue", _("Overdue escalation")
+    MISSED = "missed", _("Missed visit")
+    MOVED = "moved", _("Visit moved")
+    CANCELLED = "cancelled", _("Visit cancelled")
 
 
 #: Patient messages that carry the visit's calendar entry (REQUEST, or CANCEL for a cancelled visit).
@@ -42,19 +43,19 @@ class Channel(models.TextChoices):
     """How a reminder reaches its recipient. A letter is a task on the coordinators' worklist (a letter to print
     or a call to make), for patients no message can reach."""
 
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    LETTER = "letter", "Letter or call"
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+    LETTER = "letter", _("Letter or call")
 
 
 class ReminderStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    SENDING = "sending", _("Sending")
-    SENT = "sent", _("Sent")
-    FAILED = "failed", _("Failed")
-    BOUNCED = "bounced", _("Bounced")
-    CANCELLED = "cancelled", _("Cancelled")
-    SKIPPED = "skipped", _("Skipped")
+    PENDING = "pending", choice_label("reminder.pending")
+    SENDING = "sending", choice_label("reminder.sending")
+    SENT = "sent", choice_label("reminder.sent")
+    FAILED = "failed", choice_label("reminder.failed")
+    BOUNCED = "bounced", choice_label("reminder.bounced")
+    CANCELLED = "cancelled", choice_label("reminder.cancelled")
+    SKIPPED = "skipped", choice_label("reminder.skipped")
 
 
 class ReminderQuerySet(models.QuerySet):
@@ -93,25 +94,25 @@ class Reminder(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="fallback",
-        help_text="The reminder that failed on another channel; one to one, so a failure falls back once.",
+        help_text=_("The reminder that failed on another channel; one to one, so a failure falls back once."),
     )
     idempotency_key = models.CharField(max_length=128, unique=True)
     sequence = models.PositiveIntegerField(
-        help_text="The visit's iCalendar sequence this row was planned for (a moved visit's rows are stale)."
+        help_text=_("The visit's iCalendar sequence this row was planned for (a moved visit's rows are stale).")
     )
-    send_after = models.DateTimeField(help_text="UTC; computed as a morning hour in the patient's time zone.")
+    send_after = models.DateTimeField(help_text=_("UTC; computed as a morning hour in the patient's time zone."))
     status = models.CharField(max_length=10, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(help_text="When the dispatcher may (re)try; send_after at first.")
+    next_attempt_at = models.DateTimeField(help_text=_("When the dispatcher may (re)try; send_after at first."))
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     provider_message_id = models.CharField(
-        max_length=64, blank=True, help_text="The provider's id of the accepted message (an SMS's SID)."
+        max_length=64, blank=True, help_text=_("The provider's id of the accepted message (an SMS's SID).")
     )
     last_error = models.CharField(max_length=500, blank=True)
     last_smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    outcome_reason = models.CharField(max_length=255, blank=True, help_text="Why it was skipped or cancelled.")
+    outcome_reason = models.CharField(max_length=255, blank=True, help_text=_("Why it was skipped or cancelled."))
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -194,12 +195,12 @@ class Reminder(models.Model):
 
 
 class DeliveryOutcome(models.TextChoices):
-    SENDING = "sending", "Handed to the mail server or SMS provider, outcome not yet recorded"
-    SENT = "sent", "Sent"
-    RETRY = "retry", "Temporary failure, will retry"
-    FAILED = "failed", "Permanent failure"
-    SKIPPED = "skipped", "Skipped at send time"
-    RECLAIMED = "reclaimed", "Lease expired, reclaimed"
+    SENDING = "sending", _("Handed to the mail server or SMS provider, outcome not yet recorded")
+    SENT = "sent", _("Sent")
+    RETRY = "retry", _("Temporary failure, will retry")
+    FAILED = "failed", _("Permanent failure")
+    SKIPPED = "skipped", _("Skipped at send time")
+    RECLAIMED = "reclaimed", _("Lease expired, reclaimed")
 
 
 class Delivery(models.Model):
@@ -214,12 +215,12 @@ class Delivery(models.Model):
     worker = models.CharField(max_length=64, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     possible_duplicate = models.BooleanField(
-        default=False, help_text="A re-send after a crash that may have followed an accepted send."
+        default=False, help_text=_("A re-send after a crash that may have followed an accepted send.")
     )
 
     class Meta:
         ordering = ["reminder", "attempt", "pk"]
-        verbose_name_plural = "deliveries"
+        verbose_name_plural = _("deliveries")
 
     def __str__(self) -> str:
         return f"attempt {self.attempt}: {self.outcome}"
@@ -274,7 +275,7 @@ class PreparedMessage(models.Model):
 
     reminder = models.OneToOneField(Reminder, on_delete=models.CASCADE, primary_key=True, related_name="prepared")
     fingerprint = models.CharField(max_length=64)
-    raw = models.BinaryField(help_text="The whole message (RFC 5322, CRLF line ends) as the server receives it.")
+    raw = models.BinaryField(help_text=_("The whole message (RFC 5322, CRLF line ends) as the server receives it."))
     prepared_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -331,12 +332,14 @@ class CareTeamDailyDigest(DigestRun):
     """
 
     centre = models.ForeignKey("surveillance.TreatmentCentre", on_delete=models.CASCADE, related_name="daily_digests")
-    day = models.DateField(help_text="The centre's local date.")
+    day = models.DateField(help_text=_("The centre's local date."))
     settled_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the day's notices were dealt with: sent (``sent_at``), skipped or none."
+        null=True,
+        blank=True,
+        help_text=_("When the day's notices were dealt with: sent (``sent_at``), skipped or none."),
     )
-    listed = models.PositiveIntegerField(default=0, help_text="Window-open notices the email listed.")
-    skipped = models.PositiveIntegerField(default=0, help_text="Notices skipped as stale or no longer applying.")
+    listed = models.PositiveIntegerField(default=0, help_text=_("Window-open notices the email listed."))
+    skipped = models.PositiveIntegerField(default=0, help_text=_("Notices skipped as stale or no longer applying."))
 
     class Meta:
         ordering = ["-day", "centre"]

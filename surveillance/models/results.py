@@ -11,20 +11,21 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.visits import FollowUpVisit
 
 
 class ResultSource(models.TextChoices):
-    PERSON = "person", "Recorded by a person"
-    EHR = "ehr", "From the EHR"
-    INTEGRATION = "integration", "From an integration (an API token)"
+    PERSON = "person", _("Recorded by a person")
+    EHR = "ehr", _("From the EHR")
+    INTEGRATION = "integration", _("From an integration (an API token)")
 
 
 class ResultOutcome(models.TextChoices):
-    NORMAL = "normal", "Done, nothing abnormal"
-    ABNORMAL = "abnormal", "Done, abnormal"
-    NOT_DONE = "not_done", "Not done"
+    NORMAL = "normal", _("Done, nothing abnormal")
+    ABNORMAL = "abnormal", _("Done, abnormal")
+    NOT_DONE = "not_done", _("Not done")
 
 
 class VisitResult(models.Model):
@@ -43,7 +44,7 @@ class VisitResult(models.Model):
     outcome = models.CharField(max_length=10, choices=ResultOutcome.choices, blank=True)
     effective_on = models.DateField(null=True, blank=True)
     source = models.CharField(max_length=16, choices=ResultSource.choices)
-    source_id = models.CharField(max_length=255, blank=True, help_text="The EHR record it came from.")
+    source_id = models.CharField(max_length=255, blank=True, help_text=_("The EHR record it came from."))
     note = models.CharField(max_length=500, blank=True)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -51,7 +52,7 @@ class VisitResult(models.Model):
     recorded_by_label = models.CharField(
         max_length=128,
         blank=True,
-        help_text="Who recorded it when no staff user did, in the audit trail's words (an API token: token:<name>).",
+        help_text=_("Who recorded it when no staff user did, in the audit trail's words (an API token: token:<name>)."),
     )
     recorded_at = models.DateTimeField()
 

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.events import MalignancyEvent, MalignancyType
 from surveillance.models.patients import Infusion, Patient
+from surveillance.seeds.labels import choice_label
 
 
 class SignalRuleSet(models.Model):
@@ -24,7 +25,7 @@ class SignalRuleSet(models.Model):
     version = models.PositiveIntegerField()
     name = models.CharField(max_length=255)
     source = models.TextField(blank=True)
-    content = models.JSONField(help_text="The rules file as loaded; parsed by surveillance.signals.rules.")
+    content = models.JSONField(help_text=_("The rules file as loaded; parsed by surveillance.signals.rules."))
     content_hash = models.CharField(max_length=64)
     loaded_at = models.DateTimeField(auto_now_add=True)
 
@@ -37,10 +38,10 @@ class SignalRuleSet(models.Model):
 
 
 class SignalReviewStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    WORKUP = "workup_ordered", "Work-up ordered"
-    CONFIRMED = "confirmed", "Second cancer confirmed"
-    DISMISSED = "dismissed", "Dismissed"
+    OPEN = "open", choice_label("signal_review.open")
+    WORKUP = "workup_ordered", choice_label("signal_review.workup_ordered")
+    CONFIRMED = "confirmed", choice_label("signal_review.confirmed")
+    DISMISSED = "dismissed", choice_label("signal_review.dismissed")
 
 
 #: A review in one of these takes the later signals of its kind: the physician has not closed it.
@@ -50,9 +51,9 @@ UNRESOLVED_STATUSES = (SignalReviewStatus.OPEN, SignalReviewStatus.WORKUP)
 class WorkupItem(models.TextChoices):
     """The work-up clinical reference (b) item 4 names for a signal."""
 
-    BONE_MARROW = "bone_marrow", "Bone marrow with cytogenetics and NGS"
-    T_CELL_CLONALITY = "t_cell_clonality", "Peripheral-blood T-cell flow cytometry and TCR clonality"
-    BIOPSY = "biopsy", "Biopsy (lymph node or skin infiltrate)"
+    BONE_MARROW = "bone_marrow", _("Bone marrow with cytogenetics and NGS")
+    T_CELL_CLONALITY = "t_cell_clonality", _("Peripheral-blood T-cell flow cytometry and TCR clonality")
+    BIOPSY = "biopsy", _("Biopsy (lymph node or skin infiltrate)")
 
 
 class SignalReviewQuerySet(models.QuerySet):
@@ -71,7 +72,7 @@ class SignalReview(models.Model):
     infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="signal_reviews")
     kind = models.CharField(max_length=40)
     label = models.CharField(max_length=120)
-    priority = models.PositiveSmallIntegerField(help_text="1 = most urgent (the rules file's 'highest').")
+    priority = models.PositiveSmallIntegerField(help_text=_("1 = most urgent (the rules file's 'highest')."))
     suggested_type = models.CharField(max_length=20, choices=MalignancyType.choices, blank=True)
     status = models.CharField(max_length=16, choices=SignalReviewStatus.choices, default=SignalReviewStatus.OPEN)
     opened_at = models.DateTimeField()
@@ -81,7 +82,7 @@ class SignalReview(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     reason = models.CharField(max_length=500, blank=True)
-    workup = models.JSONField(default=list, blank=True, help_text="WorkupItem codes ordered.")
+    workup = models.JSONField(default=list, blank=True, help_text=_("WorkupItem codes ordered."))
     malignancy_event = models.ForeignKey(
         MalignancyEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="signal_reviews"
     )
@@ -140,13 +141,13 @@ class Signal(models.Model):
     review = models.ForeignKey(SignalReview, on_delete=models.CASCADE, related_name="signals")
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="signals")
     kind = models.CharField(max_length=40)
-    evidence_key = models.CharField(max_length=255, help_text="The source record (e.g. Observation/123).")
-    code = models.CharField(max_length=64, help_text="LOINC, ICD-10 or SNOMED code, or the gene.")
+    evidence_key = models.CharField(max_length=255, help_text=_("The source record (e.g. Observation/123)."))
+    code = models.CharField(max_length=64, help_text=_("LOINC, ICD-10 or SNOMED code, or the gene."))
     observed_on = models.DateField()
-    day = models.IntegerField(help_text="Days after the infusion.")
-    grade = models.PositiveSmallIntegerField(null=True, blank=True, help_text="CTCAE v5.0 grade, for counts.")
+    day = models.IntegerField(help_text=_("Days after the infusion."))
+    grade = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("CTCAE v5.0 grade, for counts."))
     summary = models.CharField(max_length=255)
-    source = models.CharField(max_length=64, help_text="Where the records came from (e.g. fhir).")
+    source = models.CharField(max_length=64, help_text=_("Where the records came from (e.g. fhir)."))
     ruleset = models.ForeignKey(SignalRuleSet, on_delete=models.PROTECT, related_name="signals")
     recorded_at = models.DateTimeField(auto_now_add=True)
 

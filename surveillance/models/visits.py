@@ -6,20 +6,22 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models.patients import Infusion, Patient
 from surveillance.models.protocols import ProtocolRule, VisitKind
+from surveillance.seeds.labels import choice_label
 
 
 class VisitStatus(models.TextChoices):
-    SCHEDULED = "scheduled", _("Scheduled")
-    COMPLETED = "completed", _("Completed")
-    MISSED = "missed", _("Missed")
-    CANCELLED = "cancelled", _("Cancelled")
+    SCHEDULED = "scheduled", choice_label("visit.scheduled")
+    COMPLETED = "completed", choice_label("visit.completed")
+    MISSED = "missed", choice_label("visit.missed")
+    CANCELLED = "cancelled", choice_label("visit.cancelled")
     # Its window had closed before the infusion was recorded here: whether it took place is not known yet. It can
     # still be recorded (done or not done), but it is never reminded of, never missed and never on a worklist.
-    UNRECORDED = "unrecorded", _("Not recorded (window closed before the infusion was entered)")
+    UNRECORDED = "unrecorded", choice_label("visit.unrecorded")
 
 
 #: A visit in one of these states is history: re-planning never touches it.
@@ -86,7 +88,7 @@ class FollowUpVisit(models.Model):
     due_date = models.DateField()
     window_start = models.DateField()
     window_end = models.DateField()
-    assessments = models.JSONField(default=list, help_text="Codes of the assessments this visit asks for.")
+    assessments = models.JSONField(default=list, help_text=_("Codes of the assessments this visit asks for."))
     status = models.CharField(max_length=10, choices=VisitStatus.choices, default=VisitStatus.SCHEDULED)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_changed_by = models.ForeignKey(
@@ -95,24 +97,24 @@ class FollowUpVisit(models.Model):
     status_reason = models.CharField(max_length=255, blank=True)
     completed_on = models.DateField(null=True, blank=True)
     completed_source = models.CharField(
-        max_length=255, blank=True, help_text="The EHR encounter that recorded it done (empty: a person did)."
+        max_length=255, blank=True, help_text=_("The EHR encounter that recorded it done (empty: a person did).")
     )
     ehr_completion_undone = models.CharField(
-        max_length=255, blank=True, help_text="An EHR encounter a coordinator said was not this visit."
+        max_length=255, blank=True, help_text=_("An EHR encounter a coordinator said was not this visit.")
     )
-    booked_for = models.DateField(null=True, blank=True, help_text="The day the patient is booked for.")
-    booked_source = models.CharField(max_length=255, blank=True, help_text="The EHR appointment that booked it.")
+    booked_for = models.DateField(null=True, blank=True, help_text=_("The day the patient is booked for."))
+    booked_source = models.CharField(max_length=255, blank=True, help_text=_("The EHR appointment that booked it."))
     booked_start = models.DateTimeField(
-        null=True, blank=True, help_text="The appointment's start, when it gave a time."
+        null=True, blank=True, help_text=_("The appointment's start, when it gave a time.")
     )
-    booked_end = models.DateTimeField(null=True, blank=True, help_text="The appointment's end, when it gave one.")
-    results = models.JSONField(default=dict, blank=True, help_text="Free-form notes sent with a completion.")
-    sequence = models.PositiveIntegerField(default=0, help_text="iCalendar SEQUENCE: rises when the visit moves.")
+    booked_end = models.DateTimeField(null=True, blank=True, help_text=_("The appointment's end, when it gave one."))
+    results = models.JSONField(default=dict, blank=True, help_text=_("Free-form notes sent with a completion."))
+    sequence = models.PositiveIntegerField(default=0, help_text=_("iCalendar SEQUENCE: rises when the visit moves."))
     planner_cancelled = models.BooleanField(
-        default=False, help_text="Cancelled by a re-plan (the plan no longer has it), not by a person."
+        default=False, help_text=_("Cancelled by a re-plan (the plan no longer has it), not by a person.")
     )
     reminders_planned_for = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The sequence the outbox rows were planned for (null: not yet)."
+        null=True, blank=True, help_text=_("The sequence the outbox rows were planned for (null: not yet).")
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -190,7 +192,11 @@ class FollowUpVisit(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.rule_code}#{self.occurrence} due {self.due_date}"
+        return gettext("%(code)s#%(n)s due %(day)s") % {
+            "code": self.rule_code,
+            "n": self.occurrence,
+            "day": self.due_date,
+        }
 
     @property
     def patient(self) -> Patient:
@@ -248,8 +254,8 @@ class ConditionDecision(models.Model):
 
     infusion = models.ForeignKey(Infusion, on_delete=models.CASCADE, related_name="condition_decisions")
     condition = models.CharField(max_length=32)
-    active = models.BooleanField(help_text="Whether the condition holds, so its conditional visits are planned.")
-    until = models.DateField(null=True, blank=True, help_text="Last day the conditional visits run to.")
+    active = models.BooleanField(help_text=_("Whether the condition holds, so its conditional visits are planned."))
+    until = models.DateField(null=True, blank=True, help_text=_("Last day the conditional visits run to."))
     reason = models.CharField(max_length=255)
     decided_on = models.DateField()
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -262,9 +268,9 @@ class ConditionDecision(models.Model):
 
 
 class RequestKind(models.TextChoices):
-    CONFIRM = "confirm", "Confirms the visit"
-    RESCHEDULE = "reschedule", "Asks to reschedule"
-    DONE_ELSEWHERE = "done_elsewhere", "Says it was done elsewhere"
+    CONFIRM = "confirm", choice_label("request.confirm")
+    RESCHEDULE = "reschedule", choice_label("request.reschedule")
+    DONE_ELSEWHERE = "done_elsewhere", choice_label("request.done_elsewhere")
 
 
 class PatientRequest(models.Model):

@@ -1,11 +1,12 @@
 """The labels catalogue (``seeds/labels.yaml``): what people read in place of assessment, analyte, visit-kind,
-outcome and visit (rule) codes, in English and Spanish.
+outcome and visit (rule) codes, statuses and patient requests, in English and Spanish.
 
 Codes are what the protocols, the results and the API exchange; a coordinator, a patient or a spreadsheet should
 never have to read ``igg_ivig_decision``. ``label`` is the one function every place that shows a code calls (the
 admin, the API's ``assessments_display``, the exports); the loader (``seeds.loader.seeds_load``) refuses a
 catalogue that leaves a protocol's assessment without a label in any language, so a gap shows at deploy time,
-not on a page.
+not on a page. The statuses and the patient requests are the labels of the models' choices (``choice_label``),
+so that every place that shows one (a list, its filter, a page, an email, an export) reads the same catalogue.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.functional import lazy
+from django.utils.translation import get_language
 
 from surveillance.seeds.files import yaml_read
 
 FILE_NAME = "labels.yaml"
-SECTIONS = ("assessments", "analytes", "visit_kinds", "outcomes", "visits")
+SECTIONS = ("assessments", "analytes", "visit_kinds", "outcomes", "visits", "statuses", "requests")
 DEFAULT_LANGUAGE = "en"
 
 
@@ -102,18 +105,44 @@ def catalogue() -> Catalogue:
 
 
 def label(code: str, language: str = DEFAULT_LANGUAGE) -> str:
-    """The human label of an assessment, analyte, visit-kind or outcome code in ``language`` (English when the
-    catalogue has no such language); a code the catalogue does not know is shown as it is rather than hidden."""
+    """The human label of an assessment, analyte, visit-kind, outcome, status or request code in ``language``
+    (English when the catalogue has no such language); a code the catalogue does not know is shown as it is rather
+    than hidden."""
     labels = catalogue().find(code)
     if labels is None:
         return code
-    return labels.get(language) or labels[DEFAULT_LANGUAGE]
+    return labels.get(_language(language)) or labels[DEFAULT_LANGUAGE]
+
+
+def _language(language: str | None) -> str:
+    """``es-ar`` -> ``es``: the catalogue is written per language, not per region."""
+    return (language or DEFAULT_LANGUAGE).split("-")[0]
+
+
+#: The codes the models' choices take their labels from (``choice_label``), gathered as the model modules define
+#: them: what the loader and the tests check the catalogue against.
+CHOICE_CODES: set[str] = set()
+
+
+def _choice_text(code: str) -> str:
+    return label(code, _language(get_language()))
+
+
+_choice_text_lazy = lazy(_choice_text, str)
+
+
+def choice_label(code: str):
+    """A status's or a patient request's label (``visit.scheduled``, ``request.confirm``) as a model's choices
+    carry it: like a ``gettext_lazy`` string, it is read from the catalogue in the language active when it is shown
+    (the user's on a page, the centre's in a care-team email; English when none is, as in migrations)."""
+    CHOICE_CODES.add(code)
+    return _choice_text_lazy(code)
 
 
 def visit_label(rule_code: str, own_label: str, language: str = DEFAULT_LANGUAGE) -> str:
     """A visit's name in ``language``: its own label (written by its protocol version) in English, the catalogue's
     ``visits`` entry for its rule code in another language (the own label when the catalogue has none)."""
-    language = (language or DEFAULT_LANGUAGE).split("-")[0]
+    language = _language(language)
     if language == DEFAULT_LANGUAGE:
         return own_label
     labels = catalogue().sections["visits"].get(rule_code)

@@ -177,8 +177,9 @@ def _rule_fields(rule: engine.RuleSpec) -> dict:
 
 
 def labels_check(seeds_dir: Path, assessments: set[str], rule_codes: set[str]) -> None:
-    """The labels catalogue and the analytes parse, and every assessment code a protocol names, every analyte and
-    every rule code (a visit's name) has a label in every language."""
+    """The labels catalogue and the analytes parse, and every assessment code a protocol names, every analyte,
+    every rule code (a visit's name) and every status and request the models define has a label in every
+    language."""
     try:
         catalogue = labels.catalogue_read(seeds_dir)
         analyte_codes = analytes.analytes_read(seeds_dir)
@@ -190,6 +191,9 @@ def labels_check(seeds_dir: Path, assessments: set[str], rule_codes: set[str]) -
         missing = catalogue.missing(section, codes)
         if missing:
             raise SeedError(f"{labels.FILE_NAME}: {section} without a label: {', '.join(missing)}")
+    unlabelled = sorted(code for code in labels.CHOICE_CODES if catalogue.find(code) is None)
+    if unlabelled:
+        raise SeedError(f"{labels.FILE_NAME}: statuses or requests without a label: {', '.join(unlabelled)}")
 
 
 def protocols_load(paths: list[Path], report: SeedReport) -> tuple[set[str], set[str]]:

@@ -9,26 +9,27 @@ import io
 import pytest
 from django.urls import reverse
 
-from surveillance.models import AuditEntry, ContactAttempt
+from surveillance.models import AuditEntry, ContactAttempt, StaffPreference
 from surveillance.models.patients import LadderStage
+from surveillance.seeds.labels import label, visit_label
 from tests.admin.conftest import scheduled, visit_set
 
 pytestmark = pytest.mark.django_db
 DAY = dt.timedelta(days=1)
 BOM = "\ufeff".encode()
 CALLER_COLUMNS = [
-    "mrn",
-    "patient",
-    "phone",
-    "preferred_contact",
-    "language",
-    "next_visit",
-    "due_date",
-    "window_start",
-    "window_end",
-    "days_late_or_left",
-    "last_contact_attempt",
-    "last_contact_method",
+    "MRN",
+    "Patient",
+    "Phone",
+    "Preferred contact",
+    "Language",
+    "Next visit",
+    "Due date",
+    "Window opens",
+    "Window closes",
+    "Days late / left",
+    "Last contact attempt",
+    "Last contact method",
 ]
 
 
@@ -53,12 +54,13 @@ def test_it_exports_a_visit_worklist_with_a_bom_and_the_caller_columns(login, co
     assert content.startswith(BOM) and not content.startswith(BOM * 2)
     assert list(rows[0])[: len(CALLER_COLUMNS)] == CALLER_COLUMNS
     row = rows[0]
-    assert row["patient"] == "Muñoz, Zoë" and row["phone"] == "+1 212 555 0199"
-    assert row["next_visit"] == visit.label and row["due_date"] == visit.due_date.isoformat()
-    assert row["window_start"] == visit.window_start.isoformat() and row["window_end"] == visit.window_end.isoformat()
-    assert row["days_late_or_left"] == "2 days late" and row["language"] == "English"
-    assert row["last_contact_attempt"] == "2026-02-03 09:05 EST" and row["last_contact_method"] == "phone"
-    assert row["status"] == "scheduled"
+    assert row["Patient"] == "Muñoz, Zoë" and row["Phone"] == "+1 212 555 0199"
+    assert row["Next visit"] == visit.label and row["Due date"] == visit.due_date.isoformat()
+    assert row["Window opens"] == visit.window_start.isoformat()
+    assert row["Window closes"] == visit.window_end.isoformat()
+    assert row["Days late / left"] == "2 days late" and row["Language"] == "English"
+    assert row["Last contact attempt"] == "2026-02-03 09:05 EST" and row["Last contact method"] == "Phone"
+    assert row["Visit code"] == "M3" and row["Status"] == "Scheduled"
     assert AuditEntry.objects.filter(action="export", object_type="followupvisit").count() == 1
 
 
@@ -70,5 +72,16 @@ def test_it_exports_the_ladder_with_each_patients_next_visit(login, coordinator_
     content, rows = _export(login(coordinator_a), url, [patient.pk])
     assert content.startswith(BOM)
     assert list(rows[0])[: len(CALLER_COLUMNS)] == CALLER_COLUMNS
-    assert rows[0]["mrn"] == patient.mrn and rows[0]["next_visit"] == visit.label
-    assert rows[0]["ladder_stage"] == "tracing" and rows[0]["days_late_or_left"] == "2 days late"
+    assert rows[0]["MRN"] == patient.mrn and rows[0]["Next visit"] == visit.label
+    assert rows[0]["Ladder stage"] == "Tracing" and rows[0]["Days late / left"] == "2 days late"
+
+
+def test_it_exports_in_the_users_language(login, coordinator_a, visit):
+    StaffPreference.objects.create(user=coordinator_a, language="es")
+    url = reverse("admin:surveillance_followupvisit_changelist") + "?worklist=overdue"
+    _, rows = _export(login(coordinator_a), url, [visit.pk])
+    row = rows[0]
+    assert list(row)[:3] == ["N.º de historia clínica", "Paciente", "Teléfono"]
+    assert row["Próxima visita"] == visit_label(visit.rule_code, visit.label, "es") != visit.label
+    assert row["Estado"] == label("visit.scheduled", "es") and row["Último método de contacto"] == "Teléfono"
+    assert row["Días de retraso / restantes"] == "2 días de retraso"
