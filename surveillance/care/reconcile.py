@@ -206,15 +206,18 @@ def _bookings(visits: Sequence[VisitState], appointments: Iterable[Appointment],
 
 def _results(visits: Sequence[VisitState], labs: Iterable[LabResult], completing: set[int], plan: Plan) -> None:
     latest: dict[tuple[int, str], tuple[LabResult, str]] = {}
+    takers: dict[str, list[VisitState]] = {}  # analyte -> the visits that take it (a blood count: seven labs a day)
     for lab in sorted(labs, key=lambda r: (r.effective, r.reference)):
         analyte = analyte_for_loinc(lab.loinc)
         if analyte is None:
             continue
-        candidates = [
-            v
-            for v in visits
-            if (v.status in TAKES_RESULTS or v.pk in completing) and analyte.assessment_of(v.assessments)
-        ]
+        candidates = takers.get(analyte.code)
+        if candidates is None:
+            candidates = takers[analyte.code] = [
+                v
+                for v in visits
+                if (v.status in TAKES_RESULTS or v.pk in completing) and analyte.assessment_of(v.assessments)
+            ]
         visit = _nearest(candidates, lab.effective)
         if visit is not None:
             latest[(visit.pk, analyte.code)] = (lab, analyte.assessment_of(visit.assessments) or "")
@@ -319,8 +322,9 @@ def reconcile_from_ehr(
     reports = [ReconcileReport() for _ in batch]
     visits: dict[int, FollowUpVisit] = {}
     by_infusion: dict[int, list[FollowUpVisit]] = {}
-    rows = FollowUpVisit.objects.filter(infusion__in=[item.infusion.pk for item in batch])
-    for visit in rows.select_related("infusion__patient"):
+    infusions = {item.infusion.pk: item.infusion for item in batch}
+    for visit in FollowUpVisit.objects.filter(infusion__in=list(infusions)):
+        visit.infusion = infusions[visit.infusion_id]  # with its patient: read once for all its visits
         visits[visit.pk] = visit
         by_infusion.setdefault(visit.infusion_id, []).append(visit)
     plans = [_plan_for(item, by_infusion.get(item.infusion.pk, []), sender, now) for item in batch]
