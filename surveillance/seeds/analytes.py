@@ -68,15 +68,16 @@ def analytes_read(seeds_dir: Path) -> dict[str, Analyte]:
 
 
 @functools.cache
-def _catalogue(seeds_dir: Path) -> tuple[Mapping[str, Analyte], Mapping[str, Analyte]]:
-    by_code = analytes_read(seeds_dir)
+def _catalogue(seeds_dir: str | Path) -> tuple[Mapping[str, Analyte], Mapping[str, Analyte]]:
+    """Keyed by the setting as given: an import looks an analyte up for every result it reads."""
+    by_code = analytes_read(Path(seeds_dir))
     return by_code, {loinc: analyte for analyte in by_code.values() for loinc in analyte.loinc}
 
 
 def analytes() -> Mapping[str, Analyte]:
     """The analytes of the configured seeds folder, by code, read once per process."""
-    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[0]
+    return _catalogue(settings.CARTWATCH["SEEDS_DIR"])[0]
 
 
 def analyte_for_loinc(loinc: str) -> Analyte | None:
-    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[1].get(loinc)
+    return _catalogue(settings.CARTWATCH["SEEDS_DIR"])[1].get(loinc)

@@ -232,13 +232,11 @@ def _report(model: DiagnosticReport, ref: str, out: ClinicalParse) -> None:
 class _Plain:
     """A plainly-shaped element's fields as attributes (absent: None), as its validated model gives them."""
 
-    __slots__ = ("_fields",)
-
     def __init__(self, fields: dict[str, Any]):
-        self._fields = fields
+        self.__dict__.update(fields)
 
-    def __getattr__(self, name: str) -> Any:
-        return self._fields.get(name)
+    def __getattr__(self, name: str) -> None:  # only asked for the fields the element does not have
+        return None
 
 
 class _NotPlain(Exception):
