@@ -215,7 +215,8 @@ def visits_complete_from_ehr(
             return done
         columns = [*values]
         bulk_rows.rows_update(FollowUpVisit, columns, [(v.pk, *(getattr(v, c) for c in columns)) for v in changed])
-        VisitChange.objects.bulk_create([change for change, _ in rows])
+        history = [(c.visit_id, c.by_id, c.action, c.before, c.after, c.reason) for c, _ in rows]
+        bulk_rows.rows_insert(VisitChange, ("visit_id", "by_id", "action", "before", "after", "reason"), history)
         audit_entries_insert(entry for _, entry in rows)
         # a patient on track with no missed visit stays on track; any other may move, once
         moving = Patient.objects.filter(pk__in={v.infusion.patient_id for v in changed}).filter(

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from surveillance.care import lifecycle
@@ -53,6 +54,8 @@ BOOKING_ENDED = frozenset({"cancelled", "noshow", "entered-in-error"})
 #: Visits an encounter may complete, and visits results may be added to.
 COMPLETABLE = frozenset({VisitStatus.SCHEDULED, VisitStatus.UNRECORDED})
 TAKES_RESULTS = COMPLETABLE | {VisitStatus.COMPLETED}
+#: Patients whose visits are read in one query (a condition each): an NDJSON batch's in one, a large Bundle's in a few.
+REACH_CHUNK = 500
 
 
 # --------------------------------------------------------------------------------------------- facts
@@ -248,15 +251,18 @@ def _bookings(visits: Sequence[VisitState], appointments: Iterable[Appointment],
 
 def _results(visits: Sequence[VisitState], labs: Iterable[LabResult], completing: set[int], plan: Plan) -> None:
     latest: dict[tuple[int, str], tuple[LabResult, str]] = {}
+    takers: dict[str, list[VisitState]] = {}  # analyte -> the visits that take it (a blood count: seven labs a day)
     for lab in sorted(labs, key=lambda r: (r.effective, r.reference)):
         analyte = analyte_for_loinc(lab.loinc)
         if analyte is None:
             continue
-        candidates = [
-            v
-            for v in visits
-            if (v.status in TAKES_RESULTS or v.pk in completing) and analyte.assessment_of(v.assessments)
-        ]
+        candidates = takers.get(analyte.code)
+        if candidates is None:
+            candidates = takers[analyte.code] = [
+                v
+                for v in visits
+                if (v.status in TAKES_RESULTS or v.pk in completing) and analyte.assessment_of(v.assessments)
+            ]
         visit = _nearest(candidates, lab.effective)
         if visit is not None:
             latest[(visit.pk, analyte.code)] = (lab, analyte.assessment_of(visit.assessments) or "")
@@ -354,20 +360,27 @@ def reconcile_from_ehr(
     import's ``ClinicalResource`` items) and with the blood results read from them; a report for each. ``sender``
     is the import's declared source system: the source of a resource that states none, as for a Patient.
 
-    A whole import batch at once: the visits read in one query, each patient's plan decided on its own, then the
-    completions of them all applied together (``lifecycle.visits_complete_from_ehr``) and their results recorded
-    together (``results.results_write``)."""
+    A whole import batch at once: the visits the records can reach read together (``_reachable``), each
+    patient's plan decided on its own, then the completions of them all applied together
+    (``lifecycle.visits_complete_from_ehr``) and their results recorded together (``results.results_write``)."""
     if not batch:
         return []
     now = now or timezone.now()
     reports = [ReconcileReport() for _ in batch]
+    facts = [_facts(item, sender) for item in batch]
     visits: dict[int, FollowUpVisit] = {}
     by_infusion: dict[int, list[FollowUpVisit]] = {}
-    rows = FollowUpVisit.objects.filter(infusion__in=[item.infusion.pk for item in batch])
-    for visit in rows.select_related("infusion__patient"):
-        visits[visit.pk] = visit
-        by_infusion.setdefault(visit.infusion_id, []).append(visit)
-    plans = [_plan_for(item, by_infusion.get(item.infusion.pk, []), sender, now) for item in batch]
+    infusions = {item.infusion.pk: item.infusion for item in batch}
+    for start in range(0, len(batch), REACH_CHUNK):
+        reach = _reachable(batch[start : start + REACH_CHUNK], facts[start : start + REACH_CHUNK])
+        for visit in FollowUpVisit.objects.filter(reach):
+            visit.infusion = infusions[visit.infusion_id]  # with its patient: read once for all its visits
+            visits[visit.pk] = visit
+            by_infusion.setdefault(visit.infusion_id, []).append(visit)
+    plans = [
+        _plan_for(item, by_infusion.get(item.infusion.pk, []), encounters, appointments, now)
+        for item, (encounters, appointments) in zip(batch, facts, strict=True)
+    ]
     with transaction.atomic():
         completions = [(visits[pk], encounter_id, day) for plan in plans for pk, encounter_id, day in plan.completions]
         completed = lifecycle.visits_complete_from_ehr(completions, now=now)
@@ -401,7 +414,8 @@ def reconcile_from_ehr(
     return reports
 
 
-def _plan_for(item: PatientRecords, visits: list[FollowUpVisit], sender: str, now: dt.datetime) -> Plan:
+def _facts(item: PatientRecords, sender: str) -> tuple[list[Encounter], list[Appointment]]:
+    """The Encounters and Appointments among a patient's resources, read."""
     encounters, appointments = [], []
     for resource in item.resources:
         if resource.resource_type == "Encounter":
@@ -409,6 +423,31 @@ def _plan_for(item: PatientRecords, visits: list[FollowUpVisit], sender: str, no
             encounters.append(encounter_read(resource.resource, source))
         elif resource.resource_type == "Appointment":
             appointments.append(appointment_read(resource.resource))
+    return encounters, appointments
+
+
+def _reachable(batch: Sequence[PatientRecords], facts: Sequence[tuple[list[Encounter], list[Appointment]]]) -> Q:
+    """The visits of the batch's infusions that the records can change: those whose window holds a day between
+    the patient's first and last dated record (an encounter, appointment or result only ever reaches a visit whose
+    window holds its day), and those booked by an appointment (its cancellation takes the booking back, wherever
+    the visit's window is). The rest are left unread: a patient has decades of visits, an export a few of them."""
+    reach = Q(infusion__in=[item.infusion.pk for item in batch]) & ~Q(booked_source="")
+    for item, (encounters, appointments) in zip(batch, facts, strict=True):
+        days = (
+            [e.on for e in encounters if e.on] + [a.on for a in appointments if a.on] + [r.effective for r in item.labs]
+        )
+        if days:
+            reach |= Q(infusion=item.infusion.pk, window_start__lte=max(days), window_end__gte=min(days))
+    return reach
+
+
+def _plan_for(
+    item: PatientRecords,
+    visits: list[FollowUpVisit],
+    encounters: list[Encounter],
+    appointments: list[Appointment],
+    now: dt.datetime,
+) -> Plan:
     centre = item.patient.centre
     return reconcile_decide(
         [_state(v) for v in visits],

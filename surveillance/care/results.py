@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from surveillance.access.audit import audit_entries_insert, audit_entry_build
 from surveillance.care import lifecycle
+from surveillance.db import bulk_rows
 from surveillance.models import AuditEntry, FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
 from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analyte_units, analytes
 from surveillance.signals.review import ruleset_current
@@ -107,6 +108,7 @@ class _Checker:
         self.source = source
         self.problems: dict[str, list[str]] = {}
         self._units = units
+        self.today = timezone.localdate()
 
     def problem(self, index: int, name: str, message: str) -> None:
         self.problems.setdefault(f"{index}.{name}", []).append(message)
@@ -144,7 +146,7 @@ class _Checker:
             self.problem(index, "note", "null characters are not allowed")
         if self.source == ResultSource.EHR and not entry.source_id:
             self.problem(index, "source_id", "an EHR result names the record it came from")
-        if entry.effective_on is not None and entry.effective_on > timezone.localdate():
+        if entry.effective_on is not None and entry.effective_on > self.today:
             self.problem(index, "effective_on", "cannot be in the future")
         analyte = self.analyte(index, entry) if (entry.analyte or entry.loinc) else None
         if analyte is None:
@@ -195,6 +197,21 @@ _VALUE_FIELDS = (
     "source_id",
     "note",
 )
+
+
+#: The columns of a new row, as ``results_write`` inserts them (``bulk_rows``: no model instance per row).
+_NEW_ROW_COLUMNS = (
+    "visit_id",
+    "assessment",
+    "analyte",
+    *_VALUE_FIELDS,
+    "source",
+    "recorded_by_id",
+    "recorded_by_label",
+    "recorded_at",
+)
+#: The columns of a visit's history row.
+_CHANGE_COLUMNS = ("visit_id", "by_id", "action", "after")
 
 
 def _supersedes(entry: ResultEntry, row: VisitResult, source: str) -> bool:
@@ -250,52 +267,55 @@ def results_write(
 ) -> list[ResultsReport]:
     """Store the checked entries (``results_check``) of one visit or of many, a report for each: the stored rows
     read in one query, the new ones inserted in one statement (a blood count is seven rows, and an EHR import
-    records thousands), and a history row and audit entry for each visit written to."""
+    records thousands: given as column values, ``bulk_rows``), and a history row and audit entry for each visit
+    written to."""
     if source == ResultSource.INTEGRATION and not source_label:
         raise ValueError("an integration's results name the integration (source_label)")
     if not checked:
         return []
     now = now or timezone.now()
+    actor_id = actor.pk if actor is not None else None
+    label = source_label[:128]
     reports = [ResultsReport() for _ in checked]
     with transaction.atomic():
         stored = {
             (row.visit_id, row.assessment, row.analyte): row
             for row in VisitResult.objects.select_for_update().filter(visit__in=[visit.pk for visit, _ in checked])
         }
-        created: list[list[VisitResult]] = [[] for _ in checked]
+        created: list[list[tuple]] = [[] for _ in checked]
         for (visit, entries), report, new in zip(checked, reports, created, strict=True):
             for entry in entries:
-                values = {name: getattr(entry, name) for name in _VALUE_FIELDS}
-                values.update(source=source, recorded_by=actor, recorded_by_label=source_label[:128], recorded_at=now)
                 row = stored.get((visit.pk, entry.assessment, entry.analyte))
                 if row is None:
-                    new.append(VisitResult(visit=visit, assessment=entry.assessment, analyte=entry.analyte, **values))
+                    values = (getattr(entry, name) for name in _VALUE_FIELDS)
+                    new.append((visit.pk, entry.assessment, entry.analyte, *values, source, actor_id, label, now))
                 elif not _supersedes(entry, row, source):
                     report.kept_person += row.source == ResultSource.PERSON
                     report.unchanged += row.source != ResultSource.PERSON
                 elif all(getattr(row, name) == getattr(entry, name) for name in _VALUE_FIELDS) and (
                     row.source,
                     row.recorded_by_label,
-                ) == (source, values["recorded_by_label"]):
+                ) == (source, label):
                     report.unchanged += 1
                 else:
-                    for name, value in values.items():
-                        setattr(row, name, value)
+                    for name in _VALUE_FIELDS:
+                        setattr(row, name, getattr(entry, name))
+                    row.source, row.recorded_by, row.recorded_by_label, row.recorded_at = source, actor, label, now
                     row.save()
                     report.updated += 1
                     report.result_ids.append(row.pk)
-        VisitResult.objects.bulk_create([row for rows in created for row in rows])
-        changes: list[VisitChange] = []
+        ids = iter(bulk_rows.rows_insert_numbered(VisitResult, _NEW_ROW_COLUMNS, [r for rows in created for r in rows]))
+        changes: list[tuple] = []
         entries: list[AuditEntry] = []
         for (visit, _), report, new in zip(checked, reports, created, strict=True):
             report.created += len(new)
-            report.result_ids += [row.pk for row in new]
+            report.result_ids += [next(ids) for _ in new]
             if not report.written:
                 continue
             summary = {"source": source, "created": report.created, "updated": report.updated}
             if source_label:
                 summary["recorded_by"] = source_label
-            changes.append(VisitChange(visit=visit, by=actor, action="results_recorded", after=summary))
+            changes.append((visit.pk, actor_id, "results_recorded", summary))
             entries.append(
                 audit_entry_build(
                     "results_recorded",
@@ -306,7 +326,7 @@ def results_write(
                     changes={**summary, "results": report.result_ids},
                 )
             )
-        VisitChange.objects.bulk_create(changes)
+        bulk_rows.rows_insert(VisitChange, _CHANGE_COLUMNS, changes)
         audit_entries_insert(entries)
     return reports
 

@@ -40,7 +40,7 @@ from surveillance.imports.lookup import BatchLookup
 from surveillance.imports.report import ImportReport
 from surveillance.models import CarTProduct, Infusion, Patient, PatientStatus, TreatmentCentre
 from surveillance.scheduling.engine import EARLIEST_INFUSION
-from surveillance.signals.review import signals_record
+from surveillance.signals.review import ruleset_current, signals_record
 
 if TYPE_CHECKING:  # the batching module builds on this one: it hands its writes in, never the other way round
     from surveillance.imports.batching import BatchWrites
@@ -461,15 +461,19 @@ def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None
             ctx.report.ignored[f"{grouped[0].resource_type}: {UNKNOWN_PATIENT}"] += len(grouped)
     current = _current_infusions([patient for patient, _ in found])
     batch: list[PatientRecords] = []
+    ruleset = None  # the signal rules, read once for the batch's patients
     for patient, grouped in found:
         infusion = current.get(patient.pk)
         if infusion is None:
             ctx.report.ignored[f"{grouped[0].resource_type}: {NO_INFUSION}"] += len(grouped)
             continue
+        infusion.patient = patient  # the object the batch holds: not read again
         parsed = clinical_records(item.resource for item in grouped)
         for left_out in parsed.ignored:
             ctx.report.ignored[f"{left_out.resource_type}: {left_out.reason}"] += 1
-        ctx.report.signals_raised += signals_record(infusion, parsed.records(), source="ehr-import").raised
+        ruleset = ruleset or ruleset_current()
+        raised = signals_record(infusion, parsed.records(), source="ehr-import", ruleset=ruleset).raised
+        ctx.report.signals_raised += raised
         batch.append(PatientRecords(patient, infusion, grouped, parsed.labs))
     for outcome in reconcile_from_ehr(batch, sender=ctx.source_system):
         ctx.report.reconciled(outcome)

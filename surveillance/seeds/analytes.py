@@ -94,8 +94,9 @@ def analytes_read(seeds_dir: Path) -> dict[str, Analyte]:
 
 
 @functools.cache
-def _catalogue(seeds_dir: Path) -> tuple[Mapping[str, Analyte], Mapping[str, Analyte], Mapping[str, Quantity]]:
-    data = yaml_read(seeds_dir / FILE_NAME, AnalytesError)
+def _catalogue(seeds_dir: str | Path) -> tuple[Mapping[str, Analyte], Mapping[str, Analyte], Mapping[str, Quantity]]:
+    """Keyed by the setting as given: an import looks an analyte up for every result it reads."""
+    data = yaml_read(Path(seeds_dir) / FILE_NAME, AnalytesError)
     by_code = analytes_from_dict(data)
     by_loinc = {loinc: analyte for analyte in by_code.values() for loinc in analyte.loinc}
     return by_code, by_loinc, units_read(data)
@@ -103,13 +104,13 @@ def _catalogue(seeds_dir: Path) -> tuple[Mapping[str, Analyte], Mapping[str, Ana
 
 def analytes() -> Mapping[str, Analyte]:
     """The analytes of the configured seeds folder, by code, read once per process."""
-    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[0]
+    return _catalogue(settings.CARTWATCH["SEEDS_DIR"])[0]
 
 
 def analyte_for_loinc(loinc: str) -> Analyte | None:
-    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[1].get(loinc)
+    return _catalogue(settings.CARTWATCH["SEEDS_DIR"])[1].get(loinc)
 
 
 def analyte_units() -> Mapping[str, Quantity]:
     """The catalogue's own units table (``units_read``), read once per process."""
-    return _catalogue(Path(settings.CARTWATCH["SEEDS_DIR"]))[2]
+    return _catalogue(settings.CARTWATCH["SEEDS_DIR"])[2]

@@ -11,6 +11,7 @@ get one winner and a readable error; each writes its audit row with the change.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterable
@@ -126,22 +127,30 @@ def _review_for(infusion: Infusion, raised: RaisedSignal, now: dt.datetime) -> t
 
 
 def signals_record(
-    infusion: Infusion, records: ClinicalRecords, *, source: str, by=None, now: dt.datetime | None = None
+    infusion: Infusion,
+    records: ClinicalRecords,
+    *,
+    source: str,
+    by=None,
+    now: dt.datetime | None = None,
+    ruleset: tuple[SignalRuleSet, RuleSet] | None = None,
 ) -> SignalReport:
     """Evaluate the records after this infusion and record each new signal in its patient's review.
 
     Idempotent: evidence already recorded for the patient and kind is counted as a duplicate, so re-importing the
     same records changes nothing. Results in units the rules cannot convert, diagnoses without a date, and
     evidence dated after the patient's recorded death (a record that contradicts it) raise nothing and are listed
-    in the report (and the audit row) instead.
+    in the report (and the audit row) instead. ``ruleset``: ``ruleset_current()``, read once by a caller that
+    records for many patients (an import batch); read here if not given.
     """
     now = now or timezone.now()
-    stored, rules = ruleset_current()
+    stored, rules = ruleset or ruleset_current()
     evaluation = signals_evaluate(rules, infusion_facts(infusion), records)
     report = SignalReport(unconverted=list(evaluation.unconverted), undated=list(evaluation.undated))
     patient = infusion.patient
     died_on = patient.status_date if patient.status == PatientStatus.DECEASED else None
-    with transaction.atomic():
+    writes = evaluation.signals or report.unconverted or report.undated  # else no transaction: nothing to write
+    with transaction.atomic() if writes else contextlib.nullcontext():
         for raised in evaluation.signals:
             if died_on is not None and raised.observed_on > died_on:
                 report.after_death.append(f"{raised.kind} {raised.code} on {raised.observed_on.isoformat()}")

@@ -179,11 +179,10 @@ def test_it_never_writes_the_ehrs_value_over_a_persons_result(centre, coordinato
     assert report.visit_results_recorded == 0
 
 
-def test_it_books_the_visit_and_the_patient_email_says_see_you_on(centre):
-    booked_day = INFUSED + dt.timedelta(days=160)
-    appointment = {
+def appointment_on(booked_day: dt.date) -> dict:
+    return {
         "resourceType": "Appointment",
-        "id": "appt-160",
+        "id": f"appt-{(booked_day - INFUSED).days}",
         "status": "booked",
         "start": f"{booked_day.isoformat()}T09:30:00-05:00",
         "end": f"{booked_day.isoformat()}T10:00:00-05:00",
@@ -192,6 +191,11 @@ def test_it_books_the_visit_and_the_patient_email_says_see_you_on(centre):
             {"actor": {"reference": "Patient/syn-7"}, "status": "accepted"},
         ],
     }
+
+
+def test_it_books_the_visit_and_the_patient_email_says_see_you_on(centre):
+    booked_day = INFUSED + dt.timedelta(days=160)
+    appointment = appointment_on(booked_day)
     report = ehr_import.bundle_import(export(appointment), centre)
     m6 = visit("M6")
     assert (m6.booked_for, m6.booked_source, report.visits_booked) == (booked_day, "appt-160", 1)
@@ -204,6 +208,17 @@ def test_it_books_the_visit_and_the_patient_email_says_see_you_on(centre):
     assert (m6.booked_for, m6.booked_source) == (None, "")
     reminder = Reminder.objects.get(pk=reminder.pk)
     assert "To book it" in messages.reminder_message(reminder, now=timezone.now()).body
+
+
+def test_it_takes_a_booking_back_when_the_cancellation_gives_no_date(centre):
+    appointment = appointment_on(INFUSED + dt.timedelta(days=160))  # month 6: after every other record sent
+    ehr_import.bundle_import(export(appointment), centre)
+    assert visit("M6").booked_source == "appt-160"
+    cancelled = {**appointment, "status": "cancelled"}
+    del cancelled["start"], cancelled["end"]
+    report = ehr_import.bundle_import(export(cancelled), centre)
+    m6 = visit("M6")
+    assert (m6.booked_for, m6.booked_source, report.visits_booked) == (None, "", 0)
 
 
 def test_it_lets_a_coordinator_undo_an_ehr_completion(centre, client, coordinator_a):
