@@ -1,7 +1,8 @@
 """No patient data in the logs of an EHR pull, nor in what a pull records for the admin to show (its error, its
 report's refusals): the loopback Bulk Data server exports the sentinel (a Patient, a refused copy quoting it, a
-broken line naming it, a CAR-T infusion displaying the name, a second cancer), and the Condition file breaks off
-half way through its body on the first pull, which fails; the second pull resumes and finishes."""
+broken line naming it, a CAR-T infusion displaying the name, a second cancer). The first pull's export fails at
+the EHR, which says on what (quoting the sentinel, as an OperationOutcome's free text may); the second breaks off
+mid-download; the third resumes and finishes."""
 
 from __future__ import annotations
 
@@ -57,21 +58,26 @@ def sentinel_server(rsa_pem, pull_settings):
     server.stop()
 
 
-def test_it_keeps_patient_data_out_of_a_pull_that_fails_mid_download_then_resumes(
+def test_it_keeps_patient_data_out_of_a_pull_that_fails_then_resumes(
     captured, sentinel_server, make_connection, centre_a
 ):
-    sentinel_server.fail["Condition.000.ndjson"] = ["drop", "500"]  # both tries of the first pull
+    sentinel_server.diagnostics = f"export failed at Condition/sentinel-lymphoma of {FAMILY}, {GIVEN} ({MRN})"
     make_connection(sentinel_server)
+    errors = []
 
+    sentinel_server.status_codes = [400]  # the EHR reports the export failed, and on what
     assert runs.pulls_run().failed == 1
-    failed = EhrPullRun.objects.get()
-    assert failed.status == PullStatus.FAILED and failed.error.startswith("file 3 of 3 (Condition)"), failed.error
+    errors.append(("run error, export failed", EhrPullRun.objects.get().error))
+    sentinel_server.fail["Condition.000.ndjson"] = ["drop", "500"]  # both tries of the second pull
+    assert runs.pulls_run().failed == 1
+    errors.append(("run error, download failed", EhrPullRun.objects.get().error))
     assert runs.pulls_run().done == 1
+
     run = EhrPullRun.objects.get()
-    assert run.status == PullStatus.DONE
+    assert run.status == PullStatus.DONE and len(sentinel_server.kickoffs) == 2
+    assert errors[0][1].startswith("the EHR reports the export failed (HTTP 400"), errors
+    assert errors[1][1].startswith("file 3 of 3 (Condition)"), errors
     assert Patient.objects.filter(centre=centre_a, mrn=MRN).exists(), "the sentinel was not imported"
     assert run.report["error_count"] >= 3, run.report["errors"]  # the twin, the broken line, the bad infusion
-
-    shown = [("run error", failed.error), ("run error after resume", run.error)]
-    shown += [("run report errors", json.dumps(run.report["errors"]))]
-    assert not leaks([*captured.found(), *shown])
+    errors.append(("run report errors", json.dumps(run.report["errors"])))
+    assert not leaks([*captured.found(), *errors])
