@@ -16,6 +16,8 @@ from django.conf import settings
 
 from tests.imports.conftest import HCPCS, concept
 
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"  # identifier types: MR is the MRN
+
 GIVEN, FAMILY = "Quillonia", "Vexborough"
 MRN = "MRN-ZQ-774411"
 EMAIL = "quillonia.vexborough@sentinel.example"
@@ -23,7 +25,7 @@ PHONE = "+1 617-555-0177"  # as typed; a valid number, so that SMS can be sent t
 PHONE_E164 = "+16175550177"
 BIRTH = "1953-11-29"
 BIRTH_FORMS = (BIRTH, "11/29/1953", "29/11/1953", "29.11.1953", "Nov 29, 1953", "29 Nov 1953", "November 29, 1953")
-NAMES = (GIVEN, FAMILY, "quillonia", "vexborough")
+NAMES = (GIVEN, FAMILY)  # searched case-insensitively
 #: What an SMS body must never hold (the minimum necessary: the centre, the date, a number to call, a link).
 SMS_FORBIDDEN = (*NAMES, MRN, *BIRTH_FORMS)
 SENTINELS = (*NAMES, MRN, EMAIL, PHONE, PHONE_E164, "617-555-0177", "6175550177", *BIRTH_FORMS)
@@ -31,7 +33,8 @@ SENTINELS = (*NAMES, MRN, EMAIL, PHONE, PHONE_E164, "617-555-0177", "6175550177"
 #: Loggers quieted in code whatever the configuration says, because the library behind them logs request bodies
 #: (numbers, message text): they stay as the code sets them, and the capture checks that they still are.
 PINNED = {"surveillance.sms.sdk": logging.WARNING}
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+#: The root, Django, Celery, the project, and the libraries that talk to the providers and the EHRs (each set
+#: explicitly: a library may give its logger a level of its own).
 FAMILIES = ("", "django", "celery", "surveillance", "config", "anymail", "twilio", "urllib3", "requests")
 
 
