@@ -75,9 +75,10 @@ class TwilioDouble:
                 fields = {k: v[0] for k, v in parse_qs(body).items()}
                 with double.lock:
                     answer = double.answers.popleft() if double.answers else None
-                if answer is not None:
+                if answer is not None:  # Twilio's error messages often quote the number ("The 'To' number ...")
                     status, code = answer
-                    return self._json(status, {"code": code, "message": f"error {code}", "status": status})
+                    message = f"error {code}: the 'To' number {fields.get('To', '')} cannot be reached"
+                    return self._json(status, {"code": code, "message": message, "status": status})
                 fields["Sid"] = "SM" + uuid.uuid4().hex
                 with double.lock:
                     double.messages.append(fields)

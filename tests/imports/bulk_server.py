@@ -4,7 +4,8 @@ with Retry-After, the manifest, and NDJSON files that need the bearer token.
 The token endpoint checks the client assertion as an EHR does: the signature against the registered public key,
 ``iss`` = ``sub`` = the client id, ``aud`` = the token URL, ``exp`` at most five minutes ahead, a ``jti`` never seen
 before, the ``kid``. Tests say which file downloads fail next (``fail``: a 500, or a connection dropped half way
-through the body) and read what the server saw (kick-offs with their parameters, polls, downloads per file).
+through the body), what the next polls answer (``status_codes``) and the free text of those failures
+(``diagnostics``), and read what the server saw (kick-offs with their parameters, polls, downloads per file).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class BulkServer:
     jtis: set[str] = field(default_factory=set)
     refusals: list[str] = field(default_factory=list)
     fail: dict[str, list[str]] = field(default_factory=dict)
+    #: the free text of the OperationOutcome a failed poll or download answers with (EHRs quote what they failed on)
+    diagnostics: str = ""
     status_gone: bool = False
     status_codes: list[int] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
@@ -97,6 +100,11 @@ class BulkServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def outcome(self, code: str) -> dict:
+        """The OperationOutcome of a failure: its code, and ``diagnostics`` when the test gives some."""
+        issue = {"code": code, **({"diagnostics": self.diagnostics} if self.diagnostics else {})}
+        return {"resourceType": "OperationOutcome", "issue": [issue]}
 
     # --- what the EHR does ---------------------------------------------------------------------------------------
     def token_answer(self, form: dict[str, str]) -> tuple[int, dict]:
@@ -139,7 +147,7 @@ class BulkServer:
     def status_answer(self, job: str) -> tuple[int, dict, dict]:
         self.polls.append(time.monotonic())
         if self.status_codes:  # what the test asks the next polls to answer instead
-            return self.status_codes.pop(0), {}, {"resourceType": "OperationOutcome", "issue": [{"code": "throttled"}]}
+            return self.status_codes.pop(0), {}, self.outcome("throttled")
         if self.status_gone:
             return 404, {}, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]}
         self.poll_counts[job] += 1
@@ -219,7 +227,7 @@ def _handler(server: BulkServer):
                 kind = failures.pop(0) if failures else ""
                 body = server.files[name]
                 if kind == "500":
-                    return self._send(500, {"resourceType": "OperationOutcome", "issue": [{"code": "exception"}]})
+                    return self._send(500, server.outcome("exception"))
                 if kind == "drop":  # the headers promise the whole file; half of it comes, then the connection ends
                     self.send_response(200)
                     self.send_header("Content-Type", "application/fhir+ndjson")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -27,6 +28,8 @@ from surveillance.models.ehr_pull import BULK_RESOURCE_TYPES
 DEFAULT_POLL_SECONDS = 10.0
 MIN_POLL_SECONDS = 1.0
 CHUNK_BYTES = 64 * 1024
+#: An issue code of FHIR's IssueType vocabulary (lower-case words joined by hyphens).
+_ISSUE_CODE = re.compile(r"[a-z][a-z-]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,16 @@ def manifest_read(manifest: object) -> tuple[dt.datetime, list[dict]]:
 
 
 def outcome_text(response: requests.Response) -> str:
-    """The first issue of an OperationOutcome answer, shortened (servers put the reason there)."""
+    """The code of an OperationOutcome answer's first issue (``throttled``, ``too-costly``, ``not-found``...).
+
+    Only FHIR's code, never the issue's free text (``diagnostics``, ``details.text``): servers quote there the
+    resources they failed on, and the run's error, shown in the admin, holds no patient data.
+    """
     try:
-        body = response.json()
-        issue = body["issue"][0]
+        code = response.json()["issue"][0]["code"]
     except (ValueError, KeyError, IndexError, TypeError):
         return ""
-    text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code") or ""
-    return f": {str(text)[:200]}" if text else ""
+    return f": {code}" if isinstance(code, str) and _ISSUE_CODE.fullmatch(code) else ""
 
 
 class BulkClient:

@@ -1,6 +1,6 @@
 """Why a pull stopped. Messages are shown in the admin and kept on the run: they name the step, the file's type
-and number and the EHR's answer, never a URL's query string (pre-signed file URLs carry credentials) or a
-resource's content."""
+and number and the EHR's answer (its HTTP status and issue code), never a URL's query string (pre-signed file URLs
+carry credentials), a resource's content or an OperationOutcome's free text (which may quote one)."""
 
 from __future__ import annotations
 
