@@ -32,7 +32,7 @@ from surveillance.admin.patient_page import (
     patient_schedule_view,
     visit_page_view,
 )
-from surveillance.care import contact_details, infusions
+from surveillance.care import contact_details, infusions, reasons
 from surveillance.seeds.labels import visit_label
 
 PATIENT_SEARCH = ("mrn", "family_name", "given_name")
@@ -194,7 +194,7 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
     list_filter = (wl.WorklistFilter, "status", "ladder_stage", ("centre", admin.RelatedOnlyFieldListFilter))
     search_fields = PATIENT_SEARCH
     list_select_related = ("centre",)
-    readonly_fields = ("status", "status_date", "status_reason", "ladder_stage", "created_at", "updated_at")
+    readonly_fields = ("status", "status_date", "status_reason_shown", "ladder_stage", "created_at", "updated_at")
     fieldsets = (
         (_("Demographics"), {"fields": ("centre", "mrn", "family_name", "given_name", "birth_date", "sex")}),
         (
@@ -212,10 +212,15 @@ class PatientAdmin(CallColumnsMixin, ContactActionsMixin, CentreScopedAdmin):
                 )
             },
         ),
-        (_("Follow-up"), {"fields": ("status", "status_date", "status_reason", "ladder_stage")}),
+        (_("Follow-up"), {"fields": ("status", "status_date", "status_reason_shown", "ladder_stage")}),
         (_("Source"), {"classes": ("collapse",), "fields": ("source_system", "source_id", "created_at", "updated_at")}),
     )
     change_form_template = "surveillance/admin/patient_page.html"
+
+    @admin.display(description=_("status reason"))
+    def status_reason_shown(self, obj):
+        return reasons.reason_shown(obj.status_reason)
+
     actions = ["mark_contacted", "log_attempt", "export_csv"]
     form = PatientForm
 

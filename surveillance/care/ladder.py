@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.access.audit import audit_write
+from surveillance.care import reasons
 from surveillance.integrations import webhooks
 from surveillance.models import FollowUpVisit, Patient, PatientStatus, VisitStatus
 from surveillance.models.patients import LadderStage
@@ -23,7 +24,6 @@ logger = logging.getLogger("surveillance.care.ladder")
 
 #: Consecutive missed visits -> ladder stage (checked from the top).
 LADDER = ((3, LadderStage.LOST), (2, LadderStage.TRACING), (1, LadderStage.OVERDUE), (0, LadderStage.ON_TRACK))
-LOST_REASON = "No visit attended after {n} consecutive missed visits"
 
 
 def consecutive_missed(patient: Patient) -> int:
@@ -65,7 +65,7 @@ def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> s
     values: dict = {"ladder_stage": stage, "updated_at": now}
     if stage == LadderStage.LOST:
         values.update(
-            status=PatientStatus.LOST, status_date=now.date(), status_reason=LOST_REASON.format(n=missed)[:255]
+            status=PatientStatus.LOST, status_date=now.date(), status_reason=reasons.lost_reason(missed)[:255]
         )
     elif patient.status == PatientStatus.LOST:
         values.update(status=PatientStatus.ACTIVE, status_reason="")

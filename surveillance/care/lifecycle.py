@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from surveillance.access.audit import audit_entries_insert, audit_entry_build, audit_write
-from surveillance.care import ladder
+from surveillance.care import ladder, reasons
 from surveillance.db import bulk_rows
 from surveillance.integrations import webhooks
 from surveillance.models import (
@@ -405,7 +405,7 @@ def patient_close(
         )
         cancelled = visits.update(
             status=VisitStatus.CANCELLED,
-            status_reason=f"Patient {PatientStatus(status).label.lower()}"[:255],
+            status_reason=reasons.patient_closed_reason(status)[:255],
             planner_cancelled=False,
             status_changed_at=now,
             status_changed_by=by,

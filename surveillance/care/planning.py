@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from surveillance.access.audit import audit_entries_insert, audit_entry_build
+from surveillance.care import reasons
 from surveillance.db import bulk_rows
 from surveillance.models import (
     AuditEntry,
@@ -43,8 +44,8 @@ from surveillance.models.visits import (
 from surveillance.reminders import outbox
 from surveillance.scheduling import clinic_calendar, engine
 
-WINDOW_CLOSED_REASON = "Window had closed when the visit was planned"
-SUPERSEDED_REASON = "Superseded by a re-infusion"
+WINDOW_CLOSED_REASON = reasons.WINDOW_CLOSED
+SUPERSEDED_REASON = reasons.SUPERSEDED
 
 
 class PlanChanged(Exception):
@@ -466,9 +467,7 @@ def _apply(infusion: Infusion, protocol: Protocol, work: dict, *, by, reason: st
     for visit in work["remove"]:
         before = _snapshot(visit)
         visit.status = VisitStatus.CANCELLED
-        visit.status_reason = (
-            SUPERSEDED_REASON if superseded else f"Removed by re-plan{': ' + reason if reason else ''}"[:255]
-        )
+        visit.status_reason = SUPERSEDED_REASON if superseded else reasons.replan_removed_reason(reason)[:255]
         visit.planner_cancelled = not superseded
         visit.status_changed_at, visit.status_changed_by = now, by
         changes.append(

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError
 from django.utils import timezone
 
-from surveillance.care import contact_details, infusions, lifecycle, risk_flags
+from surveillance.care import contact_details, infusions, lifecycle, reasons, risk_flags
 from surveillance.care.reconcile import PatientRecords, reconcile_from_ehr
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
@@ -48,10 +48,10 @@ if TYPE_CHECKING:  # the batching module builds on this one: it hands its writes
 logger = logging.getLogger("surveillance.imports.apply")
 
 DEFAULT_SOURCE_SYSTEM = "ehr"
-DECEASED_REASON = "Deceased per EHR import"
+DECEASED_REASON = reasons.DECEASED_PER_EHR
 UNKNOWN_PATIENT = "about a patient not followed here"
 NO_INFUSION = "about a patient with no CAR-T infusion recorded"
-PLAN_REASON = "EHR import"
+PLAN_REASON = reasons.EHR_IMPORT
 
 #: What the database (or a lifecycle rule) may refuse while a record is applied: the record is reported, not raised.
 REFUSED = (IntegrityError, DataError, lifecycle.TransitionError)

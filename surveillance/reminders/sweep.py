@@ -22,7 +22,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from surveillance.care import lifecycle
+from surveillance.care import lifecycle, reasons
 from surveillance.models import (
     FollowUpVisit,
     Patient,
@@ -42,7 +42,7 @@ from surveillance.signals.review import signal_reviews_escalate
 
 logger = logging.getLogger("surveillance.reminders.sweep")
 
-MISSED_REASON = "Window closed without a recorded visit"
+MISSED_REASON = reasons.MISSED
 
 
 @dataclass
