@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.addresses import loopback_host
@@ -222,8 +223,13 @@ class EhrPullRun(models.Model):
     def progress_text(self) -> str:
         """What a person reads in the admin: files imported of the manifest's, else the EHR's own progress."""
         if self.manifest is not None:
-            lines = self.report.get("lines", 0)
-            return f"{self.files_done} of {len(self.files)} files imported ({lines} lines)"
+            return gettext("%(done)s of %(files)s files imported (%(lines)s lines)") % {
+                "done": self.files_done,
+                "files": len(self.files),
+                "lines": self.report.get("lines", 0),
+            }
         if self.status_url:
-            return f"export running on the EHR: {self.server_progress or 'no progress given'}"
-        return "not started"
+            return gettext("export running on the EHR: %(progress)s") % {
+                "progress": self.server_progress or gettext("no progress given")
+            }
+        return gettext("not started")

@@ -80,16 +80,23 @@ class Protocol(models.Model):
         }
 
 
-def choices_of(enum: type[engine.LabelledEnum], *, catalogued: bool = False) -> type[models.TextChoices]:
-    """The model choices of one of the engine's enums: the same members and values; the labels defined there, or,
-    ``catalogued``, read from the labels catalogue in the reader's language (the same English)."""
-    return models.TextChoices(
-        enum.__name__,
-        [(member.name, (member.value, choice_label(member.value) if catalogued else member.label)) for member in enum],
-    )
+def choices_of(
+    enum: type[engine.LabelledEnum], *, catalogued: bool = False, labels: dict[str, str] | None = None
+) -> type[models.TextChoices]:
+    """The model choices of one of the engine's enums: the same members and values; the labels defined there, or
+    those of ``labels`` (by value), or, ``catalogued``, read from the labels catalogue in the reader's language (the
+    same English)."""
+
+    def label_of(member) -> str:
+        if catalogued:
+            return choice_label(member.value)
+        return (labels or {}).get(member.value, member.label)
+
+    return models.TextChoices(enum.__name__, [(member.name, (member.value, label_of(member))) for member in enum])
 
 
-OffsetUnit = choices_of(engine.OffsetUnit)
+#: The engine's offset units (English there: the engine is pure) in the reader's language.
+OffsetUnit = choices_of(engine.OffsetUnit, labels={"day": _("Days"), "month": _("Months"), "year": _("Years")})
 VisitKind = choices_of(engine.VisitKind, catalogued=True)
 
 

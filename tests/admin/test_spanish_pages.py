@@ -8,9 +8,12 @@ import datetime as dt
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from surveillance.admin.worklists import WORKLISTS_BY_KEY
-from surveillance.models import PatientRequest, StaffPreference
+from surveillance.care import lifecycle
+from surveillance.models import EhrPullRun, PatientRequest, PatientStatus, StaffPreference
+from surveillance.models.protocols import OffsetUnit
 from surveillance.seeds.labels import label, visit_label
 from tests.admin.conftest import scheduled, visit_set
 
@@ -81,3 +84,23 @@ def test_it_prints_the_staff_bar_in_the_users_language_and_the_letter_in_the_pat
     assert 'lang="es"' in body and "Volver a la página del paciente" in body and ">Imprimir<" in body
     assert "Back to the patient page" not in body
     assert '<html lang="en">' in body and "Dear Lucía Pérez," in body
+
+
+def test_it_shows_the_services_reasons_in_spanish_and_stores_them_in_english(spanish_client, physician_a, visit, today):
+    with translation.override("es"):
+        lifecycle.patient_close(
+            visit.infusion.patient, status=PatientStatus.DECEASED, on=today, reason="", by=physician_a
+        )
+    visit.refresh_from_db()
+    assert visit.status_reason == "Patient deceased"  # data, as the API returns it
+    body = _page(spanish_client, reverse("admin:surveillance_followupvisit_change", args=[visit.pk]))
+    assert "Paciente: fallecido" in body and "Patient deceased" not in body
+
+
+def test_it_names_offset_units_and_a_pulls_progress_in_spanish():
+    run = EhrPullRun(manifest={}, files=[{"done": True}, {}], report={"lines": 511})
+    with translation.override("es"):
+        assert (str(OffsetUnit.MONTH.label), run.progress_text) == ("Meses", "1 de 2 archivos importados (511 líneas)")
+        assert EhrPullRun().progress_text == "sin empezar"
+    with translation.override("en"):
+        assert (str(OffsetUnit.MONTH.label), run.progress_text) == ("Months", "1 of 2 files imported (511 lines)")
