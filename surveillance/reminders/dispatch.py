@@ -48,7 +48,7 @@ from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Count, F, Max, Min
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStatus, VisitStatus
@@ -460,13 +460,12 @@ def _record_outcomes(
             and reminder.audience == Audience.PATIENT
             and patient.ladder_stage != LadderStage.ON_TRACK
         ):
-            ContactAttempt.objects.create(
-                patient=patient,
-                attempted_at=now,
-                method=method,
-                note=f"Automatic {reminder.get_purpose_display().lower()} {reminder.get_channel_display()} "
-                f"(reminder {reminder.pk})",
-            )
+            with translation.override("en"):  # stored, as the service's other words are, in English
+                note = (
+                    f"Automatic {reminder.get_purpose_display().lower()} {reminder.get_channel_display()} "
+                    f"(reminder {reminder.pk})"
+                )
+            ContactAttempt.objects.create(patient=patient, attempted_at=now, method=method, note=note)
         logger.info(
             "reminder=%s attempt=%s channel=%s outcome=sent code=%s delay_s=%d duplicate=%s worker=%s",
             reminder.pk,

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from surveillance.models import ContactAttempt, LetterTask, Reminder
 from surveillance.models.patients import ContactMethod
@@ -82,13 +82,16 @@ def letter_task_done(task: LetterTask, *, by, method: str, reached: bool, note: 
     if method not in (ContactMethod.LETTER, ContactMethod.PHONE):
         raise ValueError(f"not a letter or a call: {method}")
     now = timezone.now()
+    if not note:
+        with translation.override("en"):  # stored, as the service's other words are, in English
+            note = f"{ContactMethod(method).label} for the {task.get_purpose_display().lower()} notice"
     with transaction.atomic():
         attempt = ContactAttempt.objects.create(
             patient_id=task.visit.infusion.patient_id,
             attempted_at=now,
             method=method,
             reached=reached,
-            note=(note or f"{ContactMethod(method).label} for the {task.get_purpose_display().lower()} notice")[:500],
+            note=note[:500],
             by=by,
         )
         won = LetterTask.objects.filter(pk=task.pk, done_at__isnull=True).update(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.utils import translation
 
 from surveillance.models import ContactAttempt, LetterTask, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, Channel
@@ -36,7 +37,9 @@ def test_it_gives_a_patient_without_contact_details_exactly_one_letter_task(
     assert care_team.exists() and set(care_team.values_list("channel", flat=True)) == {Channel.EMAIL}
     assert not [m for m in smtp_settings.messages if m["To"] != "team-a@example.org"]
 
-    attempt = letters.letter_task_done(task, by=coordinator_a, method="letter", reached=False)
+    with translation.override("es"):  # a coordinator working in Spanish: the stored note stays English
+        attempt = letters.letter_task_done(task, by=coordinator_a, method="letter", reached=False)
+    assert attempt.note.endswith("notice") and attempt.note.startswith("Letter for the ")
     task.refresh_from_db()
     assert (task.contact_attempt, task.done_by) == (attempt, coordinator_a)
     assert ContactAttempt.objects.filter(patient=patient, method="letter").count() == 1
