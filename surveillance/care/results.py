@@ -28,6 +28,7 @@ from surveillance.db import bulk_rows
 from surveillance.models import AuditEntry, FollowUpVisit, ResultOutcome, ResultSource, VisitChange, VisitResult
 from surveillance.seeds.analytes import Analyte, analyte_for_loinc, analyte_units, analytes
 from surveillance.signals.review import ruleset_current
+from surveillance.signals.rules import LabResult
 
 MAX_NOTE = 500
 
@@ -329,6 +330,44 @@ def results_write(
         bulk_rows.rows_insert(VisitChange, _CHANGE_COLUMNS, changes)
         audit_entries_insert(entries)
     return reports
+
+
+def lab_history(infusion_ids: Sequence[int], loincs: Sequence[str]) -> dict[int, tuple[LabResult, ...]]:
+    """The blood results already on file for these infusions' visits, under the given LOINC codes, as the signal
+    rules read them (``ClinicalRecords.history``), by infusion; one query for an import batch's patients.
+
+    A result from the EHR keeps its source record as its reference, so the same Observation imported again is
+    recognised; one a person entered is referred to by its row."""
+    rows = (
+        VisitResult.objects.filter(
+            visit__infusion_id__in=infusion_ids,
+            loinc__in=loincs,
+            value__isnull=False,
+            effective_on__isnull=False,
+        )
+        .order_by()
+        .values_list(
+            "visit__infusion_id",
+            "pk",
+            "loinc",
+            "value",
+            "unit",
+            "effective_on",
+            "source",
+            "source_id",
+            "reference_low",
+            "reference_high",
+            "outcome",
+        )
+    )
+    history: dict[int, list[LabResult]] = {}
+    for infusion_id, pk, loinc, value, unit, on, source, source_id, low, high, outcome in rows:
+        reference = source_id if source == ResultSource.EHR and source_id else f"VisitResult/{pk}"
+        interpretation = outcome if outcome in (ResultOutcome.NORMAL, ResultOutcome.ABNORMAL) else ""
+        history.setdefault(infusion_id, []).append(
+            LabResult(loinc, value, unit, on, reference, low, high, interpretation=interpretation)
+        )
+    return {infusion_id: tuple(results) for infusion_id, results in history.items()}
 
 
 def remaining_as_normal(visit: FollowUpVisit, given: Sequence[ResultEntry]) -> list[ResultEntry]:

@@ -14,6 +14,7 @@ of ``REFUSED``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from surveillance.care import contact_details, infusions, lifecycle, reasons, risk_flags
 from surveillance.care.reconcile import PatientRecords, reconcile_from_ehr
+from surveillance.care.results import lab_history
 from surveillance.imports.fhir.clinical import clinical_records
 from surveillance.imports.fhir.records import (
     ClinicalResource,
@@ -461,7 +463,10 @@ def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None
             ctx.report.ignored[f"{grouped[0].resource_type}: {UNKNOWN_PATIENT}"] += len(grouped)
     current = _current_infusions([patient for patient, _ in found])
     batch: list[PatientRecords] = []
-    ruleset = None  # the signal rules, read once for the batch's patients
+    ruleset = ruleset_current() if current else None  # the signal rules, read once for the batch's patients
+    # what the batch's new results are compared with: those already on the patients' visits (earlier batches,
+    # earlier imports, a person's entries), read in one query
+    history = lab_history([i.pk for i in current.values()], ruleset[1].laboratory_loincs) if ruleset else {}
     for patient, grouped in found:
         infusion = current.get(patient.pk)
         if infusion is None:
@@ -471,8 +476,8 @@ def clinical_apply(items: Iterable[ClinicalResource], ctx: ApplyContext) -> None
         parsed = clinical_records(item.resource for item in grouped)
         for left_out in parsed.ignored:
             ctx.report.ignored[f"{left_out.resource_type}: {left_out.reason}"] += 1
-        ruleset = ruleset or ruleset_current()
-        raised = signals_record(infusion, parsed.records(), source="ehr-import", ruleset=ruleset).raised
+        records = dataclasses.replace(parsed.records(), history=history.get(infusion.pk, ()))
+        raised = signals_record(infusion, records, source="ehr-import", ruleset=ruleset).raised
         ctx.report.signals_raised += raised
         batch.append(PatientRecords(patient, infusion, grouped, parsed.labs))
     for outcome in reconcile_from_ehr(batch, sender=ctx.source_system):

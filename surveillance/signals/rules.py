@@ -99,9 +99,14 @@ class VariantResult:
 
 @dataclass(frozen=True, slots=True)
 class ClinicalRecords:
+    """What the rules read. ``history``: results already on file (stored on the patient's visits), which the new
+    ``labs`` are compared with (is a high MCV new? did a grade rise?) but which never raise a signal again: an
+    export arrives in batches and over years, and a comparison must not stop at the edge of one."""
+
     labs: tuple[LabResult, ...] = ()
     diagnoses: tuple[Diagnosis, ...] = ()
     variants: tuple[VariantResult, ...] = ()
+    history: tuple[LabResult, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +193,11 @@ class RuleSet:
     clonal: SimpleRule
     diagnoses: tuple[DiagnosisRule, ...]
     relapse: SimpleRule
+
+    @property
+    def laboratory_loincs(self) -> tuple[str, ...]:
+        """Every LOINC code a laboratory rule reads: the results worth comparing new ones with."""
+        return tuple(sorted({code for rule in self.laboratory for code in rule.loinc}))
 
     def kinds(self) -> dict[str, str]:
         """Every signal kind the rules can raise, with its label."""
@@ -370,6 +380,7 @@ class _Converted:
     value: float
     lln: float | None
     day: int
+    known: bool = False  # from the history: compared with, never signalled
 
     def grade(self, rule: LabRule) -> int:
         assert rule.measure is not None
@@ -402,18 +413,25 @@ class _Collector:
 
 
 def _convert(
-    ruleset: RuleSet, labs: Iterable[LabResult], facts: InfusionFacts
+    ruleset: RuleSet, records: ClinicalRecords, facts: InfusionFacts
 ) -> tuple[dict[str, list[_Converted]], list[str]]:
-    """Each rule's results in canonical units, oldest first, and the results that could not be converted."""
+    """Each rule's results in canonical units, oldest first (the history's among them, a result both on file and
+    in the records counted once, as new), and the new results that could not be converted."""
     by_kind: dict[str, list[_Converted]] = {rule.kind: [] for rule in ruleset.laboratory}
     unconverted: list[str] = []
-    for result in sorted(labs, key=lambda r: (r.effective, r.key)):
+    new_keys = {result.key for result in records.labs}
+    known = [(result, True) for result in records.history if result.key not in new_keys]
+    for result, on_file in sorted(
+        [*((r, False) for r in records.labs), *known], key=lambda x: (x[0].effective, x[0].key)
+    ):
         for rule in ruleset.laboratory:
             if result.loinc not in rule.loinc:
                 continue
             quantity = ruleset.units[rule.quantity]
             value = quantity.convert(result.value, result.unit)
             if value is None:
+                if on_file:
+                    continue
                 unconverted.append(
                     f"LOINC {result.loinc} on {result.effective.isoformat()}: unit {result.unit or '(none)'!r} "
                     f"cannot be converted to {quantity.canonical}; no signal raised from it"
@@ -421,7 +439,8 @@ def _convert(
                 continue
             low = result.reference_low
             lln = quantity.convert(low, result.unit) if low is not None else rule.lln
-            by_kind[rule.kind].append(_Converted(result, value, lln, (result.effective - facts.infusion_date).days))
+            day = (result.effective - facts.infusion_date).days
+            by_kind[rule.kind].append(_Converted(result, value, lln, day, known=on_file))
     return by_kind, unconverted
 
 
@@ -433,6 +452,10 @@ def _laboratory(ruleset: RuleSet, by_kind: dict[str, list[_Converted]], out: _Co
                 continue
             if rule.new and any(rule.abnormal(earlier.value) for earlier in results[:index]):
                 break  # not new: an earlier result was already abnormal
+            if item.known:  # on file already: it was this rule's evidence when it came, or it was not new then
+                if rule.new:
+                    break
+                continue
             grade = item.grade(rule) if rule.measure else None
             summary = f"LOINC {item.result.loinc} {item.value:g} {ruleset.units[rule.quantity].canonical}"
             if grade is not None:
@@ -450,7 +473,7 @@ def _worsening(ruleset: RuleSet, by_kind: dict[str, list[_Converted]], out: _Col
         counted = [item for item in by_kind[kind] if item.day >= rule.from_day]
         for earlier, later in itertools.pairwise(counted):
             before, after = earlier.grade(lab), later.grade(lab)
-            if before >= 1 and after > before:
+            if before >= 1 and after > before and not later.known:
                 summary = f"{lab.measure} CTCAE grade {before} to {after}"
                 out.add(rule, later.result.effective, later.result.key, later.result.loinc, summary, grade=after)
 
@@ -505,7 +528,7 @@ def _diagnoses(ruleset: RuleSet, diagnoses: Iterable[Diagnosis], out: _Collector
 def signals_evaluate(ruleset: RuleSet, facts: InfusionFacts, records: ClinicalRecords) -> Evaluation:
     """The signals the records raise after this infusion, most urgent first, then oldest first."""
     out = _Collector(facts)
-    by_kind, unconverted = _convert(ruleset, records.labs, facts)
+    by_kind, unconverted = _convert(ruleset, records, facts)
     _laboratory(ruleset, by_kind, out)
     _worsening(ruleset, by_kind, out)
     _clonal(ruleset, records.variants, out)

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from surveillance.imports import ehr_import
-from surveillance.models import SignalReview
+from surveillance.models import Signal, SignalReview, VisitResult
 from tests.imports.conftest import HCPCS, collection, concept
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +122,17 @@ def test_it_ignores_results_of_patients_it_does_not_follow(centre_a):
     report = ehr_import.bundle_import(collection(PATIENT, INFUSION, stranger), centre_a)
     assert report.signals_raised == 0 and open_reviews() == []
     assert report.ignored["Observation: about a patient not followed here"] == 1
+
+
+def test_it_compares_a_later_export_with_the_results_already_on_file(centre_a):
+    """A high MCV imported today is not *new* macrocytosis when one was on file from an earlier export: the second
+    export alone does not show it, the visits' stored results do."""
+    first = ehr_import.bundle_import(
+        collection(PATIENT, INFUSION, *history(), count("787-2", 106, "fL", 112, 77)), centre_a
+    )
+    assert first.signals_raised == 1 and open_reviews() == ["macrocytosis"]
+    assert VisitResult.objects.filter(loinc="787-2", value=106).exists()  # on file, on the visit it fell in
+
+    later = ehr_import.bundle_import(collection(PATIENT, INFUSION, count("787-2", 108, "fL", 400, 78)), centre_a)
+    assert later.signals_raised == 0
+    assert Signal.objects.filter(kind="macrocytosis").count() == 1
