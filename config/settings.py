@@ -386,8 +386,9 @@ ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
 }
-CARTWATCH_EMAIL_TRACKING = env.list(
-    "CARTWATCH_EMAIL_TRACKING", default=["mailgun"] if ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] else []
+# (empty counts as unset: Compose passes every variable, set or not)
+CARTWATCH_EMAIL_TRACKING = env.list("CARTWATCH_EMAIL_TRACKING", default=[]) or (
+    ["mailgun"] if ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] else []
 )
 
 # --- The surveillance domain ---------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ class _TwilioSession:
         cost. The client talks to one origin, so the session keeps what they say for the batch.
         """
         client = self.http_client
-        client.session.trust_env = True
+        client.session.trust_env, client.session.verify = True, True  # what the environment says, not last batch's
         environment = client.session.merge_environment_settings(self.origin, {}, None, None, None)
         client.session.trust_env = False
         client.proxy = environment["proxies"]

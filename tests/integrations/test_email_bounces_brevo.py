@@ -1,7 +1,7 @@
 """Brevo's tracking webhook through django-anymail, authenticated as Brevo does it (the basic auth in the webhook's
 URL): a hard bounce turns a sent email reminder into a bounced one that falls back to SMS; a soft bounce (Brevo
 keeps trying) changes nothing; an event without the right basic auth is refused (400) and changes nothing; a
-provider not configured, or configured without a secret, is not served (404)."""
+provider not configured, or configured without a secret, is not served (404), and the system check says so."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 import pytest
 from django.utils import timezone
 
+from surveillance.integrations import email_tracking
 from surveillance.models import Reminder, ReminderStatus
 from surveillance.models.reminders import Channel
 from surveillance.reminders import dispatch
@@ -102,3 +103,11 @@ def test_it_serves_no_webhook_it_cannot_verify(client, settings, sent_email, esp
     assert _post(client, _event(sent_email.message_id)).status_code == 404
     sent_email.refresh_from_db()
     assert sent_email.status == ReminderStatus.SENT
+
+
+def test_it_flags_a_provider_named_without_its_check_or_not_offered(settings):
+    settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": "", "WEBHOOK_SECRET": None}
+    settings.CARTWATCH_EMAIL_TRACKING = ["brevo", "postmark"]
+    problems = {problem.id: problem.msg for problem in email_tracking.email_tracking_check(None)}
+    assert problems.keys() == {"surveillance.W101", "surveillance.E101"}
+    assert "ANYMAIL_WEBHOOK_SECRET" in problems["surveillance.W101"] and "'postmark'" in problems["surveillance.E101"]
