@@ -6,7 +6,8 @@ dispatcher processes at once through the Twilio backend (the official SDK, point
 ``TWILIO_API_URL``): claim, re-check, hand-off markers, outcomes, all of it. Beside it, in the same run, the raw
 rate: the same form bodies POSTed to the same endpoint by a bare loop over one keep-alive ``requests`` session (the
 HTTP library the SDK sends with), just before and just after each dispatch (the mean of the two). Medians of
-``BENCH_SMS_RUNS`` (3) runs. Target: dispatch at least 0.8 of raw.
+``BENCH_SMS_RUNS`` (3) runs, each printed with the load average (the machine is shared). Target: dispatch at least
+0.8 of raw.
 
 ``BENCH_SMS_PROFILE=1`` also drains one more batch of reminders in this process, with one dispatcher, under
 cProfile, and prints where its time goes. It works in a scratch database of its own, dropped at the end.
@@ -146,6 +147,9 @@ def throughput(n: int, runs: int) -> bool:
             rates.append(n / elapsed)
             # the loopback rate swings with where the scheduler puts client and server: measured on both sides
             raws.append((raw_before + raw_rate(url, bodies)) / 2)
+            # the machine is shared: how busy it was belongs beside each figure
+            load = " ".join(f"{n:.2f}" for n in os.getloadavg())
+            print(f"run {run + 1}: dispatch {rates[-1]:.0f} msg/s, raw {raws[-1]:.0f} msg/s, load average {load}")
         if os.environ.get("BENCH_SMS_PROFILE") == "1":
             profile_dispatch(n)
     finally:

@@ -376,13 +376,20 @@ if CARTWATCH_SMS_BACKEND.endswith(".TwilioSmsBackend") and not (
     )
 
 # --- Email delivery events ------------------------------------------------------------------------------------
-# Bounces and complaints reported after the relay accepted a message, through django-anymail's Mailgun tracking
-# webhook (/integrations/mailgun/tracking/): Mailgun's HTTP webhook signing key verifies each event, and
-# ANYMAIL_WEBHOOK_SECRET ("user:password", optional) adds basic auth. Without a signing key the URL answers 404.
+# Bounces and complaints reported after the relay accepted a message, through django-anymail's tracking webhook of
+# the relay's email service provider, at /integrations/<esp>/tracking/ for each ESP named in
+# CARTWATCH_EMAIL_TRACKING (comma-separated: mailgun, brevo; by default mailgun when its signing key is set). Each
+# is served only once its events can be verified: Mailgun's by MAILGUN_WEBHOOK_SIGNING_KEY (its HTTP webhook
+# signing key), Brevo's by the basic auth of ANYMAIL_WEBHOOK_SECRET ("user:password", which Mailgun's also check
+# when it is set); otherwise the URL answers 404.
 ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="") or None,
 }
+# (empty counts as unset: Compose passes every variable, set or not)
+CARTWATCH_EMAIL_TRACKING = env.list("CARTWATCH_EMAIL_TRACKING", default=[]) or (
+    ["mailgun"] if ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"] else []
+)
 
 # --- The surveillance domain ---------------------------------------------------------------------------------
 CARTWATCH = {

@@ -19,5 +19,5 @@ urlpatterns = [
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("integrations/twilio/inbound", twilio_webhooks.inbound, name="twilio-inbound"),
     path("integrations/twilio/status", twilio_webhooks.status, name="twilio-status"),
-    path("integrations/mailgun/tracking/", email_tracking.mailgun_tracking, name="mailgun-tracking"),
+    path("integrations/<slug:esp>/tracking/", email_tracking.email_tracking, name="email-tracking"),
 ]

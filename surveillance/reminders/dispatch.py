@@ -47,7 +47,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Count, F, Max, Min
+from django.db.models import Count, Exists, F, Max, Min, OuterRef
 from django.utils import timezone, translation
 
 from surveillance.db.outbox_loop import outbox_batches, worker_id
@@ -179,7 +179,9 @@ def reminder_claim_due(now: dt.datetime, limit: int, token: str) -> list[int]:
         ids = list(due.values_list("pk", flat=True)[:limit])
         if not ids:
             return []
-        Reminder.objects.filter(pk__in=ids).claim(token, lease, now)
+        claimed = Reminder.objects.filter(pk__in=ids).claim(token, lease, now)
+    if claimed == len(ids):  # each id updated at most once: all of them won, no need to ask which
+        return ids
     won = Reminder.objects.filter(pk__in=ids, claimed_by=token, status=ReminderStatus.SENDING)
     return list(won.values_list("pk", flat=True))
 
@@ -234,6 +236,8 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         Reminder.objects.filter(pk__in=ids)
         .select_related("visit__infusion__patient__centre", "prepared", "fallback_of")
         .defer(*NOT_LOADED)
+        # a re-send after a possible double is flagged too (read here rather than by a query of its own)
+        .annotate(doubtful=Exists(Delivery.objects.filter(reminder=OuterRef("pk"), possible_duplicate=True)))
         .order_by("next_attempt_at", "pk")
     )
     by_channel: dict[str, list[Reminder]] = {}
@@ -378,11 +382,7 @@ def _send_all(ready: list[tuple], token: str, clock, transport: Transport, deadl
     duplicate, so at most a group's worth of messages can reach a recipient twice, each time with the same
     Message-ID and the flag. A group of 1 commits before and after every message.
     """
-    doubtful = set(
-        Delivery.objects.filter(reminder_id__in=[r.pk for r, _ in ready], possible_duplicate=True).values_list(
-            "reminder_id", flat=True
-        )
-    )
+    doubtful = {reminder.pk for reminder, _ in ready if reminder.doubtful}
     size = max(1, _cfg("REMINDER_COMMIT_EVERY"))
     accepted: list[tuple[Reminder, Delivery]] = []
     errors: list[functools.partial] = []

@@ -11,12 +11,13 @@ counts them as the network does).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import formats, translation
 from django.utils.crypto import constant_time_compare, salted_hmac
 
@@ -108,12 +109,23 @@ def short_link_read(token: str, today: dt.date) -> int:
 
 
 def short_link_url(visit: FollowUpVisit, today: dt.date) -> str:
-    path = reverse("surveillance:sms-link", args=[short_link_token(visit, today)])
-    return messages.site_url(path)
+    before, after = _short_link_path(get_urlconf(), get_script_prefix())
+    return messages.site_url(f"{before}{short_link_token(visit, today)}{after}")
+
+
+@functools.lru_cache(maxsize=8)
+def _short_link_path(urlconf: str | None, script_prefix: str) -> tuple[str, str]:
+    """The short link's path before and after its token, reversed once: a reverse for each message cost as much as
+    the rest of its text. (A token is letters, digits and dots, which a URL carries as they are.)"""
+    before, after = reverse("surveillance:sms-link", urlconf=urlconf, args=["~"]).split("~")
+    return before, after
 
 
 # --- the text ---------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
 def _short_date(day: dt.date, language: str) -> str:
+    """The date as a patient reads it ("3 Mar 2027"); cached, since switching the active language for each message
+    of a batch costs more than the rest of its text."""
     with translation.override(language):
         return formats.date_format(day, "j M Y")
 

@@ -28,6 +28,7 @@ NUMBER = "+16175550142"
 @pytest.fixture
 def mailgun(settings):
     settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY, "WEBHOOK_SECRET": "mailgun:hook-secret"}
+    settings.CARTWATCH_EMAIL_TRACKING = ["mailgun"]
     return settings
 
 
@@ -103,4 +104,5 @@ def test_it_refuses_a_forged_event(client, mailgun, sent_email, signing, auth):
 
 def test_it_serves_no_webhook_it_cannot_verify(client, settings):
     settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": "", "WEBHOOK_SECRET": None}
+    settings.CARTWATCH_EMAIL_TRACKING = ["mailgun"]
     assert client.post(URL, "{}", content_type="application/json").status_code == 404

@@ -1,5 +1,6 @@
-"""The Twilio backend keeps one connection for a batch and reads the proxy settings of the environment once per
-batch, still honouring them (an egress proxy named by ``HTTP_PROXY``/``HTTPS_PROXY``, bypassed by ``NO_PROXY``)."""
+"""The Twilio backend keeps one connection for a batch and for the batches after it (unless it sat idle), and reads
+the proxy settings of the environment once per batch, still honouring them (an egress proxy named by
+``HTTP_PROXY``/``HTTPS_PROXY``, bypassed by ``NO_PROXY``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,26 @@ def test_it_sends_a_batch_over_one_kept_alive_connection(twilio_settings, no_pro
 
     assert [m["Sid"] for m in twilio_settings.messages] == sids
     assert twilio_settings.connections == 1
+
+
+def _batch(first: int) -> list[str]:
+    backend = sms_backends.get_sms_backend()
+    backend.open()
+    try:
+        return [backend.send_message(_message(n)) for n in range(first, first + 2)]
+    finally:
+        backend.close()
+
+
+def test_it_keeps_the_connection_for_the_next_batch_unless_it_sat_idle(twilio_settings, no_proxy_environment):
+    sids = _batch(0) + _batch(2)
+    assert twilio_settings.connections == 1
+
+    quiet = sms_backends._TwilioSession.IDLE_SECONDS + 1
+    sms_backends.get_sms_backend().twilio.last_used -= quiet  # the process sent nothing for a while
+    sids += _batch(4)
+    assert twilio_settings.connections == 2
+    assert [m["Sid"] for m in twilio_settings.messages] == sids
 
 
 def test_it_goes_through_the_proxy_the_environment_names_unless_no_proxy_bypasses_it(
