@@ -1,14 +1,15 @@
 """Import an EHR's results for a followed cohort: Encounters and blood counts that complete visits and fill them.
 
-``BENCH_RESULTS_PATIENTS`` (default 100,000) patients infused over the last three years are imported first
-(untimed, as ``import_plan`` does) and the database ``ANALYZE``d, as autovacuum would soon have done: without
-statistics PostgreSQL plans the import's per-batch queries on the visits as if the tables were empty, scanning an
-index over every patient's visits for each batch of ten patients. Then a second Bulk Data export is written: for
-each of a patient's visits due by today (up to seven), a finished Encounter on the due date and a blood count of
-seven Observations (WBC, ANC, lymphocytes, haemoglobin, platelets, MCV, blasts; LOINC, UCUM units and reference
-ranges, all normal), so about 50 Observations a patient. It is imported by ``manage.py import_ehr FILE --centre
-bench`` in a child process, timed: every result goes through the signal rules and the visit reconciliation, and
-lands as a ``VisitResult``.
+``BENCH_RESULTS_PATIENTS`` (default 100,000) patients infused over the last three years are imported first (untimed,
+as ``import_plan`` does) and the database ``ANALYZE``d, as autovacuum would soon have done: without statistics
+PostgreSQL plans the import's per-batch queries on the visits as if the tables were empty, scanning an index over
+every patient's visits for each batch of ten patients. On a server with autovacuum off, both imports run with a
+stand-in that analyses every 30 s (``autovacuum_stand_in``), as production's autovacuum would. Then a second Bulk
+Data export is written: for each of a patient's visits due by today (up to seven), a finished Encounter on the due
+date and a blood count of seven Observations (WBC, ANC, lymphocytes, haemoglobin, platelets, MCV, blasts; LOINC,
+UCUM units and reference ranges, all normal), so about 50 Observations a patient. It is imported by ``manage.py
+import_ehr FILE --centre bench`` in a child process, timed: every result goes through the signal rules and the visit
+reconciliation, and lands as a ``VisitResult``.
 
 Baseline, in the same run: the stored result rows ``COPY``-ed into a same-indexed table. Reported: wall time,
 Observations/s, the ratio to that COPY, and the child's peak RSS (target < 300 MB: the import streams).
@@ -27,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench._common import (
+    autovacuum_stand_in,
     bench_centre,
     copy_baseline,
     print_profile,
@@ -120,7 +122,8 @@ def main() -> int:
             cohort = Path(folder) / "cohort.ndjson"
             write_bulk_export(cohort, n, index_rows, first=today - dt.timedelta(days=3 * 365), last=today)
             connection.close()
-            setup = run_child([sys.executable, "manage.py", "import_ehr", str(cohort), "--centre", "bench"], env)
+            with autovacuum_stand_in(db_url):
+                setup = run_child([sys.executable, "manage.py", "import_ehr", str(cohort), "--centre", "bench"], env)
             if setup.returncode != 0:
                 print(setup.stdout[-3000:], setup.stderr[-3000:], sep="\n")
                 record("import results", "FAILED (cohort)", "-", "-", "-", False)
@@ -148,7 +151,8 @@ def main() -> int:
             prof = Path(folder) / "results.prof"
             profile = os.environ.get("BENCH_IMPORT_PROFILE") == "1"
             prefix = [sys.executable, "-m", "cProfile", "-o", str(prof)] if profile else [sys.executable]
-            child = run_child([*prefix, "manage.py", "import_ehr", str(export), "--centre", "bench"], env)
+            with autovacuum_stand_in(db_url):
+                child = run_child([*prefix, "manage.py", "import_ehr", str(export), "--centre", "bench"], env)
             if child.returncode != 0:
                 print(child.stdout[-3000:], child.stderr[-3000:], sep="\n")
                 record("import results", "FAILED", "-", "-", "-", False)
