@@ -1,0 +1,156 @@
+"""EHR imports through the API as production runs them: uploads answered 202 and finished by a Celery worker.
+
+The image's web command (``bench.api_load``: gunicorn's sync workers, 3 of them, the access log on) and the
+compose file's worker command (``celery -A config worker --concurrency=2``) serve a scratch database, on the
+broker of ``CELERY_BROKER_URL`` (a Redis server; a queue of this run's own). ``BENCH_JOB_UPLOADS`` (default 8)
+integration clients each POST a Bulk Data export of ``BENCH_JOB_PATIENTS`` (default 1,000) patients of their own,
+all at once, to ``/api/v1/import/fhir`` with ``Prefer: respond-async``, then follow the status URL each 202 gives
+until the job has finished. ``BENCH_JOB_UPLOADS=1 BENCH_JOB_PATIENTS=100000`` is the registry's first import.
+
+Reported: how long the uploads took to be answered (the slowest), the time until the last job finished, patients
+per second, and every answer that was not 202 then 200 (a 5xx is a failure, as is a job that did not finish, or
+a patient count that is not every upload's). The run fails on any of those.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from bench._common import ROOT, bench_centre, record, scratch_database, write_bulk_export
+from bench.api_load import gunicorn, production_workers, shared_cache_url, stop, wait_ready
+
+NDJSON = "application/fhir+ndjson"
+#: How long the jobs may take in all before the run is called failed.
+DEADLINE_SECONDS = float(os.environ.get("BENCH_JOB_DEADLINE_SECONDS", "3600"))
+
+
+def request(url: str, token: str, *, data: bytes | None = None) -> tuple[int, dict, float]:
+    """One request: (status, headers, seconds). An HTTP error is an answer too."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if data is not None:
+        headers |= {"Content-Type": NDJSON, "Prefer": "respond-async"}
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=120) as answer:
+            answer.read()
+            return answer.status, dict(answer.headers), time.perf_counter() - started
+    except urllib.error.HTTPError as error:
+        error.read()
+        return error.code, dict(error.headers), time.perf_counter() - started
+
+
+def upload(base: str, token: str, payload: bytes) -> dict:
+    """POST one export, then follow its status URL until the job has finished."""
+    status, headers, seconds = request(f"{base}/api/v1/import/fhir", token, data=payload)
+    outcome = {"post": status, "post_seconds": seconds, "polls": 0, "final": None}
+    if status != 202:
+        return outcome
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(float(headers.get("Retry-After", "1")) if outcome["polls"] == 0 else 1.0)
+        status, _headers, _ = request(headers["Location"], token)
+        outcome["polls"] += 1
+        if status != 202:
+            outcome["final"] = status
+            break
+    outcome["done_at"] = time.perf_counter()
+    return outcome
+
+
+def exports(folder: Path, uploads: int, patients: int) -> list[bytes]:
+    """One export per client, each of patients of its own (ids and MRNs prefixed by the client)."""
+    index_rows = bench_centre()
+    template = folder / "export.ndjson"
+    today = dt.date.today()
+    write_bulk_export(template, patients, index_rows, first=today - dt.timedelta(days=3 * 365), last=today)
+    text = template.read_text(encoding="utf-8")
+    return [
+        text.replace('"bench-', f'"c{k}-').replace('"value":"B', f'"value":"C{k}B').encode() for k in range(uploads)
+    ]
+
+
+def main() -> int:
+    uploads = int(os.environ.get("BENCH_JOB_UPLOADS", "8"))
+    patients = int(os.environ.get("BENCH_JOB_PATIENTS", "1000"))
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not broker.startswith("redis://"):
+        print("api_import_jobs: skipped (needs a Redis broker: set CELERY_BROKER_URL)")
+        record("API import jobs", "skipped (no Redis broker)", "-", "-", "-", None)
+        return 0
+    with scratch_database("jobs") as db_url, tempfile.TemporaryDirectory() as folder:
+        from django.db import connection
+
+        from surveillance.api.auth import api_token_create
+        from surveillance.models import ImportJob, Patient, TreatmentCentre
+
+        payloads = exports(Path(folder), uploads, patients)
+        token = api_token_create("bench-jobs", [TreatmentCentre.objects.get(code="bench")])[1]
+        connection.close()
+        queue = f"bench-jobs-{uuid.uuid4().hex[:8]}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "DATABASE_CONN_MAX_AGE": "60",
+            "CARTWATCH_CACHE_URL": shared_cache_url(),
+            "CARTWATCH_API_RATE_TOKEN": "100000000/min",
+            "CELERY_TASK_DEFAULT_QUEUE": queue,
+        }
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING", "--concurrency=2"),
+                *("--queues", queue, "--hostname", f"{queue}@%h", "--without-gossip", "--without-mingle"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with (Path(folder) / "access.log").open("wb") as access_log:
+            server, port = gunicorn("config.wsgi:application", env, production_workers(), 1, access_log)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                wait_ready(f"{base}/api/v1/", {"Authorization": f"Bearer {token}"}, server)
+                started = time.perf_counter()
+                with concurrent.futures.ThreadPoolExecutor(uploads) as pool:
+                    outcomes = list(pool.map(lambda payload: upload(base, token, payload), payloads))
+                finished = max(o.get("done_at", started) for o in outcomes) - started
+            finally:
+                stop(server)
+                worker.terminate()
+                worker.wait(timeout=60)
+        stored = Patient.objects.count()
+        statuses = sorted(ImportJob.objects.values_list("status", flat=True))
+    answers = [(o["post"], o["final"]) for o in outcomes]
+    failed = [a for a in answers if a != (202, 200)]
+    slowest_post = max(o["post_seconds"] for o in outcomes)
+    total = uploads * patients
+    ok = not failed and stored == total
+    print(
+        f"{uploads} uploads of {patients:,} patients at once (load average {os.getloadavg()[0]:.2f}): answered in "
+        f"at most {slowest_post:.2f} s; every job finished {finished:.1f} s after the first POST; "
+        f"{total / finished:.0f} patients/s; answers {answers}; jobs {statuses}; patients stored {stored:,}"
+    )
+    record(
+        f"API import as jobs, {uploads} x {patients:,} patients at once",
+        f"{finished:.1f} s to the last job; {total / finished:.0f} patients/s; POSTs answered within "
+        f"{slowest_post:.2f} s; {len(failed)} not 202 then 200",
+        "-",
+        "-",
+        "every upload 202, every job 200, no 5xx",
+        ok,
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
