@@ -68,6 +68,7 @@ def mailgun_bounce(message_id: str, *, key: str = MAILGUN_KEY) -> str:
 @pytest.fixture
 def mailgun(settings):
     settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY, "WEBHOOK_SECRET": MAILGUN_AUTH}
+    settings.CARTWATCH_EMAIL_TRACKING = ["mailgun"]
     return settings
 
 
