@@ -17,12 +17,11 @@ from django.utils import timezone
 from surveillance.models import Reminder, ReminderStatus
 from surveillance.models.reminders import Channel
 from surveillance.reminders import dispatch, sweep
-from tests.reminders.conftest import add_reminder
+from tests.integrations.conftest import BOUNCED_ADDRESS, FALLBACK_NUMBER
 
 pytestmark = pytest.mark.django_db
 URL = "/integrations/mailgun/tracking/"
 SIGNING_KEY = "key-" + "3" * 32
-NUMBER = "+16175550142"
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def _event(message_id: str, *, key: str = SIGNING_KEY, event: str = "failed", se
         "severity": severity,
         "id": uuid.uuid4().hex,
         "timestamp": time.time(),
-        "recipient": "ana@example.org",
+        "recipient": BOUNCED_ADDRESS,
         "reason": "bounce",
         "message": {"headers": {"message-id": message_id.strip("<>")}},
         "delivery-status": {"code": 550, "message": "5.1.1 mailbox unavailable", "description": ""},
@@ -55,27 +54,16 @@ def _post(client, body: str, auth: str = "mailgun:hook-secret"):
     return client.post(URL, body, content_type="application/json", HTTP_AUTHORIZATION=header)
 
 
-@pytest.fixture
-def sent_email(smtp_settings, centre_a, make_patient, open_visit):
-    now = timezone.now()
-    patient = make_patient(centre_a, email="ana@example.org", phone=NUMBER, sms_consent=True)
-    reminder = add_reminder(open_visit(patient, timezone.localdate(now, centre_a.tz)), now)
-    dispatch.dispatch_run(now)
-    reminder.refresh_from_db()
-    assert reminder.status == ReminderStatus.SENT and reminder.provider_message_id == reminder.message_id
-    return reminder
-
-
 def test_it_turns_a_bounced_email_into_a_fallback_sms(client, mailgun, twilio_settings, sent_email):
     assert _post(client, _event(sent_email.message_id)).status_code == 200
     sent_email.refresh_from_db()
     assert (sent_email.status, sent_email.last_error) == (ReminderStatus.BOUNCED, "email bounced (bounced)")
-    assert "ana@example.org" not in sent_email.last_error
+    assert BOUNCED_ADDRESS not in sent_email.last_error
     fallback = Reminder.objects.get(fallback_of=sent_email)
     assert (fallback.channel, fallback.idempotency_key) == (Channel.SMS, f"{sent_email.idempotency_key}>sms")
 
     dispatch.dispatch_run(timezone.now())
-    (sms,) = twilio_settings.to(NUMBER)
+    (sms,) = twilio_settings.to(FALLBACK_NUMBER)
     fallback.refresh_from_db()
     assert fallback.status == ReminderStatus.SENT and fallback.provider_message_id == sms["Sid"]
     assert _post(client, _event(sent_email.message_id)).status_code == 200  # a repeat changes nothing

@@ -16,12 +16,11 @@ from surveillance.integrations import email_tracking
 from surveillance.models import Reminder, ReminderStatus
 from surveillance.models.reminders import Channel
 from surveillance.reminders import dispatch
-from tests.reminders.conftest import add_reminder
+from tests.integrations.conftest import BOUNCED_ADDRESS, FALLBACK_NUMBER
 
 pytestmark = pytest.mark.django_db
 URL = "/integrations/brevo/tracking/"
 SECRET = "brevo:hook-secret"
-NUMBER = "+16175550143"
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ def _event(message_id: str, event: str = "hard_bounce") -> str:
     return json.dumps(
         {
             "event": event,
-            "email": "bea@example.org",
+            "email": BOUNCED_ADDRESS,
             "id": 1234567,
             "date": "2026-11-30 12:00:00",
             "ts": int(time.time()),
@@ -55,17 +54,6 @@ def _post(client, body: str, auth: str | None = SECRET):
     return client.post(URL, body, content_type="application/json", **headers)
 
 
-@pytest.fixture
-def sent_email(smtp_settings, centre_a, make_patient, open_visit):
-    now = timezone.now()
-    patient = make_patient(centre_a, email="bea@example.org", phone=NUMBER, sms_consent=True)
-    reminder = add_reminder(open_visit(patient, timezone.localdate(now, centre_a.tz)), now)
-    dispatch.dispatch_run(now)
-    reminder.refresh_from_db()
-    assert reminder.status == ReminderStatus.SENT and reminder.provider_message_id == reminder.message_id
-    return reminder
-
-
 def test_it_turns_a_hard_bounce_into_a_fallback_sms(client, brevo, twilio_settings, sent_email):
     assert _post(client, _event(sent_email.message_id)).status_code == 200
     sent_email.refresh_from_db()
@@ -74,7 +62,7 @@ def test_it_turns_a_hard_bounce_into_a_fallback_sms(client, brevo, twilio_settin
     assert (fallback.channel, fallback.idempotency_key) == (Channel.SMS, f"{sent_email.idempotency_key}>sms")
 
     dispatch.dispatch_run(timezone.now())
-    (sms,) = twilio_settings.to(NUMBER)
+    (sms,) = twilio_settings.to(FALLBACK_NUMBER)
     fallback.refresh_from_db()
     assert fallback.status == ReminderStatus.SENT and fallback.provider_message_id == sms["Sid"]
 
