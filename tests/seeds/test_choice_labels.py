@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import shutil
 
 import pytest
-import yaml
 from django.conf import settings
 from django.db import models
 from django.utils import translation
@@ -20,6 +18,7 @@ from surveillance.models.patients import LadderStage
 from surveillance.models.visits import RequestKind
 from surveillance.seeds import labels
 from surveillance.seeds.loader import SeedError, seeds_load
+from tests.seeds.conftest import seeds_copy_with_labels
 
 SEEDS = settings.CARTWATCH["SEEDS_DIR"]
 
@@ -66,10 +65,8 @@ def test_it_shows_a_status_in_the_active_language():
 
 @pytest.mark.django_db
 def test_it_refuses_seeds_whose_catalogue_leaves_a_status_unlabelled(tmp_path):
-    target = tmp_path / "seeds"
-    shutil.copytree(SEEDS, target)
-    data = yaml.safe_load((target / "labels.yaml").read_text(encoding="utf-8"))
+    target, data, write = seeds_copy_with_labels(tmp_path)
     del data["requests"]["request.reschedule"]
-    (target / "labels.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    write()
     with pytest.raises(SeedError, match=r"statuses or requests without a label: request\.reschedule"):
         seeds_load(target)

@@ -3,14 +3,13 @@ is refused at load time rather than showing a raw code on a page."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import yaml
 from django.conf import settings
 
 from surveillance.seeds import labels
 from surveillance.seeds.loader import SeedError, seeds_load
+from tests.seeds.conftest import seeds_copy_with_labels
 
 SEEDS = settings.CARTWATCH["SEEDS_DIR"]
 
@@ -44,15 +43,13 @@ def test_it_speaks_spanish_for_analytes_and_visit_kinds():
 
 @pytest.mark.django_db
 def test_it_refuses_seeds_whose_catalogue_leaves_an_assessment_unlabelled(tmp_path):
-    target = tmp_path / "seeds"
-    shutil.copytree(SEEDS, target)
-    data = yaml.safe_load((target / "labels.yaml").read_text(encoding="utf-8"))
+    target, data, write = seeds_copy_with_labels(tmp_path)
     del data["assessments"]["cibmtr_f4100"]["es"]
-    (target / "labels.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    write()
     with pytest.raises(SeedError, match=r"labels.yaml: assessments.cibmtr_f4100: expected a label in each"):
         seeds_load(target)
     del data["assessments"]["cibmtr_f4100"]
-    (target / "labels.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    write()
     with pytest.raises(SeedError, match=r"without a label: cibmtr_f4100 \(en\), cibmtr_f4100 \(es\)"):
         seeds_load(target)
 
@@ -80,10 +77,8 @@ def test_it_names_every_protocol_visit_in_spanish_and_keeps_the_protocols_own_en
 
 @pytest.mark.django_db
 def test_it_refuses_seeds_whose_catalogue_leaves_a_visit_unnamed(tmp_path):
-    target = tmp_path / "seeds"
-    shutil.copytree(SEEDS, target)
-    data = yaml.safe_load((target / "labels.yaml").read_text(encoding="utf-8"))
+    target, data, write = seeds_copy_with_labels(tmp_path)
     del data["visits"]["M9"]
-    (target / "labels.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    write()
     with pytest.raises(SeedError, match=r"visits without a label: M9 \(en\), M9 \(es\)"):
         seeds_load(target)
