@@ -130,13 +130,31 @@ def gunicorn(app: str, env: dict, workers: int, threads: int, log) -> tuple[subp
     return proc, port
 
 
+def _stat_fields(proc: Path) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state, ppid, ..."""
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _processes(keep) -> list[int]:
+    """The pids of the processes whose ``/proc`` entry ``keep`` accepts (one gone meanwhile is left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if keep(entry):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def cpu_seconds(pids_of) -> float:
     """User and system CPU seconds so far of the processes ``pids_of()`` names (read from ``/proc``)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids_of():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(Path(f"/proc/{pid}"))
         except OSError:  # gone meanwhile
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
@@ -145,37 +163,17 @@ def cpu_seconds(pids_of) -> float:
 
 def children_of(parent: int):
     """The pids whose parent is ``parent`` (gunicorn's workers)."""
-
-    def pids() -> list[int]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                        found.append(int(entry.name))
-                except OSError:
-                    continue
-        return found
-
-    return pids
+    return lambda: _processes(lambda proc: int(_stat_fields(proc)[1]) == parent)
 
 
 def backends_of(database: str):
     """The pids of the PostgreSQL backends serving ``database`` on this machine (by their process title)."""
 
-    def pids() -> list[int]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    title = (entry / "cmdline").read_bytes().decode(errors="replace")
-                except OSError:
-                    continue
-                if title.startswith("postgres: ") and f" {database} " in title:
-                    found.append(int(entry.name))
-        return found
+    def serves(proc: Path) -> bool:
+        title = (proc / "cmdline").read_bytes().decode(errors="replace")
+        return title.startswith("postgres: ") and f" {database} " in title
 
-    return pids
+    return lambda: _processes(serves)
 
 
 def shared_cache_url() -> str:
