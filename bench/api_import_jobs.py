@@ -5,7 +5,10 @@ compose file's worker command (``celery -A config worker --concurrency=2``) serv
 broker of ``CELERY_BROKER_URL`` (a Redis server; a queue of this run's own). ``BENCH_JOB_UPLOADS`` (default 8)
 integration clients each POST a Bulk Data export of ``BENCH_JOB_PATIENTS`` (default 1,000) patients of their own,
 all at once, to ``/api/v1/import/fhir`` with ``Prefer: respond-async``, then follow the status URL each 202 gives
-until the job has finished. ``BENCH_JOB_UPLOADS=1 BENCH_JOB_PATIENTS=100000`` is the registry's first import.
+until the job has finished. An export larger than the upload limit (``CARTWATCH_IMPORT_MAX_BYTES``, 50 MB, or
+``BENCH_JOB_PART_BYTES``) goes in parts cut at line ends, as a Bulk Data server splits its output into files: each
+part posted once the one before has finished. ``BENCH_JOB_UPLOADS=1 BENCH_JOB_PATIENTS=100000`` is the registry's
+first import (about 70 MB: two parts).
 
 Reported: how long the uploads took to be answered (the slowest), the time until the last job finished, patients
 per second, and every answer that was not 202 then 200 (a 5xx is a failure, as is a job that did not finish, or
@@ -67,6 +70,28 @@ def upload(base: str, token: str, payload: bytes) -> dict:
     return outcome
 
 
+def upload_parts(base: str, token: str, parts: list[bytes]) -> list[dict]:
+    """A client's export file by file, as a Bulk Data client posts a server's output: each part once the one
+    before it has finished (its infusions name patients of an earlier part)."""
+    outcomes = []
+    for part in parts:
+        outcomes.append(upload(base, token, part))
+        if (outcomes[-1]["post"], outcomes[-1]["final"]) != (202, 200):
+            break
+    return outcomes
+
+
+def split(payload: bytes, limit: int) -> list[bytes]:
+    """``payload`` cut at line ends into parts of at most ``limit`` bytes: a Bulk Data server splits a large
+    export into files the same way, and the API refuses an upload over ``CARTWATCH_IMPORT_MAX_BYTES``."""
+    parts, start = [], 0
+    while len(payload) - start > limit:
+        end = payload.rindex(b"\n", start, start + limit) + 1
+        parts.append(payload[start:end])
+        start = end
+    return [*parts, payload[start:]]
+
+
 def exports(folder: Path, uploads: int, patients: int) -> list[bytes]:
     """One export per client, each of patients of its own (ids and MRNs prefixed by the client)."""
     index_rows = bench_centre()
@@ -91,9 +116,11 @@ def main() -> int:
         from django.db import connection
 
         from surveillance.api.auth import api_token_create
+        from surveillance.imports.ehr_import import import_max_bytes
         from surveillance.models import ImportJob, Patient, TreatmentCentre
 
-        payloads = exports(Path(folder), uploads, patients)
+        limit = int(os.environ.get("BENCH_JOB_PART_BYTES", str(import_max_bytes())))
+        payloads = [split(payload, limit) for payload in exports(Path(folder), uploads, patients)]
         token = api_token_create("bench-jobs", [TreatmentCentre.objects.get(code="bench")])[1]
         connection.close()
         queue = f"bench-jobs-{uuid.uuid4().hex[:8]}"
@@ -122,26 +149,27 @@ def main() -> int:
                 wait_ready(f"{base}/api/v1/", {"Authorization": f"Bearer {token}"}, server)
                 started = time.perf_counter()
                 with concurrent.futures.ThreadPoolExecutor(uploads) as pool:
-                    outcomes = list(pool.map(lambda payload: upload(base, token, payload), payloads))
-                finished = max(o.get("done_at", started) for o in outcomes) - started
+                    outcomes = list(pool.map(lambda parts: upload_parts(base, token, parts), payloads))
+                finished = max(o.get("done_at", started) for parts in outcomes for o in parts) - started
             finally:
                 stop(server)
                 worker.terminate()
                 worker.wait(timeout=60)
         stored = Patient.objects.count()
         statuses = sorted(ImportJob.objects.values_list("status", flat=True))
-    answers = [(o["post"], o["final"]) for o in outcomes]
-    failed = [a for a in answers if a != (202, 200)]
-    slowest_post = max(o["post_seconds"] for o in outcomes)
+    answers = [(o["post"], o["final"]) for parts in outcomes for o in parts]
+    failed = [a for a in answers if a != (202, 200)] + [None] * (sum(map(len, payloads)) - len(answers))
+    slowest_post = max(o["post_seconds"] for parts in outcomes for o in parts)
     total = uploads * patients
     ok = not failed and stored == total
+    in_parts = f" in {len(payloads[0])} parts each" if len(payloads[0]) > 1 else ""
     print(
-        f"{uploads} uploads of {patients:,} patients at once (load average {os.getloadavg()[0]:.2f}): answered in "
-        f"at most {slowest_post:.2f} s; every job finished {finished:.1f} s after the first POST; "
+        f"{uploads} uploads{in_parts} of {patients:,} patients at once (load average {os.getloadavg()[0]:.2f}): "
+        f"answered in at most {slowest_post:.2f} s; every job finished {finished:.1f} s after the first POST; "
         f"{total / finished:.0f} patients/s; answers {answers}; jobs {statuses}; patients stored {stored:,}"
     )
     record(
-        f"API import as jobs, {uploads} x {patients:,} patients at once",
+        f"API import as jobs, {uploads} x {patients:,} patients at once{in_parts}",
         f"{finished:.1f} s to the last job; {total / finished:.0f} patients/s; POSTs answered within "
         f"{slowest_post:.2f} s; {len(failed)} not 202 then 200",
         "-",
