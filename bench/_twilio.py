@@ -66,7 +66,12 @@ class TwilioDouble:
 
             def do_POST(self) -> None:
                 match = _MESSAGES.match(self.path)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the client died mid-request (a killed worker): no message, as at Twilio
+                    self.close_connection = True
+                    return
+                body = body.decode()
                 if match is None:
                     return self._json(404, {"code": 20404, "message": "not found", "status": 404})
                 expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()

@@ -4,17 +4,20 @@ beats, and every drill reports nothing lost and nothing doubled without its flag
 
 from __future__ import annotations
 
+import base64
 import glob
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bench import drills
+from bench import _twilio, drills
 from tests.conftest import REPO, missing_service
 
 LINE = re.compile(
@@ -47,6 +50,29 @@ def test_it_gives_one_verdict_per_drill_and_tells_a_slow_run_from_a_loss():
     slow = drills.Outcome("x", 10, sent=4, unattempted=6)
     assert not slow.ok
     assert slow.verdict() == "verdict x: INCOMPLETE: 6 reminders never taken up in the time allowed"
+
+
+def test_it_counts_no_sms_for_a_request_its_killed_worker_never_finished():
+    """A worker SIGKILLed while writing its request leaves a body shorter than its Content-Length: Twilio would
+    not send that, so the drill's Twilio must not count it (it would be a message for no reminder)."""
+    double = _twilio.TwilioDouble().start()
+    try:
+        host, port = double.server.server_address
+        form = b"To=%2B15550000001&From=%2B15005550006&Body=Your+visit"
+        auth = base64.b64encode(f"{_twilio.ACCOUNT_SID}:{_twilio.AUTH_TOKEN}".encode()).decode()
+        head = (
+            f"POST /2010-04-01/Accounts/{_twilio.ACCOUNT_SID}/Messages.json HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        )
+        with socket.create_connection((host, port)) as cut:
+            cut.sendall(f"{head}Content-Length: {len(form)}\r\n\r\n".encode() + form[:12])
+        with socket.create_connection((host, port)) as whole:
+            whole.sendall(f"{head}Content-Length: {len(form)}\r\n\r\n".encode() + form)
+            assert whole.recv(4096).startswith(b"HTTP/1.1 201")
+        time.sleep(0.2)  # the cut request's handler thread has read to the end of its connection
+        assert [m["To"] for m in double.snapshot()] == ["+15550000001"]
+    finally:
+        double.stop()
 
 
 def test_it_counts_each_channel_of_a_drill_in_its_verdict():
