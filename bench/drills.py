@@ -8,10 +8,12 @@ reminder (the ``X-CARTWatch-Reminder`` header) and keeps their Message-IDs, and 
 accepts (each SMS patient has a number of their own, so its messages count per reminder):
 
 1. ``kill-worker``: worker processes dispatch ``BENCH_DRILL_REMINDERS`` (10,000) reminders, a quarter of them by
-   SMS (``BENCH_DRILL_SMS_PERCENT``), while one of them is killed with SIGKILL (its whole process group) every
-   ~3 s and started again, until every reminder is sent. Only a worker that is ready is killed, and only once a
-   server has accepted a message since the last kill: on a loaded machine a worker may take longer than the
-   interval to start, and killing it then tests nothing.
+   SMS (``BENCH_DRILL_SMS_PERCENT``), while one of them is killed with SIGKILL (its whole process group) and
+   started again, until every reminder is sent. A kill comes once the servers have accepted another tenth of the
+   reminders since the last one (``BENCH_DRILL_KILL_EVERY`` messages), at least ~3 s after it, and only when the
+   worker is ready: the drill makes the same number of kills, each in the middle of sending, however fast the
+   machine is. (Kills paced by the clock alone made a loaded machine's run a storm of kills of workers that had
+   barely sent anything, whose claimed batches then waited out their leases.)
 2. ``restart-postgres``: PostgreSQL is stopped (fast mode: sessions cut, transactions aborted) while the workers are
    dispatching, and started again a few seconds later.
 3. ``stop-redis``: the broker is stopped for ``BENCH_DRILL_OUTAGE_SECONDS`` (60), once sending is under way,
@@ -32,6 +34,7 @@ that says the machine was too slow for the drill's budget, not that delivery los
 
 Knobs: ``BENCH_DRILL_REMINDERS`` (10000, the kill drill; the other drills use a fifth of it, at least 100),
 ``BENCH_DRILL_OUTAGE_SECONDS`` (60), ``BENCH_DRILL_WORKERS`` (2), ``BENCH_DRILL_KILL_SECONDS`` (3),
+``BENCH_DRILL_KILL_EVERY`` (a tenth of the kill drill's reminders),
 ``BENCH_DRILL_SMS_PERCENT`` (25, the kill drill's share of SMS reminders),
 ``BENCH_DRILL_ONLY`` (comma-separated drill names), ``BENCH_DRILL_SEED`` (the kill schedule's random seed).
 """
@@ -571,6 +574,7 @@ def settle(rig: Rig, ids: list[int], name: str, tick=None, timeout: float | None
 
 def drill_kill_worker(rig: Rig, count: int) -> Outcome:
     interval = float(os.environ.get("BENCH_DRILL_KILL_SECONDS", "") or 3)
+    spacing = max(1, _env_int("BENCH_DRILL_KILL_EVERY", max(1, count // 10)))
     rng = random.Random(_env_int("BENCH_DRILL_SEED", 2026))
     due = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     by_sms = max(1, count * _env_int("BENCH_DRILL_SMS_PERCENT", 25) // 100)
@@ -592,8 +596,8 @@ def drill_kill_worker(rig: Rig, count: int) -> Outcome:
             nonlocal victim, next_kill, kills, accepted_at_last_kill
             if time.monotonic() < next_kill:
                 return
-            # a kill tests delivery only while the victim can be sending: it is ready, and mail is flowing
-            if not fleet.ready(workers[victim]) or rig.accepted() <= accepted_at_last_kill:
+            # a kill tests delivery only while the victim can be sending: it is ready, and messages are flowing
+            if not fleet.ready(workers[victim]) or rig.accepted() < accepted_at_last_kill + spacing:
                 return
             Fleet.kill(workers[victim])
             kills += 1
