@@ -79,7 +79,7 @@ def test_it_fronts_the_web_role_with_tls(compose_config):
     assert proxy["environment"]["CARTWATCH_TLS"] == "internal"
     assert any(v["target"] == "/etc/caddy/Caddyfile" for v in proxy["volumes"])
     caddyfile = (REPO / "config" / "Caddyfile").read_text()
-    assert "reverse_proxy web:8000" in caddyfile and "tls {$CARTWATCH_TLS:internal}" in caddyfile
+    assert "reverse_proxy {$CARTWATCH_UPSTREAM:web:8000}" in caddyfile and "tls {$CARTWATCH_TLS:internal}" in caddyfile
     assert services["web"]["environment"]["CARTWATCH_TRUSTED_PROXIES"] == "1"
 
 

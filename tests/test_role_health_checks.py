@@ -1,17 +1,24 @@
 """Every role's health check in docker-compose.yml passes against the production settings, with no container.
 
 Each role's command runs here as compose starts it, with the environment compose gives it (this test run's
-database and broker in place of the compose network's), and its health check runs as compose runs it.
+database and broker in place of the compose network's), and its health check runs as compose runs it. The TLS
+front is Debian's Caddy with the shipped Caddyfile, pointed at a web role on a loopback port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
@@ -25,6 +32,8 @@ from tests.test_deployment import (  # noqa: F401
     compose_web,
     production_web,
 )
+
+CADDYFILE = REPO / "config" / "Caddyfile"
 
 needs_postgres = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL"
@@ -99,3 +108,125 @@ def test_it_passes_the_worker_health_check_while_the_worker_runs_and_fails_it_af
     assert worker.returncode == 0, log.read_text()[-1500:]  # a warm shutdown on SIGTERM
     gone = _shell_check(compose_worker)
     assert gone.returncode != 0, gone.stdout
+
+
+@pytest.fixture
+def caddy() -> str:
+    binary = shutil.which("caddy")
+    if binary is None:
+        missing_service("no caddy on PATH: install Debian's (apt-get install caddy) to test the TLS front")
+    return binary
+
+
+def _caddy_env(tmp_path, **extra: str) -> dict[str, str]:
+    """Caddy's data (its local authority, certificates) and configuration under ``tmp_path``, nothing from here."""
+    home = tmp_path / "caddy"
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        **extra,
+    }
+
+
+def _dials(config: object) -> list[str]:
+    """Every upstream address in an adapted Caddy configuration."""
+    if isinstance(config, dict):
+        return [config["dial"]] if "dial" in config else [d for value in config.values() for d in _dials(value)]
+    if isinstance(config, list):
+        return [d for value in config for d in _dials(value)]
+    return []
+
+
+def test_it_ships_a_caddyfile_that_caddy_accepts_as_compose_runs_it(caddy, compose_config, tmp_path):  # noqa: F811
+    env = _caddy_env(tmp_path, **compose_config["services"]["proxy"]["environment"])
+    arguments = ["--config", str(CADDYFILE), "--adapter", "caddyfile"]
+    validated = subprocess.run([caddy, "validate", *arguments], env=env, capture_output=True, text=True)
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    adapted = subprocess.run([caddy, "adapt", *arguments], env=env, capture_output=True, text=True)
+    assert adapted.returncode == 0, adapted.stderr[-2000:]
+    config = json.loads(adapted.stdout)
+    http_app = config["apps"]["http"]
+    assert (http_app["http_port"], http_app["https_port"]) == (80, 443)
+    assert [server["listen"] for server in http_app["servers"].values()] == [[":443"]]
+    assert _dials(http_app) == ["web:8000"]
+    assert config["admin"] == {"disabled": True}
+    assert config["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
+
+
+@pytest.fixture
+def tls_front(caddy, compose_config, compose_web, tmp_path):  # noqa: F811
+    """The web role on a loopback port behind Caddy with the shipped Caddyfile, on free HTTP and HTTPS ports.
+
+    Yields the HTTPS port and a TLS context that trusts only the root of Caddy's local authority.
+    """
+    web_port, http_port, https_port = _free_port(), _free_port(), _free_port()
+    env = _caddy_env(
+        tmp_path,
+        **compose_config["services"]["proxy"]["environment"],
+        CARTWATCH_UPSTREAM=f"127.0.0.1:{web_port}",
+        CARTWATCH_HTTP_PORT=str(http_port),
+        CARTWATCH_HTTPS_PORT=str(https_port),
+    )
+    root = tmp_path / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    log_path = tmp_path / "caddy.log"
+    command = [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+    with production_web(compose_web, web_port, tmp_path / "web.log"), log_path.open("w") as log:
+        proxy = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            tls = _caddy_ready(proxy, root, https_port, log_path)
+            yield {"http_port": http_port, "https_port": https_port, "tls": tls}
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=30)
+
+
+def _caddy_ready(proxy: subprocess.Popen, root, https_port: int, log_path) -> ssl.SSLContext:
+    """Waits until Caddy answers over TLS with a certificate its local authority issued for localhost."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            tls = ssl.create_default_context(cafile=str(root))
+            urllib.request.urlopen(f"https://localhost:{https_port}/health/live", timeout=5, context=tls)
+            return tls
+        except OSError:  # no root yet, no listener yet, or no certificate yet
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("Caddy did not answer over TLS: " + log_path.read_text()[-2000:])
+            time.sleep(0.2)
+
+
+@needs_postgres
+def test_it_answers_the_readiness_probe_over_verified_https_and_redirects_plain_http(tls_front):
+    port = tls_front["https_port"]
+    ready = urllib.request.urlopen(f"https://localhost:{port}/health/ready", timeout=10, context=tls_front["tls"])
+    assert (ready.status, json.loads(ready.read())) == (200, {"status": "ok"})
+    plain = http.client.HTTPConnection("localhost", tls_front["http_port"], timeout=10)
+    plain.request("GET", "/health/ready")
+    redirect = plain.getresponse()
+    location = urllib.parse.urlsplit(redirect.getheader("Location"))
+    # Caddy names the HTTPS port only when it is not the one it serves: in compose, 443 is also the published one
+    assert (redirect.status, location.scheme, location.hostname, location.path) == (
+        308,
+        "https",
+        "localhost",
+        "/health/ready",
+    )
+
+
+@needs_postgres
+def test_it_records_the_address_the_tls_front_saw_not_the_one_the_client_wrote(tls_front, centre_a):
+    from surveillance.api.auth import api_token_create
+    from surveillance.models import AuditEntry
+
+    _, raw = api_token_create("behind-the-front", [centre_a])
+    client = "127.0.0.2"  # a loopback address of its own, so the client is not the proxy's peer, 127.0.0.1
+    port = tls_front["https_port"]
+    connection = http.client.HTTPSConnection(
+        "localhost", port, context=tls_front["tls"], source_address=(client, 0), timeout=30
+    )
+    connection.request(
+        "GET", "/api/v1/patients", headers={"Authorization": f"Bearer {raw}", "X-Forwarded-For": "203.0.113.7"}
+    )
+    assert connection.getresponse().status == 200
+    assert list(AuditEntry.objects.filter(action="api_get").values_list("remote_addr", flat=True)) == [client]
