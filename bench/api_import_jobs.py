@@ -11,8 +11,9 @@ part posted once the one before has finished. ``BENCH_JOB_UPLOADS=1 BENCH_JOB_PA
 first import (about 70 MB: two parts).
 
 Reported: how long the uploads took to be answered (the slowest), the time until the last job finished, patients
-per second, and every answer that was not 202 then 200 (a 5xx is a failure, as is a job that did not finish, or
-a patient count that is not every upload's). The run fails on any of those.
+per second, and every answer that was not 202 then 200 (a 5xx is a failure, as is a job that did not finish, a
+patient or infusion count that is not every upload's, or an entry a job's report refused). The run fails on any
+of those.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ def exports(folder: Path, uploads: int, patients: int) -> list[bytes]:
     write_bulk_export(template, patients, index_rows, first=today - dt.timedelta(days=3 * 365), last=today)
     text = template.read_text(encoding="utf-8")
     return [
-        text.replace('"bench-', f'"c{k}-').replace('"value":"B', f'"value":"C{k}B').encode() for k in range(uploads)
+        text.replace('"bench-', f'"c{k}-')
+        .replace('"Patient/bench-', f'"Patient/c{k}-')
+        .replace('"value":"B', f'"value":"C{k}B')
+        .encode()
+        for k in range(uploads)
     ]
 
 
@@ -117,7 +122,7 @@ def main() -> int:
 
         from surveillance.api.auth import api_token_create
         from surveillance.imports.ehr_import import import_max_bytes
-        from surveillance.models import ImportJob, Patient, TreatmentCentre
+        from surveillance.models import ImportJob, Infusion, Patient, TreatmentCentre
 
         limit = int(os.environ.get("BENCH_JOB_PART_BYTES", str(import_max_bytes())))
         payloads = [split(payload, limit) for payload in exports(Path(folder), uploads, patients)]
@@ -156,22 +161,26 @@ def main() -> int:
                 worker.terminate()
                 worker.wait(timeout=60)
         stored = Patient.objects.count()
+        planned = Infusion.objects.count()
+        refused = sum(len((job.result or {}).get("errors", [])) for job in ImportJob.objects.all())
         statuses = sorted(ImportJob.objects.values_list("status", flat=True))
     answers = [(o["post"], o["final"]) for parts in outcomes for o in parts]
     failed = [a for a in answers if a != (202, 200)] + [None] * (sum(map(len, payloads)) - len(answers))
     slowest_post = max(o["post_seconds"] for parts in outcomes for o in parts)
     total = uploads * patients
-    ok = not failed and stored == total
+    ok = not failed and stored == planned == total and not refused
     in_parts = f" in {len(payloads[0])} parts each" if len(payloads[0]) > 1 else ""
     print(
         f"{uploads} uploads{in_parts} of {patients:,} patients at once (load average {os.getloadavg()[0]:.2f}): "
         f"answered in at most {slowest_post:.2f} s; every job finished {finished:.1f} s after the first POST; "
-        f"{total / finished:.0f} patients/s; answers {answers}; jobs {statuses}; patients stored {stored:,}"
+        f"{total / finished:.0f} patients/s; answers {answers}; jobs {statuses}; patients stored {stored:,}, "
+        f"infusions {planned:,}, entries refused {refused:,}"
     )
     record(
         f"API import as jobs, {uploads} x {patients:,} patients at once{in_parts}",
         f"{finished:.1f} s to the last job; {total / finished:.0f} patients/s; POSTs answered within "
-        f"{slowest_post:.2f} s; {len(failed)} not 202 then 200",
+        f"{slowest_post:.2f} s; {len(failed)} not 202 then 200; {planned:,} of {total:,} infusions planned, "
+        f"{refused:,} entries refused",
         "-",
         "-",
         "every upload 202, every job 200, no 5xx",
