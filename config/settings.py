@@ -448,6 +448,8 @@ CARTWATCH = {
     # IMPORT_BUDGET_SECONDS.
     "IMPORT_SYNC_MAX_BYTES": env.int("CARTWATCH_IMPORT_SYNC_MAX_BYTES", default=256 * 1024),
     "IMPORT_BATCH_LINES": env.int("CARTWATCH_IMPORT_BATCH_LINES", default=500),
+    # A job reads its stored upload this much at a time (its memory holds one chunk, never the whole upload).
+    "IMPORT_READ_CHUNK_BYTES": env.int("CARTWATCH_IMPORT_READ_CHUNK_BYTES", default=4 * 1024 * 1024),
     "IMPORT_LEASE_SECONDS": env.int("CARTWATCH_IMPORT_LEASE_SECONDS", default=900),
     "IMPORT_MAX_ATTEMPTS": env.int("CARTWATCH_IMPORT_MAX_ATTEMPTS", default=5),
     "IMPORT_BUDGET_SECONDS": env.int("CARTWATCH_IMPORT_BUDGET_SECONDS", default=300),

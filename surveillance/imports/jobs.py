@@ -22,12 +22,11 @@ Logs carry job ids and counts only, never the upload's content.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import itertools
 import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
@@ -123,7 +122,8 @@ def import_job_claim(token: str, now: dt.datetime | None = None) -> ImportJob | 
         )
     if not won:
         return None
-    return ImportJob.objects.select_related("centre").get(pk=pk)
+    # the upload stays in the database: an NDJSON job reads it a chunk at a time, an atomic one when it runs
+    return ImportJob.objects.select_related("centre").defer("payload").get(pk=pk)
 
 
 def import_job_reclaim_expired(now: dt.datetime | None = None) -> int:
@@ -252,7 +252,7 @@ def _ndjson_run(job: ImportJob, claim) -> ImportReport:
             raise LeaseLost(job.pk)
 
     run = ehr_import.ndjson_import(
-        itertools.islice(io.BytesIO(bytes(job.payload)), start, None),
+        payload_lines(job.pk, start),
         job.centre,
         source_system=job.source_system,
         dry_run=job.dry_run,
@@ -263,6 +263,31 @@ def _ndjson_run(job: ImportJob, claim) -> ImportReport:
     report = _progress(claim) if resume else run
     report.lines = start + run.lines
     return report
+
+
+def payload_lines(pk: int, start: int = 0) -> Iterator[bytes]:
+    """The lines of job ``pk``'s upload after the first ``start``, each with its line end, read from the database
+    ``IMPORT_READ_CHUNK_BYTES`` at a time: however large the upload, a worker holds one chunk of it, not the whole
+    file (and a copy or two of it) for the hours a registry's import takes."""
+    size = _cfg("IMPORT_READ_CHUNK_BYTES")
+    table = db_connection.ops.quote_name(ImportJob._meta.db_table)
+    offset, rest, seen = 1, b"", 0
+    while True:
+        with db_connection.cursor() as cursor:
+            cursor.execute(f"SELECT substr(payload, %s, %s) FROM {table} WHERE id = %s", [offset, size, pk])
+            row = cursor.fetchone()
+        chunk = bytes(row[0]) if row and row[0] else b""
+        if not chunk:
+            break
+        offset += len(chunk)
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if seen >= start:
+                yield line + b"\n"
+            seen += 1
+    if rest and seen >= start:
+        yield rest
 
 
 def _progress(claim) -> ImportReport:

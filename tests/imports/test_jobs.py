@@ -178,3 +178,23 @@ def test_it_puts_a_job_that_raised_back_in_the_queue_and_fails_it_at_the_last_at
     job.refresh_from_db()
     assert (job.status, job.attempts, job.result_status) == ("failed", 2, 500)
     assert "PAT00000" not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_it_reads_a_stored_upload_a_chunk_at_a_time_to_the_same_lines(centre_a, settings):
+    """A worker holds one chunk of the upload, never the whole of it; chunk ends fall inside lines, and the last
+    line may have no line end."""
+    text = cohort_ndjson(5).rstrip("\n") + "\r\n" + '{"resourceType": "Patient", "id": "é"}'
+    job = ndjson_job(centre_a, text)
+    settings.CARTWATCH = {**settings.CARTWATCH, "IMPORT_READ_CHUNK_BYTES": 7}
+    lines = text.encode().splitlines(keepends=True)
+
+    assert list(jobs.payload_lines(job.pk)) == lines
+    assert list(jobs.payload_lines(job.pk, start=4)) == lines[4:]
+
+
+def test_it_does_not_load_the_upload_with_the_claimed_job(centre_a):
+    ndjson_job(centre_a, cohort_ndjson(3))
+
+    job = jobs.import_job_claim("worker-a")
+
+    assert "payload" in job.get_deferred_fields()
