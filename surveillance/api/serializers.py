@@ -7,12 +7,14 @@ fields) are read-only: changing them takes an action endpoint that goes through 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
+from rest_framework.settings import ISO_8601, api_settings
 
 from surveillance.access.tenancy import scope
 from surveillance.care import contact_details, infusions, lifecycle, planning
@@ -38,7 +40,7 @@ from surveillance.models.integrations import WebhookEvent
 from surveillance.models.patients import RiskFlag
 from surveillance.models.visits import PLAN_FIELDS
 from surveillance.scheduling.engine import EARLIEST_INFUSION
-from surveillance.seeds.labels import label, labels_of
+from surveillance.seeds.labels import label, labels_in, labels_of, labels_shown
 
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 MAX_RESULT_KEYS = 50
@@ -376,29 +378,95 @@ class InfusionSerializer(serializers.ModelSerializer):
 class RowListSerializer(serializers.ListSerializer):
     """A page of rows fetched with ``.values()``, keyed by the child serializer's field names.
 
-    Each value goes straight to its field's ``to_representation``: no model instances, no attribute look-ups, the
-    same output as the child serializer gives for an instance. A list page renders 50 rows or more, where the
-    per-field machinery of ``Serializer.to_representation`` cost more than the query.
+    No model instances, no attribute look-ups, and for each field a renderer made once per page
+    (``column_renderer``): the same output as the child serializer gives for an instance. A list page renders 50
+    rows or more, where the per-field machinery of ``Serializer.to_representation`` cost more than the query.
+
+    A child may render a field from another field's column (``ROW_KEYS``: field name -> row key), so that a value
+    read once serves both.
     """
 
-    #: The child's readable fields and their renderers, per child serializer class: building a serializer's fields
+    #: The child's readable fields with their row keys, per child serializer class: building a serializer's fields
     #: (a deep copy of the declared ones, then one per model field) costs more than rendering a page. Only fields
     #: whose rendering does not depend on the request may be listed this way (no hyperlinks).
-    _renderers: dict[type, list] = {}
+    _fields: dict[type, list[tuple[str, str, serializers.Field]]] = {}
 
     def to_representation(self, data):
-        fields = self._renderers.get(type(self.child))
+        fields = self._fields.get(type(self.child))
         if fields is None:
-            fields = [(field.field_name, _row_value_renderer(field)) for field in self.child._readable_fields]
-            self._renderers[type(self.child)] = fields
-        return [{name: None if row[name] is None else render(row[name]) for name, render in fields} for row in data]
+            keys = getattr(self.child, "ROW_KEYS", {})
+            fields = [(f.field_name, keys.get(f.field_name, f.field_name), f) for f in self.child._readable_fields]
+            self._fields[type(self.child)] = fields
+        renderers = [(name, key, column_renderer(field)) for name, key, field in fields]
+        page = []
+        for row in data:
+            item = {}
+            for name, key, render in renderers:
+                value = row[key]
+                item[name] = value if value is None or render is None else render(value)
+            page.append(item)
+        return page
 
 
-def _row_value_renderer(field: serializers.Field):
-    """``to_representation`` of a field for a column value (a related field's column holds the primary key)."""
+#: Fields whose ``to_representation`` gives a column's value back unchanged (an int, a str, a bool); matched by
+#: exact class, so a subclass that renders otherwise never is (JSON values and choices: ``_renders_as_stored``).
+_RENDERED_AS_STORED = (
+    serializers.IntegerField,
+    serializers.CharField,
+    serializers.BooleanField,
+    serializers.ReadOnlyField,
+)
+
+
+def column_renderer(field: serializers.Field):
+    """A function that renders a column's value (not None) as ``field.to_representation`` renders the model's,
+    made for one page; None when the value renders as itself.
+
+    What DRF's fields look up on every call (the output format, the time zone) is looked up here once; a field may
+    offer its own ``column_renderer()`` (the assessments' labels, read once per page).
+    """
+    own = getattr(field, "column_renderer", None)
+    if own is not None:
+        return own()
+    if _renders_as_stored(field):
+        return None
+    kind = type(field)
+    if kind is serializers.DateField and _iso_format(field, api_settings.DATE_FORMAT):
+        return dt.date.isoformat
+    if kind is serializers.DateTimeField and _iso_format(field, api_settings.DATETIME_FORMAT):
+        zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
+        if zone is not None:
+            return functools.partial(_iso_datetime, zone=zone, field=field)
     if isinstance(field, serializers.PrimaryKeyRelatedField):
         return lambda pk: field.to_representation(PKOnlyObject(pk=pk))
     return field.to_representation
+
+
+def _renders_as_stored(field: serializers.Field) -> bool:
+    kind = type(field)
+    if kind is serializers.PrimaryKeyRelatedField:
+        return field.pk_field is None  # a related field's column holds the primary key, which is what it renders
+    if kind is serializers.JSONField:
+        return not field.binary
+    if kind is serializers.ChoiceField:  # renders the choice's key for its text: the same text when keys are text
+        return all(isinstance(key, str) for key in field.choice_strings_to_values.values())
+    return kind in _RENDERED_AS_STORED
+
+
+def _iso_format(field: serializers.Field, default: str) -> bool:
+    output_format = getattr(field, "format", default)
+    return isinstance(output_format, str) and output_format.lower() == ISO_8601
+
+
+def _iso_datetime(value: dt.datetime, *, zone: dt.tzinfo, field: serializers.DateTimeField) -> str:
+    """``DateTimeField.to_representation`` of an aware value in ``zone``, in ISO 8601 with UTC as ``Z``."""
+    if value.tzinfo is None:  # DRF's field decides what a naive value means
+        return field.to_representation(value)
+    try:
+        text = value.astimezone(zone).isoformat()
+    except OverflowError:  # out of range in that zone: DRF's field says so
+        return field.to_representation(value)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 @extend_schema_field(
@@ -417,23 +485,25 @@ class AssessmentLabelsField(serializers.ReadOnlyField):
     def to_representation(self, value):
         return labels_of(value or [])
 
+    def column_renderer(self):
+        """For ``RowListSerializer``: the catalogue's labels read once for the page."""
+        return functools.partial(labels_shown, labels_in())
+
 
 class VisitSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="infusion.patient_id", read_only=True)
     centre = serializers.CharField(source="infusion.patient.centre.code", read_only=True)
     assessments_display = AssessmentLabelsField(source="assessments")
 
-    #: Columns of a list row that come through joins (or under another name), by field name.
-    JOINED = {
-        "patient": "infusion__patient_id",
-        "centre": "infusion__patient__centre__code",
-        "assessments_display": "assessments",
-    }
+    #: Columns of a list row that come through joins, by field name.
+    JOINED = {"patient": "infusion__patient_id", "centre": "infusion__patient__centre__code"}
+    #: Fields a list row renders from another field's column (the JSON of the assessments is read once).
+    ROW_KEYS = {"assessments_display": "assessments"}
 
     @classmethod
     def rows(cls, queryset: QuerySet) -> QuerySet:
         """The visits as the rows ``RowListSerializer`` renders: just the listed fields, one query, no instances."""
-        own = [name for name in cls.Meta.fields if name not in cls.JOINED]
+        own = [name for name in cls.Meta.fields if name not in cls.JOINED and name not in cls.ROW_KEYS]
         return queryset.select_related(None).values(*own, **{name: F(path) for name, path in cls.JOINED.items()})
 
     class Meta:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -36,6 +36,16 @@ class Catalogue:
     languages: tuple[str, ...]
     #: section -> code -> language -> label
     sections: Mapping[str, Mapping[str, Mapping[str, str]]]
+    #: language -> code -> label, every section in one mapping: what ``label`` reads (a page of a list looks up
+    #: hundreds of labels, and a search section by section cost more than the rest of rendering them)
+    by_language: Mapping[str, Mapping[str, str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {
+            language: {code: labels[language] for entries in self.sections.values() for code, labels in entries.items()}
+            for language in self.languages
+        }
+        object.__setattr__(self, "by_language", index)
 
     def find(self, code: str) -> Mapping[str, str] | None:
         for section in SECTIONS:
@@ -108,10 +118,14 @@ def label(code: str, language: str = DEFAULT_LANGUAGE) -> str:
     """The human label of an assessment, analyte, visit-kind, outcome, status or request code in ``language``
     (English when the catalogue has no such language); a code the catalogue does not know is shown as it is rather
     than hidden."""
-    labels = catalogue().find(code)
-    if labels is None:
-        return code
-    return labels.get(_language(language)) or labels[DEFAULT_LANGUAGE]
+    return labels_in(language).get(code, code)
+
+
+def labels_in(language: str = DEFAULT_LANGUAGE) -> Mapping[str, str]:
+    """Every code's label in ``language`` (English when the catalogue has no such language), for a caller that
+    looks up many: ``label`` is ``labels_in(language).get(code, code)``."""
+    index = catalogue().by_language
+    return index.get(_language(language)) or index[DEFAULT_LANGUAGE]
 
 
 def _language(language: str | None) -> str:
@@ -151,4 +165,9 @@ def visit_label(rule_code: str, own_label: str, language: str = DEFAULT_LANGUAGE
 
 def labels_of(codes: Iterable[str], language: str = DEFAULT_LANGUAGE) -> list[dict[str, str]]:
     """``[{"code", "label"}]`` for a list of codes, in order: the API's and the exports' display form."""
-    return [{"code": code, "label": label(code, language)} for code in codes]
+    return labels_shown(labels_in(language), codes)
+
+
+def labels_shown(labels: Mapping[str, str], codes: Iterable[str]) -> list[dict[str, str]]:
+    """``labels_of`` with the labels of one language at hand (``labels_in``), for a caller that shows many lists."""
+    return [{"code": code, "label": labels.get(code, code)} for code in codes]
