@@ -11,7 +11,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -19,12 +22,19 @@ from rest_framework import authentication, exceptions
 
 from surveillance.access.audit import audit_actor_label, audit_write
 from surveillance.access.second_factor import session_second_factor_ok
+from surveillance.api.shared_cache import cache_is_shared
 from surveillance.models import ApiToken, TreatmentCentre
 from surveillance.models.audit import AuditActor
 from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
 
 #: ``last_used_at`` is refreshed at most this often, so a busy token does not write on every request.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+#: How long a token read from the database is kept in a shared cache (``api_token_authenticate``). A revocation or
+#: a change of centres takes effect at once all the same (``api_token_forget``); ``last_used_at`` is refreshed
+#: when the token is read again, so it lags by up to this much more than ``LAST_USED_RESOLUTION``.
+TOKEN_CACHE_SECONDS = 60
+#: What a forgotten token's cache entry holds meanwhile: "read me from the database".
+_FORGOTTEN = "forgotten"
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ def api_token_revoke(token: ApiToken, now: dt.datetime | None = None, *, by=None
         won = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now or timezone.now())
         if won:
             _token_audit("token_revoke", token, by, {"name": token.name, "prefix": token.prefix})
+            api_token_forget(token)
     return bool(won)
 
 
@@ -127,25 +138,78 @@ def _token_audit(action: str, token: ApiToken, by, changes: dict) -> None:
 def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPrincipal | None:
     """The principal for a raw key, or None if it is unknown, revoked or expired.
 
-    Read from the database on every request (one query: the token and its centres), so a revocation, an expiry
-    or a change of centres holds from the next request on, in every worker.
+    Read from the database (one query: the token and its centres), or, where the cache is shared by every worker
+    (Redis), from the cache, which keeps what that query read for ``TOKEN_CACHE_SECONDS``: a request then costs
+    one round trip to Redis instead of one to PostgreSQL. Either way a revocation, an expiry or a change of
+    centres holds from the next request on, in every worker (``api_token_forget``; the expiry is in the entry).
     """
     if not raw.startswith(f"{TOKEN_PREFIX}_") or len(raw) > 200:
         return None
     now = now or timezone.now()
-    rows = list(
-        ApiToken.objects.live(now)
-        .filter(key_sha256=api_key_digest(raw))
-        .order_by()
-        .values_list("pk", "name", "read_only", "last_used_at", "centres")
-    )
-    if not rows:
-        return None
-    pk, name, read_only, last_used_at, _ = rows[0]
-    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=pk).update(last_used_at=now)
-    centre_ids = sorted(row[4] for row in rows if row[4] is not None)
+    digest = api_key_digest(raw)
+    shared = cache_is_shared()
+    entry = cache.get(_cache_key(digest)) if shared else None
+    if entry is None or entry == _FORGOTTEN:
+        rows = list(
+            ApiToken.objects.live(now)
+            .filter(key_sha256=digest)
+            .order_by()
+            .values_list("pk", "name", "read_only", "expires_at", "last_used_at", "centres")
+        )
+        if not rows:
+            return None
+        pk, name, read_only, expires_at, last_used_at, _ = rows[0]
+        if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=pk).update(last_used_at=now)
+        centre_ids = sorted(row[5] for row in rows if row[5] is not None)
+        if shared and entry is None:  # set only where nothing is: never over a forgotten token's marker
+            cache.add(_cache_key(digest), (pk, name, read_only, expires_at, centre_ids), TOKEN_CACHE_SECONDS)
+    else:
+        pk, name, read_only, expires_at, centre_ids = entry
+        if expires_at is not None and expires_at <= now:
+            return None
     return TokenPrincipal(TokenIdentity(pk, name, read_only), centre_ids)
+
+
+def _cache_key(digest: str) -> str:
+    return f"api-token:{digest}"
+
+
+def api_token_forget(token: ApiToken) -> None:
+    """Make every worker read ``token`` from the database again: it was revoked, or its centres changed.
+
+    Its cache entry is replaced by a marker that lasts as long as an entry would, both now and once the change
+    commits: a request that read the row just before the change cannot put its copy back meanwhile (entries are
+    only ever added where nothing is).
+    """
+    if not cache_is_shared():
+        return
+    key = _cache_key(token.key_sha256)
+
+    def forget() -> None:
+        cache.set(key, _FORGOTTEN, TOKEN_CACHE_SECONDS)
+
+    forget()
+    transaction.on_commit(forget)
+
+
+@receiver(post_save, sender=ApiToken, dispatch_uid="cartwatch_api_token_saved")
+def _on_token_saved(sender, instance: ApiToken, created: bool, **kwargs) -> None:
+    if not created:
+        api_token_forget(instance)
+
+
+@receiver(m2m_changed, sender=ApiToken.centres.through, dispatch_uid="cartwatch_api_token_centres_changed")
+def _on_token_centres_changed(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
+    """A token's centres changed (from either side: ``token.centres`` or ``centre.api_tokens``)."""
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    if not reverse:
+        api_token_forget(instance)
+    else:
+        tokens = instance.api_tokens.all() if action == "pre_clear" else ApiToken.objects.filter(pk__in=pk_set)
+        for token in tokens:
+            api_token_forget(token)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):

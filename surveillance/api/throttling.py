@@ -17,8 +17,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from surveillance.access.audit import request_remote_addr
 from surveillance.api.auth import TokenPrincipal
-
-REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+from surveillance.api.shared_cache import cache_is_shared
 
 
 @functools.cache
@@ -29,9 +28,8 @@ def _redis(location: str) -> redis.Redis:
 
 def window_counts(key: str, previous_key: str, ttl: int) -> tuple[int, int]:
     """Count one more request under ``key`` (kept ``ttl`` seconds) and read the count under ``previous_key``."""
-    config = settings.CACHES["default"]
-    if config["BACKEND"] == REDIS_CACHE:
-        pipe = _redis(config["LOCATION"]).pipeline(transaction=False)
+    if cache_is_shared():
+        pipe = _redis(settings.CACHES["default"]["LOCATION"]).pipeline(transaction=False)
         pipe.set(cache.make_key(key), 0, ex=ttl, nx=True)
         pipe.incr(cache.make_key(key))
         pipe.get(cache.make_key(previous_key))

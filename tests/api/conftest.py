@@ -1,16 +1,23 @@
-"""Fixtures of the API tests: an integration token for centre A and one for centre B, clients carrying them, and a
-patient at centre A with an infusion planned (so visits and reminders exist)."""
+"""Fixtures of the API tests: an integration token for centre A and one for centre B, clients carrying them, a
+patient at centre A with an infusion planned (so visits and reminders exist), and the default cache on Redis as
+production shares it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import uuid
 
 import pytest
+import redis
 from django.core.cache import cache
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from surveillance.api.auth import api_token_create
+from surveillance.api.shared_cache import REDIS_CACHE
 from surveillance.care import planning
+from tests.conftest import missing_service
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +66,25 @@ def staff_client():
         return client
 
     return make
+
+
+@pytest.fixture
+def redis_cache():
+    """The default cache as production shares it: a Redis server (with a prefix of this test's own)."""
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("redis://"):
+        missing_service("the Redis cache needs a Redis server (set CELERY_BROKER_URL=redis://...)")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        missing_service(f"no Redis server at {url}")
+    prefix = f"test-cache-{uuid.uuid4().hex}"
+    backend = {"BACKEND": REDIS_CACHE, "LOCATION": url, "KEY_PREFIX": prefix}
+    with override_settings(CACHES={"default": backend}):
+        yield
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)
 
 
 @pytest.fixture
