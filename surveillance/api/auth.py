@@ -8,6 +8,7 @@ which audit rows record as the actor.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
@@ -22,7 +23,7 @@ from rest_framework import authentication, exceptions
 
 from surveillance.access.audit import audit_actor_label, audit_write
 from surveillance.access.second_factor import session_second_factor_ok
-from surveillance.api.shared_cache import cache_is_shared
+from surveillance.api.shared_cache import cache_is_shared, shared_redis
 from surveillance.models import ApiToken, TreatmentCentre
 from surveillance.models.audit import AuditActor
 from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
@@ -148,7 +149,7 @@ def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPri
     now = now or timezone.now()
     digest = api_key_digest(raw)
     shared = cache_is_shared()
-    entry = cache.get(_cache_key(digest)) if shared else None
+    entry = _entry_read(digest) if shared else None
     if entry is None or entry == _FORGOTTEN:
         rows = list(
             ApiToken.objects.live(now)
@@ -162,17 +163,32 @@ def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPri
         if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=pk).update(last_used_at=now)
         centre_ids = sorted(row[5] for row in rows if row[5] is not None)
-        if shared and entry is None:  # set only where nothing is: never over a forgotten token's marker
-            cache.add(_cache_key(digest), (pk, name, read_only, expires_at, centre_ids), TOKEN_CACHE_SECONDS)
+        if shared and entry is None:
+            _entry_add(
+                digest, [pk, name, read_only, None if expires_at is None else expires_at.isoformat(), centre_ids]
+            )
     else:
         pk, name, read_only, expires_at, centre_ids = entry
-        if expires_at is not None and expires_at <= now:
+        if expires_at is not None and dt.datetime.fromisoformat(expires_at) <= now:
             return None
     return TokenPrincipal(TokenIdentity(pk, name, read_only), centre_ids)
 
 
-def _cache_key(digest: str) -> str:
-    return f"api-token:{digest}"
+def _entry_key(digest: str) -> str:
+    return cache.make_key(f"api-token:{digest}")
+
+
+def _entry_read(digest: str) -> list | str | None:
+    """The cached token (a JSON list), ``_FORGOTTEN``, or None when nothing is cached."""
+    found = shared_redis().get(_entry_key(digest))
+    if found is None:
+        return None
+    return _FORGOTTEN if found == _FORGOTTEN.encode() else json.loads(found)
+
+
+def _entry_add(digest: str, entry: list) -> None:
+    """Keep the token's entry, only where nothing is: never over a forgotten token's marker."""
+    shared_redis().set(_entry_key(digest), json.dumps(entry), ex=TOKEN_CACHE_SECONDS, nx=True)
 
 
 def api_token_forget(token: ApiToken) -> None:
@@ -184,10 +200,10 @@ def api_token_forget(token: ApiToken) -> None:
     """
     if not cache_is_shared():
         return
-    key = _cache_key(token.key_sha256)
+    key = _entry_key(token.key_sha256)
 
     def forget() -> None:
-        cache.set(key, _FORGOTTEN, TOKEN_CACHE_SECONDS)
+        shared_redis().set(key, _FORGOTTEN, ex=TOKEN_CACHE_SECONDS)
 
     forget()
     transaction.on_commit(forget)

@@ -1,8 +1,12 @@
-"""Whether the default cache is one every web worker shares (Redis, as production configures it with
-``CARTWATCH_CACHE_URL``) or each process's own memory (the embedded default)."""
+"""The cache every web worker shares (Redis, as production configures it with ``CARTWATCH_CACHE_URL``), where the
+API counts requests against the rate limits and keeps the tokens it has read; or each process's own memory (the
+embedded default)."""
 
 from __future__ import annotations
 
+import functools
+
+import redis
 from django.conf import settings
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
@@ -11,3 +15,15 @@ REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
 def cache_is_shared() -> bool:
     """What one worker writes there, every worker reads: what is kept there can be taken back everywhere at once."""
     return settings.CACHES["default"]["BACKEND"] == REDIS_CACHE
+
+
+def shared_redis() -> redis.Redis:
+    """The process's one client of the shared cache's Redis server, for what every request does there (with keys
+    from ``cache.make_key``): Django's cache builds a new client for each call, which costs more than the round
+    trip."""
+    return _client(settings.CACHES["default"]["LOCATION"])
+
+
+@functools.cache
+def _client(location: str) -> redis.Redis:
+    return redis.Redis.from_url(location)

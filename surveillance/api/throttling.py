@@ -8,28 +8,18 @@ sliding-window estimate (the previous window weighted by how much of it the slid
 
 from __future__ import annotations
 
-import functools
-
-import redis
-from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import SimpleRateThrottle
 
 from surveillance.access.audit import request_remote_addr
 from surveillance.api.auth import TokenPrincipal
-from surveillance.api.shared_cache import cache_is_shared
-
-
-@functools.cache
-def _redis(location: str) -> redis.Redis:
-    """One client (and connection pool) per process for the cache's Redis server."""
-    return redis.Redis.from_url(location)
+from surveillance.api.shared_cache import cache_is_shared, shared_redis
 
 
 def window_counts(key: str, previous_key: str, ttl: int) -> tuple[int, int]:
     """Count one more request under ``key`` (kept ``ttl`` seconds) and read the count under ``previous_key``."""
     if cache_is_shared():
-        pipe = _redis(settings.CACHES["default"]["LOCATION"]).pipeline(transaction=False)
+        pipe = shared_redis().pipeline(transaction=False)
         pipe.set(cache.make_key(key), 0, ex=ttl, nx=True)
         pipe.incr(cache.make_key(key))
         pipe.get(cache.make_key(previous_key))
