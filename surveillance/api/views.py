@@ -284,6 +284,12 @@ class PatientViewSet(
             self.write_permission = "surveillance.add_patient"
         return super().get_permissions()
 
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "careplan":  # the CarePlan shows the patient's ids and status, nothing else
+            return queryset.select_related(None).only(*fhir_export.CAREPLAN_PATIENT_COLUMNS)
+        return queryset
+
     @extend_schema(
         summary="Record a death, withdrawal, transfer or loss to follow-up",
         description=(

@@ -49,7 +49,10 @@ CSV_COLUMNS = (
     "assessments",
 )
 
+#: What a CarePlan shows of its patient and of each visit.
+CAREPLAN_PATIENT_COLUMNS = ("id", "source_id", "status")
 CAREPLAN_VISIT_COLUMNS = (
+    "id",
     "infusion_id",
     "rule_code",
     "occurrence",
@@ -100,20 +103,27 @@ def schedule_visits(patient: Patient):
 
 
 def careplan_visits(patient: Patient):
-    """The patient's visits in date order with just the columns a CarePlan shows (one query, no joins fetched)."""
+    """The patient's visits in date order with just the columns a CarePlan shows, as named rows (one query, no
+    joins fetched, no model instances: building ~45 of them cost a third of a CarePlan request)."""
     return (
         FollowUpVisit.objects.filter(infusion__patient=patient)
-        .only(*CAREPLAN_VISIT_COLUMNS)
         .order_by("due_date", "rule_code", "occurrence")
+        .values_list(*CAREPLAN_VISIT_COLUMNS, named=True)
     )
 
 
-def visit_appointment(visit: FollowUpVisit, subject: dict) -> dict:
-    """A proposed Appointment for an open visit: its window as the requested period, its due date an extension."""
+def visit_appointment(visit, subject: dict) -> dict:
+    """A proposed Appointment for an open visit (a row of ``careplan_visits``): its window as the requested period,
+    its due date an extension."""
     return {
         "resourceType": "Appointment",
-        "id": f"visit-{visit.pk}",
-        "identifier": [{"system": VISIT_ID_SYSTEM, "value": visit.ics_uid()}],
+        "id": f"visit-{visit.id}",
+        "identifier": [
+            {
+                "system": VISIT_ID_SYSTEM,
+                "value": FollowUpVisit.uid_of(visit.infusion_id, visit.rule_code, visit.occurrence),
+            }
+        ],
         "status": "proposed",
         "description": visit.label,
         "extension": [{"url": DUE_DATE_EXTENSION, "valueDate": visit.due_date.isoformat()}],
@@ -123,7 +133,8 @@ def visit_appointment(visit: FollowUpVisit, subject: dict) -> dict:
 
 
 def patient_careplan_bundle(patient: Patient) -> dict:
-    """A Bundle (collection): the CarePlan, and an Appointment for each visit still to be booked.
+    """A Bundle (collection): the CarePlan, and an Appointment for each visit still to be booked. The patient need
+    only have ``CAREPLAN_PATIENT_COLUMNS`` loaded.
 
     Settled visits (completed, missed, cancelled) are CarePlan activities with their status and window; open
     ones refer to their Appointment. Every shape it can take is validated with fhir.resources by the tests; it is

@@ -228,7 +228,12 @@ class FollowUpVisit(models.Model):
 
     def ics_uid(self) -> str:
         """Stable per visit identity (not per row), so a re-planned visit updates the same calendar entry."""
-        return f"visit-{self.infusion_id}-{self.rule_code}-{self.occurrence}@cartwatch"
+        return self.uid_of(self.infusion_id, self.rule_code, self.occurrence)
+
+    @staticmethod
+    def uid_of(infusion_id: int, rule_code: str, occurrence: int) -> str:
+        """``ics_uid`` of a visit read as columns rather than as a row."""
+        return f"visit-{infusion_id}-{rule_code}-{occurrence}@cartwatch"
 
 
 class VisitChange(models.Model):
