@@ -510,7 +510,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "surveillance.api.pagination.ApiCursorPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["surveillance.api.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["surveillance.api.parsers.JsonParser"],
     "DEFAULT_THROTTLE_CLASSES": ["surveillance.api.throttling.PerTokenRateThrottle"],
     # Per token (integrations), per user (staff sessions); counted in the cache above, shared by the web workers.
