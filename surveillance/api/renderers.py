@@ -6,7 +6,8 @@ everything the API sends (compact separators, UTF-8 rather than ``\\u`` escapes,
 characters, dict order, the shortest round-tripping digits of a float) but for:
 
 - floats under 1e-4 in size, which Python writes ``2.5e-05`` and orjson ``0.000025``: an output that may hold one
-  (``[0-9]e-`` or ``0.0000`` anywhere in it, a string's text included) is written again by DRF's renderer;
+  (``0.0000``, or ``e-`` after a digit, anywhere in it, a string's text included) is written again by DRF's
+  renderer;
 - what orjson refuses (an integer beyond 64 bits, a non-string key, a document nested deeper than 255 levels), and
   any pretty-printing asked for with ``indent``: DRF's renderer writes those as it always did;
 - a float that is not a number or is infinite: orjson writes ``null``, where DRF's strict encoder failed the whole
@@ -15,15 +16,13 @@ characters, dict order, the shortest round-tripping digits of a float) but for:
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from rest_framework.renderers import JSONRenderer
 
 #: orjson writes what DRF's encoder leaves to ``default`` (dates, times) through that same ``default``.
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-#: In orjson's output, every float that the standard library would write otherwise matches this.
-_SMALL_FLOAT = re.compile(rb"[0-9]e-|0\.0000")
+#: U+2028 and U+2029 in UTF-8, which DRF's renderer escapes.
+_LINE_SEPARATOR, _PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()
 
 
 class FastJSONRenderer(JSONRenderer):
@@ -39,7 +38,22 @@ class FastJSONRenderer(JSONRenderer):
             out = orjson.dumps(data, default=self.encoder_class().default, option=_OPTIONS)
         except orjson.JSONEncodeError:
             return super().render(data, accepted_media_type, renderer_context)
-        if _SMALL_FLOAT.search(out):
+        if _may_hold_small_float(out):
             return super().render(data, accepted_media_type, renderer_context)
-        # As DRF does: JSON that is also a strict subset of JavaScript.
-        return out.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+        if _LINE_SEPARATOR in out or _PARAGRAPH_SEPARATOR in out:  # as DRF does: a strict subset of JavaScript
+            out = out.replace(_LINE_SEPARATOR, b"\\u2028").replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
+        return out
+
+
+def _may_hold_small_float(out: bytes) -> bool:
+    """Whether orjson's output may hold a float the standard library writes otherwise: every one of them is written
+    ``0.0000...`` or with ``e-`` after a digit. Substring searches rather than a regular expression, which took
+    longer than orjson's writing."""
+    if b"0.0000" in out:
+        return True
+    at = out.find(b"e-")
+    while at > 0:
+        if out[at - 1] in b"0123456789":
+            return True
+        at = out.find(b"e-", at + 2)
+    return False
