@@ -284,12 +284,6 @@ class PatientViewSet(
             self.write_permission = "surveillance.add_patient"
         return super().get_permissions()
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        if self.action == "careplan":  # the CarePlan shows the patient's ids and status, nothing else
-            return queryset.select_related(None).only(*fhir_export.CAREPLAN_PATIENT_COLUMNS)
-        return queryset
-
     @extend_schema(
         summary="Record a death, withdrawal, transfer or loss to follow-up",
         description=(
@@ -324,8 +318,11 @@ class PatientViewSet(
     )
     @action(detail=True, url_path="careplan", content_negotiation_class=JsonErrorsNegotiation, filter_backends=[])
     def careplan(self, request, pk=None):
-        patient = self.get_object()
-        return Response(fhir_export.patient_careplan_bundle(patient), content_type="application/fhir+json")
+        # The patient and its visits in one query (``get_object`` would read the patient apart): scoped as
+        # ``get_object`` scopes it, and audited as it audits it.
+        patient, visits = fhir_export.careplan_read(self.get_queryset(), pk)
+        request._request.audit_patient_id = patient.pk
+        return Response(fhir_export.patient_careplan_bundle(patient, visits), content_type="application/fhir+json")
 
     @extend_schema(
         summary="The patient's schedule as CSV",
