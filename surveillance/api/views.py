@@ -318,9 +318,9 @@ class PatientViewSet(
     )
     @action(detail=True, url_path="careplan", content_negotiation_class=JsonErrorsNegotiation, filter_backends=[])
     def careplan(self, request, pk=None):
-        # The patient and its visits in one query (``get_object`` would read the patient apart): scoped as
-        # ``get_object`` scopes it, and audited as it audits it.
-        patient, visits = fhir_export.careplan_read(self.get_queryset(), pk)
+        # The patient and its visits in one query (``get_object`` would read the patient apart), among the
+        # caller's centres as ``get_queryset`` scopes it, and audited as ``get_object`` audits it.
+        patient, visits = fhir_export.careplan_read(request.user, pk)
         request._request.audit_patient_id = patient.pk
         return Response(fhir_export.patient_careplan_bundle(patient, visits), content_type="application/fhir+json")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import re
@@ -17,12 +18,12 @@ from typing import NamedTuple
 
 import icalendar
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db import connections, router
 from django.http import Http404
 from django.utils import timezone
 
-from surveillance.models import FollowUpVisit, Patient, PatientStatus, VisitStatus
+from surveillance.access.tenancy import user_centre_ids
+from surveillance.models import FollowUpVisit, Infusion, Patient, PatientStatus, VisitStatus
 from surveillance.models.visits import PLAN_DATE_FIELDS
 from surveillance.seeds.labels import label
 
@@ -118,27 +119,55 @@ def schedule_visits(patient: Patient):
     )
 
 
-def careplan_read(patients: QuerySet, pk) -> tuple[CarePlanPatient, list[CarePlanVisit]]:
-    """The patient ``pk`` among ``patients`` (the caller's, scoped) and its visits in date order, in one query and
-    without model instances: each visit's row carries the patient's columns (a patient without visits has one row,
-    its visit columns empty). A patient not among them, or an id that is none, is a 404 as ``get_object`` says it.
+def careplan_read(user, pk) -> tuple[CarePlanPatient, list[CarePlanVisit]]:
+    """The patient ``pk``, if ``user`` may see it (``tenancy.user_centre_ids``), and the visits of its infusions in
+    date order: one query, its SQL written once (``_careplan_sql``), each visit's row carrying the patient's columns
+    (a patient without visits has one row, its visit columns empty). A patient the user may not see, or an id that
+    is none, is a 404 as ``get_object`` answers it.
 
-    Reading the patient and its ~45 visits apart, as instances, cost half of a CarePlan request.
+    A CarePlan is what an EHR asks for, patient after patient: reading the patient and its ~45 visits apart, as
+    model instances, took half of the request, and building the one query with the ORM still took three times as
+    long as running it.
     """
-    visit_columns = [f"infusions__visits__{name}" for name in CarePlanVisit._fields]
     try:
-        rows = list(
-            patients.filter(pk=pk)
-            .order_by("infusions__visits__due_date", "infusions__visits__rule_code", "infusions__visits__occurrence")
-            .values_list(*CarePlanPatient._fields, *visit_columns)
-        )
-    except (TypeError, ValueError, ValidationError):  # not an id at all, as DRF's get_object_or_404 answers it
+        pk = int(pk)
+    except (TypeError, ValueError):  # not an id at all, as DRF's get_object_or_404 answers it
         raise Http404 from None
+    centre_ids = user_centre_ids(user)
+    rows = []
+    if -(2**63) <= pk < 2**63 and centre_ids != []:  # an id beyond the column's range is no patient's
+        alias = router.db_for_read(Patient)
+        sql = _careplan_sql(alias, None if centre_ids is None else len(centre_ids))
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, [pk, *(centre_ids or ())])
+            rows = cursor.fetchall()
     if not rows:
         raise Http404(f"No {Patient._meta.object_name} matches the given query.")
     split = len(CarePlanPatient._fields)
     visits = [CarePlanVisit(*row[split:]) for row in rows if row[split] is not None]
     return CarePlanPatient(*rows[0][:split]), visits
+
+
+@functools.cache
+def _careplan_sql(alias: str, centres: int | None) -> str:
+    """``careplan_read``'s query on database ``alias``, its tables and columns named from the models: the patient
+    (among as many centres as ``centres`` says, or any) with its infusions' visits joined."""
+    patient, infusion, visit = Patient._meta, Infusion._meta, FollowUpVisit._meta
+    quote = connections[alias].ops.quote_name
+
+    def column(meta, table: str, name: str) -> str:
+        return f"{table}.{quote(meta.get_field(name).column)}"
+
+    columns = [column(patient, "p", "id" if name == "pk" else name) for name in CarePlanPatient._fields]
+    columns += [column(visit, "v", name) for name in CarePlanVisit._fields]
+    return (
+        f"SELECT {', '.join(columns)} FROM {quote(patient.db_table)} p "
+        f"LEFT JOIN {quote(infusion.db_table)} i ON {column(infusion, 'i', 'patient')} = {column(patient, 'p', 'id')} "
+        f"LEFT JOIN {quote(visit.db_table)} v ON {column(visit, 'v', 'infusion')} = {column(infusion, 'i', 'id')} "
+        f"WHERE {column(patient, 'p', 'id')} = %s"
+        + ("" if centres is None else f" AND {column(patient, 'p', 'centre')} IN ({', '.join(['%s'] * centres)})")
+        + f" ORDER BY {', '.join(column(visit, 'v', name) for name in ('due_date', 'rule_code', 'occurrence'))}"
+    )
 
 
 def visit_appointment(visit: CarePlanVisit, subject: dict) -> dict:

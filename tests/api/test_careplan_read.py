@@ -52,3 +52,12 @@ def test_it_does_not_find_another_centres_patient_nor_an_id_that_is_none(api_b, 
     for pk in (planned_a[0].pk, "abc", 10**12):
         response = api_b.get(f"/api/v1/patients/{pk}/careplan")
         assert response.status_code == 404 and response.json()["detail"] == "Not found."
+
+
+def test_it_shows_staff_their_centres_patients_and_an_administrator_every_one(
+    staff_client, physician_b, auditor, administrator, planned_a
+):
+    url = f"/api/v1/patients/{planned_a[0].pk}/careplan"
+    assert staff_client(physician_b).get(url).status_code == 404
+    assert staff_client(auditor).get(url).status_code == 200
+    assert staff_client(administrator).get(url).status_code == 200
