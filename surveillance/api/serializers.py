@@ -444,6 +444,8 @@ def column_renderer(field: serializers.Field):
 
 def _renders_as_stored(field: serializers.Field) -> bool:
     kind = type(field)
+    if kind is serializers.BigIntegerField:  # a primary key: an int unless the settings want big ones as text
+        return not getattr(field, "coerce_to_string", api_settings.COERCE_BIGINT_TO_STRING)
     if kind is serializers.PrimaryKeyRelatedField:
         return field.pk_field is None  # a related field's column holds the primary key, which is what it renders
     if kind is serializers.JSONField:
@@ -486,8 +488,18 @@ class AssessmentLabelsField(serializers.ReadOnlyField):
         return labels_of(value or [])
 
     def column_renderer(self):
-        """For ``RowListSerializer``: the catalogue's labels read once for the page."""
-        return functools.partial(labels_shown, labels_in())
+        """For ``RowListSerializer``: the catalogue's labels read once for the page, and each list of codes shown
+        once (a page's visits ask for a few dozen different lists; rows with the same list share it)."""
+        labels, shown = labels_in(), {}
+
+        def render(codes: list[str]) -> list[dict[str, str]]:
+            key = tuple(codes)
+            found = shown.get(key)
+            if found is None:
+                found = shown[key] = labels_shown(labels, codes)
+            return found
+
+        return render
 
 
 class VisitSerializer(serializers.ModelSerializer):
