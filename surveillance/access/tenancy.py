@@ -5,6 +5,8 @@ Enforced in querysets (admin ``get_queryset``, API ``get_queryset``), never in t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 
 from surveillance.models import CentreMembership
@@ -25,8 +27,12 @@ def user_centre_ids(user) -> list[int] | None:
 
 def scope(queryset: QuerySet, user, centre_path: str) -> QuerySet:
     """Restrict ``queryset`` to the user's centres through the lookup ``centre_path`` (e.g. ``patient__centre``)."""
-    centre_ids = user_centre_ids(user)
+    return scope_to_centres(queryset, user_centre_ids(user), centre_path)
+
+
+def scope_to_centres(queryset: QuerySet, centre_ids: Iterable[int] | None, centre_path: str) -> QuerySet:
+    """``scope`` for the centres ``user_centre_ids`` gave (``None``: every centre)."""
     if centre_ids is None:
         return queryset
     field = f"{centre_path}_id" if centre_path else "id"
-    return queryset.filter(**{f"{field}__in": centre_ids})
+    return queryset.filter(**{f"{field}__in": list(centre_ids)})

@@ -3,6 +3,7 @@ output serializer. Every queryset is scoped to the caller's centres, so a foreig
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +16,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveillance.access.tenancy import scope
+from surveillance.access.tenancy import scope, scope_to_centres, user_centre_ids
 from surveillance.api import filters, idempotency, import_jobs, serializers
 from surveillance.api.auth import TokenPrincipal
 from surveillance.api.exceptions import PROBLEM_JSON, Conflict, ErrorSerializer, PayloadTooLarge
@@ -479,6 +480,15 @@ def _transition(call):
         raise Conflict(str(exc)) from exc
 
 
+@functools.lru_cache(maxsize=256)
+def _visit_rows(centre_ids: tuple[int, ...] | None):
+    """The visit list's rows among these centres (``user_centre_ids``), as ``get_queryset`` would scope them: built
+    once per process and set of centres and never evaluated, each request filtering and paging a copy (``.all()``).
+    Building it (the scope's joins, the row's columns through two more) cost a tenth of a list request."""
+    visits = scope_to_centres(VisitViewSet.queryset, centre_ids, VisitViewSet.centre_path)
+    return serializers.VisitSerializer.rows(visits)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List follow-up visits"),
     retrieve=extend_schema(summary="A follow-up visit"),
@@ -495,8 +505,10 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     extra_error_codes = ("409",)
 
     def get_queryset(self):
-        queryset = super().get_queryset()
-        return serializers.VisitSerializer.rows(queryset) if self.action == "list" else queryset
+        if self.action != "list":
+            return super().get_queryset()
+        centre_ids = user_centre_ids(self.request.user)
+        return _visit_rows(None if centre_ids is None else tuple(sorted(centre_ids))).all()
 
     def _act(self, request, serializer_class, call):
         visit = self.get_object()
