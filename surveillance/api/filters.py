@@ -47,6 +47,10 @@ class StaticFilterSet(filters.FilterSet):
         if form is None:
             form = super().get_form_class()
             form.base_fields = SharedFields(form.base_fields)
+            for name, filter_ in self.filters.items():
+                # A filter builds its form field on first use (``Filter.field``), translating its label; the copies
+                # of later requests start with this one instead (some filters use it to filter).
+                self.base_filters[name]._field = filter_.field
             self._form_classes[type(self)] = form
         return form
 
