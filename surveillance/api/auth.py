@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
@@ -27,6 +28,9 @@ from surveillance.api.shared_cache import cache_is_shared, shared_redis
 from surveillance.models import ApiToken, TreatmentCentre
 from surveillance.models.audit import AuditActor
 from surveillance.models.integrations import TOKEN_PREFIX, api_key_digest
+
+if TYPE_CHECKING:
+    from surveillance.api.throttling import Counted
 
 #: ``last_used_at`` is refreshed at most this often, so a busy token does not write on every request.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -48,6 +52,8 @@ class TokenIdentity:
     pk: int
     name: str
     read_only: bool
+    #: The SHA-256 of its key, which names it where it is kept and counted in the shared cache.
+    digest: str
 
 
 class TokenPrincipal(AnonymousUser):
@@ -57,9 +63,10 @@ class TokenPrincipal(AnonymousUser):
     is_superuser = False
     is_staff = False
 
-    def __init__(self, token: TokenIdentity, centre_ids: list[int]):
+    def __init__(self, token: TokenIdentity, centre_ids: list[int], counted=None):
         self.token = token
         self._centre_ids = centre_ids  # read by tenancy.user_centre_ids
+        self.counted = counted  # this request, counted against the rate limit as the token was read (throttling)
         self.pk = self.id = None
         self.username = f"token:{token.name}"
 
@@ -141,15 +148,16 @@ def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPri
 
     Read from the database (one query: the token and its centres), or, where the cache is shared by every worker
     (Redis), from the cache, which keeps what that query read for ``TOKEN_CACHE_SECONDS``: a request then costs
-    one round trip to Redis instead of one to PostgreSQL. Either way a revocation, an expiry or a change of
-    centres holds from the next request on, in every worker (``api_token_forget``; the expiry is in the entry).
+    one round trip to Redis, which also counts it against the token's rate limit, instead of one to PostgreSQL.
+    Either way a revocation, an expiry or a change of centres holds from the next request on, in every worker
+    (``api_token_forget``; the expiry is in the entry).
     """
     if not raw.startswith(f"{TOKEN_PREFIX}_") or len(raw) > 200:
         return None
     now = now or timezone.now()
     digest = api_key_digest(raw)
     shared = cache_is_shared()
-    entry = _entry_read(digest) if shared else None
+    entry, counted = _entry_read(digest) if shared else (None, None)
     if entry is None or entry == _FORGOTTEN:
         rows = list(
             ApiToken.objects.live(now)
@@ -171,19 +179,26 @@ def api_token_authenticate(raw: str, now: dt.datetime | None = None) -> TokenPri
         pk, name, read_only, expires_at, centre_ids = entry
         if expires_at is not None and dt.datetime.fromisoformat(expires_at) <= now:
             return None
-    return TokenPrincipal(TokenIdentity(pk, name, read_only), centre_ids)
+    return TokenPrincipal(TokenIdentity(pk, name, read_only, digest), centre_ids, counted)
 
 
 def _entry_key(digest: str) -> str:
     return cache.make_key(f"api-token:{digest}")
 
 
-def _entry_read(digest: str) -> list | str | None:
-    """The cached token (a JSON list), ``_FORGOTTEN``, or None when nothing is cached."""
-    found = shared_redis().get(_entry_key(digest))
+def _entry_read(digest: str) -> tuple[list | str | None, Counted | None]:
+    """The cached token (a JSON list), ``_FORGOTTEN``, or None when nothing is cached; and, in the same round trip,
+    the request counted against the token's rate limit, which the throttle then takes instead of asking again."""
+    from surveillance.api.throttling import PerTokenRateThrottle  # which imports this module
+
+    pipe = shared_redis().pipeline(transaction=False)
+    pipe.get(_entry_key(digest))
+    count = PerTokenRateThrottle.token_count_queue(pipe, digest)
+    found, *counts = pipe.execute()
+    counted = count(counts)
     if found is None:
-        return None
-    return _FORGOTTEN if found == _FORGOTTEN.encode() else json.loads(found)
+        return None, counted
+    return (_FORGOTTEN if found == _FORGOTTEN.encode() else json.loads(found)), counted
 
 
 def _entry_add(digest: str, entry: list) -> None:

@@ -8,6 +8,7 @@ import functools
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
 
@@ -27,3 +28,17 @@ def shared_redis() -> redis.Redis:
 @functools.cache
 def _client(location: str) -> redis.Redis:
     return redis.Redis.from_url(location)
+
+
+def window_counts_queue(pipe: redis.client.Pipeline, key: str, previous_key: str, ttl: int) -> None:
+    """Queue on ``pipe`` one more request counted under ``key`` (kept ``ttl`` seconds) and a read of the count under
+    ``previous_key``: three commands, whose results ``window_counts_read`` reads."""
+    pipe.set(cache.make_key(key), 0, ex=ttl, nx=True)
+    pipe.incr(cache.make_key(key))
+    pipe.get(cache.make_key(previous_key))
+
+
+def window_counts_read(results: list) -> tuple[int, int]:
+    """(this window's count, the previous window's) from the results of ``window_counts_queue``'s commands."""
+    _, current, previous = results
+    return current, int(previous or 0)

@@ -34,7 +34,7 @@ def test_it_counts_a_request_in_one_round_trip_to_the_redis_cache(api_a, monkeyp
         redis.connection.Connection, "send_packed_command", lambda *a, **k: sends.append(1) or send(*a, **k)
     )
     assert api_a.get("/api/v1/centres").status_code == 200
-    assert sends == [1, 1]  # the token, kept there since the first request (test_token_cache), and the count
+    assert sends == [1]  # the token (kept there since the first request: test_token_cache) read, the request counted
 
 
 def test_it_weighs_the_previous_window_by_the_part_still_covered():
