@@ -135,13 +135,13 @@ def _default(field: models.Field, now: dt.datetime):
 
 
 def _json_text(value, encoder, texts: dict) -> str | None:
-    """A JSON column's text; a tuple (an immutable value, such as a visit's assessment codes) is encoded once."""
+    """A JSON column's text; a tuple (an immutable value, such as a visit's assessment codes, the same object in many
+    rows) is encoded once. Cached by identity, which the cache keeps from being reused by holding the tuple."""
     if value is None:
         return None
     if type(value) is not tuple:
         return json.dumps(value, cls=encoder)
-    key = (value, tuple(map(type, value)))
-    text = texts.get(key)
-    if text is None:
-        text = texts[key] = json.dumps(value, cls=encoder)
-    return text
+    cached = texts.get(id(value))
+    if cached is None:
+        cached = texts[id(value)] = (value, json.dumps(value, cls=encoder))
+    return cached[1]
