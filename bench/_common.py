@@ -202,13 +202,15 @@ def print_profile(path: Path) -> None:
 class ChildResult:
     returncode: int
     seconds: float
+    cpu_seconds: float  # user + system
     max_rss_mb: float
     stdout: str
     stderr: str
 
 
 def run_child(args: list[str], env: dict, *, timeout: float | None = None) -> ChildResult:
-    """Run a command, with its wall time and its own peak RSS (``wait4``: this child's, not every child's)."""
+    """Run a command, with its wall time, its CPU time and its own peak RSS (``wait4``: this child's, not every
+    child's)."""
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -230,6 +232,7 @@ def run_child(args: list[str], env: dict, *, timeout: float | None = None) -> Ch
         return ChildResult(
             proc.returncode,
             seconds,
+            usage.ru_utime + usage.ru_stime,
             usage.ru_maxrss / 1024,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
@@ -238,6 +241,90 @@ def run_child(args: list[str], env: dict, *, timeout: float | None = None) -> Ch
 
 def children_max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------------------------- CPU from /proc
+def _stat_fields(proc: Path) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state, ppid, ..."""
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _processes(keep) -> list[int]:
+    """The pids of the processes whose ``/proc`` entry ``keep`` accepts (one gone meanwhile is left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if keep(entry):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _process_cpu(pid: int) -> float | None:
+    """User and system CPU seconds so far of one process; None if it is gone."""
+    try:
+        fields = _stat_fields(Path(f"/proc/{pid}"))
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_seconds(pids_of) -> float:
+    """User and system CPU seconds so far of the processes ``pids_of()`` names (read from ``/proc``)."""
+    return sum(seconds for pid in pids_of() if (seconds := _process_cpu(pid)) is not None)
+
+
+def children_of(parent: int):
+    """The pids whose parent is ``parent`` (gunicorn's workers)."""
+    return lambda: _processes(lambda proc: int(_stat_fields(proc)[1]) == parent)
+
+
+def backends_of(database: str):
+    """The pids of the PostgreSQL backends serving ``database`` on this machine (by their process title)."""
+
+    def serves(proc: Path) -> bool:
+        title = (proc / "cmdline").read_bytes().decode(errors="replace")
+        return title.startswith("postgres: ") and f" {database} " in title
+
+    return lambda: _processes(serves)
+
+
+class NewBackendsCpu:
+    """The CPU seconds spent by the PostgreSQL backends that start serving ``database`` inside the ``with`` block
+    (those connected before, such as the ANALYZE stand-in's, are left out): a child process's own backends.
+
+    A backend's CPU is readable only while it lives, so each is read every ``every`` seconds and its last reading
+    kept: what it spends in the last moments before it exits is missed (at most ``every`` seconds' worth)."""
+
+    def __init__(self, database: str, every: float = 0.2):
+        self.pids_of, self.every = backends_of(database), every
+        self.last: dict[int, float] = {}  # pid -> its CPU seconds when last read
+        self.seconds = 0.0
+
+    def __enter__(self) -> NewBackendsCpu:
+        import threading
+
+        before = set(self.pids_of())
+        self.stop = threading.Event()
+
+        def sample() -> None:
+            while True:
+                for pid in set(self.pids_of()) - before:
+                    if (seconds := _process_cpu(pid)) is not None:
+                        self.last[pid] = seconds
+                if self.stop.wait(self.every):
+                    return
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.seconds = sum(self.last.values())
 
 
 # --------------------------------------------------------------------------------------------- a Bulk Data export

@@ -36,7 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench._common import ROOT, median, record, scratch_database
+from bench._common import ROOT, backends_of, children_of, cpu_seconds, median, record, scratch_database
 
 TARGET_P99_MS = 100.0
 #: Threads per worker by default: production's web command runs gunicorn's sync workers, one thread each.
@@ -130,52 +130,6 @@ def gunicorn(app: str, env: dict, workers: int, threads: int, log) -> tuple[subp
         stderr=subprocess.PIPE,
     )
     return proc, port
-
-
-def _stat_fields(proc: Path) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state, ppid, ..."""
-    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _processes(keep) -> list[int]:
-    """The pids of the processes whose ``/proc`` entry ``keep`` accepts (one gone meanwhile is left out)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if keep(entry):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def cpu_seconds(pids_of) -> float:
-    """User and system CPU seconds so far of the processes ``pids_of()`` names (read from ``/proc``)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids_of():
-        try:
-            fields = _stat_fields(Path(f"/proc/{pid}"))
-        except OSError:  # gone meanwhile
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
-def children_of(parent: int):
-    """The pids whose parent is ``parent`` (gunicorn's workers)."""
-    return lambda: _processes(lambda proc: int(_stat_fields(proc)[1]) == parent)
-
-
-def backends_of(database: str):
-    """The pids of the PostgreSQL backends serving ``database`` on this machine (by their process title)."""
-
-    def serves(proc: Path) -> bool:
-        title = (proc / "cmdline").read_bytes().decode(errors="replace")
-        return title.startswith("postgres: ") and f" {database} " in title
-
-    return lambda: _processes(serves)
 
 
 def shared_cache_url() -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import operator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -26,10 +28,12 @@ from surveillance.care import reasons
 from surveillance.db import bulk_rows
 from surveillance.models import (
     AuditEntry,
+    ConditionDecision,
     FollowUpVisit,
     Infusion,
     Protocol,
     ProtocolRule,
+    RiskFlag,
     VisitChange,
     VisitStatus,
 )
@@ -119,11 +123,16 @@ def protocol_spec(protocol: Protocol) -> engine.ProtocolSpec:
 
 def infusion_facts(infusion: Infusion) -> engine.InfusionFacts:
     """What the engine needs to know about an infusion, read from the database."""
-    # Through the related managers so that a caller planning many infusions can prefetch them.
-    flags = frozenset(flag.code for flag in infusion.risk_flags.all() if flag.present)
-    conditions = {
-        d.condition: engine.ConditionState(active=d.active, until=d.until) for d in infusion.condition_decisions.all()
-    }
+    return _facts(infusion, infusion.risk_flags.all(), infusion.condition_decisions.all())
+
+
+def _facts(
+    infusion: Infusion, risk_flags: Iterable[RiskFlag], decisions: Iterable[ConditionDecision]
+) -> engine.InfusionFacts:
+    """``infusion_facts`` from the infusion's risk flags and condition decisions as given: a caller planning many
+    infusions reads those of all of them at once."""
+    flags = frozenset(flag.code for flag in risk_flags if flag.present)
+    conditions = {d.condition: engine.ConditionState(active=d.active, until=d.until) for d in decisions}
     return engine.InfusionFacts(
         infusion_date=infusion.infusion_date,
         # No product yet (to confirm): no target or vector, which the engine plans on the intensified variant.
@@ -164,13 +173,16 @@ def _diff(
     facts: engine.InfusionFacts,
     *,
     date_corrected: bool = False,
+    stored_visits: Iterable[FollowUpVisit] | None = None,
 ) -> tuple[PlanDiff, dict]:
-    """Compare the plan with stored visits. Returns the diff and the work needed to apply it.
+    """Compare the plan with stored visits (``stored_visits``, else the infusion's). Returns the diff and the work
+    needed to apply it.
 
     Completed visits are history. Missed ones are too, except after a corrected infusion date: a visit missed on a
     wrong date was not missed, so it moves with the others (scheduled, or unrecorded if its new window has closed).
     """
-    stored = {(v.rule_code, v.occurrence): v for v in infusion.visits.all()}
+    visits = infusion.visits.all() if stored_visits is None else stored_visits
+    stored = {(v.rule_code, v.occurrence): v for v in visits}
     diff = PlanDiff(
         infusion_id=infusion.pk,
         protocol_from=str(infusion.protocol) if infusion.protocol_id else None,
@@ -285,26 +297,32 @@ def infusions_plan_new(
     if not infusions:
         return []
     with transaction.atomic():
+        pks = [infusion.pk for infusion in infusions]
         locked = {
             infusion.pk: infusion
             for infusion in Infusion.objects.select_for_update(of=("self",))
             .select_related("product", "patient__centre", "protocol")
-            .prefetch_related("risk_flags", "condition_decisions", "visits")
-            .filter(pk__in=[infusion.pk for infusion in infusions])
+            .filter(pk__in=pks)
         }
+        # Read for all at once, not prefetched: a prefetch builds a related manager and a queryset per infusion.
+        with_visits = set(
+            FollowUpVisit.objects.filter(infusion_id__in=pks).values_list("infusion_id", flat=True).distinct()
+        )
+        flags = _by_infusion(RiskFlag.objects.filter(infusion_id__in=pks))
+        decisions = _by_infusion(ConditionDecision.objects.filter(infusion_id__in=pks))
         protocols: dict[str, Protocol] = {}
         diffs: dict[int, PlanDiff] = {}
         first: list[tuple[Infusion, Protocol, PlanDiff, list[engine.PlannedVisit]]] = []
         for infusion in infusions:
             infusion = locked[infusion.pk]
-            if infusion.pk in diffs or infusion.protocol_id is not None or infusion.visits.all():
+            if infusion.pk in diffs or infusion.protocol_id is not None or infusion.pk in with_visits:
                 continue
-            facts = infusion_facts(infusion)
+            facts = _facts(infusion, flags.get(infusion.pk, ()), decisions.get(infusion.pk, ()))
             variant = engine.choose_variant(facts)
             if variant not in protocols:
                 protocols[variant] = Protocol.objects.current(variant)
             protocol = protocols[variant]
-            diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts)
+            diff, work = _diff(infusion, protocol, _planned(infusion, protocol, facts), facts, stored_visits=())
             diffs[infusion.pk] = diff
             if not diff.is_empty:
                 first.append((infusion, protocol, diff, work["create"]))
@@ -313,6 +331,13 @@ def infusions_plan_new(
             if infusion.pk not in diffs:
                 diffs[infusion.pk] = infusion_plan(infusion, by=by, reason=reason, now=now)
     return [diffs[infusion.pk] for infusion in infusions]
+
+
+def _by_infusion(rows: Iterable[RiskFlag | ConditionDecision]) -> dict[int, list]:
+    grouped: dict[int, list] = {}
+    for row in rows:
+        grouped.setdefault(row.infusion_id, []).append(row)
+    return grouped
 
 
 def _is_first_plan(infusion: Infusion, work: dict) -> bool:
@@ -339,6 +364,7 @@ def _first_plans_write(
     rows: list[tuple] = []
     lookahead: list[FollowUpVisit] = []
     lookahead_rows: list[tuple] = []
+    closed, ahead = _visit_status(closed_at=now), _visit_status()
     for infusion, protocol, _, planned in plans:
         if protocol.pk not in rules:
             rules[protocol.pk] = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
@@ -347,19 +373,21 @@ def _first_plans_write(
             assigned.setdefault(protocol.pk, []).append(infusion.pk)
         today = timezone.localdate(now, infusion.patient.centre.tz)
         horizon = outbox.lookahead_end(today)
-        by_code = rules[protocol.pk]
+        by_code, infusion_id = rules[protocol.pk], infusion.pk
         for plan in planned:
             rule = by_code[plan.rule_code]
             if plan.window_end < today:
-                rows.append(_visit_row(infusion.pk, rule.pk, plan, closed_at=now))
+                rows.append(_visit_row(infusion_id, rule.id, plan, closed))
                 continue
             if plan.due_date <= horizon:  # a new visit has no outbox rows yet: only one in the look-ahead needs any
                 visit = _new_visit(infusion, rule, plan, today, now)
                 visit.reminders_planned_for = visit.sequence
                 lookahead.append(visit)
-                lookahead_rows.append(_visit_row(infusion.pk, rule.pk, plan, reminders_planned_for=visit.sequence))
+                lookahead_rows.append(
+                    _visit_row(infusion_id, rule.id, plan, _visit_status(reminders_planned_for=visit.sequence))
+                )
             else:
-                rows.append(_visit_row(infusion.pk, rule.pk, plan))
+                rows.append(_visit_row(infusion_id, rule.id, plan, ahead))
     for protocol_id, pks in assigned.items():
         Infusion.objects.filter(pk__in=pks).update(protocol=protocol_id, updated_at=now)
     bulk_rows.rows_insert(FollowUpVisit, VISIT_ROW_COLUMNS, rows)
@@ -383,27 +411,21 @@ VISIT_ROW_COLUMNS = (
 )
 
 
-def _visit_row(
-    infusion_id: int,
-    rule_id: int,
-    plan: engine.PlannedVisit,
-    *,
-    closed_at: dt.datetime | None = None,
-    reminders_planned_for: int | None = None,
-) -> tuple:
-    """A new visit's row (``VISIT_ROW_COLUMNS``), as ``_new_visit`` fills it; ``closed_at``: its window had
-    closed when it was planned (an import of an old infusion), so it is unrecorded, not missed."""
-    return (
-        infusion_id,
-        rule_id,
-        plan.rule_code,
-        plan.occurrence,
-        *(getattr(plan, name) for name in PLAN_FIELDS),
-        VisitStatus.SCHEDULED if closed_at is None else VisitStatus.UNRECORDED,
-        "" if closed_at is None else WINDOW_CLOSED_REASON,
-        closed_at,
-        reminders_planned_for,
-    )
+_PLAN_VALUES = operator.attrgetter(*PLAN_FIELDS)
+
+
+def _visit_row(infusion_id: int, rule_id: int, plan: engine.PlannedVisit, status: tuple) -> tuple:
+    """A new visit's row (``VISIT_ROW_COLUMNS``), as ``_new_visit`` fills it; ``status``: its last four columns
+    (``_visit_status``)."""
+    return (infusion_id, rule_id, plan.rule_code, plan.occurrence, *_PLAN_VALUES(plan), *status)
+
+
+def _visit_status(*, closed_at: dt.datetime | None = None, reminders_planned_for: int | None = None) -> tuple:
+    """A new visit's status, status_reason, status_changed_at and reminders_planned_for; ``closed_at``: its window
+    had closed when it was planned (an import of an old infusion), so it is unrecorded, not missed."""
+    if closed_at is None:
+        return (VisitStatus.SCHEDULED, "", None, reminders_planned_for)
+    return (VisitStatus.UNRECORDED, WINDOW_CLOSED_REASON, closed_at, reminders_planned_for)
 
 
 def _plan_audit(infusion: Infusion, diff: PlanDiff, *, by, reason: str) -> AuditEntry:

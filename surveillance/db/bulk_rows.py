@@ -2,8 +2,9 @@
 
 The planner writes about fifty visits per infusion, and an import plans thousands of infusions per batch. Building
 a model instance per row and an INSERT through the ORM costs several times what the database spends storing the
-rows, so rows are given as tuples of column values and, on PostgreSQL, streamed with COPY. The rows stored are the
-ones ``bulk_create`` stores from the same values; COPY fires the same row triggers and checks the same constraints.
+rows, so rows are given as tuples of column values and, on PostgreSQL, streamed with COPY (its text written here for
+the common types, as psycopg writes it: ``_CopyText``). The rows stored are the ones ``bulk_create`` stores from the
+same values; COPY fires the same row triggers and checks the same constraints.
 
 ``rows_insert_numbered`` draws the ids from the table's own sequence before the COPY, so a caller can refer to the
 new rows (a visit's reminders) without reading them back; ``rows_insert`` leaves the numbering to the table.
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.db import connection, models
 from django.utils import timezone
+from psycopg.adapt import PyFormat, Transformer
 
 COPY_VENDOR = "postgresql"
 
@@ -103,12 +107,80 @@ def _copy(
         connection.wrap_database_errors,  # IntegrityError, DataError: Django's, as for an INSERT
         cursor.cursor.copy(f"COPY {quote(opts.db_table)} ({target}) FROM STDIN") as copy,
     ):
+        text = _CopyText(cursor.cursor)
+        tail = "".join(["\t" + text[type(value)](value) for value in defaults]) + "\n"
+        lines: list[str] = []
         for at, row in enumerate(rows):
             if json_at:
                 row = list(row)
                 for i in json_at:
                     row[i] = _json_text(row[i], encoders[i], texts)
-            copy.write_row((ids[at], *row, *defaults) if ids else (*row, *defaults))
+            line = "\t".join([text[type(value)](value) for value in row]) + tail
+            lines.append(f"{ids[at]}\t{line}" if ids else line)
+            if len(lines) == LINES_PER_WRITE:
+                copy.write("".join(lines))
+                lines.clear()
+        if lines:
+            copy.write("".join(lines))
+
+
+#: Lines of COPY text sent at a time.
+LINES_PER_WRITE = 1000
+
+
+class _CopyText(dict):
+    """The text of a value in COPY's text format, by the value's type: a function of the value.
+
+    The common types (None, booleans, integers, text, dates and times) are written as psycopg writes them, here in
+    Python from a table, since psycopg's row writer adapts each value of a row anew and a row of a plan's visit has
+    some thirty; anything else, and text holding a character COPY escapes, is adapted by psycopg itself."""
+
+    def __init__(self, cursor) -> None:
+        super().__init__(_COMMON_TEXT)
+        self.transformer = Transformer.from_context(cursor)
+        self.encoding = cursor.connection.info.encoding
+        self.texts: dict[str, str] = {}
+        self[str] = self.text
+
+    def __missing__(self, kind: type) -> Callable[[Any], str]:
+        found = next((base for base in kind.__mro__ if base in _COMMON_TEXT or base is str), None)
+        self[kind] = self[found] if found is not None else self.adapted
+        return self[kind]
+
+    def text(self, value: str) -> str:
+        """Text as it is, unless COPY escapes one of its characters; each text once, since rows repeat theirs."""
+        found = self.texts.get(value)
+        if found is None:
+            found = self.texts[value] = value if not _COPY_SPECIAL.search(value) else self.adapted(value)
+        return found
+
+    def adapted(self, value: Any) -> str:
+        """The value as psycopg adapts it (its error, for text psycopg refuses), escaped for COPY."""
+        data = self.transformer.get_dumper(value, PyFormat.TEXT).dump(value)
+        if data is None:
+            return r"\N"
+        return _COPY_ESCAPE.sub(lambda found: _COPY_ESCAPES[found.group(0)], bytes(data)).decode(self.encoding)
+
+
+_COMMON_TEXT: dict[type, Callable[[Any], str]] = {
+    type(None): lambda value: r"\N",
+    bool: lambda value: "t" if value else "f",
+    int: int.__repr__,
+    dt.datetime: dt.datetime.__str__,
+    dt.date: dt.date.__str__,
+}
+#: What COPY's text format escapes (as psycopg does), and NUL, which PostgreSQL text cannot hold.
+_COPY_SPECIAL = re.compile("[\x00\b\t\n\v\f\r\\\\]")
+_COPY_ESCAPE = re.compile(b"[\b\t\n\v\f\r\\\\]")
+_COPY_ESCAPES = {
+    b"\b": b"\\b",
+    b"\t": b"\\t",
+    b"\n": b"\\n",
+    b"\v": b"\\v",
+    b"\f": b"\\f",
+    b"\r": b"\\r",
+    b"\\": b"\\\\",
+}
 
 
 def _ids_draw(model: type[models.Model], count: int) -> list[int]:
@@ -135,13 +207,13 @@ def _default(field: models.Field, now: dt.datetime):
 
 
 def _json_text(value, encoder, texts: dict) -> str | None:
-    """A JSON column's text; a tuple (an immutable value, such as a visit's assessment codes) is encoded once."""
+    """A JSON column's text; a tuple (an immutable value, such as a visit's assessment codes, the same object in many
+    rows) is encoded once. Cached by identity, which the cache keeps from being reused by holding the tuple."""
     if value is None:
         return None
     if type(value) is not tuple:
         return json.dumps(value, cls=encoder)
-    key = (value, tuple(map(type, value)))
-    text = texts.get(key)
-    if text is None:
-        text = texts[key] = json.dumps(value, cls=encoder)
-    return text
+    cached = texts.get(id(value))
+    if cached is None:
+        cached = texts[id(value)] = (value, json.dumps(value, cls=encoder))
+    return cached[1]

@@ -67,6 +67,8 @@ def visits_on_open_days(visits: Iterable[PlannedVisit], calendar: ClinicCalendar
 
     The infusion day, the baseline and the acute visits of the first weeks are facts of the treatment (often an
     inpatient stay), not appointments to book, so they keep their day."""
+    if calendar == ALWAYS_OPEN:  # no day is closed: nothing moves
+        return list(visits)
     moved = []
     for visit in visits:
         if visit.kind not in KIND_WITHOUT_REMINDERS:

@@ -29,7 +29,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 
 from dateutil.relativedelta import relativedelta
@@ -217,6 +217,19 @@ class ProtocolSpec:
     version: int
     variant: str
     rules: tuple[RuleSpec, ...]
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.code, self.version, self.variant, self.rules))
+
+    def __hash__(self) -> int:
+        """Hashed once: the engine looks up what it worked out for a protocol (``_rules_unrolled``) at every plan,
+        and hashing every rule each time would cost more than the look-up saves."""
+        return self._hash
+
+    def __reduce__(self) -> tuple:
+        """Pickled by its fields alone: the hash of a string differs from process to process."""
+        return (ProtocolSpec, (self.code, self.version, self.variant, self.rules))
 
     def rule(self, code: str) -> RuleSpec:
         """The rule with this code (KeyError if none)."""

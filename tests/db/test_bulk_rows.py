@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from surveillance.care import planning
@@ -83,6 +84,46 @@ def test_it_returns_the_ids_of_the_rows_it_numbered(needs_copy, centre_a, make_p
     assert first.assessments == ["cbc", "exam"] and first.results == {} and first.status == "scheduled"
     assert before <= first.created_at == first.updated_at <= timezone.now()  # stamped when stored, as an INSERT
     assert FollowUpVisit.objects.filter(infusion=infusion).exclude(pk__in=ids).get().occurrence == 3
+
+
+#: Text COPY must escape, text in any script, and a moment in a zone other than the server's.
+AWKWARD = ["tab\there", "line\nbreak\r\n", "back\\slash \\N", "ünïcødé €", "\b\v\f", "plain"]
+CHANGED_AT = dt.datetime(2026, 1, 1, 5, 6, 7, 123, tzinfo=zoneinfo.ZoneInfo("America/New_York"))
+
+
+def test_it_writes_any_text_and_moment_as_an_insert_would(
+    needs_copy, centre_a, make_patient, make_infusion, monkeypatch
+):
+    infusion = make_infusion(make_patient(centre_a))
+    rule = planning.Protocol.objects.current("standard").rules.first()
+    day = dt.date(2026, 3, 1)
+    columns = (*COLUMNS, "status", "status_reason", "status_changed_at")
+
+    def rows(first: int) -> list[tuple]:
+        return [
+            (infusion.pk, rule.pk, rule.code, first + n, text, "clinic", day, day, day, ("cbc",), "cancelled", text, at)
+            for n, (text, at) in enumerate(zip(AWKWARD, [CHANGED_AT, None] * 3, strict=True))
+        ]
+
+    bulk_rows.rows_insert(FollowUpVisit, columns, rows(1))
+    monkeypatch.setattr(bulk_rows, "COPY_VENDOR", "none")
+    bulk_rows.rows_insert(FollowUpVisit, columns, rows(101))
+
+    stored = FollowUpVisit.objects.filter(infusion=infusion).order_by("occurrence")
+    copied = list(stored.filter(occurrence__lt=100).values(*columns[4:]))
+    created = list(stored.filter(occurrence__gt=100).values(*columns[4:]))
+    assert copied == created
+    assert [row["label"] for row in created] == AWKWARD and created[0]["status_changed_at"] == CHANGED_AT
+
+
+def test_it_refuses_text_postgresql_cannot_hold_as_an_insert_would(needs_copy, centre_a, make_patient, make_infusion):
+    infusion = make_infusion(make_patient(centre_a))
+    rule = planning.Protocol.objects.current("standard").rules.first()
+    row = _row(infusion, rule, 1, dt.date(2026, 3, 1))
+
+    with pytest.raises(DataError), transaction.atomic():
+        bulk_rows.rows_insert(FollowUpVisit, COLUMNS, [(*row[:4], "a\x00b", *row[5:])])
+    assert not FollowUpVisit.objects.filter(infusion=infusion).exists()
 
 
 def test_it_refuses_a_duplicate_as_an_insert_would(needs_copy, centre_a, make_patient, make_infusion):

@@ -64,6 +64,7 @@ UNUSUAL = [
     _unusual(lambda r: r["code"]["coding"][0].update(code=" 751-8")),  # refused
     _unusual(lambda r: r["code"]["coding"][0].update(display="")),  # refused
     _unusual(lambda r: r.update(effectiveDateTime="2025-10-31T09:30:00")),  # no zone: refused
+    _unusual(lambda r: r.update(effectiveDateTime="2025-10-31T09:30:00+15:00")),  # beyond FHIR's offsets: refused
     _unusual(lambda r: r.update(effectiveDateTime="2025-10-31")),
     _unusual(lambda r: r.update(effectiveDateTime="2025-10")),
     _unusual(lambda r: r.update(effectivePeriod={"start": "2025-10-31T09:30:00Z"})),  # two effective[x]: refused

@@ -23,8 +23,9 @@ An EHR sends a patient's blood counts by the thousand, nearly all in one plain s
 Observation with a UCUM quantity, a reference range and perhaps an interpretation flag). Full validation costs about
 half a millisecond each, more than everything else an import does with them, so an Observation in exactly that shape
 (``plain_observation``: every element known, every value of the expected type and in a stricter form than FHIR's
-own) is read without it, to the same record. Anything else, a single unexpected element or a value in a form the
-plain reading is not sure of, goes through full validation, which accepts or refuses it as before.
+own, as ``plain`` reads it) is read without it, to the same record. Anything else, a single unexpected element or a
+value in a form the plain reading is not sure of, goes through full validation, which accepts or refuses it as
+before.
 
 No value read here is echoed in a reason: reasons name codes, statuses and FHIRPaths only.
 """
@@ -32,7 +33,6 @@ No value read here is echoed in a reason: reasons name codes, statuses and FHIRP
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -43,6 +43,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
+from surveillance.imports.fhir import plain
 from surveillance.imports.fhir.records import Ignored
 from surveillance.signals.rules import ClinicalRecords, Diagnosis, LabResult, VariantResult
 
@@ -229,141 +230,23 @@ def _report(model: DiagnosticReport, ref: str, out: ClinicalParse) -> None:
 
 
 # --------------------------------------------------------------------------------------------- plain Observations
-class _Plain:
-    """A plainly-shaped element's fields as attributes (absent: None), as its validated model gives them."""
-
-    def __init__(self, fields: dict[str, Any]):
-        self.__dict__.update(fields)
-
-    def __getattr__(self, name: str) -> None:  # only asked for the fields the element does not have
-        return None
-
-
-class _NotPlain(Exception):
-    """The element is not in the plain shape: full validation decides."""
-
-
-#: Stricter than FHIR's own forms: printable ASCII only, no leading, trailing or double spaces.
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_WORDS = re.compile(r"[!-~]+(?: [!-~]+)*")  # a code, a display, a unit
-_URI = re.compile(r"[!-~]+")
-_REFERENCE = re.compile(r"[A-Za-z]{1,64}/[A-Za-z0-9\-.]{1,64}|urn:uuid:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
-_INSTANT = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
-)
-_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
-
-
-def _matching(value: Any, form: re.Pattern) -> str:
-    if type(value) is not str or not form.fullmatch(value):
-        raise _NotPlain
-    return value
-
-
-def _fields(element: Any, allowed: frozenset[str]) -> dict[str, Any]:
-    if type(element) is not dict or not element or not element.keys() <= allowed:
-        raise _NotPlain
-    return element
-
-
-def _items(value: Any) -> list:
-    if type(value) is not list or not value:
-        raise _NotPlain
-    return value
-
-
-_CODING = frozenset({"system", "code", "display"})
-
-
-def _plain_concept(value: Any) -> _Plain:
-    codings = []
-    for coding in _items(_fields(value, frozenset({"coding"}))["coding"]):
-        fields = _fields(coding, _CODING)
-        if "code" not in fields or "system" not in fields:
-            raise _NotPlain
-        codings.append(
-            _Plain(
-                {
-                    "system": _matching(fields["system"], _URI),
-                    "code": _matching(fields["code"], _WORDS),
-                    "display": _matching(fields["display"], _WORDS) if "display" in fields else None,
-                }
-            )
-        )
-    return _Plain({"coding": codings})
-
-
-def _plain_quantity(value: Any) -> _Plain:
-    fields = _fields(value, frozenset({"value", "unit", "system", "code"}))
-    number = fields.get("value")
-    if type(number) not in (int, float) or not -1e15 < number < 1e15 or not _DECIMAL.fullmatch(str(number)):
-        raise _NotPlain  # a bool, a string, or a number too large to be sure of its float
-    plain = {"value": number}
-    for name, form in (("unit", _WORDS), ("system", _URI), ("code", _WORDS)):
-        if name in fields:
-            plain[name] = _matching(fields[name], form)
-    return _Plain(plain)
-
-
-def _plain_instant(value: Any) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(_matching(value, _INSTANT))
-    except ValueError:
-        raise _NotPlain from None
-
-
-def _plain_reference(value: Any) -> _Plain:
-    return _Plain({"reference": _matching(_fields(value, frozenset({"reference"}))["reference"], _REFERENCE)})
-
-
-_PLAIN_OBSERVATION = frozenset(
+#: A laboratory result in the plain shape (see the module's docstring and ``plain``), read without full validation.
+plain_observation = plain.resource(
+    "Observation",
     {
-        "resourceType",
-        "id",
-        "status",
-        "category",
-        "code",
-        "subject",
-        "encounter",
-        "effectiveDateTime",
-        "issued",
-        "valueQuantity",
-        "referenceRange",
-        "interpretation",
-    }
+        "status": plain.code,
+        "category": plain.many(plain.concept),
+        "code": plain.concept,
+        "subject": plain.reference,
+        "encounter": plain.reference,
+        "effectiveDateTime": plain.instant,
+        "issued": plain.instant,
+        "valueQuantity": plain.quantity,
+        "referenceRange": plain.many(plain.element({"low": plain.quantity, "high": plain.quantity})),
+        "interpretation": plain.many(plain.concept),
+    },
+    ("status", "code"),
 )
-
-
-def plain_observation(resource: Mapping[str, Any]) -> _Plain | None:
-    """The Observation read without full validation when it is in the plain shape of a laboratory result (see the
-    module's docstring), its values as the validated model holds them; None: full validation decides."""
-    try:
-        fields = _fields(resource, _PLAIN_OBSERVATION)
-        if fields.get("resourceType") != "Observation" or "status" not in fields or "code" not in fields:
-            return None
-        plain: dict[str, Any] = {"status": _matching(fields["status"], _WORDS), "code": _plain_concept(fields["code"])}
-        if "id" in fields:
-            plain["id"] = _matching(fields["id"], _ID)
-        for name in ("category", "interpretation"):
-            if name in fields:
-                plain[name] = [_plain_concept(concept) for concept in _items(fields[name])]
-        for name in ("subject", "encounter"):
-            if name in fields:
-                plain[name] = _plain_reference(fields[name])
-        for name in ("effectiveDateTime", "issued"):
-            if name in fields:
-                plain[name] = _plain_instant(fields[name])
-        if "valueQuantity" in fields:
-            plain["valueQuantity"] = _plain_quantity(fields["valueQuantity"])
-        if "referenceRange" in fields:
-            ranges = []
-            for bounds in _items(fields["referenceRange"]):
-                bounds = _fields(bounds, frozenset({"low", "high"}))
-                ranges.append(_Plain({name: _plain_quantity(bounds[name]) for name in bounds}))
-            plain["referenceRange"] = ranges
-    except _NotPlain:
-        return None
-    return _Plain(plain)
 
 
 def clinical_records(resources: Iterable[Mapping[str, Any]]) -> ClinicalParse:

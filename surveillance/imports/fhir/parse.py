@@ -5,7 +5,9 @@ R4 4.0.1: Patient, Procedure, MedicationAdministration, MedicationRequest, Medic
 the Bundle shell have the same JSON structure in R4 and R4B. Only the resource types this module imports (and
 Medication, read to resolve references) are validated, and Observations and Conditions only when coded as a risk
 flag (``risk_codes``); other resources are counted as ignored without being validated, so R4-only resource types
-that R4B dropped, or an unrelated malformed lab result, cannot fail an import.
+that R4B dropped, or an unrelated malformed lab result, cannot fail an import. A Patient, Procedure or
+MedicationAdministration in a plain shape, as most of an export's are, is read without the models to the values
+they give (``plain``): validating them cost more than the rest of their import.
 
 What the library does not check and this module does, because the records depend on it: the status codes it
 acts on, Patient.gender (the library accepts any string), partial dates (the library returns "2013-04" as a
@@ -33,6 +35,7 @@ from pydantic import ValidationError
 
 from surveillance.imports.fhir import risk_codes
 from surveillance.imports.fhir.codes import CarTCodeIndex
+from surveillance.imports.fhir.plain import PLAIN_READERS
 from surveillance.imports.fhir.records import (
     SEXES,
     ClinicalResource,
@@ -145,7 +148,12 @@ def _read(resource: dict) -> bool:
 
 
 def _validate(resource: dict) -> tuple[Any, list[_Problem]]:
-    """The fhir.resources model for a supported resource, or the problems (without echoing values)."""
+    """The fhir.resources model for a supported resource, or the problems (without echoing values); a resource in
+    a plain shape (``PLAIN_READERS``) is read without the model, to the same values."""
+    plain_reader = PLAIN_READERS.get(resource["resourceType"])
+    read = plain_reader(resource) if plain_reader is not None else None
+    if read is not None:
+        return read, []
     model_class = MODELS[resource["resourceType"]]
     try:
         model = model_class.model_validate(resource)
