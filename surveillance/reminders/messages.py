@@ -17,6 +17,7 @@ import functools
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.header import Header
 from email.mime.text import MIMEText
@@ -32,7 +33,7 @@ from django.utils import formats, translation
 from django.utils.encoding import force_bytes
 from django.utils.translation import gettext_lazy as _
 
-from surveillance.models import FollowUpVisit, Patient, Reminder
+from surveillance.models import FollowUpVisit, Patient, Reminder, TreatmentCentre
 from surveillance.models.reminders import Audience, Purpose
 from surveillance.models.visits import RequestKind
 from surveillance.reminders import mime
@@ -319,6 +320,15 @@ def long_date(day: dt.date, language: str) -> str:
     name a few days, each in a language or two, and a translated date costs a tenth of a message."""
     with translation.override(language):
         return formats.date_format(day, LONG_DATE[language])
+
+
+def centres_shared(reminders: Iterable[Reminder]) -> None:
+    """Give the reminders one instance per centre (``select_related`` builds one per row), so that what their
+    messages take from the centre, its clinic calendar first of all, is read once for all of them."""
+    seen: dict[int, TreatmentCentre] = {}
+    for reminder in reminders:
+        patient = reminder.visit.infusion.patient
+        patient.centre = seen.setdefault(patient.centre_id, patient.centre)
 
 
 def patient_context(reminder: Reminder) -> dict:
