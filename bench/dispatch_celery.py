@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 
 from bench._common import ROOT, median, print_profile, record, scratch_database, visit_window_open
-from bench.api_load import backends_of, children_of, cpu_seconds
+from bench.api_load import backends_of, children_of, cpu_seconds, shared_cache_url
 from bench.dispatch import apply_settings, mail_settings, rate_ratio, raw_rate, smtp_server
 
 #: How long one run may take before the benchmark gives up on it.
@@ -215,13 +215,15 @@ def beat_run(app, queue: str, ids: list[int], meter: CpuMeter | None = None) -> 
 
 
 def worker_env(db_url: str, port: int, queue: str, folder: Path) -> dict[str, str]:
-    """What compose gives the worker, pointed at the scratch database, this run's queue and the loopback server."""
+    """What compose gives the worker (its cache in the broker's Redis server), pointed at the scratch database, this
+    run's queue and the loopback server."""
     return {
         **os.environ,
         "DJANGO_ENV": "production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": db_url,
         "EMAIL_URL": f"smtp://127.0.0.1:{port}",
+        "CARTWATCH_CACHE_URL": shared_cache_url(),
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "CARTWATCH_VAR_DIR": str(folder),
         "CARTWATCH_LOG_FORMAT": "plain",
