@@ -31,6 +31,7 @@ from django.template.loader import select_template
 from django.urls import reverse
 from django.utils import formats, translation
 from django.utils.encoding import force_bytes
+from django.utils.html import conditional_escape
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models import FollowUpVisit, Patient, Reminder, TreatmentCentre
@@ -215,8 +216,15 @@ def _ics_moment(value: dt.date | dt.datetime) -> str:
 
 def _ics_fold(line: str) -> str:
     """A content line folded as RFC 5545 asks: lines under 75 octets, never splitting a character or an escape."""
-    if len(line.encode()) < 75:
-        return line
+    if line.isascii():  # a character an octet: cut every 74, or 73 to carry an escape to the next line
+        start, cuts = 0, []
+        while len(line) - start > 74:
+            end = start + 74
+            if line[end - 1] in "\\^" and end - 1 > start:
+                end -= 1
+            cuts.append(line[start:end])
+            start = end
+        return "\r\n ".join([*cuts, line[start:]])
     folded: list[str] = []
     current: list[str] = []
     size = 0
@@ -311,6 +319,58 @@ def _render(base: str, language: str, context: dict) -> tuple[str, str]:
         return text.render(context), html.render(context)
 
 
+#: What changes from one patient email to the next. The rest of what its templates show (``SHAPE``: the purpose and
+#: the centre; with the language, and which of these values are empty) is the same for many emails: each such shape
+#: is rendered once per process, with markers where these values go, and each email fills them in.
+PER_MESSAGE = (
+    "due_date",
+    "booked_for",
+    "window_start",
+    "window_end",
+    "confirm_url",
+    "reschedule_url",
+    "done_elsewhere_url",
+    "unsubscribe_url",
+)
+SHAPE = ("purpose", "centre", "centre_phone", "centre_address", "centre_hours")
+_MARK = "\ue000{}\ue000"
+#: The rendered shapes (None: a shape the templates show more of than it, rendered in full every time).
+_shapes: dict[tuple, tuple[str, str] | None] = {}
+
+
+def _render_patient(language: str, context: dict) -> tuple[str, str]:
+    """``_render("patient", language, context)`` through the rendering of the email's shape. A shape's first email
+    is also rendered in full and compared: if the templates show anything but the shape and ``PER_MESSAGE`` as they
+    are (a filter on a value, another field), that shape is rendered in full every time."""
+    shape = (
+        language,
+        *(tuple(value) if isinstance(value, list) else value for value in (context[k] for k in SHAPE)),
+        *(bool(context[k]) for k in PER_MESSAGE),
+    )
+    marked = _shapes.get(shape, ())
+    if marked == ():
+        full = _render("patient", language, context)
+        blanks = {k: _MARK.format(k) if context[k] else "" for k in PER_MESSAGE}
+        marked = _render("patient", language, {k: context[k] for k in SHAPE} | blanks)
+        if len(_shapes) >= 512:
+            _shapes.clear()
+        _shapes[shape] = marked if _filled(marked, context) == full else None
+        return full
+    if marked is None:
+        return _render("patient", language, context)
+    return _filled(marked, context)
+
+
+def _filled(marked: tuple[str, str], context: dict) -> tuple[str, str]:
+    """A shape's text and HTML with this email's values in place of the markers (escaped in the HTML)."""
+    text, html = marked
+    for key in PER_MESSAGE:
+        if context[key]:
+            text = text.replace(_MARK.format(key), context[key])
+            html = html.replace(_MARK.format(key), conditional_escape(context[key]))
+    return text, html
+
+
 LONG_DATE = {"en": "l, F j, Y", "es": "l j \\d\\e F \\d\\e Y"}
 
 
@@ -366,7 +426,7 @@ def _patient_email(reminder: Reminder, now: dt.datetime) -> ReminderEmail:
     visit, language = reminder.visit, patient_language(reminder.visit.infusion.patient)
     purpose = Purpose(reminder.purpose)
     cancel = purpose == Purpose.CANCELLED
-    text, html = _render("patient", language, context)
+    text, html = _render_patient(language, context)
     return ReminderEmail(
         subject=PATIENT_SUBJECTS[language][purpose].format(date=context["due_date"]),
         text=text,

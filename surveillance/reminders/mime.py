@@ -13,6 +13,7 @@ Django's rendition of the same message, the random boundaries aside.
 from __future__ import annotations
 
 import base64
+import functools
 import random
 import re
 import sys
@@ -33,13 +34,29 @@ CHARSET = "utf-8"
 
 def header(name: str, value: str) -> bytes:
     """One header line, as Django sets it on its message and the compat32 generator folds it."""
-    if value.isascii() and value.isprintable() and not value.endswith(" ") and len(name) + 2 + len(value) <= 78:
-        return f"{name}: {value}{NL}".encode()
+    if value.isascii() and value.isprintable() and not value.endswith(" "):
+        if len(name) + 2 + len(value) <= 78:
+            return f"{name}: {value}{NL}".encode()
+        if " " not in value:  # one word (a link, a boundary): folded by its length alone
+            before, after = _one_word_folded(name, len(value))
+            return before + value.encode() + after
     return POLICY.fold_binary(name, forbid_multi_line_headers(name, value, CHARSET)[1])
 
 
+@functools.lru_cache(maxsize=256)
+def _one_word_folded(name: str, length: int) -> tuple[bytes, bytes]:
+    """What the folding puts before and after a value of ``length`` printable ASCII characters and no space: it
+    breaks lines at spaces only (the other split characters only where a space follows), so that depends on the
+    header's name and the value's length alone."""
+    word = "x" * length
+    before, after = POLICY.fold_binary(name, forbid_multi_line_headers(name, word, CHARSET)[1]).split(word.encode())
+    return before, after
+
+
+@functools.lru_cache(maxsize=1024)
 def subject_header(subject: str) -> bytes:
-    """The Subject as ``messages.CleanSubjectEmail`` writes it: a non-ASCII subject folded with its header's name."""
+    """The Subject as ``messages.CleanSubjectEmail`` writes it: a non-ASCII subject folded with its header's name.
+    Kept per process: the reminders of an hour have a few subjects (a date, a language, a purpose)."""
     if subject.isascii():
         return header("Subject", subject)
     forbid_multi_line_headers("Subject", subject, CHARSET)  # a line break in a subject is refused, as Django does
@@ -80,7 +97,17 @@ def multipart(subtype: str, parts: list[bytes]) -> tuple[bytes, bytes]:
             break
     between = f"{NL}--{boundary}{NL}".encode()
     body = marker + NL.encode() + between.join(parts) + f"{NL}--{boundary}--{NL}".encode()
-    return header("Content-Type", f'multipart/{subtype}; boundary="{boundary}"'), body
+    before, after = _multipart_type(subtype)
+    return before + boundary.encode() + after, body
+
+
+@functools.lru_cache(maxsize=8)
+def _multipart_type(subtype: str) -> tuple[bytes, bytes]:
+    """A multipart's Content-Type header before and after its boundary: every boundary has the same length and no
+    space, so the header folds the same way whichever it is."""
+    sample = f"{'=' * 15}{0:0{_WIDTH}d}=="
+    before, after = header("Content-Type", f'multipart/{subtype}; boundary="{sample}"').split(sample.encode())
+    return before, after
 
 
 def alternatives_bytes(
@@ -96,8 +123,8 @@ def alternatives_bytes(
 ) -> bytes | None:
     """The bytes of ``messages.CleanSubjectEmail(subject, body, from_email, to, headers=headers)`` with ``html`` as
     its alternative and the ready-made ``attachments`` parts, sent on ``date`` (an RFC 5322 date); None when Django
-    would write a part quoted-printable (left to it). ``headers`` are the others, a Message-ID among them (Django would
-make one up), and no From, To, Cc, Reply-To or Date."""
+    would write a part quoted-printable (left to it). ``headers`` are the others, a Message-ID among them (Django
+    would make one up), and no From, To, Cc, Reply-To or Date."""
     texts = [text_part(body, "plain")] if body else []
     texts.append(text_part(html, "html"))
     if None in texts:
