@@ -431,7 +431,7 @@ def write_bulk_export(path: Path, n: int, index_rows, *, first: dt.date, last: d
 def open_visit(centre, protocol, mrn: str, email: str, today: dt.date, phone: str = ""):
     """A new patient with an infusion 400 days ago and one visit of the protocol's last rule, its window open now:
     a visit whose reminders the dispatcher will send. With a ``phone``, the patient consents to SMS and prefers it."""
-    from surveillance.models import CarTProduct, FollowUpVisit, Infusion, Patient
+    from surveillance.models import CarTProduct, Infusion, Patient
 
     rule = protocol.rules.order_by("position").last()
     sms = {"phone": phone, "sms_consent": True, "preferred_channel": "sms"} if phone else {}
@@ -442,14 +442,23 @@ def open_visit(centre, protocol, mrn: str, email: str, today: dt.date, phone: st
         infusion_date=today - dt.timedelta(days=400),
         protocol=protocol,
     )
-    return FollowUpVisit.objects.create(
+    visit = visit_window_open(infusion, rule, today)
+    visit.save()
+    return visit
+
+
+def visit_window_open(infusion, rule, today: dt.date, due_in_days: int = 5):
+    """An unsaved visit of ``rule`` for ``infusion`` whose window is open on ``today``, due ``due_in_days`` later."""
+    from surveillance.models import FollowUpVisit
+
+    return FollowUpVisit(
         infusion=infusion,
         rule=rule,
         rule_code=rule.code,
         occurrence=1,
         label=rule.label,
         kind=rule.kind,
-        due_date=today + dt.timedelta(days=5),
+        due_date=today + dt.timedelta(days=due_in_days),
         window_start=today - dt.timedelta(days=10),
         window_end=today + dt.timedelta(days=20),
         reminders_planned_for=0,

@@ -26,6 +26,10 @@ pytestmark = pytest.mark.skipif(
         ("admin_pages", {"BENCH_ADMIN_PATIENTS": "60"}),
         ("dispatch", {"BENCH_MESSAGES": "40", "BENCH_DISPATCH_RUNS": "1", "BENCH_PENDING_ROWS": "2000"}),
         ("api_import_jobs", {"BENCH_JOB_UPLOADS": "2", "BENCH_JOB_PATIENTS": "20", "BENCH_JOB_PART_BYTES": "9000"}),
+        (
+            "dispatch_celery",
+            {"BENCH_CELERY_MESSAGES": "60", "BENCH_CELERY_RUNS": "1", "BENCH_CELERY_CPU_MESSAGES": "20"},
+        ),
     ],
 )
 def test_it_builds_and_measures_at_a_tiny_size(name, size):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import zoneinfo
 
@@ -86,6 +87,8 @@ class TreatmentCentre(models.Model):
         help_text=_("The language of the care team's emails and weekly digest."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    #: The closures this instance read (``calendar``).
+    _closures: frozenset[dt.date] | None = None
 
     class Meta:
         ordering = ["name"]
@@ -114,17 +117,22 @@ class TreatmentCentre(models.Model):
     def calendar(self) -> ClinicCalendar:
         """The days this clinic is open, for planning and for what messages say.
 
-        Every message rendered asks for it, so the closures are read through the cache (for a few minutes) and
-        equal calendars are one object, whose holiday table is computed once per process."""
-        closures = cache.get_or_set(
-            f"cartwatch:centre-closures:{self.pk}",
-            lambda: sorted(self.closures.values_list("day", flat=True)),
-            CLOSURES_CACHE_SECONDS,
-        )
-        return _calendar(self.country, self.subdivision, tuple(self.closed_weekdays or ()), frozenset(closures))
+        Every message rendered asks for it, so the closures are read through the cache (for a few minutes), once
+        per instance (the dispatcher gives the reminders of a batch one instance per centre), and equal calendars
+        are one object, whose holiday table is computed once per process."""
+        if self._closures is None:
+            self._closures = frozenset(
+                cache.get_or_set(
+                    f"cartwatch:centre-closures:{self.pk}",
+                    lambda: sorted(self.closures.values_list("day", flat=True)),
+                    CLOSURES_CACHE_SECONDS,
+                )
+            )
+        return _calendar(self.country, self.subdivision, tuple(self.closed_weekdays or ()), self._closures)
 
     def closures_changed(self) -> None:
         """Forget the cached closures (after the admin changed them)."""
+        self._closures = None
         cache.delete(f"cartwatch:centre-closures:{self.pk}")
 
     @property

@@ -240,6 +240,7 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         .annotate(doubtful=Exists(Delivery.objects.filter(reminder=OuterRef("pk"), possible_duplicate=True)))
         .order_by("next_attempt_at", "pk")
     )
+    messages.centres_shared(reminders)
     by_channel: dict[str, list[Reminder]] = {}
     for reminder in reminders:
         reason = reminder_skip_reason(reminder, started)

@@ -15,12 +15,14 @@ import datetime as dt
 import email.message
 import functools
 import hashlib
+import hmac
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from email.header import Header
 from email.mime.text import MIMEText
-from email.utils import parseaddr
+from email.utils import formatdate, parseaddr
 
-import icalendar
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMessage, EmailMultiAlternatives
@@ -28,11 +30,14 @@ from django.core.mail.message import sanitize_address
 from django.template.loader import select_template
 from django.urls import reverse
 from django.utils import formats, translation
+from django.utils.encoding import force_bytes
+from django.utils.html import conditional_escape
 from django.utils.translation import gettext_lazy as _
 
-from surveillance.models import FollowUpVisit, Patient, Reminder
+from surveillance.models import FollowUpVisit, Patient, Reminder, TreatmentCentre
 from surveillance.models.reminders import Audience, Purpose
 from surveillance.models.visits import RequestKind
+from surveillance.reminders import mime
 
 LANGUAGES = ("en", "es")
 LINK_SALT = "surveillance.visit-link"
@@ -80,8 +85,35 @@ def site_url(path: str) -> str:
     return f"{settings.SITE_URL}{path}"
 
 
+class _Signer(signing.TimestampSigner):
+    """Django's ``TimestampSigner`` with its HMAC key derived once, where ``signing.dumps`` derives it again for
+    every token (four a reminder). The tokens are the same; ``signing.loads`` reads them."""
+
+    def __init__(self, salt: str, secret: str) -> None:
+        super().__init__(key=secret, salt=salt)
+        key = hashlib.sha256(force_bytes(self.salt + "signer") + force_bytes(self.key)).digest()
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def signature(self, value, key=None) -> str:
+        if key is not None or self.algorithm != "sha256":
+            return super().signature(value, key)
+        mac = self._hmac.copy()
+        mac.update(force_bytes(value))
+        return signing.b64_encode(mac.digest()).decode()
+
+
+@functools.lru_cache(maxsize=8)
+def _signer(salt: str, secret: str) -> _Signer:
+    return _Signer(salt, secret)
+
+
+def _signed(data: dict, salt: str) -> str:
+    """``signing.dumps(data, salt=salt, compress=True)``, with the signer's key worked out once per process."""
+    return _signer(salt, settings.SECRET_KEY).sign_object(data, compress=True)
+
+
 def visit_link_token(visit: FollowUpVisit, kind: str) -> str:
-    return signing.dumps({"v": visit.pk, "k": kind}, salt=LINK_SALT, compress=True)
+    return _signed({"v": visit.pk, "k": kind}, LINK_SALT)
 
 
 def visit_link_read(token: str) -> tuple[int, str]:
@@ -105,7 +137,7 @@ def visit_link_url(visit: FollowUpVisit, kind: str) -> str:
 
 def unsubscribe_token(patient: Patient) -> str:
     """Never expires: a one-click unsubscribe must keep working in an old email."""
-    return signing.dumps({"p": patient.pk}, salt=UNSUBSCRIBE_SALT, compress=True)
+    return _signed({"p": patient.pk}, UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_read(token: str) -> int:
@@ -122,35 +154,98 @@ def unsubscribe_url(patient: Patient) -> str:
 # --- calendar ---------------------------------------------------------------------------------------------------
 def visit_calendar(visit: FollowUpVisit, *, now: dt.datetime, cancel: bool = False, language: str = "en") -> str:
     """An iCalendar (iTIP) entry for the visit day: the UID is stable per visit, SEQUENCE rises when it moves,
-    and a cancelled visit sends METHOD:CANCEL so the patient's calendar drops it."""
+    and a cancelled visit sends METHOD:CANCEL so the patient's calendar drops it.
+
+    Written line by line as the icalendar library writes the same entry (its property order, TEXT escaping and
+    75-octet folding; times in UTC, as the database holds them), at a fraction of the cost of its object model:
+    ``tests/reminders/test_calendar_entry.py`` holds the two to the same bytes.
+    """
     patient = visit.infusion.patient
-    organizer = parseaddr(settings.DEFAULT_FROM_EMAIL)[1] or "no-reply@cartwatch.invalid"
-    cal = icalendar.Calendar()
-    cal.add("prodid", "-//CAR-T Watch//Follow-up visits//EN")
-    cal.add("version", "2.0")
-    cal.add("method", "CANCEL" if cancel else "REQUEST")
-    event = icalendar.Event()
-    event.add("uid", visit.ics_uid())
-    event.add("sequence", visit.sequence)
-    event.add("dtstamp", now)
+    organizer = _address_of(settings.DEFAULT_FROM_EMAIL) or "no-reply@cartwatch.invalid"
     start, end = visit.calendar_span()
-    event.add("dtstart", start)
-    if end is not None:
-        event.add("dtend", end)
-    event.add("summary", CALENDAR_SUMMARY[language].format(centre=patient.centre.name))
-    event.add("location", patient.centre.location())
-    event.add("status", "CANCELLED" if cancel else visit.calendar_status())
     # a booked hour keeps the patient busy; a day to book in, or a booked day with no hour, does not
-    event.add("transp", "OPAQUE" if isinstance(start, dt.datetime) and not cancel else "TRANSPARENT")
-    event.add("organizer", f"mailto:{organizer}")
-    attendee = icalendar.vCalAddress(f"mailto:{patient.email}")
-    attendee.params["RSVP"] = "FALSE"
-    event.add("attendee", attendee)
-    cal.add_component(event)
-    return cal.to_ical().decode()
+    busy = isinstance(start, dt.datetime) and not cancel
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//CAR-T Watch//Follow-up visits//EN",
+        f"METHOD:{'CANCEL' if cancel else 'REQUEST'}",
+        "BEGIN:VEVENT",
+        "SUMMARY:" + _ics_text(CALENDAR_SUMMARY[language].format(centre=patient.centre.name)),
+        "DTSTART" + _ics_moment(start),
+        *(["DTEND" + _ics_moment(end)] if end is not None else []),
+        "DTSTAMP" + _ics_moment(now),
+        "UID:" + _ics_text(visit.ics_uid()),
+        f"SEQUENCE:{visit.sequence}",
+        f"ATTENDEE;RSVP=FALSE:mailto:{patient.email}",
+        "LOCATION:" + _ics_text(patient.centre.location()),
+        f"ORGANIZER:mailto:{organizer}",
+        "STATUS:" + ("CANCELLED" if cancel else visit.calendar_status()),
+        f"TRANSP:{'OPAQUE' if busy else 'TRANSPARENT'}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    return "".join(_ics_fold(line) + "\r\n" for line in lines)
 
 
-def _calendar_part(ics: str, method: str) -> MIMEText:
+@functools.lru_cache(maxsize=8)
+def _address_of(sender: str) -> str:
+    """The address part of a sender (``parseaddr``: worked out once, not per message)."""
+    return parseaddr(sender)[1]
+
+
+def _ics_text(value: str) -> str:
+    """A TEXT value escaped as RFC 5545 says (and icalendar does, in its order: a literal ``\\N`` is a line break)."""
+    return (
+        value.replace("\\N", "\n")
+        .replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
+
+
+def _ics_moment(value: dt.date | dt.datetime) -> str:
+    """A DATE (``;VALUE=DATE:20261107``) or a DATE-TIME in UTC (``:20261107T140000Z``), parameters included."""
+    if isinstance(value, dt.datetime):
+        return f":{value.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
+    return f";VALUE=DATE:{value:%Y%m%d}"
+
+
+def _ics_fold(line: str) -> str:
+    """A content line folded as RFC 5545 asks: lines under 75 octets, never splitting a character or an escape."""
+    if line.isascii():  # a character an octet: cut every 74, or 73 to carry an escape to the next line
+        start, cuts = 0, []
+        while len(line) - start > 74:
+            end = start + 74
+            if line[end - 1] in "\\^" and end - 1 > start:
+                end -= 1
+            cuts.append(line[start:end])
+            start = end
+        return "\r\n ".join([*cuts, line[start:]])
+    folded: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in line:
+        width = len(char.encode())
+        if current and size + width >= 75:
+            if len(current) > 1 and current[-1] in "\\^":  # an escape starts the next line whole
+                carried = current.pop()
+                folded.append("".join(current))
+                current, size = [carried], len(carried.encode())
+            else:
+                folded.append("".join(current))
+                current, size = [], 0
+        current.append(char)
+        size += width
+    folded.append("".join(current))
+    return "\r\n ".join(folded)
+
+
+def calendar_attachment(ics: str, method: str) -> MIMEText:
+    """The calendar entry as an email attachment (``visit.ics``)."""
     part = MIMEText(ics, "calendar", "utf-8")
     part.set_param("method", method)
     part.add_header("Content-Disposition", "attachment", filename="visit.ics")
@@ -173,15 +268,47 @@ class CleanSubjectEmail(EmailMultiAlternatives):
         return message
 
 
+@dataclass(frozen=True)
+class ReminderEmail:
+    """What a reminder's email says, before it is written out: the content of ``reminder_bytes`` and of the Django
+    message ``reminder_message`` builds from it."""
+
+    subject: str
+    text: str
+    html: str
+    recipient: str
+    #: The headers after Subject, From, To and Date, in order.
+    headers: dict[str, str]
+    #: The calendar entry attached (a patient's email) and its iTIP method.
+    calendar: tuple[str, str] | None = None
+
+
+def reminder_email(reminder: Reminder, *, now: dt.datetime) -> ReminderEmail:
+    """The email a reminder row stands for."""
+    mail = _patient_email(reminder, now) if reminder.audience == Audience.PATIENT else _care_team_email(reminder)
+    mail.headers["Message-ID"] = reminder.message_id or message_id_for(reminder.idempotency_key)
+    mail.headers["Auto-Submitted"] = "auto-generated"
+    mail.headers["X-CARTWatch-Reminder"] = str(reminder.pk)
+    return mail
+
+
 def reminder_message(reminder: Reminder, *, now: dt.datetime, connection=None) -> CleanSubjectEmail:
-    """The email a reminder row stands for, ready to send."""
-    if reminder.audience == Audience.PATIENT:
-        message = _patient_message(reminder, now, connection)
-    else:
-        message = _care_team_message(reminder, now, connection)
-    message.extra_headers["Message-ID"] = reminder.message_id or message_id_for(reminder.idempotency_key)
-    message.extra_headers["Auto-Submitted"] = "auto-generated"
-    message.extra_headers["X-CARTWatch-Reminder"] = str(reminder.pk)
+    """The email a reminder row stands for, as a Django message."""
+    return _django_message(reminder_email(reminder, now=now), connection)
+
+
+def _django_message(mail: ReminderEmail, connection=None) -> CleanSubjectEmail:
+    message = CleanSubjectEmail(
+        subject=mail.subject,
+        body=mail.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[mail.recipient],
+        connection=connection,
+        headers=dict(mail.headers),
+    )
+    message.attach_alternative(mail.html, "text/html")
+    if mail.calendar is not None:
+        message.attach(calendar_attachment(*mail.calendar))
     return message
 
 
@@ -192,13 +319,76 @@ def _render(base: str, language: str, context: dict) -> tuple[str, str]:
         return text.render(context), html.render(context)
 
 
+#: What changes from one patient email to the next. The rest of what its templates show (``SHAPE``: the purpose and
+#: the centre; with the language, and which of these values are empty) is the same for many emails: each such shape
+#: is rendered once per process, with markers where these values go, and each email fills them in.
+PER_MESSAGE = (
+    "due_date",
+    "booked_for",
+    "window_start",
+    "window_end",
+    "confirm_url",
+    "reschedule_url",
+    "done_elsewhere_url",
+    "unsubscribe_url",
+)
+SHAPE = ("purpose", "centre", "centre_phone", "centre_address", "centre_hours")
+_MARK = "\ue000{}\ue000"
+#: The rendered shapes (None: a shape the templates show more of than it, rendered in full every time).
+_shapes: dict[tuple, tuple[str, str] | None] = {}
+
+
+def _render_patient(language: str, context: dict) -> tuple[str, str]:
+    """``_render("patient", language, context)`` through the rendering of the email's shape. A shape's first email
+    is also rendered in full and compared: if the templates show anything but the shape and ``PER_MESSAGE`` as they
+    are (a filter on a value, another field), that shape is rendered in full every time."""
+    shape = (
+        language,
+        *(tuple(value) if isinstance(value, list) else value for value in (context[k] for k in SHAPE)),
+        *(bool(context[k]) for k in PER_MESSAGE),
+    )
+    marked = _shapes.get(shape, ())
+    if marked == ():
+        full = _render("patient", language, context)
+        blanks = {k: _MARK.format(k) if context[k] else "" for k in PER_MESSAGE}
+        marked = _render("patient", language, {k: context[k] for k in SHAPE} | blanks)
+        if len(_shapes) >= 512:
+            _shapes.clear()
+        _shapes[shape] = marked if _filled(marked, context) == full else None
+        return full
+    if marked is None:
+        return _render("patient", language, context)
+    return _filled(marked, context)
+
+
+def _filled(marked: tuple[str, str], context: dict) -> tuple[str, str]:
+    """A shape's text and HTML with this email's values in place of the markers (escaped in the HTML)."""
+    text, html = marked
+    for key in PER_MESSAGE:
+        if context[key]:
+            text = text.replace(_MARK.format(key), context[key])
+            html = html.replace(_MARK.format(key), conditional_escape(context[key]))
+    return text, html
+
+
 LONG_DATE = {"en": "l, F j, Y", "es": "l j \\d\\e F \\d\\e Y"}
 
 
+@functools.lru_cache(maxsize=2048)
 def long_date(day: dt.date, language: str) -> str:
-    """ "Saturday, November 7, 2026" / "sábado 7 de noviembre de 2026"."""
+    """ "Saturday, November 7, 2026" / "sábado 7 de noviembre de 2026". Kept per process: the reminders of an hour
+    name a few days, each in a language or two, and a translated date costs a tenth of a message."""
     with translation.override(language):
         return formats.date_format(day, LONG_DATE[language])
+
+
+def centres_shared(reminders: Iterable[Reminder]) -> None:
+    """Give the reminders one instance per centre (``select_related`` builds one per row), so that what their
+    messages take from the centre, its clinic calendar first of all, is read once for all of them."""
+    seen: dict[int, TreatmentCentre] = {}
+    for reminder in reminders:
+        patient = reminder.visit.infusion.patient
+        patient.centre = seen.setdefault(patient.centre_id, patient.centre)
 
 
 def patient_context(reminder: Reminder) -> dict:
@@ -231,28 +421,27 @@ def patient_context(reminder: Reminder) -> dict:
     return context
 
 
-def _patient_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
+def _patient_email(reminder: Reminder, now: dt.datetime) -> ReminderEmail:
     context = patient_context(reminder)
     visit, language = reminder.visit, patient_language(reminder.visit.infusion.patient)
     purpose = Purpose(reminder.purpose)
     cancel = purpose == Purpose.CANCELLED
-    text, html = _render("patient", language, context)
-    message = CleanSubjectEmail(
+    text, html = _render_patient(language, context)
+    return ReminderEmail(
         subject=PATIENT_SUBJECTS[language][purpose].format(date=context["due_date"]),
-        body=text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[reminder_recipient(reminder)],
-        connection=connection,
+        text=text,
+        html=html,
+        recipient=reminder_recipient(reminder),
         headers={
             "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "Content-Language": language,
         },
+        calendar=(
+            visit_calendar(visit, now=now, cancel=cancel, language=language),
+            "CANCEL" if cancel else "REQUEST",
+        ),
     )
-    message.attach_alternative(html, "text/html")
-    method = "CANCEL" if cancel else "REQUEST"
-    message.attach(_calendar_part(visit_calendar(visit, now=now, cancel=cancel, language=language), method))
-    return message
 
 
 def care_team_context(visit: FollowUpVisit) -> dict:
@@ -264,22 +453,14 @@ def care_team_context(visit: FollowUpVisit) -> dict:
     }
 
 
-def _care_team_message(reminder: Reminder, now: dt.datetime, connection) -> CleanSubjectEmail:
+def _care_team_email(reminder: Reminder) -> ReminderEmail:
     visit = reminder.visit
     context = {**care_team_context(visit), "purpose": reminder.purpose}
     language = centre_language(visit.infusion.patient.centre)
     text, html = _render("care_team", language, context)
     with translation.override(language):
         subject = str(CARE_TEAM_SUBJECTS[Purpose(reminder.purpose)]).format(patient_id=visit.infusion.patient_id)
-    message = CleanSubjectEmail(
-        subject=subject,
-        body=text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[reminder_recipient(reminder)],
-        connection=connection,
-    )
-    message.attach_alternative(html, "text/html")
-    return message
+    return ReminderEmail(subject=subject, text=text, html=html, recipient=reminder_recipient(reminder), headers={})
 
 
 # --- rendered ahead ---------------------------------------------------------------------------------------------
@@ -357,8 +538,22 @@ def reminder_envelope(reminder: Reminder) -> tuple[str, list[str]]:
 
 
 def reminder_bytes(reminder: Reminder, *, now: dt.datetime) -> bytes:
-    """The reminder's whole email as the server receives it (CRLF line ends)."""
-    return reminder_message(reminder, now=now).message().as_bytes(linesep="\r\n")
+    """The reminder's whole email as the server receives it (CRLF line ends): the bytes of ``reminder_message``,
+    written directly (``mime``) unless a part needs Django's quoted-printable or the charset is not UTF-8."""
+    mail = reminder_email(reminder, now=now)
+    raw = None
+    if settings.DEFAULT_CHARSET == mime.CHARSET:
+        raw = mime.alternatives_bytes(
+            subject=mail.subject,
+            body=mail.text,
+            html=mail.html,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[mail.recipient],
+            date=formatdate(localtime=settings.EMAIL_USE_LOCALTIME),
+            headers=mail.headers,
+            attachments=() if mail.calendar is None else (mime.calendar_part(*mail.calendar),),
+        )
+    return raw if raw is not None else _django_message(mail).message().as_bytes(linesep="\r\n")
 
 
 class _RenderedMessage(email.message.Message):

@@ -47,13 +47,14 @@ def reminders_prepare(
     horizon = horizon if horizon is not None else dt.timedelta(minutes=cfg["REMINDER_PREPARE_MINUTES"])
     limit = limit or cfg["REMINDER_PREPARE_LIMIT"]
     result = PrepareResult(forgotten=prepared_forget_done())
-    due_soon = (
+    due_soon = list(
         Reminder.objects.due(now + horizon)
         .filter(channel=Channel.EMAIL)  # an SMS is rendered at send time; a letter task has nothing to render
         .select_related("visit__infusion__patient__centre", "prepared")
         .defer("prepared__raw")
         .order_by("next_attempt_at", "pk")[:limit]
     )
+    messages.centres_shared(due_soon)
     rendered: list[tuple[Reminder, str, bytes]] = []
     for reminder in due_soon:
         fingerprint = messages.reminder_fingerprint(reminder)

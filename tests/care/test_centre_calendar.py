@@ -45,3 +45,11 @@ def test_it_closes_on_holidays_weekdays_and_the_centres_own_days(centre_a):
     assert calendar.is_closed(dt.date(2026, 12, 6))  # a Sunday
     assert not calendar.is_closed(dt.date(2026, 12, 5))  # a Saturday: this clinic opens then
     assert calendar.is_closed(dt.date(2026, 12, 1))
+
+
+def test_it_reads_the_closures_once_an_instance_until_told_they_changed(centre_a):
+    centre_a.calendar()
+    centre_a.closures.create(day=dt.date(2026, 12, 1), reason="staff training")
+    assert not centre_a.calendar().is_closed(dt.date(2026, 12, 1))  # read before the change, until told
+    centre_a.closures_changed()
+    assert centre_a.calendar().is_closed(dt.date(2026, 12, 1))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from unittest import mock
 
 import pytest
+from django.core.cache import cache
 
 from surveillance.care import lifecycle, planning
 from surveillance.models import Delivery, FollowUpVisit, Reminder, ReminderStatus
@@ -183,3 +185,14 @@ def test_it_sends_a_completed_visits_reminders_nowhere(smtp_settings, centre_a, 
     dispatch.dispatch_run(now)
     assert smtp_settings.messages == []
     assert not Reminder.objects.filter(visit=visit, status=ReminderStatus.PENDING).exists()
+
+
+def test_it_reads_each_centres_closures_once_a_batch(smtp_settings, centre_a, centre_b, make_patient, open_visit):
+    now = dt.datetime(2026, 11, 2, 14, tzinfo=UTC)
+    for centre in (centre_a, centre_b, centre_a, centre_b, centre_a):
+        add_reminder(open_visit(make_patient(centre), now.date()), now)
+    with mock.patch.object(cache, "get_or_set", wraps=cache.get_or_set) as read:
+        assert dispatch.dispatch_batch(now).sent == 5
+    assert sorted(c.args[0] for c in read.call_args_list) == sorted(
+        f"cartwatch:centre-closures:{centre.pk}" for centre in (centre_a, centre_b)
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from unittest import mock
 
 import pytest
+from django.core import signing
 from django.urls import reverse
 
 from surveillance.models import AuditEntry, PatientRequest, ReminderStatus
@@ -85,3 +87,20 @@ def test_it_unsubscribes_in_one_click_but_keeps_the_care_teams_escalations(
     assert routine.status == ReminderStatus.SKIPPED
     assert escalation.status == ReminderStatus.SENT
     assert [m["To"] for m in smtp_settings.messages] == [centre_a.care_team_email]
+
+
+def test_it_signs_links_as_django_signing_does(settings, centre_a, make_patient, open_visit):
+    visit = open_visit(make_patient(centre_a), NOW.date())
+    for secret in ("first-secret-key-" * 4, "second-secret-key-" * 4):  # a new key signs anew at once
+        settings.SECRET_KEY = secret
+        with mock.patch("django.core.signing.time.time", return_value=NOW.timestamp()):
+            token = messages.visit_link_token(visit, RequestKind.RESCHEDULE)
+            unsubscribe = messages.unsubscribe_token(visit.infusion.patient)
+            assert token == signing.dumps(
+                {"v": visit.pk, "k": RequestKind.RESCHEDULE}, salt=messages.LINK_SALT, compress=True
+            )
+            assert unsubscribe == signing.dumps(
+                {"p": visit.infusion.patient_id}, salt=messages.UNSUBSCRIBE_SALT, compress=True
+            )
+        assert messages.visit_link_read(token) == (visit.pk, RequestKind.RESCHEDULE)
+        assert messages.unsubscribe_read(unsubscribe) == visit.infusion.patient_id
