@@ -34,8 +34,18 @@ import time
 import uuid
 from pathlib import Path
 
-from bench._common import ROOT, median, print_profile, record, scratch_database, visit_window_open
-from bench.api_load import backends_of, children_of, cpu_seconds, shared_cache_url
+from bench._common import (
+    ROOT,
+    backends_of,
+    children_of,
+    cpu_seconds,
+    median,
+    print_profile,
+    record,
+    scratch_database,
+    visit_window_open,
+)
+from bench.api_load import shared_cache_url
 from bench.dispatch import apply_settings, mail_settings, rate_ratio, raw_rate, smtp_server
 
 #: How long one run may take before the benchmark gives up on it.
