@@ -108,7 +108,11 @@ def api_token_create(
         token = ApiToken.objects.create(
             name=name, prefix=prefix, key_sha256=api_key_digest(raw), read_only=read_only, expires_at=expires_at
         )
-        token.centres.set(centres)
+        # Rows added directly: a new token has no cache entry, nor can a request have read it before this commits,
+        # so ``api_token_forget``'s marker (which the m2m signal would set) would only keep it out of the cache.
+        ApiToken.centres.through.objects.bulk_create(
+            [ApiToken.centres.through(apitoken=token, treatmentcentre=centre) for centre in centres]
+        )
         _token_audit(
             "token_issue",
             token,

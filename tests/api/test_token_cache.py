@@ -29,6 +29,13 @@ def test_it_reads_a_token_from_postgresql_once_then_from_the_cache(api_a, redis_
     assert token_queries(api_a) == (200, 0)
 
 
+def test_it_caches_a_new_token_from_its_first_request(redis_cache, centre_a):
+    # nothing can have read a token before it exists, so its creation leaves no marker keeping it out of the cache
+    client = token_client(api_token_create("epic-new", [centre_a])[1])
+    assert token_queries(client)[1] >= 1
+    assert token_queries(client) == (200, 0)
+
+
 def test_it_reads_the_token_every_time_where_the_cache_is_each_processs_own(api_a):
     token_queries(api_a)
     assert token_queries(api_a) == (200, 1)
