@@ -1,9 +1,39 @@
-"""Cursor pagination: stable pages over large, changing lists (no page drifts when rows are added)."""
+"""Cursor pagination in keyset pages: stable pages over large, changing lists, each read by one indexed range query.
+
+DRF's cursor names the first ordering field's value and an offset past the rows that share it. Where many rows
+share a value (hundreds of visits due on the same day in a large registry), each page re-reads and skips all of
+that day's earlier rows, so a page costs more the further it is into the day. Here the ordering always ends with
+the primary key, which makes it total, and the cursor names every field of the last row sent: the next page is the
+rows after it in that order, ``(due_date, id) > (d, i)``, which PostgreSQL reads from an index on those columns
+(the visit list's ``visit_open_due_order_idx``) without touching an earlier row.
+
+A cursor is opaque to clients: DRF's base64 query string of ``r`` (reversed, for ``previous`` links) and ``p``,
+here a JSON list of the fields' values as text.
+"""
 
 from __future__ import annotations
 
+import json
+from base64 import b64decode, b64encode
+from urllib import parse
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Field, Func, Q, QuerySet, Value
+from django.db.models.lookups import GreaterThan, LessThan
 from rest_framework import exceptions
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.utils.urls import replace_query_param
+
+
+class Row(Func):
+    """A row value, ``ROW(a, b)``: compared as a whole, which PostgreSQL matches against a multi-column index."""
+
+    function = "ROW"
+    output_field = Field()
+
+
+def _reversed(field: str) -> str:
+    return field[1:] if field.startswith("-") else f"-{field}"
 
 
 class ApiCursorPagination(CursorPagination):
@@ -12,11 +42,99 @@ class ApiCursorPagination(CursorPagination):
     max_page_size = 500
     ordering = "pk"
 
-    def decode_cursor(self, request):
+    def paginate_queryset(self, queryset: QuerySet, request, view=None):
+        self.request = request
+        self.page_size = self.get_page_size(request)
+        self.base_url = request.build_absolute_uri()
+        self.ordering = self.total_ordering(self.get_ordering(request, queryset, view))
+        self.model = queryset.model
+        self.cursor = self.decode_cursor(request)
+        backwards = self.cursor is not None and self.cursor.reverse
+        order = tuple(_reversed(field) for field in self.ordering) if backwards else self.ordering
+        if self.cursor is not None:
+            queryset = queryset.filter(self.after(order, self.cursor.position))
+        rows = list(queryset.order_by(*order)[: self.page_size + 1])
+        more = len(rows) > self.page_size
+        self.page = rows[: self.page_size]
+        if backwards:
+            self.page.reverse()
+        # Going forwards, a cursor means rows came before; going backwards, the page was reached from a later one.
+        self.has_next = backwards or more
+        self.has_previous = more if backwards else self.cursor is not None
+        self.display_page_controls = self.has_next or self.has_previous
+        return self.page
+
+    @staticmethod
+    def total_ordering(ordering: tuple[str, ...]) -> tuple[str, ...]:
+        """The ordering with the primary key last, unless it is there: ties then have an order of their own."""
+        names = [field.lstrip("-") for field in ordering]
+        if "pk" in names or "id" in names:
+            return ordering[: max(names.index(n) for n in ("pk", "id") if n in names) + 1]
+        return (*ordering, "pk")
+
+    def after(self, order: tuple[str, ...], position: tuple) -> Q:
+        """The rows after ``position`` in ``order``: one row-value comparison where every field runs the same way,
+        else the expanded form (a field greater, all before it equal)."""
+        names = [field.lstrip("-") for field in order]
+        descending = [field.startswith("-") for field in order]
+        if len(set(descending)) == 1:
+            compare = LessThan if descending[0] else GreaterThan
+            return Q(compare(Row(*names), Row(*(Value(value) for value in position))))
+        condition = Q(pk__in=[])
+        for i, (name, down) in enumerate(zip(names, descending, strict=True)):
+            step = Q(**{f"{name}__{'lt' if down else 'gt'}": position[i]})
+            step &= Q(**dict(zip(names[:i], position[:i], strict=True)))
+            condition |= step
+        return condition
+
+    def decode_cursor(self, request) -> Cursor | None:
+        """The cursor of the request, its values as the ordering's fields hold them; a bad one is bad input (400)."""
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None
         try:
-            return super().decode_cursor(request)
-        except exceptions.NotFound as exc:  # a bad cursor is bad input, not a missing object
+            tokens = parse.parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"))
+            reverse = tokens.get("r", ["0"])[0] == "1"
+            raw = json.loads(tokens["p"][0])
+            if not isinstance(raw, list) or len(raw) != len(self.ordering):
+                raise ValueError("a cursor of another ordering")
+            position = tuple(
+                self.field_of(name.lstrip("-")).to_python(value) for name, value in zip(self.ordering, raw, strict=True)
+            )
+        except (KeyError, TypeError, ValueError, UnicodeError, DjangoValidationError) as exc:
             raise exceptions.ValidationError({self.cursor_query_param: ["invalid cursor"]}) from exc
+        if any(value is None for value in position):
+            raise exceptions.ValidationError({self.cursor_query_param: ["invalid cursor"]})
+        return Cursor(offset=0, reverse=reverse, position=position)
+
+    def field_of(self, name: str):
+        return self.model._meta.pk if name == "pk" else self.model._meta.get_field(name)
+
+    def encode_cursor(self, cursor: Cursor) -> str:
+        tokens = {"p": json.dumps([str(value) for value in cursor.position], separators=(",", ":"))}
+        if cursor.reverse:
+            tokens["r"] = "1"
+        encoded = b64encode(parse.urlencode(tokens).encode("ascii")).decode("ascii")
+        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+
+    def position_of(self, row) -> tuple:
+        """The ordering's values of a row (a model instance, or a dict of a ``.values()`` list)."""
+        names = [field.lstrip("-") for field in self.ordering]
+        if isinstance(row, dict):
+            return tuple(row["id" if name == "pk" and "pk" not in row else name] for name in names)
+        return tuple(getattr(row, name) for name in names)
+
+    def get_next_link(self) -> str | None:
+        if not self.has_next:
+            return None
+        position = self.position_of(self.page[-1]) if self.page else self.cursor.position
+        return self.encode_cursor(Cursor(offset=0, reverse=False, position=position))
+
+    def get_previous_link(self) -> str | None:
+        if not self.has_previous:
+            return None
+        position = self.position_of(self.page[0]) if self.page else self.cursor.position
+        return self.encode_cursor(Cursor(offset=0, reverse=True, position=position))
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
