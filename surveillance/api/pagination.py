@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from base64 import b64decode, b64encode
+from collections.abc import Callable
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -32,6 +33,10 @@ class Row(Func):
     output_field = Field()
 
 
+#: Reads a page: (order, after, limit) -> rows.
+PageReader = Callable[[tuple[str, ...], tuple | None, int], list]
+
+
 def _reversed(field: str) -> str:
     return field[1:] if field.startswith("-") else f"-{field}"
 
@@ -43,17 +48,24 @@ class ApiCursorPagination(CursorPagination):
     ordering = "pk"
 
     def paginate_queryset(self, queryset: QuerySet, request, view=None):
+        def read(order: tuple[str, ...], after: tuple | None, limit: int) -> list:
+            rows = queryset if after is None else queryset.filter(self.after(order, after))
+            return list(rows.order_by(*order)[:limit])
+
+        return self.paginate_reader(read, queryset.model, request, self.get_ordering(request, queryset, view))
+
+    def paginate_reader(self, read: PageReader, model, request, ordering: tuple[str, ...]) -> list:
+        """A page of the rows ``read(order, after, limit)`` gives: up to ``limit`` rows of ``model`` in ``order``,
+        after the row whose ordering values are ``after`` (None: from the start)."""
         self.request = request
         self.page_size = self.get_page_size(request)
         self.base_url = request.build_absolute_uri()
-        self.ordering = self.total_ordering(self.get_ordering(request, queryset, view))
-        self.model = queryset.model
+        self.ordering = self.total_ordering(ordering)
+        self.model = model
         self.cursor = self.decode_cursor(request)
         backwards = self.cursor is not None and self.cursor.reverse
         order = tuple(_reversed(field) for field in self.ordering) if backwards else self.ordering
-        if self.cursor is not None:
-            queryset = queryset.filter(self.after(order, self.cursor.position))
-        rows = list(queryset.order_by(*order)[: self.page_size + 1])
+        rows = read(order, None if self.cursor is None else self.cursor.position, self.page_size + 1)
         more = len(rows) > self.page_size
         self.page = rows[: self.page_size]
         if backwards:

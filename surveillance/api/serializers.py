@@ -10,8 +10,6 @@ import datetime as dt
 import functools
 import json
 
-from django.db import models
-from django.db.models import ExpressionWrapper, F, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -473,14 +471,22 @@ def _iso_datetime(value: dt.datetime, *, zone: dt.tzinfo, field: serializers.Dat
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-class CodesColumn(models.JSONField):
-    """A JSON column holding a list of codes (a visit's assessments), read as a tuple decoded once per process for
-    each different list: a list page's rows bring back the same few lists, and decoding each again was a twentieth
-    of the page. Anything but a list of text is decoded as a JSON column is."""
+def codes_of(value):
+    """A visit's stored assessments (JSON text), read as a tuple decoded once per process for each different list:
+    a list page's rows bring back the same few lists, and decoding each again was a twentieth of the page.
+    Anything but a list of text is decoded as a JSON column is."""
+    codes = _codes(value) if isinstance(value, str) else None
+    return stored_json(value) if codes is None else codes
 
-    def from_db_value(self, value, expression, connection):
-        codes = _codes(value) if isinstance(value, str) else None
-        return super().from_db_value(value, expression, connection) if codes is None else codes
+
+def stored_json(value):
+    """A JSON column's text decoded as ``JSONField`` decodes it when read by the ORM."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 @functools.lru_cache(maxsize=1024)
@@ -529,19 +535,11 @@ class VisitSerializer(serializers.ModelSerializer):
     centre = serializers.CharField(source="infusion.patient.centre.code", read_only=True)
     assessments_display = AssessmentLabelsField(source="assessments")
 
-    #: Columns of a list row that come through joins, by field name.
-    JOINED = {"patient": "infusion__patient_id", "centre": "infusion__patient__centre__code"}
+    #: Fields of a list row (``visit_list_page``) that come through joins.
+    JOINED = ("patient", "centre")
     #: Fields a list row renders from another key: the assessments, read once for both fields that show them, and
-    #: through ``CodesColumn``.
+    #: through ``codes_of``.
     ROW_KEYS = {"assessments": "assessment_codes", "assessments_display": "assessment_codes"}
-
-    @classmethod
-    def rows(cls, queryset: QuerySet) -> QuerySet:
-        """The visits as the rows ``RowListSerializer`` renders: just the listed fields, one query, no instances."""
-        own = [name for name in cls.Meta.fields if name not in cls.JOINED and name not in cls.ROW_KEYS]
-        codes = ExpressionWrapper(F("assessments"), output_field=CodesColumn())
-        joined = {name: F(path) for name, path in cls.JOINED.items()}
-        return queryset.select_related(None).values(*own, **joined, assessment_codes=codes)
 
     class Meta:
         model = FollowUpVisit
