@@ -27,9 +27,10 @@ from rest_framework.utils.urls import replace_query_param
 
 
 class Row(Func):
-    """A row value, ``ROW(a, b)``: compared as a whole, which PostgreSQL matches against a multi-column index."""
+    """A row value, ``(a, b)``: compared as a whole, which PostgreSQL matches against a multi-column index (SQLite
+    compares row values too, but knows no ``ROW`` keyword)."""
 
-    function = "ROW"
+    template = "(%(expressions)s)"
     output_field = Field()
 
 
