@@ -26,11 +26,14 @@ import time
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
-def _serve(port: int, ready, stop_event) -> None:
+def _serve(port: int, ready, stop_event, accepted=None) -> None:
     from aiosmtpd.controller import Controller
 
     class Accept:
         async def handle_DATA(self, server, session, envelope):
+            if accepted is not None:
+                with accepted.get_lock():
+                    accepted.value += 1
             return "250 OK"
 
     controller = Controller(Accept(), hostname="127.0.0.1", port=port)
@@ -40,17 +43,23 @@ def _serve(port: int, ready, stop_event) -> None:
     controller.stop()
 
 
-def smtp_server() -> tuple[multiprocessing.Process, multiprocessing.Event, int]:
+def smtp_server(accepted=None) -> tuple[multiprocessing.Process, multiprocessing.Event, int]:
+    """A loopback SMTP server in a process of its own that accepts everything; ``accepted``, a shared counter from
+    ``spawn_context().Value``, counts the messages it took (read without asking the database what was sent)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ctx = multiprocessing.get_context("spawn")
+    ctx = spawn_context()
     ready, stop = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_serve, args=(port, ready, stop), daemon=True)
+    proc = ctx.Process(target=_serve, args=(port, ready, stop, accepted), daemon=True)
     proc.start()
     if not ready.wait(timeout=30):
         raise RuntimeError("the SMTP server did not start")
     return proc, stop, port
+
+
+def spawn_context():
+    return multiprocessing.get_context("spawn")
 
 
 def raw_rate(port: int, payload: bytes, sender: str, recipient: str, n: int) -> float:

@@ -157,6 +157,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's cursors bind parameters client-side and never prepare; psycopg prepares the statement the
+    # dispatcher runs after every message (``prepare=True``) only when a threshold is set.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -413,9 +417,10 @@ CARTWATCH = {
     # Dispatchers that drain a burst together (one per worker slot; the run that finds more than a batch due asks
     # the others to join).
     "DISPATCH_PARALLEL": env.int("CARTWATCH_DISPATCH_PARALLEL", default=2),
-    # Messages handed to the server per commit: the outcomes of one group are recorded with the next group's
-    # hand-off markers. A crash can double at most this many messages (each flagged, with the same Message-ID);
-    # 1 commits around every message, at a cost in throughput.
+    # Messages whose hand-off markers are committed together (one wait for the disk per group); each outcome is
+    # recorded as the server gives it. A killed worker doubles at most the message in flight, but the re-sends
+    # of its whole group are flagged as possible duplicates (same Message-ID); 1 flags only that one, at a cost
+    # in throughput.
     "REMINDER_COMMIT_EVERY": env.int("CARTWATCH_REMINDER_COMMIT_EVERY", default=20),
     # Reminders due within this many minutes are rendered ahead (at most this many per run), so that the burst at
     # the reminder hour only sends bytes.

@@ -15,13 +15,21 @@ What the rows say, so that nothing is lost and a duplicate is recognisable:
    by row count (the candidates are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two dispatchers never
    take the same row.
 2. **Hand-off marker**: before a group of rows (``REMINDER_COMMIT_EVERY``) is handed to the server, a
-   ``Delivery`` with outcome ``sending`` is committed for each. What the server answered (``sent``, ``retry`` or
-   ``failed``) is committed with the next group's markers, or at the end of the batch.
-3. **Lease recovery**: a row still ``sending`` after its lease expired goes back to ``pending`` (attempts kept).
+   ``Delivery`` with outcome ``sending`` is committed for each, durably: one wait for the disk per group.
+3. **Outcome**: what the server answered is recorded before the next message is handed over. An accepted message
+   turns its row ``sent`` and its marker ``sent`` together; on PostgreSQL that is one prepared statement committed
+   without waiting for the disk (cheap enough to run after every message). A worker killed mid-group thus leaves
+   at most one message the server may have accepted without its outcome recorded: the one in flight. (A crash of
+   the database itself may lose such an unwaited commit: that message is re-sent as in 4., flagged.) A refusal
+   (``retry``, ``failed``) is rare and commits as usual.
+4. **Lease recovery**: a row still ``sending`` after its lease expired goes back to ``pending`` (attempts kept).
    Without a marker, the worker died before handing it over: a ``reclaimed`` delivery is written and the re-send
-   is an ordinary one. With a marker, the server may have accepted it: the marker becomes ``reclaimed`` with
-   ``possible_duplicate`` set, and so is the re-send's delivery. The re-send carries the same Message-ID (it is
-   derived from the idempotency key), so the duplicate is recognisable by the recipient too.
+   is an ordinary one. With a marker still ``sending``, the server may have accepted it: the marker becomes
+   ``reclaimed`` with ``possible_duplicate`` set, and so is the re-send's delivery (the group's messages not yet
+   handed over are flagged so too: never doubled, but nothing durable tells them from the one in flight). The
+   re-send carries the same Message-ID (it is derived from the idempotency key), so the duplicate is
+   recognisable by the recipient too. A marker that says ``sent`` goes with a row that says so (3.): it is
+   neither reclaimed nor re-sent.
 
 Temporary SMTP answers (4xx) retry with exponential backoff; permanent ones (5xx) and exhausted retries end
 ``failed``, with the code, visible to the care team in the admin and the weekly digest. A mail server that
@@ -43,6 +51,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import psycopg
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
@@ -375,40 +384,31 @@ def _record_unsendable(reminder: Reminder, token: str, text: str, now: dt.dateti
 
 
 def _send_all(ready: list[tuple], token: str, clock, transport: Transport, deadline: float, result) -> bool:
-    """Send the batch in groups of ``REMINDER_COMMIT_EVERY`` messages, with one commit per group; False when the
-    connection was lost and the rest given back.
+    """Send the batch in groups of ``REMINDER_COMMIT_EVERY`` messages; False when the connection was lost and the
+    rest given back.
 
-    Before a group goes out, its hand-off markers are committed together with the outcomes of the group before.
-    A crash in between leaves markers: the lease recovery flags every re-send of the group as a possible
-    duplicate, so at most a group's worth of messages can reach a recipient twice, each time with the same
-    Message-ID and the flag. A group of 1 commits before and after every message.
+    A group's hand-off markers are committed together, durably, before its first message goes out: one wait for
+    the disk per group. Each message's outcome is then recorded as soon as the server answers, before the next
+    message is handed over (``_record_sent``, ``_record_error``). A worker killed mid-group thus leaves the
+    message in flight with its marker (re-sent flagged: it may have been delivered) and the group's messages not
+    yet handed over with theirs (re-sent flagged too, but never doubled); the ones the server accepted are sent.
     """
     doubtful = {reminder.pk for reminder, _ in ready if reminder.doubtful}
     size = max(1, _cfg("REMINDER_COMMIT_EVERY"))
-    accepted: list[tuple[Reminder, Delivery]] = []
-    errors: list[functools.partial] = []
-    code = transport.accepted_code
-    try:
-        for start in range(0, len(ready), size):
-            group = ready[start : start + size]
-            if time.monotonic() > deadline:
-                result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
-                return True
-            with transaction.atomic():
-                _record_outcomes(accepted, errors, token, clock(), code)
-                accepted, errors = [], []
-                markers = _hand_over([r for r, _ in group], token, doubtful)
-            for n, ((reminder, payload), marker) in enumerate(zip(group, markers, strict=True)):
-                if not transport.ready():
-                    unsent = [r for r, _ in ready[start + n :]]
-                    result.released += _release(unsent, token, clock(), transport.lost, markers=markers[n:])
-                    return False
-                field = _send_one(reminder, payload, marker, token, clock, transport, accepted, errors)
-                setattr(result, field, getattr(result, field) + 1)
-    finally:
-        if accepted or errors:
-            with transaction.atomic():
-                _record_outcomes(accepted, errors, token, clock(), code)
+    for start in range(0, len(ready), size):
+        group = ready[start : start + size]
+        if time.monotonic() > deadline:
+            result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
+            return True
+        with transaction.atomic():
+            markers = _hand_over([r for r, _ in group], token, doubtful)
+        for n, ((reminder, payload), marker) in enumerate(zip(group, markers, strict=True)):
+            if not transport.ready():
+                unsent = [r for r, _ in ready[start + n :]]
+                result.released += _release(unsent, token, clock(), transport.lost, markers=markers[n:])
+                return False
+            field = _send_one(reminder, payload, marker, token, clock, transport)
+            setattr(result, field, getattr(result, field) + 1)
     return True
 
 
@@ -429,82 +429,103 @@ def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> lis
     )
 
 
-def _send_one(reminder, payload, marker, token, clock, transport: Transport, accepted: list, errors: list) -> str:
-    """Hand one payload over; its outcome is recorded with the next commit. Returns the result field."""
+def _send_one(reminder: Reminder, payload, marker: Delivery, token: str, clock, transport: Transport) -> str:
+    """Hand one payload over and record what the server said before anything else goes; returns the result
+    field."""
     try:
         reminder.provider_message_id = transport.send(reminder, payload)[:64]
     except TransportError as exc:
-        errors.append(functools.partial(_record_error, reminder, marker, token, exc.error, clock()))
-        return _error_field(reminder, exc.error)
-    accepted.append((reminder, marker))
+        return _record_error(reminder, marker, token, exc.error, clock())
+    _record_sent(reminder, marker, token, clock(), transport.accepted_code)
     return "sent"
 
 
-def _record_outcomes(
-    accepted: list[tuple[Reminder, Delivery]], errors: list, token: str, now: dt.datetime, code: int | None
-) -> None:
-    """Record what the server said about a group: the accepted ones in a few statements, errors one by one."""
-    for record in errors:
-        record()
-    if not accepted:
-        return
-    won = _mark_sent([reminder for reminder, _ in accepted], token, now, code)
-    Delivery.objects.filter(pk__in=[marker.pk for _, marker in accepted], outcome=DeliveryOutcome.SENDING).update(
-        outcome=DeliveryOutcome.SENT, smtp_code=code
+def _record_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datetime, code: int | None) -> None:
+    """Record an accepted message: the row ``sent`` and its marker too, and the contact attempt of a patient on
+    the lost-to-follow-up ladder (rare: only then is there a transaction of several statements)."""
+    patient = reminder.visit.infusion.patient
+    method = CONTACT_METHODS.get(reminder.channel)
+    on_ladder = (
+        method is not None and reminder.audience == Audience.PATIENT and patient.ladder_stage != LadderStage.ON_TRACK
     )
-    for reminder, marker in accepted:
-        patient = reminder.visit.infusion.patient
-        method = CONTACT_METHODS.get(reminder.channel)
-        if (
-            reminder.pk in won
-            and method is not None
-            and reminder.audience == Audience.PATIENT
-            and patient.ladder_stage != LadderStage.ON_TRACK
-        ):
+    with transaction.atomic() if on_ladder else contextlib.nullcontext():
+        won = _mark_sent(reminder, marker, token, now, code)
+        if won and on_ladder:
             with translation.override("en"):  # stored, as the service's other words are, in English
                 note = (
                     f"Automatic {reminder.get_purpose_display().lower()} {reminder.get_channel_display()} "
                     f"(reminder {reminder.pk})"
                 )
             ContactAttempt.objects.create(patient=patient, attempted_at=now, method=method, note=note)
-        logger.info(
-            "reminder=%s attempt=%s channel=%s outcome=sent code=%s delay_s=%d duplicate=%s worker=%s",
-            reminder.pk,
-            reminder.attempts,
-            reminder.channel,
-            code,
-            (now - reminder.send_after).total_seconds(),
-            marker.possible_duplicate,
-            token,
-        )
-        if reminder.pk not in won:
-            logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
-
-
-def _mark_sent(reminders: list[Reminder], token: str, now: dt.datetime, code: int | None) -> set[int]:
-    """``sending -> sent`` for the rows this dispatcher still holds, each with its Message-ID and provider id, in
-    one statement; returns the ids it changed (a row reclaimed meanwhile by another worker is left alone).
-
-    One ``UPDATE ... FROM (rows) ... RETURNING`` (PostgreSQL, SQLite 3.35+) instead of a compare-and-set per row:
-    this runs once per group of messages, on the dispatcher's hot path.
-    """
-    quote = db_connection.ops.quote_name
-    table, pk = quote(Reminder._meta.db_table), quote(Reminder._meta.pk.column)
-    rows = " UNION ALL ".join(["SELECT %s AS id, %s AS message_id, %s AS provider_id"] * len(reminders))
-    sql = (
-        f"UPDATE {table} SET status = %s, sent_at = %s, message_id = v.message_id, "
-        f"provider_message_id = v.provider_id, last_smtp_code = %s, "
-        f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %s "
-        f"FROM ({rows}) AS v WHERE {table}.{pk} = v.id AND {table}.status = %s AND {table}.claimed_by = %s "
-        f"RETURNING {table}.{pk}"
+    logger.info(
+        "reminder=%s attempt=%s channel=%s outcome=sent code=%s delay_s=%d duplicate=%s worker=%s",
+        reminder.pk,
+        reminder.attempts,
+        reminder.channel,
+        code,
+        (now - reminder.send_after).total_seconds(),
+        marker.possible_duplicate,
+        token,
     )
-    at = db_connection.ops.adapt_datetimefield_value(now)
-    params = [ReminderStatus.SENT.value, at, code, at]
-    params += [value for r in reminders for value in (r.pk, r.message_id, r.provider_message_id)]
-    params += [ReminderStatus.SENDING.value, token]
-    with db_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+    if not won:
+        logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
+
+
+def _mark_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datetime, code: int | None) -> bool:
+    """``sending -> sent`` for a row this dispatcher still holds, with its Message-ID and provider id, and its
+    marker ``sent``, together; returns whether the row was still held (one reclaimed meanwhile is left alone).
+
+    This runs once per message, between the server's answer and the next hand-over, so on PostgreSQL it is one
+    prepared statement in its own transaction, committed without waiting for the disk: a crash of the database
+    may lose the mark (the message is then re-sent, flagged by its durable marker), a crash of the worker cannot.
+    The ``synchronous_commit`` set in the statement holds for its transaction only. SQLite has no such setting:
+    there the two updates commit as usual.
+    """
+    params = {
+        "sent": ReminderStatus.SENT.value,
+        "sending": ReminderStatus.SENDING.value,
+        "marker_sent": DeliveryOutcome.SENT.value,
+        "marker_sending": DeliveryOutcome.SENDING.value,
+        "now": db_connection.ops.adapt_datetimefield_value(now),
+        "code": code,
+        "message_id": reminder.message_id,
+        "provider_id": reminder.provider_message_id,
+        "reminder": reminder.pk,
+        "token": token,
+        "marker": marker.pk,
+    }
+    if db_connection.vendor == "postgresql":
+        [statement] = _sent_sql(no_wait=True)
+        db_connection.ensure_connection()
+        with db_connection.wrap_database_errors, psycopg.Cursor(db_connection.connection) as cursor:
+            cursor.execute(statement, params, prepare=True)
+            return cursor.rowcount == 1
+    handed, held = _sent_sql(no_wait=False)
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        cursor.execute(handed, params)
+        cursor.execute(held, params)
+        return cursor.rowcount == 1
+
+
+@functools.cache
+def _sent_sql(*, no_wait: bool) -> list[str]:
+    """The statements of ``_mark_sent``: the marker's update and the row's. With ``no_wait`` (PostgreSQL), one
+    statement: the marker's update as a CTE, and ``set_config`` in ``FROM`` so that it runs before the commit."""
+    quote = db_connection.ops.quote_name
+    handed = (
+        f"UPDATE {quote(Delivery._meta.db_table)} SET outcome = %(marker_sent)s, smtp_code = %(code)s "
+        f"WHERE id = %(marker)s AND outcome = %(marker_sending)s"
+    )
+    held = (
+        f"UPDATE {quote(Reminder._meta.db_table)} SET status = %(sent)s, sent_at = %(now)s, "
+        f"message_id = %(message_id)s, provider_message_id = %(provider_id)s, last_smtp_code = %(code)s, "
+        f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %(now)s{{source}} "
+        f"WHERE id = %(reminder)s AND status = %(sending)s AND claimed_by = %(token)s"
+    )
+    if not no_wait:
+        return [handed, held.format(source="")]
+    source = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_wait"
+    return [f"WITH handed AS ({handed}) {held.format(source=source)}"]
 
 
 def _error_field(reminder: Reminder, error: SendError) -> str:

@@ -54,7 +54,7 @@ class SMTPRecorder:
     ``answers``: a queue of replies to DATA ("451 ...", "550 ..."); when empty, the message is accepted.
     ``ehlo_gate``/``accept_gate``: cleared, the server stalls at EHLO (before any message is handed over) or
     after it has stored an accepted message but before it says 250 (the message is delivered, the client does
-    not know it yet).
+    not know it yet); ``hold_from``: the first message the accept gate holds (those before it go through).
     """
 
     def __init__(self) -> None:
@@ -68,6 +68,7 @@ class SMTPRecorder:
         self.stalled_at_ehlo = threading.Event()
         self.stalled_after_accept = threading.Event()
         self.data_commands = 0
+        self.hold_from = 1
         self.delay = 0.0  # seconds the server takes over each message, to make concurrent senders overlap
         self._lock = threading.Lock()
 
@@ -90,7 +91,8 @@ class SMTPRecorder:
         with self._lock:
             self.messages.append(message)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), time.time()))
-        while not self.accept_gate.is_set():
+            held = len(self.messages) >= self.hold_from
+        while held and not self.accept_gate.is_set():
             self.stalled_after_accept.set()
             await asyncio.sleep(0.05)
         return "250 2.0.0 Message accepted for delivery"
