@@ -424,11 +424,14 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
     horizon_end = start + relativedelta(years=horizon_years)
     flags = _effective_flags(facts)
     visits: list[PlannedVisit] = []
+    conditional: set[str] = set()  # the codes of the conditional rules that apply: most plans have none
     for unrolled in _rules_unrolled(protocol, facts.target_antigen, facts.vector_type, flags, horizon_years):
         rule = unrolled.rule
         state = facts.conditions.get(rule.condition) if rule.condition else None
         if rule.condition and (state is None or not state.active):
             continue
+        if rule.condition:
+            conditional.add(rule.code)
         until = state.until if state is not None else None
         for occurrence, amount, wanted in unrolled.steps:
             due = _shift(start, amount, unrolled.unit)
@@ -449,7 +452,7 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
                     reminders=rule.reminders,
                 )
             )
-    visits = _absorb_conditional(visits, {rule.code for rule in protocol.rules if rule.condition})
+    visits = _absorb_conditional(visits, conditional)
     visits.sort(key=lambda v: (v.due_date, v.rule_code, v.occurrence))
     return visits
 
@@ -499,7 +502,11 @@ def _rules_unrolled(
 
 
 def _absorb_conditional(visits: list[PlannedVisit], conditional_codes: set[str]) -> list[PlannedVisit]:
-    """Fold each conditional visit into a regular visit due within its window, if there is one."""
+    """Fold each conditional visit into a regular visit due within its window, if there is one.
+
+    ``conditional_codes``: the codes of the conditional rules that apply. None (the common case: no condition
+    recorded) leaves the list as it is; a conditional rule that does not apply has no visit to fold anyway, and
+    rule codes are unique within a protocol, so leaving its code out changes nothing."""
     if not conditional_codes:
         return visits
     regular = [v for v in visits if v.rule_code not in conditional_codes and v.kind not in KIND_WITHOUT_REMINDERS]
