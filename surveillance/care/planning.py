@@ -28,12 +28,14 @@ from surveillance.care import reasons
 from surveillance.db import bulk_rows
 from surveillance.models import (
     AuditEntry,
+    CarTProduct,
     ConditionDecision,
     FollowUpVisit,
     Infusion,
     Protocol,
     ProtocolRule,
     RiskFlag,
+    TreatmentCentre,
     VisitChange,
     VisitStatus,
 )
@@ -301,9 +303,10 @@ def infusions_plan_new(
         locked = {
             infusion.pk: infusion
             for infusion in Infusion.objects.select_for_update(of=("self",))
-            .select_related("product", "patient__centre", "protocol")
+            .select_related("patient")
             .filter(pk__in=pks)
         }
+        _centres_and_products_attach(list(locked.values()))
         # Read for all at once, not prefetched: a prefetch builds a related manager and a queryset per infusion.
         with_visits = set(
             FollowUpVisit.objects.filter(infusion_id__in=pks).values_list("infusion_id", flat=True).distinct()
@@ -331,6 +334,17 @@ def infusions_plan_new(
             if infusion.pk not in diffs:
                 diffs[infusion.pk] = infusion_plan(infusion, by=by, reason=reason, now=now)
     return [diffs[infusion.pk] for infusion in infusions]
+
+
+def _centres_and_products_attach(infusions: list[Infusion]) -> None:
+    """Give the infusions their patients' centres and their products, each read once for the batch: one object per
+    centre and per product rather than one joined into every row, so that a centre's clinic calendar (its closures
+    come through the cache) is built once per batch, not once per infusion."""
+    centres = TreatmentCentre.objects.in_bulk({infusion.patient.centre_id for infusion in infusions})
+    products = CarTProduct.objects.in_bulk({infusion.product_id for infusion in infusions if infusion.product_id})
+    for infusion in infusions:
+        infusion.patient.centre = centres[infusion.patient.centre_id]
+        infusion.product = products.get(infusion.product_id)
 
 
 def _by_infusion(rows: Iterable[RiskFlag | ConditionDecision]) -> dict[int, list]:
@@ -365,14 +379,18 @@ def _first_plans_write(
     lookahead: list[FollowUpVisit] = []
     lookahead_rows: list[tuple] = []
     closed, ahead = _visit_status(closed_at=now), _visit_status()
+    days: dict[int, tuple[dt.date, dt.date]] = {}  # centre pk -> its today and the end of its reminder look-ahead
     for infusion, protocol, _, planned in plans:
         if protocol.pk not in rules:
             rules[protocol.pk] = {rule.code: rule for rule in ProtocolRule.objects.filter(protocol=protocol)}
         if infusion.protocol_id != protocol.pk:
             infusion.protocol = protocol
             assigned.setdefault(protocol.pk, []).append(infusion.pk)
-        today = timezone.localdate(now, infusion.patient.centre.tz)
-        horizon = outbox.lookahead_end(today)
+        centre = infusion.patient.centre
+        if centre.pk not in days:
+            today = timezone.localdate(now, centre.tz)
+            days[centre.pk] = (today, outbox.lookahead_end(today))
+        today, horizon = days[centre.pk]
         by_code, infusion_id = rules[protocol.pk], infusion.pk
         for plan in planned:
             rule = by_code[plan.rule_code]

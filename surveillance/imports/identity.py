@@ -119,8 +119,8 @@ def patients_find(centre: TreatmentCentre, keys: Iterable[SourceKey], mrns: Iter
     by_key = Q()
     for source, source_ids in by_source.items():  # a query term per source system (one, mostly)
         by_key |= Q(source_system=source, source_id__in=source_ids)
-    query = Patient.objects.select_related("centre").filter(centre=centre)
-    for patient in query.filter(by_key | Q(mrn__in=mrns)):
+    for patient in Patient.objects.filter(centre=centre).filter(by_key | Q(mrn__in=mrns)):
+        patient.centre = centre  # the one object of the import's centre, not one joined into every row
         if (patient.source_system, patient.source_id) in keys:
             found.by_source[(patient.source_system, patient.source_id)] = patient
         if patient.mrn in mrns:

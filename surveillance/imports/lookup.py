@@ -55,8 +55,9 @@ class BatchLookup:
         stored = {ref: known[ref] for ref in refs if ref in known}
         missing = set(stored.values()) - set(lookup.objects)
         if missing:
-            query = Patient.objects.select_related("centre").filter(centre=centre, pk__in=missing)
-            lookup.objects.update({patient.pk: patient for patient in query})
+            for patient in Patient.objects.filter(centre=centre, pk__in=missing):
+                patient.centre = centre
+                lookup.objects[patient.pk] = patient
         lookup.by_ref.update({ref: pk for ref, pk in stored.items() if pk in lookup.objects})
         others = refs - set(stored)
         if others:

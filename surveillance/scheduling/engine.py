@@ -365,9 +365,16 @@ def rule_applies(rule: RuleSpec, facts: InfusionFacts) -> bool:
 
 def _shift(anchor: dt.date, amount: int, unit: OffsetUnit) -> dt.date:
     """``anchor`` moved by ``amount`` units, always from the anchor (never chained)."""
+    months, days = _shift_parts(amount, unit)
+    return anchor + days if months is None else _add_months(anchor, months)
+
+
+def _shift_parts(amount: int, unit: OffsetUnit) -> tuple[int | None, dt.timedelta]:
+    """What ``_shift`` moves a date by: calendar months, or None and days. Worked out once for each occurrence of a
+    rule (``_rules_unrolled``), not at every plan."""
     if unit == OffsetUnit.DAY:
-        return anchor + dt.timedelta(days=amount)
-    return _add_months(anchor, amount if unit == OffsetUnit.MONTH else 12 * amount)
+        return None, dt.timedelta(days=amount)
+    return (amount if unit == OffsetUnit.MONTH else 12 * amount), dt.timedelta(0)
 
 
 def _add_months(anchor: dt.date, months: int) -> dt.date:
@@ -424,14 +431,17 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
     horizon_end = start + relativedelta(years=horizon_years)
     flags = _effective_flags(facts)
     visits: list[PlannedVisit] = []
+    conditional: set[str] = set()  # the codes of the conditional rules that apply: most plans have none
     for unrolled in _rules_unrolled(protocol, facts.target_antigen, facts.vector_type, flags, horizon_years):
         rule = unrolled.rule
         state = facts.conditions.get(rule.condition) if rule.condition else None
         if rule.condition and (state is None or not state.active):
             continue
+        if rule.condition:
+            conditional.add(rule.code)
         until = state.until if state is not None else None
-        for occurrence, amount, wanted in unrolled.steps:
-            due = _shift(start, amount, unrolled.unit)
+        for occurrence, months, days, wanted in unrolled.steps:
+            due = start + days if months is None else _add_months(start, months)
             if due > horizon_end:
                 continue
             if until is not None and due > until:
@@ -449,21 +459,21 @@ def plan_visits(protocol: ProtocolSpec, facts: InfusionFacts, horizon_years: int
                     reminders=rule.reminders,
                 )
             )
-    visits = _absorb_conditional(visits, {rule.code for rule in protocol.rules if rule.condition})
+    visits = _absorb_conditional(visits, conditional)
     visits.sort(key=lambda v: (v.due_date, v.rule_code, v.occurrence))
     return visits
 
 
 @dataclass(frozen=True)
 class _UnrolledRule:
-    """A rule that admits an infusion, with each occurrence's (number, offset amount, assessment codes)."""
+    """A rule that admits an infusion, with each occurrence's number, its offset from the infusion date (months or
+    None, and days: ``_shift_parts``) and the assessment codes it asks for."""
 
     rule: RuleSpec
-    unit: OffsetUnit
     kind: str
     before: dt.timedelta
     after: dt.timedelta
-    steps: tuple[tuple[int, int, tuple[str, ...]], ...]
+    steps: tuple[tuple[int, int | None, dt.timedelta, tuple[str, ...]], ...]
 
 
 @lru_cache(maxsize=256)
@@ -481,14 +491,18 @@ def _rules_unrolled(
     for rule in protocol.rules:
         if not _matches(rule.applies_to, facts, flags):
             continue
+        unit = OffsetUnit(rule.offset_unit)
         steps = tuple(
-            (occurrence, amount, tuple(a.code for a in rule.assessments if _matches(a.when, facts, flags, amount)))
+            (
+                occurrence,
+                *_shift_parts(amount, unit),
+                tuple(a.code for a in rule.assessments if _matches(a.when, facts, flags, amount)),
+            )
             for occurrence, amount in occurrence_offsets(rule, horizon_years)
         )
         unrolled.append(
             _UnrolledRule(
                 rule=rule,
-                unit=OffsetUnit(rule.offset_unit),
                 kind=str(rule.kind),
                 before=dt.timedelta(days=rule.window_before),
                 after=dt.timedelta(days=rule.window_after),
@@ -499,7 +513,11 @@ def _rules_unrolled(
 
 
 def _absorb_conditional(visits: list[PlannedVisit], conditional_codes: set[str]) -> list[PlannedVisit]:
-    """Fold each conditional visit into a regular visit due within its window, if there is one."""
+    """Fold each conditional visit into a regular visit due within its window, if there is one.
+
+    ``conditional_codes``: the codes of the conditional rules that apply. None (the common case: no condition
+    recorded) leaves the list as it is; a conditional rule that does not apply has no visit to fold anyway, and
+    rule codes are unique within a protocol, so leaving its code out changes nothing."""
     if not conditional_codes:
         return visits
     regular = [v for v in visits if v.rule_code not in conditional_codes and v.kind not in KIND_WITHOUT_REMINDERS]

@@ -284,6 +284,30 @@ def test_it_plans_a_batch_of_new_infusions_as_it_plans_them_one_by_one(centre_a,
     assert [_planned_rows(i) for i in batch] == rows
 
 
+def test_it_gives_a_batch_one_object_per_centre_and_per_product(
+    centre_a, centre_b, make_patient, make_infusion, monkeypatch
+):
+    # One centre object per centre: its clinic calendar (closures read through the cache) is then built once.
+    from surveillance.models import TreatmentCentre
+
+    batch = [make_infusion(make_patient(c)) for c in (centre_a, centre_a, centre_a, centre_b, centre_b)]
+    batch.append(make_infusion(make_patient(centre_a), product="breyanzi"))
+    seen: list[TreatmentCentre] = []
+    calendar = TreatmentCentre.calendar
+    monkeypatch.setattr(TreatmentCentre, "calendar", lambda centre: seen.append(centre) or calendar(centre))
+    spied = planning._facts
+    products = []
+    monkeypatch.setattr(
+        planning, "_facts", lambda infusion, *rest: products.append(infusion.product) or spied(infusion, *rest)
+    )
+
+    planning.infusions_plan_new(batch, now=NOW)
+
+    assert len(seen) == len(batch) and len({id(centre) for centre in seen}) == 2
+    assert sorted(p.code for p in products) == ["breyanzi", *["yescarta"] * 5]
+    assert len({id(product) for product in products}) == 2
+
+
 def test_an_ndjson_import_plans_its_new_infusions_as_one_by_one_planning_would(centre_a, monkeypatch, tmp_path):
     from django.utils import timezone
 

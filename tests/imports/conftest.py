@@ -58,36 +58,42 @@ def codes() -> CarTCodeIndex:
     return CarTCodeIndex.from_csv(CODES_CSV)
 
 
+def mrn_patient(source_id: str, mrn: str) -> dict:
+    """A Patient identified by its MRN (identifier type MR), as the cohorts of these tests send them."""
+    return {
+        "resourceType": "Patient",
+        "id": source_id,
+        "identifier": [
+            {
+                "type": concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MR"),
+                "system": "urn:test:mrn",
+                "value": mrn,
+            }
+        ],
+        "name": [{"family": "Doe", "given": ["Sam"]}],
+        "birthDate": "1960-02-03",
+    }
+
+
+def car_t_procedure(source_id: str, patient_id: str, performed: dt.date) -> dict:
+    """A completed CAR-T infusion of the patient as a Procedure, coded with Yescarta's HCPCS code."""
+    return {
+        "resourceType": "Procedure",
+        "id": source_id,
+        "status": "completed",
+        "code": concept(HCPCS, "Q2041"),
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "performedDateTime": performed.isoformat(),
+    }
+
+
 def cohort_ndjson(count: int, *, prefix: str = "pat") -> str:
     """Bulk Data NDJSON of ``count`` patients, each followed by the CAR-T infusion that plans their schedule."""
     today = dt.date.today()
     lines = []
     for n in range(count):
-        lines.append(
-            {
-                "resourceType": "Patient",
-                "id": f"{prefix}-{n}",
-                "identifier": [
-                    {
-                        "type": concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MR"),
-                        "system": "urn:test:mrn",
-                        "value": f"{prefix.upper()}{n:05d}",
-                    }
-                ],
-                "name": [{"family": "Doe", "given": ["Sam"]}],
-                "birthDate": "1960-02-03",
-            }
-        )
-        lines.append(
-            {
-                "resourceType": "Procedure",
-                "id": f"{prefix}-inf-{n}",
-                "status": "completed",
-                "code": concept(HCPCS, "Q2041"),
-                "subject": {"reference": f"Patient/{prefix}-{n}"},
-                "performedDateTime": (today - dt.timedelta(days=30 + n % 200)).isoformat(),
-            }
-        )
+        lines.append(mrn_patient(f"{prefix}-{n}", f"{prefix.upper()}{n:05d}"))
+        lines.append(car_t_procedure(f"{prefix}-inf-{n}", f"{prefix}-{n}", today - dt.timedelta(days=30 + n % 200)))
     return "".join(json.dumps(line) + "\n" for line in lines)
 
 

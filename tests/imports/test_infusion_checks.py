@@ -12,7 +12,7 @@ import pytest
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import FollowUpVisit, Infusion, Patient, PatientStatus, VisitStatus
-from tests.imports.conftest import BULK, HCPCS, collection, concept, official
+from tests.imports.conftest import BULK, car_t_procedure, collection, official
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +30,8 @@ def patient(**changes) -> dict:
     return resource
 
 
-def car_t_procedure(patient_id: str = "example", days_ago: int = 40) -> dict:
-    return {
-        "resourceType": "Procedure",
-        "id": f"proc-{patient_id}",
-        "status": "completed",
-        "code": concept(HCPCS, "Q2041"),
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "performedDateTime": ago(days_ago),
-    }
+def car_t_infusion(patient_id: str = "example", days_ago: int = 40) -> dict:
+    return car_t_procedure(f"proc-{patient_id}", patient_id, TODAY - dt.timedelta(days=days_ago))
 
 
 def bundle_issues(bundle: dict, centre) -> list[tuple[int | None, str, str]]:
@@ -48,7 +41,7 @@ def bundle_issues(bundle: dict, centre) -> list[tuple[int | None, str, str]]:
 
 
 def test_it_refuses_a_bundle_whose_infusion_precedes_the_birth_date(centre_a):
-    bundle = collection(patient(birthDate=ago(30)), car_t_procedure(days_ago=40))
+    bundle = collection(patient(birthDate=ago(30)), car_t_infusion(days_ago=40))
     assert bundle_issues(bundle, centre_a) == [(1, "date", "is before the patient's birth date")]
     assert not Patient.objects.exists() and not Infusion.objects.exists()
 
@@ -56,14 +49,14 @@ def test_it_refuses_a_bundle_whose_infusion_precedes_the_birth_date(centre_a):
 def test_it_refuses_a_bundle_whose_infusion_follows_the_recorded_death(centre_a):
     dead = patient(deceasedDateTime=ago(100))
     dead.pop("deceasedBoolean")
-    bundle = collection(dead, car_t_procedure(days_ago=40))
+    bundle = collection(dead, car_t_infusion(days_ago=40))
     assert bundle_issues(bundle, centre_a) == [(1, "date", "is after the patient's recorded date of death")]
     assert not Patient.objects.exists() and not Infusion.objects.exists()
 
 
 def test_it_reports_the_synthea_patient_dead_decades_ago_and_imports_the_rest(centre_a):
     lines = (BULK / "Patient.000.ndjson").read_text(encoding="utf-8").splitlines()
-    report = ehr_import.ndjson_import([*lines, json.dumps(car_t_procedure(SYNTHEA_DEAD))], centre_a)
+    report = ehr_import.ndjson_import([*lines, json.dumps(car_t_infusion(SYNTHEA_DEAD))], centre_a)
     assert [(e.line, e.field, e.message) for e in report.errors] == [
         (len(lines) + 1, "date", "is after the patient's recorded date of death")
     ]
@@ -100,26 +93,26 @@ def test_it_refuses_a_csv_row_for_a_patient_who_died_before_it(centre_a):
 
 
 def test_it_cancels_the_visits_ahead_when_a_reimport_records_the_death(centre_a):
-    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    ehr_import.bundle_import(collection(patient(), car_t_infusion(days_ago=200)), centre_a)
     infusion = Infusion.objects.get()
     ahead = set(infusion.visits.filter(status=VisitStatus.SCHEDULED).values_list("pk", flat=True))
     assert ahead
     dead = patient(deceasedDateTime=ago(3))
     dead.pop("deceasedBoolean")
-    report = ehr_import.bundle_import(collection(dead, car_t_procedure(days_ago=200)), centre_a)
+    report = ehr_import.bundle_import(collection(dead, car_t_infusion(days_ago=200)), centre_a)
     assert (report.patients_closed, report.infusions_unchanged) == (1, 1)
     assert set(FollowUpVisit.objects.filter(pk__in=ahead).values_list("status", flat=True)) == {"cancelled"}
 
 
 def test_it_refuses_a_reimported_birth_date_after_an_infusion(centre_a):
-    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    ehr_import.bundle_import(collection(patient(), car_t_infusion(days_ago=200)), centre_a)
     issues = bundle_issues(collection(patient(birthDate=ago(100))), centre_a)
     assert issues == [(0, "birthDate", "is after the date of one of the patient's infusions")]
     assert Patient.objects.get().birth_date.isoformat() == "1974-12-25"
 
 
 def test_it_refuses_a_reimported_death_before_an_infusion(centre_a):
-    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    ehr_import.bundle_import(collection(patient(), car_t_infusion(days_ago=200)), centre_a)
     dead = patient(deceasedDateTime=ago(300))
     dead.pop("deceasedBoolean")
     issues = bundle_issues(collection(dead), centre_a)
@@ -128,7 +121,7 @@ def test_it_refuses_a_reimported_death_before_an_infusion(centre_a):
 
 
 def test_it_keeps_nothing_of_an_ndjson_line_whose_death_precedes_an_infusion(centre_a):
-    ehr_import.bundle_import(collection(patient(), car_t_procedure(days_ago=200)), centre_a)
+    ehr_import.bundle_import(collection(patient(), car_t_infusion(days_ago=200)), centre_a)
     dead = patient(deceasedDateTime=ago(300), name=[{"family": "Chalmers-Lee", "given": ["Peter"]}])
     dead.pop("deceasedBoolean")
     report = ehr_import.ndjson_import([json.dumps(dead)], centre_a)

@@ -12,40 +12,17 @@ from django.test.utils import CaptureQueriesContext
 
 from surveillance.imports import batching, ehr_import
 from surveillance.models import AuditEntry, FollowUpVisit, Infusion, Patient, Reminder
-from tests.imports.conftest import HCPCS, concept
+from tests.imports.conftest import car_t_procedure, mrn_patient
 
 pytestmark = pytest.mark.django_db
 
 
 def patient_line(source_id: str, mrn: str) -> str:
-    return json.dumps(
-        {
-            "resourceType": "Patient",
-            "id": source_id,
-            "identifier": [
-                {
-                    "type": concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MR"),
-                    "system": "urn:test:mrn",
-                    "value": mrn,
-                }
-            ],
-            "name": [{"family": "Doe", "given": ["Sam"]}],
-            "birthDate": "1960-02-03",
-        }
-    )
+    return json.dumps(mrn_patient(source_id, mrn))
 
 
 def infusion_line(source_id: str, patient_id: str, days_ago: int = 40) -> str:
-    return json.dumps(
-        {
-            "resourceType": "Procedure",
-            "id": source_id,
-            "status": "completed",
-            "code": concept(HCPCS, "Q2041"),
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "performedDateTime": (dt.date.today() - dt.timedelta(days=days_ago)).isoformat(),
-        }
-    )
+    return json.dumps(car_t_procedure(source_id, patient_id, dt.date.today() - dt.timedelta(days=days_ago)))
 
 
 def test_it_reports_a_line_the_database_refuses_by_number_and_keeps_the_rest_of_its_batch(centre_a):

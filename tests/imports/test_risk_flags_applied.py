@@ -11,7 +11,7 @@ import pytest
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError
 from surveillance.models import Infusion, RiskFlag
-from tests.imports.conftest import HCPCS, collection, concept
+from tests.imports.conftest import car_t_procedure, collection, concept
 
 pytestmark = pytest.mark.django_db
 LOINC = "http://loinc.org"
@@ -32,14 +32,7 @@ PATIENT = {
 
 
 def infusion(days_ago: int = 100) -> dict:
-    return {
-        "resourceType": "Procedure",
-        "id": "proc-1",
-        "status": "completed",
-        "code": concept(HCPCS, "Q2041"),
-        "subject": {"reference": "Patient/p1"},
-        "performedDateTime": ago(days_ago),
-    }
+    return car_t_procedure("proc-1", "p1", TODAY - dt.timedelta(days=days_ago))
 
 
 def ch_variant(gene: str = "DNMT3A", vaf: float = 0.04, days_ago: int = 120, subject: str = "p1") -> dict:

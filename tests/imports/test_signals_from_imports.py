@@ -11,7 +11,7 @@ import pytest
 
 from surveillance.imports import ehr_import
 from surveillance.models import Signal, SignalReview, VisitResult
-from tests.imports.conftest import HCPCS, collection, concept
+from tests.imports.conftest import car_t_procedure, collection, concept
 
 pytestmark = pytest.mark.django_db
 LOINC = "http://loinc.org"
@@ -26,14 +26,7 @@ PATIENT = {
     "name": [{"family": "Okafor", "given": ["Ada"]}],
     "birthDate": "1958-09-14",
 }
-INFUSION = {
-    "resourceType": "Procedure",
-    "id": "car-t",
-    "status": "completed",
-    "code": concept(HCPCS, "Q2041"),
-    "subject": {"reference": "Patient/syn-1"},
-    "performedDateTime": INFUSED.isoformat(),
-}
+INFUSION = car_t_procedure("car-t", "syn-1", INFUSED)
 
 
 def on_day(day: int) -> str:

@@ -22,7 +22,7 @@ from surveillance.imports import ehr_import
 from surveillance.models import AuditEntry, FollowUpVisit, Reminder, VisitChange, VisitResult, VisitStatus
 from surveillance.models.reminders import Audience, Purpose
 from surveillance.reminders import messages
-from tests.imports.conftest import HCPCS, collection, concept
+from tests.imports.conftest import car_t_procedure, collection, concept
 from tests.imports.synthea import _lines
 
 pytestmark = pytest.mark.django_db
@@ -41,14 +41,7 @@ PATIENT = {
     "birthDate": "1961-02-03",
     "telecom": [{"system": "email", "value": "ada@example.org"}],
 }
-INFUSION = {
-    "resourceType": "Procedure",
-    "id": "car-t",
-    "status": "completed",
-    "code": concept(HCPCS, "Q2041"),
-    "subject": {"reference": "Patient/syn-7"},
-    "performedDateTime": INFUSED.isoformat(),
-}
+INFUSION = car_t_procedure("car-t", "syn-7", INFUSED)
 
 
 def on_day(day: int) -> str:

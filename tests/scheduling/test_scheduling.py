@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from dateutil.relativedelta import relativedelta
@@ -263,6 +264,24 @@ def test_conditional_visits_are_the_open_ended_ones_up_to_the_end_date(facts, da
     kept = [v for v in plan_visits(STANDARD, bounded) if v.rule_code == "M2"]
     assert 8 <= len(every) <= 10  # months 2-11, less those done at a regular visit
     assert kept == [v for v in every if v.due_date <= until]
+
+
+@settings(max_examples=200, deadline=None)
+@given(infusion_facts(), horizons, protocols)
+def test_it_folds_only_the_conditional_rules_that_apply_to_the_same_plan(facts, horizon, protocol):
+    plan = plan_visits(protocol, facts, horizon)
+    every = {rule.code for rule in protocol.rules if rule.condition}
+    absorb = engine._absorb_conditional
+    folded: list[set[str]] = []
+
+    def with_every_conditional_rule(visits, codes):
+        folded.append(codes)
+        return absorb(visits, every)
+
+    with mock.patch.object(engine, "_absorb_conditional", with_every_conditional_rule):
+        assert plan_visits(protocol, facts, horizon) == plan
+    state = facts.conditions.get("counts_low")
+    assert folded == [{"M2"} if state is not None and state.active else set()]
 
 
 # ----------------------------------------------------------------------------------------------------
