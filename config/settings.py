@@ -158,8 +158,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's cursors bind parameters client-side and never prepare; psycopg prepares the statement the
-    # dispatcher runs after every message (``prepare=True``) only when a threshold is set.
+    # Django's cursors bind parameters client-side and never prepare; psycopg prepares the statements asked to be
+    # (``prepare=True``: the dispatcher's after every message, the visit list's page) only when a threshold is set.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.http import QueryDict
 
 from surveillance.access.tenancy import scope_to_centres
@@ -95,3 +96,12 @@ def test_it_lists_every_centre_to_a_superuser(staff_client, administrator, cohor
     rows = listed(staff_client(administrator), "")
     assert {row["centre"] for row in rows} == {"a", "b"}
     assert rows == expected(None, "", ("due_date", "id"))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no server-side statements")
+def test_it_prepares_a_page_statement_from_its_first_run(api_a, cohort):
+    assert api_a.get("/api/v1/visits?status=scheduled").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%followupvisit%"])
+        statements = [row[0] for row in cursor.fetchall()]
+    assert any("status\" = 'scheduled'" in statement and "LIMIT $" in statement for statement in statements)

@@ -80,7 +80,9 @@ def test_it_forgets_a_rendering_once_its_reminder_is_dealt_with(smtp_settings, c
     assert not PreparedMessage.objects.exists()
 
 
-def test_it_records_every_outcome_with_markers_a_group_at_a_time(settings, smtp_settings, centre_a, make_patient, open_visit):
+def test_it_records_every_outcome_with_markers_a_group_at_a_time(
+    settings, smtp_settings, centre_a, make_patient, open_visit
+):
     settings.CARTWATCH = {**settings.CARTWATCH, "REMINDER_COMMIT_EVERY": 2}
     visit = open_visit(make_patient(centre_a), NOW.date())
     reminders = [add_reminder(visit, NOW, days_before=d) for d in range(3, 8)]
