@@ -131,7 +131,7 @@ class ApiCursorPagination(CursorPagination):
         return replace_query_param(self.base_url, self.cursor_query_param, encoded)
 
     def position_of(self, row) -> tuple:
-        """The ordering's values of a row (a model instance, or a dict of a ``.values()`` list)."""
+        """The ordering's values of a row (a model instance, or a dict such as ``visit_list_page`` reads)."""
         names = [field.lstrip("-") for field in self.ordering]
         if isinstance(row, dict):
             return tuple(row["id" if name == "pk" and "pk" not in row else name] for name in names)

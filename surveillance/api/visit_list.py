@@ -155,7 +155,8 @@ class _PreparedCursor(psycopg.Cursor):
 def _fetch(sql: str, params: list) -> list[tuple]:
     """The statement's rows. On PostgreSQL it is prepared, planned once per connection and shape of filters:
     planning the four-table join cost the server about as much as running it. Django's cursor wrapper still runs
-    it, so it is logged, counted and wrapped as any other query."""
+    it, so it is counted and wrapped as any other query; a prepared execution has no text for Django's query log,
+    which records it as None (``pg_prepared_statements`` has it)."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
