@@ -3,7 +3,7 @@
 The registry cohort of ``bench.admin_pages`` (``BENCH_API_PATIENTS``, default 100,000 patients at one centre, about
 43 visits each: 4.3M visits, 1.7M reminders) is built with SQL in a scratch database. gunicorn serves it with the
 image's web command unchanged (the Dockerfile's ``CMD``, which compose and ``bin/serve`` run too: its sync workers,
-3 of them, one thread each, ``config/gunicorn.py``, and the access log on, written to a file here instead of a
+5 of them, one thread each, ``config/gunicorn.py``, and the access log on, written to a file here instead of a
 terminal), persistent database connections and the rate limit counted in Redis (``CARTWATCH_CACHE_URL``, else the
 broker's server) as in production. ``wrk`` runs ``BENCH_API_CLIENTS`` (default 20) concurrent connections for
 ``BENCH_API_SECONDS`` (default 8) seconds per run, three runs per request, with an API token in the Authorization

@@ -130,7 +130,9 @@ def test_it_serves_with_the_same_gunicorn_settings_in_the_image_compose_bin_serv
     assert _gunicorn_options(shlex.split(serve.rstrip("&"))) == _gunicorn_options(image)
     production = _gunicorn_options(image)
     assert "--threads" not in production and "--worker-class" not in production  # sync workers, one thread each
-    bench = _gunicorn_options(api_load.gunicorn_args("config.wsgi:application", 8000, 3, api_load.THREADS))
+    bench = _gunicorn_options(
+        api_load.gunicorn_args("config.wsgi:application", 8000, api_load.production_workers(), api_load.THREADS)
+    )
     assert bench == {**production, "--threads": "1"}  # the access log included, as production writes it
 
 
