@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import zoneinfo
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from django.db.models import Count, F, Min, Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from surveillance.models import FollowUpVisit, Infusion, Patient, ProtocolRule, Reminder, SignalReview, VisitStatus
@@ -161,6 +163,12 @@ class SignalKindFigures:
         return [self.by_status[s] for s in SignalReviewStatus.values]
 
 
+def _centre_date(moment: dt.datetime, zone: str) -> dt.date:
+    """The calendar day of ``moment`` at the centre: result dates and ``today`` are the centre's days, so a
+    decision taken in the centre's evening must not count as the next (UTC) day."""
+    return timezone.localdate(moment, zoneinfo.ZoneInfo(zone))
+
+
 def cohort_signal_reviews(reviews: QuerySet, today: dt.date) -> list[SignalKindFigures]:
     """Signal reviews by kind and outcome, with the median time from result to decision, most reviews first.
 
@@ -168,17 +176,19 @@ def cohort_signal_reviews(reviews: QuerySet, today: dt.date) -> list[SignalKindF
     the reviews of a cohort number in the hundreds at most.
     """
     by_kind: dict[str, dict] = {}
-    rows = reviews.values_list("kind", "label", "status", "first_observed_on", "opened_at", "decided_at")
-    for kind, label, status, observed_on, opened_at, decided_at in rows.order_by("kind", "opened_at"):
+    rows = reviews.values_list(
+        "kind", "label", "status", "first_observed_on", "opened_at", "decided_at", "patient__centre__time_zone"
+    )
+    for kind, label, status, observed_on, opened_at, decided_at, zone in rows.order_by("kind", "opened_at"):
         entry = by_kind.setdefault(
             kind, {"label": label, "by_status": dict.fromkeys(SignalReviewStatus.values, 0), "review": [], "wait": []}
         )
         entry["by_status"][status] += 1
         if decided_at is not None:
-            entry["review"].append((decided_at.date() - observed_on).days)
+            entry["review"].append((_centre_date(decided_at, zone) - observed_on).days)
             entry["wait"].append((decided_at - opened_at).total_seconds() / 86400)
         else:
-            entry.setdefault("oldest", (today - opened_at.date()).days)
+            entry.setdefault("oldest", (today - _centre_date(opened_at, zone)).days)
     figures = [
         SignalKindFigures(
             kind=kind,

@@ -65,7 +65,9 @@ def patient_ladder_update(patient: Patient, now: dt.datetime | None = None) -> s
     values: dict = {"ladder_stage": stage, "updated_at": now}
     if stage == LadderStage.LOST:
         values.update(
-            status=PatientStatus.LOST, status_date=now.date(), status_reason=reasons.lost_reason(missed)[:255]
+            status=PatientStatus.LOST,
+            status_date=timezone.localdate(now, patient.centre.tz),  # the centre's day, as every status date
+            status_reason=reasons.lost_reason(missed)[:255],
         )
     elif patient.status == PatientStatus.LOST:
         values.update(status=PatientStatus.ACTIVE, status_reason="")

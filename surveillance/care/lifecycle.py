@@ -97,7 +97,9 @@ def _transition(
         if visit.status == VisitStatus.MISSED and before["status"] != VisitStatus.MISSED:
             webhooks.visit_missed_emit(visit)
         if LADDER_STATUSES & {visit.status, before["status"]}:  # the consecutive misses may have changed
-            ladder.patient_ladder_update(Patient.objects.get(pk=visit.infusion.patient_id), now)
+            ladder.patient_ladder_update(
+                Patient.objects.select_related("centre").get(pk=visit.infusion.patient_id), now
+            )
         outbox.visit_reminders_sync(visit, now)
     return visit
 
@@ -219,8 +221,10 @@ def visits_complete_from_ehr(
         bulk_rows.rows_insert(VisitChange, ("visit_id", "by_id", "action", "before", "after", "reason"), history)
         audit_entries_insert(entry for _, entry in rows)
         # a patient on track with no missed visit stays on track; any other may move, once
-        moving = Patient.objects.filter(pk__in={v.infusion.patient_id for v in changed}).filter(
-            ~Q(ladder_stage=LadderStage.ON_TRACK) | Q(pk__in=with_missed)
+        moving = (
+            Patient.objects.select_related("centre")
+            .filter(pk__in={v.infusion.patient_id for v in changed})
+            .filter(~Q(ladder_stage=LadderStage.ON_TRACK) | Q(pk__in=with_missed))
         )
         for patient in moving:
             ladder.patient_ladder_update(patient, now)

@@ -265,7 +265,8 @@ def outbox_top_up(now: dt.datetime | None = None, batch_size: int = 500) -> int:
     Each batch commits on its own so a large backlog never holds one long transaction.
     """
     now = now or timezone.now()
-    today = now.date()
+    # The widest bounds over time zones (UTC's day give or take one); each visit's plans use its centre's day.
+    utc_day = now.date()
     planned = 0
     while True:
         with transaction.atomic():
@@ -273,8 +274,8 @@ def outbox_top_up(now: dt.datetime | None = None, batch_size: int = 500) -> int:
                 FollowUpVisit.objects.filter(
                     Q(reminders_planned_for__isnull=True),
                     status=VisitStatus.SCHEDULED,
-                    due_date__lte=lookahead_end(today),
-                    window_end__gte=today,
+                    due_date__lte=lookahead_end(utc_day + dt.timedelta(days=1)),
+                    window_end__gte=utc_day - dt.timedelta(days=1),
                 )
                 .select_related("rule", "infusion__patient__centre")
                 .order_by("due_date")[:batch_size]

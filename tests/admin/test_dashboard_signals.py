@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from surveillance.care import cohort
 from surveillance.models import SignalReview
@@ -20,8 +19,11 @@ DAY = dt.timedelta(days=1)
 @pytest.fixture
 def reviewed(planned, centre_a, centre_b, physician_a, today):
     """Centre A: two T-cell lymphoma reviews (one dismissed 10 days after its result) and a blasts review left
-    open for 5 days; centre B: one review that centre A's figures must not count."""
-    now = timezone.now()
+    open for 5 days; centre B: one review that centre A's figures must not count.
+
+    The clock is the evening at centre A, already the next day in UTC, so a count that mixed the two days
+    would be one off."""
+    now = dt.datetime.combine(today, dt.time(21, 30), tzinfo=centre_a.tz)
     first, second, third = (planned(centre_a, days_ago=500) for _ in range(3))
     for infusion in (first, second):
         signals_record(

@@ -41,6 +41,16 @@ def test_it_brings_a_patient_back_when_a_visit_is_recorded(centre_a, make_patien
     assert (patient.ladder_stage, patient.status) == (LadderStage.ON_TRACK, PatientStatus.ACTIVE)
 
 
+def test_it_dates_a_lost_patient_on_the_centres_day(centre_a, make_patient, open_visit):
+    patient = make_patient(centre_a)
+    visits = _missed_twice(patient, open_visit)
+    day = timezone.localdate(timezone.now(), centre_a.tz)
+    evening = dt.datetime.combine(day, dt.time(21, 30), tzinfo=centre_a.tz).astimezone(dt.UTC)  # tomorrow in UTC
+    lifecycle.visit_mark_missed(visits[2], reason="no show", now=evening)
+    patient.refresh_from_db()
+    assert (patient.status, patient.status_date) == (PatientStatus.LOST, day)
+
+
 def test_it_sweeps_in_the_same_queries_however_many_patients_are_off_track(centre_a, make_patient, open_visit):
     def sweep_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
