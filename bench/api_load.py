@@ -221,12 +221,18 @@ def profile_requests(first: str, careplan_ids: list[int], token: str, repeats: i
     import cProfile
 
     from django.test import Client
+    from django.test.client import ClientHandler
     from django.test.utils import setup_test_environment
 
     from bench._common import print_profile
+    from surveillance.api.token_requests import TokenChainMixin
+
+    class TokenChainClientHandler(TokenChainMixin, ClientHandler):
+        """The middleware chain the web role serves token requests with."""
 
     setup_test_environment()
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    client.handler = TokenChainClientHandler()
     walks = request_walks(first, careplan_ids)
 
     def walk(name: str, count: int) -> None:

@@ -125,6 +125,19 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
+# The chain of API requests that carry a token (``surveillance.api.token_requests``): the browser's middleware
+# (static files, session, CSRF, sign-in, second factor, staff language, messages, the pages' policy) has nothing
+# to do for them. The rest is the same, in the same order.
+API_TOKEN_MIDDLEWARE = [
+    "surveillance.metrics.RequestMetricsMiddleware",
+    "surveillance.api.exceptions.ApiProblemMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "surveillance.access.audit.AuditMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "surveillance.api.token_requests.ApiContentSecurityPolicyMiddleware",
+]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -1,8 +1,12 @@
-"""WSGI entry point (gunicorn in production)."""
+"""WSGI entry point (gunicorn in production): API requests that carry a token take a shorter middleware chain."""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)
+
+from surveillance.api.token_requests import RoutingWSGIHandler  # noqa: E402  (needs the apps loaded)
+
+application = RoutingWSGIHandler()

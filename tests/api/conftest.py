@@ -10,12 +10,15 @@ import uuid
 
 import pytest
 import redis
+from django.core import signals
 from django.core.cache import cache
+from django.db import close_old_connections
 from django.test import override_settings
-from rest_framework.test import APIClient
+from rest_framework.test import APIClient, ForceAuthClientHandler
 
 from surveillance.api.auth import api_token_create
 from surveillance.api.shared_cache import REDIS_CACHE
+from surveillance.api.token_requests import TokenChainMixin, carries_api_token
 from surveillance.care import planning
 from tests.conftest import missing_service
 
@@ -27,10 +30,40 @@ def _fresh_throttle():
     cache.clear()
 
 
+class TokenChainClientHandler(TokenChainMixin, ForceAuthClientHandler):
+    """The test client's handler with the token requests' middleware chain."""
+
+
+class RoutingClientHandler(ForceAuthClientHandler):
+    """Routes the test client's requests as the web role's ``RoutingWSGIHandler`` does."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.token_handler = TokenChainClientHandler(*args, **kwargs)
+
+    def __call__(self, environ):
+        if carries_api_token(environ):
+            return self.token_handler(environ)
+        return super().__call__(environ)
+
+
 def token_client(raw: str) -> APIClient:
+    """A client carrying an API token, served through the same middleware as in production."""
     client = APIClient()
+    client.handler = RoutingClientHandler(enforce_csrf_checks=False)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
+
+
+@pytest.fixture
+def connection_kept_open():
+    """Requests sent straight to the WSGI application must not close the test's database connection (as Django's
+    test client arranges for its own requests)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ accepted (or refused with 400 for what OpenAPI cannot say) and schema-invalid in
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
 import yaml
-from django.core import signals
 from django.core.management import call_command
-from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from schemathesis.config import SchemathesisConfig
 
@@ -50,17 +47,6 @@ FUZZ_CONFIG = SchemathesisConfig.from_dict(
         }
     }
 )
-
-
-@pytest.fixture
-def connection_kept_open():
-    """Requests sent straight to the WSGI application must not close the test's database connection (as Django's
-    test client arranges for its own requests)."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 def test_it_keeps_to_its_schema_under_fuzzing(transactional_db, planned_a, centre_a, connection_kept_open):
