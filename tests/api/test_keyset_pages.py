@@ -8,7 +8,9 @@ import re
 
 import pytest
 from django.db import connection
+from rest_framework.utils.urls import replace_query_param
 
+from surveillance.api.pagination import ApiCursorPagination
 from surveillance.care import planning
 from surveillance.models import FollowUpVisit
 
@@ -96,3 +98,19 @@ def test_it_answers_a_bad_cursor_with_a_field_error(api_a, tied_visits, cursor):
     response = api_a.get("/api/v1/visits", {"cursor": cursor})
     assert response.status_code == 400
     assert response.json()["fields"] == {"cursor": ["invalid cursor"]}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://testserver/api/v1/visits",
+        "http://testserver/api/v1/visits?status=scheduled&due_after=2026-12-01&page_size=50",
+        "http://testserver/api/v1/visits?cursor=old&ordering=-due_date&status=scheduled&status=missed",
+        "http://testserver/api/v1/visits?a=&zeta=%C3%A9t%C3%A9+x&centre=a%26b&cursor=&b=1#frag",
+    ],
+)
+def test_it_writes_the_links_as_drf_writes_them(url):
+    paginator = ApiCursorPagination()
+    paginator.base_url = url
+    for encoded in ("cD0lNUIlMjIxJTIyJTVE", "cj0xJnA9JTVCJTIyMjAyNi0xMi0wMSUyMiUyQyUyMjclMjIlNUQ="):
+        assert paginator.url_with_cursor(encoded) == replace_query_param(url, "cursor", encoded)
