@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from base64 import b64decode, b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -35,6 +35,20 @@ class Row(Func):
 
 #: Reads a page: (order, after, limit) -> rows.
 PageReader = Callable[[tuple[str, ...], tuple | None, int], list]
+
+
+def keyset_after(order: Sequence[str]) -> tuple[str | None, list[list[tuple[int, str]]]]:
+    """The condition for the rows after a position in ``order`` (field names, ``-`` for descending), as the
+    ORM's and the visit list's SQL both write it.
+
+    Where every field runs the same way it is one row-value comparison, ``(a, b) > (x, y)``, which PostgreSQL
+    starts an index scan from: the operator is returned, the terms are empty. Otherwise it is expanded: any of
+    the terms, each a list of (position index, operator), all of which hold (a field beyond, those before it
+    equal)."""
+    descending = [field.startswith("-") for field in order]
+    if len(set(descending)) == 1:
+        return ("<" if descending[0] else ">"), []
+    return None, [[*((j, "=") for j in range(i)), (i, "<" if down else ">")] for i, down in enumerate(descending)]
 
 
 def _reversed(field: str) -> str:
@@ -85,18 +99,16 @@ class ApiCursorPagination(CursorPagination):
         return (*ordering, "pk")
 
     def after(self, order: tuple[str, ...], position: tuple) -> Q:
-        """The rows after ``position`` in ``order``: one row-value comparison where every field runs the same way,
-        else the expanded form (a field greater, all before it equal)."""
+        """The rows after ``position`` in ``order`` (``keyset_after``) as a ``Q``."""
         names = [field.lstrip("-") for field in order]
-        descending = [field.startswith("-") for field in order]
-        if len(set(descending)) == 1:
-            compare = LessThan if descending[0] else GreaterThan
+        row_operator, terms = keyset_after(order)
+        if row_operator is not None:
+            compare = LessThan if row_operator == "<" else GreaterThan
             return Q(compare(Row(*names), Row(*(Value(value) for value in position))))
+        lookups = {"=": "exact", "<": "lt", ">": "gt"}
         condition = Q(pk__in=[])
-        for i, (name, down) in enumerate(zip(names, descending, strict=True)):
-            step = Q(**{f"{name}__{'lt' if down else 'gt'}": position[i]})
-            step &= Q(**dict(zip(names[:i], position[:i], strict=True)))
-            condition |= step
+        for term in terms:
+            condition |= Q(**{f"{names[i]}__{lookups[operator]}": position[i] for i, operator in term})
         return condition
 
     def decode_cursor(self, request) -> Cursor | None:

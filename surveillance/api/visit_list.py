@@ -12,11 +12,13 @@ path with the ORM's over filters, orderings and cursors.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import psycopg
 from django.db import connection
 
+from surveillance.api.pagination import keyset_after
 from surveillance.api.serializers import VisitSerializer, codes_of, stored_json
 from surveillance.models import FollowUpVisit, Infusion, Patient, TreatmentCentre
 
@@ -28,7 +30,9 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+@functools.cache
 def _visit_column(name: str) -> str:
+    """A visit field's column, qualified and quoted (worked out once per process: the filters name a few)."""
     field = FollowUpVisit._meta.pk if name in ("pk", "id") else FollowUpVisit._meta.get_field(name)
     return f"v.{connection.ops.quote_name(field.column)}"
 
@@ -130,7 +134,7 @@ def visit_list_page(
     columns = [_visit_column(field.lstrip("-")) for field in order]
     descending = [field.startswith("-") for field in order]
     if after is not None:
-        _add_after(where, columns, descending, after)
+        _add_after(where, columns, order, after)
     keys = [key for key, _sql in _COLUMNS]
     sql = (
         f"SELECT {', '.join(sql for _key, sql in _COLUMNS)} {_FROM}"
@@ -175,20 +179,15 @@ def _fetch(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _add_after(where: _Where, columns: list[str], descending: list[bool], after: Sequence) -> None:
-    """The rows after ``after``: one row-value comparison where every column runs the same way (an index on them
-    then starts right there), else a column further on, all before it equal."""
-    if len(set(descending)) == 1:
+def _add_after(where: _Where, columns: list[str], order: Sequence[str], after: Sequence) -> None:
+    """The rows after ``after`` (``keyset_after``: the condition the ORM's pages write too), over ``columns``."""
+    row_operator, terms = keyset_after(order)
+    if row_operator is not None:
         marks = ", ".join(["%s"] * len(columns))
-        where.add(f"({', '.join(columns)}) {'<' if descending[0] else '>'} ({marks})", *after)
+        where.add(f"({', '.join(columns)}) {row_operator} ({marks})", *after)
         return
-    terms, params = [], []
-    for i, (column, down) in enumerate(zip(columns, descending, strict=True)):
-        beyond = "<" if down else ">"
-        terms.append(" AND ".join([*(f"{c} = %s" for c in columns[:i]), f"{column} {beyond} %s"]))
-        params.extend(after[: i + 1])
-    where.add(f"(({') OR ('.join(terms)}))", *params)
-    return
+    sql = ") OR (".join(" AND ".join(f"{columns[i]} {operator} %s" for i, operator in term) for term in terms)
+    where.add(f"(({sql}))", *(after[i] for term in terms for i, _ in term))
 
 
 _COLUMNS = _columns()
