@@ -63,7 +63,7 @@ from surveillance.db.outbox_loop import outbox_batches, worker_id
 from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage
 from surveillance.models.reminders import Audience, Channel, DeliveryOutcome, DispatcherRun, Purpose
-from surveillance.reminders import channels, letters, messages, sms
+from surveillance.reminders import channels, letters, messages, sms, smtp_envelope
 from surveillance.reminders.transport import SendError, Transport, TransportError, Unsendable
 
 logger = logging.getLogger("surveillance.reminders.dispatch")
@@ -342,7 +342,7 @@ class EmailTransport:
         smtp = getattr(self.connection, "connection", None)
         try:
             if isinstance(smtp, smtplib.SMTP):
-                smtp.sendmail(*payload.envelope, payload.raw)
+                smtp_envelope.envelope_send(smtp, *payload.envelope, payload.raw)
             else:
                 self.connection.send_messages([payload])
         except (smtplib.SMTPException, OSError) as exc:

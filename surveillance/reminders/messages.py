@@ -16,7 +16,6 @@ import email.message
 import functools
 import hashlib
 import hmac
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.header import Header
@@ -38,6 +37,7 @@ from surveillance.models import FollowUpVisit, Patient, Reminder, TreatmentCentr
 from surveillance.models.reminders import Audience, Purpose
 from surveillance.models.visits import RequestKind
 from surveillance.reminders import mime
+from surveillance.reminders.smtp_envelope import PLAIN_ADDRESS
 
 LANGUAGES = ("en", "es")
 LINK_SALT = "surveillance.visit-link"
@@ -108,8 +108,10 @@ def _signer(salt: str, secret: str) -> _Signer:
 
 
 def _signed(data: dict, salt: str) -> str:
-    """``signing.dumps(data, salt=salt, compress=True)``, with the signer's key worked out once per process."""
-    return _signer(salt, settings.SECRET_KEY).sign_object(data, compress=True)
+    """``signing.dumps(data, salt=salt, compress=True)``, with the signer's key worked out once per process, and
+    without trying zlib: a link's few bytes never shrink, and Django keeps the compressed form only when it is
+    shorter, so the token is the same; trying cost each message four zlib runs."""
+    return _signer(salt, settings.SECRET_KEY).sign_object(data)
 
 
 def visit_link_token(visit: FollowUpVisit, kind: str) -> str:
@@ -225,6 +227,8 @@ def _ics_fold(line: str) -> str:
             cuts.append(line[start:end])
             start = end
         return "\r\n ".join([*cuts, line[start:]])
+    if len(line.encode()) < 75:  # short enough whole: most lines of a Spanish entry
+        return line
     folded: list[str] = []
     current: list[str] = []
     size = 0
@@ -514,18 +518,12 @@ def reminder_recipient(reminder: Reminder) -> str:
     return visit.infusion.patient.centre.care_team_email
 
 
-#: A plain ASCII address (dot-atom local part, host name): what ``sanitize_address`` would return unchanged.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
-)
-
-
 def _envelope_address(address: str) -> str:
     """An address as the SMTP envelope carries it; ``ValueError`` for one Django cannot encode.
 
     Nearly every address is plain ASCII and passes as it is; only the others go through ``sanitize_address``
     (IDNA host names, encoded display names), which costs more than sending the message."""
-    return address if _PLAIN_ADDRESS.fullmatch(address) else sanitize_address(address, settings.DEFAULT_CHARSET)
+    return address if PLAIN_ADDRESS.fullmatch(address) else sanitize_address(address, settings.DEFAULT_CHARSET)
 
 
 #: The sender is the same on every message (a display name, so never plain): worked out once.
