@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from surveillance.api import serializers as api_serializers
 from surveillance.api.auth import TokenPrincipal
-from surveillance.imports import tasks
+from surveillance.imports import jobs, tasks
 from surveillance.models import ImportJob, ImportJobStatus
 
 #: Seconds a client is asked to wait before it asks again.
@@ -120,6 +120,6 @@ class ImportJobView(GenericAPIView):
         if not job.finished:
             return progress_response(request, job)
         if job.result_status == 200:
-            request._request.audit_patient_ids = (job.progress or {}).get("patient_ids", [])
+            request._request.audit_patient_ids = jobs.job_patient_ids(job)
             return Response(job.result)
         return Response(job.result, status=job.result_status, content_type="application/fhir+json")

@@ -39,7 +39,7 @@ from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError, ImportIssue
 from surveillance.imports.report import COUNTERS, ImportReport
 from surveillance.imports.uploads import upload_import
-from surveillance.models import ImportFormat, ImportJob, ImportJobStatus
+from surveillance.models import ImportFormat, ImportJob, ImportJobPatient, ImportJobStatus, Patient
 from surveillance.models import audit as audit_models
 from surveillance.reminders.dispatch import worker_id
 
@@ -205,12 +205,15 @@ def import_job_run(job: ImportJob, token: str) -> str:
     label = audit_models.request_actor_label.set(job.requested_by)  # changes are the requester's, as in a request
     try:
         if job.format == ImportFormat.NDJSON:
-            status, outcome, state = _outcome(lambda: _ndjson_run(job, claim))  # each batch commits on its own
-            finished = _finish(claim, status, outcome, progress=state)
+            status, outcome, report = _outcome(lambda: _ndjson_run(job, claim))  # each batch commits on its own
+            with transaction.atomic():
+                finished = _finish(claim, status, outcome, progress=_state_kept(job, report))
+                if not finished:
+                    raise LeaseLost(job.pk)
         else:
             with transaction.atomic():  # the import commits with the job's outcome, or neither does
-                status, outcome, state = _outcome(lambda: _atomic_run(job))
-                finished = _finish(claim, status, outcome, progress=state)
+                status, outcome, report = _outcome(lambda: _atomic_run(job))
+                finished = _finish(claim, status, outcome, progress=_state_kept(job, report))
                 if not finished:
                     raise LeaseLost(job.pk)
     finally:
@@ -221,14 +224,38 @@ def import_job_run(job: ImportJob, token: str) -> str:
     return ImportJobStatus.DONE if status == 200 else ImportJobStatus.FAILED
 
 
-def _outcome(run) -> tuple[int, dict, dict | None]:
+def _outcome(run) -> tuple[int, dict, ImportReport | None]:
     """What the status URL will answer (200 and the report, or 400 and the OperationOutcome that refused the
-    upload), and the report's state to keep (the patients it touched, for the audit trail)."""
+    upload), and the report (None when refused)."""
     try:
         report = run()
     except FhirImportError as exc:
         return 400, exc.to_operation_outcome(), None
-    return 200, report.as_dict(), report_state(report)
+    return 200, report.as_dict(), report
+
+
+def _state_kept(job: ImportJob, report: ImportReport | None) -> dict | None:
+    """The final report's state, its patients recorded beside it (those of an NDJSON job's batches already are)."""
+    if report is None:
+        return None
+    job_patients_record(job, report.patient_ids)
+    return report_state(report)
+
+
+def job_patients_record(job: ImportJob, patient_ids) -> None:
+    """Record that the job touched these patients (``ImportJobPatient``: who its report is about, for the audit
+    of whoever fetches it). A dry run's new patients were rolled back: only those that exist are recorded."""
+    ids = set(patient_ids)
+    if job.dry_run and ids:
+        ids = set(Patient.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    ImportJobPatient.objects.bulk_create(
+        [ImportJobPatient(job_id=job.pk, patient_id=pk) for pk in sorted(ids)], ignore_conflicts=True
+    )
+
+
+def job_patient_ids(job: ImportJob) -> list[int]:
+    """The patients the job touched, in id order."""
+    return list(job.patients.order_by("patient_id").values_list("patient_id", flat=True))
 
 
 def _atomic_run(job: ImportJob) -> ImportReport:
@@ -245,6 +272,7 @@ def _ndjson_run(job: ImportJob, claim) -> ImportReport:
     def on_batch(batch: ImportReport, last_line: int) -> None:
         so_far = _progress(claim)
         so_far.merge(batch)
+        job_patients_record(job, batch.patient_ids)
         now = timezone.now()
         if not claim.update(
             lines_done=last_line, progress=report_state(so_far), lease_expires_at=_lease(now), updated_at=now
@@ -318,14 +346,14 @@ def _finish(claim, status: int, outcome: dict, *, progress: dict | None = None, 
 
 # --- the report between batches -----------------------------------------------------------------------------------
 def report_state(report: ImportReport) -> dict:
-    """What a job keeps of its report so far: the counters, reasons, reported problems and patients."""
+    """What a job keeps of its report so far: the counters, reasons and reported problems, bounded whatever the
+    upload's size (the patients it touched are rows of their own: ``job_patients_record``)."""
     return {
         **{name: getattr(report, name) for name in COUNTERS},
         "ignored": dict(report.ignored),
         "errors": [asdict(issue) for issue in report.errors],
         "error_count": report.error_count,
         "lines": report.lines,
-        "patient_ids": sorted(report.patient_ids),
     }
 
 
@@ -338,5 +366,4 @@ def report_from_state(state: dict) -> ImportReport:
     report.errors = [ImportIssue(**issue) for issue in state.get("errors", [])]
     report.error_count = state.get("error_count", 0)
     report.lines = state.get("lines", 0)
-    report.patient_ids = set(state.get("patient_ids", []))
     return report

@@ -5,7 +5,7 @@ from surveillance.models.centres import CentreClosure, CentreMembership, Role, T
 from surveillance.models.ehr_pull import EhrConnection, EhrPullRun, PullStatus, SigningAlgorithm
 from surveillance.models.events import MalignancyEvent, MalignancyType, ReportingStep, TransgeneStatus
 from surveillance.models.identity import IdentityReview, IdentityReviewStatus
-from surveillance.models.imports import ImportFormat, ImportJob, ImportJobStatus
+from surveillance.models.imports import ImportFormat, ImportJob, ImportJobPatient, ImportJobStatus
 from surveillance.models.integrations import (
     ApiToken,
     IdempotencyKey,
@@ -63,6 +63,7 @@ __all__ = [
     "IdentityReviewStatus",
     "ImportFormat",
     "ImportJob",
+    "ImportJobPatient",
     "ImportJobStatus",
     "Infusion",
     "LadderStage",

@@ -92,3 +92,21 @@ class ImportJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+
+class ImportJobPatient(models.Model):
+    """A patient an import job created or updated: who fetching the job's report has data on, for the audit trail.
+
+    A row per patient, added with each batch, rather than a list in ``ImportJob.progress``: that list was read,
+    sorted and written back whole with every batch, so a registry's import did work that grew with the square of
+    its size (a million patients: a list of a million ids rewritten four thousand times).
+    """
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="patients")
+    patient = models.ForeignKey("surveillance.Patient", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "patient"], name="import_job_patient_once")]
+
+    def __str__(self) -> str:
+        return f"Import job {self.job_id}: patient {self.patient_id}"

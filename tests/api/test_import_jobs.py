@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from surveillance.imports import jobs
-from surveillance.models import ImportJob, Patient
+from surveillance.models import AuditEntry, ImportJob, Patient
 from tests.api.test_import_fhir import FHIR_JSON, NDJSON, car_t_bundle, post_bundle, post_ndjson
 from tests.imports.conftest import cohort_ndjson
 
@@ -106,3 +106,13 @@ def test_it_hides_a_job_from_another_centre(api_a, api_b, readonly_a, sync_limit
     assert foreign.status_code == 404 and "Doe" not in foreign.content.decode()
     assert readonly_a.get(url).status_code == 202
     assert api_a.get("/api/v1/import/jobs/999999").status_code == 404
+
+
+def test_it_audits_the_fetch_of_a_report_with_every_patient_it_touched(api_a, centre_a, sync_limit):
+    url = post_ndjson(api_a, cohort_ndjson(12))["Content-Location"]
+    jobs.import_jobs_run()  # six batches of two patients and their infusions, each recording its patients
+
+    assert api_a.get(url).status_code == 200
+    entry = AuditEntry.objects.filter(action="api_get").latest("pk")
+    assert entry.changes["patient_ids"] == sorted(Patient.objects.filter(centre=centre_a).values_list("pk", flat=True))
+    assert len(entry.changes["patient_ids"]) == 12
