@@ -4,6 +4,7 @@ Celery worker and beat processes on a Redis broker, and visits with reminders du
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -104,19 +105,28 @@ class SMTPRecorder:
         return [m for m in self.messages if address in m["To"]]
 
 
-@pytest.fixture
-def smtp_server():
-    handler = SMTPRecorder()
+@contextlib.contextmanager
+def loopback_smtp(handler):
+    """A real SMTP server (aiosmtpd) on a free loopback port, answering with ``handler``; its port is set on it."""
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     handler.port = controller.port
-    handler.url = f"smtp://127.0.0.1:{controller.port}"
     try:
         yield handler
     finally:
-        handler.ehlo_gate.set()
-        handler.accept_gate.set()
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server():
+    handler = SMTPRecorder()
+    with loopback_smtp(handler):
+        handler.url = f"smtp://127.0.0.1:{handler.port}"
+        try:
+            yield handler
+        finally:
+            handler.ehlo_gate.set()
+            handler.accept_gate.set()
 
 
 @pytest.fixture

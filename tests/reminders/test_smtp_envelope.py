@@ -8,12 +8,11 @@ import smtplib
 from collections import deque
 
 import pytest
-from aiosmtpd.controller import Controller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surveillance.reminders.smtp_envelope import envelope_send, quoted
-from tests.reminders.conftest import free_port
+from tests.reminders.conftest import loopback_smtp
 
 SENDER = "CAR-T Watch <reminders@cartwatch.example.org>"
 MESSAGE = b"Subject: Visit\r\n\r\nYour visit is due.\r\n"
@@ -63,14 +62,8 @@ class ScriptedServer:
 
 @pytest.fixture
 def server():
-    handler = ScriptedServer()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    handler.port = controller.port
-    try:
+    with loopback_smtp(ScriptedServer()) as handler:
         yield handler
-    finally:
-        controller.stop()
 
 
 def hand_over(server: ScriptedServer, send, recipients: list[str], script: dict[str, list[str]]) -> tuple:
