@@ -13,9 +13,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from surveillance.api.auth import ApiTokenAuthentication
+
 API_PREFIX = "/api/"
 #: The Authorization schemes ``ApiTokenAuthentication`` accepts, lower-cased, with their separating space.
-TOKEN_SCHEMES = ("bearer ", "token ")
+TOKEN_SCHEMES = tuple(f"{keyword} " for keyword in ApiTokenAuthentication.keywords)
 #: What an API answer may load or be framed by: nothing (it is data, never a page).
 API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
@@ -24,8 +26,7 @@ def carries_api_token(environ: dict) -> bool:
     """Whether a request is an API call authenticated by a token (from its WSGI environ, before any parsing)."""
     if not environ.get("PATH_INFO", "").startswith(API_PREFIX):
         return False
-    header = environ.get("HTTP_AUTHORIZATION", "")[:7].lower()
-    return header.startswith(TOKEN_SCHEMES)
+    return environ.get("HTTP_AUTHORIZATION", "").lower().startswith(TOKEN_SCHEMES)
 
 
 class TokenChainMixin:
