@@ -181,7 +181,7 @@ def _notices_claim(centre: TreatmentCentre, before: dt.datetime, now: dt.datetim
     return list(
         Reminder.objects.filter(pk__in=ids, status=ReminderStatus.SENDING, claimed_by=token)
         .select_related("visit__infusion__patient__centre")
-        .defer(*dispatch.NOT_LOADED)
+        .only(*messages.MESSAGE_FIELDS, "visit__kind")  # the digest counts the visits by kind
         .order_by("visit__due_date", "pk")
     )
 

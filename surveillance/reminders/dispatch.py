@@ -75,19 +75,6 @@ MAX_RETRY_DELAY = dt.timedelta(hours=1)
 #: How a reminder given back because the mail server could not be reached says so (the health probe looks for it).
 MAIL_UNREACHABLE = "mail server unreachable"
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
-#: What no message and no re-check reads: the patient's identifiers (minimum necessary: the dispatcher never holds
-#: a name, an MRN or a birth date) and the visit's clinical content.
-NOT_LOADED = (
-    "visit__assessments",
-    "visit__results",
-    "visit__infusion__indication",
-    "visit__infusion__lot_number",
-    "visit__infusion__patient__mrn",
-    "visit__infusion__patient__given_name",
-    "visit__infusion__patient__family_name",
-    "visit__infusion__patient__birth_date",
-    "visit__infusion__patient__status_reason",
-)
 #: How an accepted reminder is logged as a contact attempt for a patient on the ladder (a letter task is logged
 #: when the coordinator marks it done).
 CONTACT_METHODS = {Channel.EMAIL: ContactMethod.EMAIL, Channel.SMS: ContactMethod.SMS}
@@ -243,13 +230,13 @@ def dispatch_batch(now: dt.datetime | None = None, *, batch_size: int | None = N
         return result
     reminders = list(
         Reminder.objects.filter(pk__in=ids)
-        .select_related("visit__infusion__patient__centre", "prepared", "fallback_of")
-        .defer(*NOT_LOADED)
+        .select_related("visit__infusion__patient", "prepared")
+        .only(*messages.MESSAGE_FIELDS, "prepared")
         # a re-send after a possible double is flagged too (read here rather than by a query of its own)
         .annotate(doubtful=Exists(Delivery.objects.filter(reminder=OuterRef("pk"), possible_duplicate=True)))
         .order_by("next_attempt_at", "pk")
     )
-    messages.centres_shared(reminders)
+    messages.centres_attach(reminders)
     by_channel: dict[str, list[Reminder]] = {}
     for reminder in reminders:
         reason = reminder_skip_reason(reminder, started)
@@ -413,19 +400,54 @@ def _send_all(ready: list[tuple], token: str, clock, transport: Transport, deadl
 
 
 def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> list[Delivery]:
-    """The hand-off markers of a group: committed before its first message reaches the server."""
-    return Delivery.objects.bulk_create(
-        [
-            Delivery(
-                reminder=reminder,
-                attempt=reminder.attempts,
-                outcome=DeliveryOutcome.SENDING,
-                worker=token,
-                message_id=reminder.message_id,
-                possible_duplicate=reminder.pk in doubtful,
-            )
-            for reminder in reminders
-        ]
+    """The hand-off markers of a group: committed before its first message reaches the server.
+
+    On PostgreSQL one prepared statement inserts the group from arrays (``bulk_create`` compiled the same INSERT
+    anew for every group, about a tenth of a millisecond a message)."""
+    at = timezone.now()
+    markers = [
+        Delivery(
+            reminder=reminder,
+            attempt=reminder.attempts,
+            at=at,
+            outcome=DeliveryOutcome.SENDING,
+            worker=token,
+            message_id=reminder.message_id,
+            possible_duplicate=reminder.pk in doubtful,
+        )
+        for reminder in reminders
+    ]
+    if db_connection.vendor != "postgresql":
+        return Delivery.objects.bulk_create(markers)
+    params = {
+        "at": at,
+        "sending": DeliveryOutcome.SENDING.value,
+        "token": token,
+        "reminders": [marker.reminder_id for marker in markers],
+        "attempts": [marker.attempt for marker in markers],
+        "message_ids": [marker.message_id for marker in markers],
+        "doubtful": [marker.possible_duplicate for marker in markers],
+    }
+    db_connection.ensure_connection()
+    with db_connection.wrap_database_errors, psycopg.Cursor(db_connection.connection) as cursor:
+        cursor.execute(_hand_over_sql(), params, prepare=True)
+        ids = dict(cursor.fetchall())
+    for marker in markers:
+        marker.pk = ids[marker.reminder_id]
+        marker._state.adding = False
+    return markers
+
+
+@functools.cache
+def _hand_over_sql() -> str:
+    """The markers' INSERT on PostgreSQL: one row per element of the arrays, each returned with its reminder."""
+    return (
+        f"INSERT INTO {db_connection.ops.quote_name(Delivery._meta.db_table)} "
+        "(reminder_id, attempt, at, outcome, smtp_code, error, worker, message_id, possible_duplicate) "
+        "SELECT reminder, attempt, %(at)s, %(sending)s, NULL, '', %(token)s, message_id, doubtful "
+        "FROM unnest(%(reminders)s::bigint[], %(attempts)s::integer[], %(message_ids)s::text[], "
+        "%(doubtful)s::boolean[]) AS markers (reminder, attempt, message_id, doubtful) "
+        "RETURNING reminder_id, id"
     )
 
 

@@ -50,11 +50,11 @@ def reminders_prepare(
     due_soon = list(
         Reminder.objects.due(now + horizon)
         .filter(channel=Channel.EMAIL)  # an SMS is rendered at send time; a letter task has nothing to render
-        .select_related("visit__infusion__patient__centre", "prepared")
-        .defer("prepared__raw")
+        .select_related("visit__infusion__patient", "prepared")
+        .only(*messages.MESSAGE_FIELDS, "prepared__fingerprint")
         .order_by("next_attempt_at", "pk")[:limit]
     )
-    messages.centres_shared(due_soon)
+    messages.centres_attach(due_soon)
     rendered: list[tuple[Reminder, str, bytes]] = []
     for reminder in due_soon:
         fingerprint = messages.reminder_fingerprint(reminder)

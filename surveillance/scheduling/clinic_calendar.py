@@ -53,10 +53,15 @@ class ClinicCalendar:
         return day
 
     def open_bounds(self, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
-        """The first and last open days of a window (the window itself when no day in it is open)."""
+        """The first and last open days of a window (the window itself when no day in it is open).
+
+        Looked for from each end: every message asks, and the ends of a window are nearly always open, so this
+        usually looks at two days rather than every day of a window weeks long."""
         days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
-        open_days = [day for day in days if not self.is_closed(day)]
-        return (open_days[0], open_days[-1]) if open_days else (start, end)
+        first = next((day for day in days if not self.is_closed(day)), None)
+        if first is None:
+            return start, end
+        return first, next(day for day in reversed(days) if not self.is_closed(day))
 
 
 ALWAYS_OPEN = ClinicCalendar()
