@@ -23,6 +23,7 @@ from django.db import connections, router
 from django.dispatch import receiver
 from django.utils import timezone
 
+from surveillance import api
 from surveillance.db import bulk_rows
 from surveillance.models import AuditEntry
 from surveillance.models import audit as audit_models
@@ -180,7 +181,6 @@ class AuditMiddleware:
     It also makes the client address known to audit rows written anywhere while the request is served.
     """
 
-    API_PREFIX = "/api/"
     UNAUDITED = ("/api/schema", "/api/docs")
 
     def __init__(self, get_response):
@@ -193,7 +193,7 @@ class AuditMiddleware:
         finally:
             audit_models.request_remote_addr.reset(token)
         path = request.path
-        if path.startswith(self.API_PREFIX) and not path.startswith(self.UNAUDITED):
+        if path.startswith(api.PREFIX) and not path.startswith(self.UNAUDITED):
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated:
                 audit_insert(

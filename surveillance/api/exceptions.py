@@ -23,6 +23,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from surveillance import api
+
 logger = logging.getLogger("surveillance.api")
 
 
@@ -180,14 +182,14 @@ class ApiProblemMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if not request.path.startswith("/api/") or response.status_code < 400:
+        if not request.path.startswith(api.PREFIX) or response.status_code < 400:
             return response
         if "json" in response.get("Content-Type", ""):
             return response
         return self._answer(request, response.status_code)
 
     def process_exception(self, request, exception):
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(api.PREFIX):
             return None
         if isinstance(exception, RequestDataTooBig):
             return self._answer(request, 413)

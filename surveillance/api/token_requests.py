@@ -13,9 +13,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from surveillance import api
 from surveillance.api.auth import ApiTokenAuthentication
 
-API_PREFIX = "/api/"
 #: The Authorization schemes ``ApiTokenAuthentication`` accepts, lower-cased, with their separating space.
 TOKEN_SCHEMES = tuple(f"{keyword} " for keyword in ApiTokenAuthentication.keywords)
 #: What an API answer may load or be framed by: nothing (it is data, never a page).
@@ -24,7 +24,7 @@ API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 def carries_api_token(environ: dict) -> bool:
     """Whether a request is an API call authenticated by a token (from its WSGI environ, before any parsing)."""
-    if not environ.get("PATH_INFO", "").startswith(API_PREFIX):
+    if not environ.get("PATH_INFO", "").startswith(api.PREFIX):
         return False
     return environ.get("HTTP_AUTHORIZATION", "").lower().startswith(TOKEN_SCHEMES)
 
