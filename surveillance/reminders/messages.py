@@ -46,7 +46,7 @@ LANGUAGES = ("en", "es")
 #: above it (the centre is read on its own: ``centres_attach``), and all that the dispatcher loads of them: minimum
 #: necessary (never a name, an MRN, a birth date or the visit's clinical content), and a quarter of the columns, so
 #: a batch is built in less time. A field read that is not listed would cost a query per reminder:
-#: ``tests/reminders/test_dispatch_queries.py`` holds a batch to the same queries whatever its size.
+#: ``tests/reminders/test_dispatch_queries.py`` holds a batch to the same reads whatever its size.
 MESSAGE_FIELDS = (
     *("audience", "purpose", "days_before", "channel", "idempotency_key", "sequence", "send_after", "attempts"),
     *("next_attempt_at", "message_id", "fallback_of"),
@@ -370,9 +370,11 @@ def _render_patient(language: str, context: dict) -> tuple[str, str]:
         blanks = {k: f"{_MARKER}{k}{_MARKER}" if context[k] else "" for k in PER_MESSAGE}
         text, html = _render("patient", language, {k: context[k] for k in SHAPE} | blanks)
         marked = (tuple(text.split(_MARKER)), tuple(html.split(_MARKER)))
+        # a marker character in the shape itself (a centre's name...) would shift the pieces: rendered in full then
+        cut_right = all(name in PER_MESSAGE for pieces in marked for name in pieces[1::2])
         if len(_shapes) >= 512:
             _shapes.clear()
-        _shapes[shape] = marked if _filled(marked, context) == full else None
+        _shapes[shape] = marked if cut_right and _filled(marked, context) == full else None
         return full
     if marked is None:
         return _render("patient", language, context)

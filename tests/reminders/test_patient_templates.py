@@ -56,3 +56,10 @@ def test_it_renders_in_full_a_shape_the_templates_show_more_of(monkeypatch):
         values = context(n, centre_phone=phone)
         assert messages._render_patient("en", values) == messages._render("patient", "en", values)
     assert list(messages._shapes.values()) == [None]
+
+
+def test_it_renders_in_full_a_shape_that_holds_the_marker_character_itself():
+    for n in (1, 2):
+        values = context(n, centre="Centre \ue000 A")  # one marker: every piece after it shifts
+        assert messages._render_patient("en", values) == messages._render("patient", "en", values)
+    assert list(messages._shapes.values()) == [None]
