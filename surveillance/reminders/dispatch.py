@@ -428,14 +428,23 @@ def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> lis
         "message_ids": [marker.message_id for marker in markers],
         "doubtful": [marker.possible_duplicate for marker in markers],
     }
-    db_connection.ensure_connection()
-    with db_connection.wrap_database_errors, psycopg.Cursor(db_connection.connection) as cursor:
-        cursor.execute(_hand_over_sql(), params, prepare=True)
+    with _prepared(_hand_over_sql(), params) as cursor:
         ids = dict(cursor.fetchall())
     for marker in markers:
         marker.pk = ids[marker.reminder_id]
         marker._state.adding = False
     return markers
+
+
+@contextlib.contextmanager
+def _prepared(statement: str, params: dict):
+    """The cursor that ran ``statement`` prepared on Django's PostgreSQL connection, in its current transaction:
+    the statements the dispatcher runs once a group or once a message, planned once per connection and without
+    the ORM's compilation or Django's cursor wrapper around them."""
+    db_connection.ensure_connection()
+    with db_connection.wrap_database_errors, psycopg.Cursor(db_connection.connection) as cursor:
+        cursor.execute(statement, params, prepare=True)
+        yield cursor
 
 
 @functools.cache
@@ -518,9 +527,7 @@ def _mark_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datetim
     }
     if db_connection.vendor == "postgresql":
         [statement] = _sent_sql(no_wait=True)
-        db_connection.ensure_connection()
-        with db_connection.wrap_database_errors, psycopg.Cursor(db_connection.connection) as cursor:
-            cursor.execute(statement, params, prepare=True)
+        with _prepared(statement, params) as cursor:
             return cursor.rowcount == 1
     handed, held = _sent_sql(no_wait=False)
     with transaction.atomic(), db_connection.cursor() as cursor:
