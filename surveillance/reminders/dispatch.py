@@ -17,11 +17,13 @@ What the rows say, so that nothing is lost and a duplicate is recognisable:
 2. **Hand-off marker**: before a group of rows (``REMINDER_COMMIT_EVERY``) is handed to the server, a
    ``Delivery`` with outcome ``sending`` is committed for each, durably: one wait for the disk per group.
 3. **Outcome**: what the server answered is recorded before the next message is handed over. An accepted message
-   turns its row ``sent`` and its marker ``sent`` together; on PostgreSQL that is one prepared statement committed
-   without waiting for the disk (cheap enough to run after every message). A worker killed mid-group thus leaves
-   at most one message the server may have accepted without its outcome recorded: the one in flight. (A crash of
-   the database itself may lose such an unwaited commit: that message is re-sent as in 4., flagged.) A refusal
-   (``retry``, ``failed``) is rare and commits as usual.
+   turns its row ``sent`` and its marker ``sent`` together (``sent_marks``); on PostgreSQL that is one prepared
+   statement committed without waiting for the disk, whose answer is read just before the next message's data
+   goes (after the server's 354): the database's round trip runs alongside the next envelope. A worker killed
+   mid-group thus leaves at most one message the server may have accepted without its outcome recorded: the one
+   in flight (a mark already sent is in the database server's hands, and committed whatever becomes of the
+   worker). A crash of the database itself may lose such an unwaited commit: that message is re-sent as in 4.,
+   flagged. A refusal (``retry``, ``failed``) is rare and commits as usual.
 4. **Lease recovery**: a row still ``sending`` after its lease expired goes back to ``pending`` (attempts kept).
    Without a marker, the worker died before handing it over: a ``reclaimed`` delivery is written and the re-send
    is an ordinary one. With a marker still ``sending``, the server may have accepted it: the marker becomes
@@ -48,7 +50,7 @@ import re
 import secrets
 import smtplib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import psycopg
@@ -64,6 +66,7 @@ from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStat
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage
 from surveillance.models.reminders import Audience, Channel, DeliveryOutcome, DispatcherRun, Purpose
 from surveillance.reminders import channels, letters, messages, sms, smtp_envelope
+from surveillance.reminders.sent_marks import SentMarks
 from surveillance.reminders.transport import SendError, Transport, TransportError, Unsendable
 
 logger = logging.getLogger("surveillance.reminders.dispatch")
@@ -325,12 +328,13 @@ class EmailTransport:
             return False
         return True
 
-    def send(self, reminder: Reminder, payload: messages.RenderedEmail) -> str:
+    def send(self, reminder: Reminder, payload: messages.RenderedEmail, settle: Callable[[], None]) -> str:
         smtp = getattr(self.connection, "connection", None)
         try:
             if isinstance(smtp, smtplib.SMTP):
-                smtp_envelope.envelope_send(smtp, *payload.envelope, payload.raw)
+                smtp_envelope.envelope_send(smtp, *payload.envelope, payload.raw, before_data=settle)
             else:
+                settle()
                 self.connection.send_messages([payload])
         except (smtplib.SMTPException, OSError) as exc:
             error = smtp_send_error(exc, in_transaction=True)
@@ -382,20 +386,26 @@ def _send_all(ready: list[tuple], token: str, clock, transport: Transport, deadl
     """
     doubtful = {reminder.pk for reminder, _ in ready if reminder.doubtful}
     size = max(1, _cfg("REMINDER_COMMIT_EVERY"))
-    for start in range(0, len(ready), size):
-        group = ready[start : start + size]
-        if time.monotonic() > deadline:
-            result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
-            return True
-        with transaction.atomic():
-            markers = _hand_over([r for r, _ in group], token, doubtful)
-        for n, ((reminder, payload), marker) in enumerate(zip(group, markers, strict=True)):
-            if not transport.ready():
-                unsent = [r for r, _ in ready[start + n :]]
-                result.released += _release(unsent, token, clock(), transport.lost, markers=markers[n:])
-                return False
-            field = _send_one(reminder, payload, marker, token, clock, transport)
-            setattr(result, field, getattr(result, field) + 1)
+    marks = SentMarks()
+    try:
+        for start in range(0, len(ready), size):
+            group = ready[start : start + size]
+            marks.settle()
+            if time.monotonic() > deadline:
+                result.released += _release([r for r, _ in ready[start:]], token, clock(), "lease running out")
+                return True
+            with transaction.atomic():
+                markers = _hand_over([r for r, _ in group], token, doubtful)
+            for n, ((reminder, payload), marker) in enumerate(zip(group, markers, strict=True)):
+                if not transport.ready():
+                    marks.settle()
+                    unsent = [r for r, _ in ready[start + n :]]
+                    result.released += _release(unsent, token, clock(), transport.lost, markers=markers[n:])
+                    return False
+                field = _send_one(reminder, payload, marker, token, clock, transport, marks)
+                setattr(result, field, getattr(result, field) + 1)
+    finally:
+        marks.settle()
     return True
 
 
@@ -460,34 +470,49 @@ def _hand_over_sql() -> str:
     )
 
 
-def _send_one(reminder: Reminder, payload, marker: Delivery, token: str, clock, transport: Transport) -> str:
-    """Hand one payload over and record what the server said before anything else goes; returns the result
-    field."""
+def _send_one(
+    reminder: Reminder, payload, marker: Delivery, token: str, clock, transport: Transport, marks: SentMarks
+) -> str:
+    """Hand one payload over and record what the server said before anything else is handed over; returns the
+    result field. The earlier message's mark is settled by the transport, just before this hand-over."""
     try:
-        reminder.provider_message_id = transport.send(reminder, payload)[:64]
+        reminder.provider_message_id = transport.send(reminder, payload, marks.settle)[:64]
     except TransportError as exc:
+        marks.settle()
         return _record_error(reminder, marker, token, exc.error, clock())
-    _record_sent(reminder, marker, token, clock(), transport.accepted_code)
+    _record_sent(reminder, marker, token, clock(), transport.accepted_code, marks)
     return "sent"
 
 
-def _record_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datetime, code: int | None) -> None:
-    """Record an accepted message: the row ``sent`` and its marker too, and the contact attempt of a patient on
-    the lost-to-follow-up ladder (rare: only then is there a transaction of several statements)."""
+def _record_sent(
+    reminder: Reminder, marker: Delivery, token: str, now: dt.datetime, code: int | None, marks: SentMarks
+) -> None:
+    """Record an accepted message: the row ``sent`` and its marker too (``sent_marks``), and the contact attempt
+    of a patient on the lost-to-follow-up ladder (rare: only then is there a transaction of several statements,
+    answered at once)."""
     patient = reminder.visit.infusion.patient
     method = CONTACT_METHODS.get(reminder.channel)
     on_ladder = (
         method is not None and reminder.audience == Audience.PATIENT and patient.ladder_stage != LadderStage.ON_TRACK
     )
-    with transaction.atomic() if on_ladder else contextlib.nullcontext():
-        won = _mark_sent(reminder, marker, token, now, code)
-        if won and on_ladder:
+    if not on_ladder:
+        logged = functools.partial(_log_sent, reminder, marker, token, now, code)
+        marks.mark(reminder, marker, token, now, code, then=logged)
+        return
+    marks.settle()
+    with transaction.atomic():
+        won = marks.mark_now(reminder, marker, token, now, code)
+        if won:
             with translation.override("en"):  # stored, as the service's other words are, in English
                 note = (
                     f"Automatic {reminder.get_purpose_display().lower()} {reminder.get_channel_display()} "
                     f"(reminder {reminder.pk})"
                 )
             ContactAttempt.objects.create(patient=patient, attempted_at=now, method=method, note=note)
+    _log_sent(reminder, marker, token, now, code, won)
+
+
+def _log_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datetime, code: int | None, won: bool) -> None:
     logger.info(
         "reminder=%s attempt=%s channel=%s outcome=sent code=%s delay_s=%d duplicate=%s worker=%s",
         reminder.pk,
@@ -500,61 +525,6 @@ def _record_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datet
     )
     if not won:
         logger.warning("reminder=%s was reclaimed while being sent: another worker may send it again", reminder.pk)
-
-
-def _mark_sent(reminder: Reminder, marker: Delivery, token: str, now: dt.datetime, code: int | None) -> bool:
-    """``sending -> sent`` for a row this dispatcher still holds, with its Message-ID and provider id, and its
-    marker ``sent``, together; returns whether the row was still held (one reclaimed meanwhile is left alone).
-
-    This runs once per message, between the server's answer and the next hand-over, so on PostgreSQL it is one
-    prepared statement in its own transaction, committed without waiting for the disk: a crash of the database
-    may lose the mark (the message is then re-sent, flagged by its durable marker), a crash of the worker cannot.
-    The ``synchronous_commit`` set in the statement holds for its transaction only. SQLite has no such setting:
-    there the two updates commit as usual.
-    """
-    params = {
-        "sent": ReminderStatus.SENT.value,
-        "sending": ReminderStatus.SENDING.value,
-        "marker_sent": DeliveryOutcome.SENT.value,
-        "marker_sending": DeliveryOutcome.SENDING.value,
-        "now": db_connection.ops.adapt_datetimefield_value(now),
-        "code": code,
-        "message_id": reminder.message_id,
-        "provider_id": reminder.provider_message_id,
-        "reminder": reminder.pk,
-        "token": token,
-        "marker": marker.pk,
-    }
-    if db_connection.vendor == "postgresql":
-        [statement] = _sent_sql(no_wait=True)
-        with _prepared(statement, params) as cursor:
-            return cursor.rowcount == 1
-    handed, held = _sent_sql(no_wait=False)
-    with transaction.atomic(), db_connection.cursor() as cursor:
-        cursor.execute(handed, params)
-        cursor.execute(held, params)
-        return cursor.rowcount == 1
-
-
-@functools.cache
-def _sent_sql(*, no_wait: bool) -> list[str]:
-    """The statements of ``_mark_sent``: the marker's update and the row's. With ``no_wait`` (PostgreSQL), one
-    statement: the marker's update as a CTE, and ``set_config`` in ``FROM`` so that it runs before the commit."""
-    quote = db_connection.ops.quote_name
-    handed = (
-        f"UPDATE {quote(Delivery._meta.db_table)} SET outcome = %(marker_sent)s, smtp_code = %(code)s "
-        f"WHERE id = %(marker)s AND outcome = %(marker_sending)s"
-    )
-    held = (
-        f"UPDATE {quote(Reminder._meta.db_table)} SET status = %(sent)s, sent_at = %(now)s, "
-        f"message_id = %(message_id)s, provider_message_id = %(provider_id)s, last_smtp_code = %(code)s, "
-        f"last_error = '', lease_expires_at = NULL, claimed_by = '', updated_at = %(now)s{{source}} "
-        f"WHERE id = %(reminder)s AND status = %(sending)s AND claimed_by = %(token)s"
-    )
-    if not no_wait:
-        return [handed, held.format(source="")]
-    source = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_wait"
-    return [f"WITH handed AS ({handed}) {held.format(source=source)}"]
 
 
 def _error_field(reminder: Reminder, error: SendError) -> str:

@@ -9,6 +9,7 @@ Marking the task done records the contact attempt (``letter_task_done``).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -41,7 +42,8 @@ class LetterTransport:
     def ready(self) -> bool:
         return True
 
-    def send(self, reminder: Reminder, payload: Any) -> str:
+    def send(self, reminder: Reminder, payload: Any, settle: Callable[[], None]) -> str:
+        settle()
         return f"letter-task-{letter_task_open(reminder).pk}"
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -174,7 +175,8 @@ class SmsTransport:
     def ready(self) -> bool:
         return True
 
-    def send(self, reminder: Reminder, payload: sms_backends.SmsMessage) -> str:
+    def send(self, reminder: Reminder, payload: sms_backends.SmsMessage, settle: Callable[[], None]) -> str:
+        settle()
         try:
             return self.backend.send_message(payload)
         except sms_backends.SmsRefused as exc:

@@ -8,6 +8,7 @@ over, saying with a ``SendError`` how a hand-over failed. Adding a channel is ad
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,9 +58,11 @@ class Transport(Protocol):
     def ready(self) -> bool:
         """Whether the transport can hand over now, reconnecting if an error closed it."""
 
-    def send(self, reminder: Reminder, payload: Any) -> str:
+    def send(self, reminder: Reminder, payload: Any, settle: Callable[[], None]) -> str:
         """Hand one payload over; returns the provider's id of the message ("" if none). Raises
-        ``TransportError``."""
+        ``TransportError``. ``settle`` records the earlier message's outcome (``sent_marks``): it is called at the
+        last moment this hand-over can still be taken back (for SMTP, between the 354 and the message; for an
+        HTTP request, before it), and an error it raises is let through, with nothing handed over."""
 
     def close(self) -> None:
         """Let go of the connection (errors ignored)."""

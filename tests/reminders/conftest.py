@@ -56,6 +56,8 @@ class SMTPRecorder:
     ``ehlo_gate``/``accept_gate``: cleared, the server stalls at EHLO (before any message is handed over) or
     after it has stored an accepted message but before it says 250 (the message is delivered, the client does
     not know it yet); ``hold_from``: the first message the accept gate holds (those before it go through).
+    ``mail_gate``: cleared, the server stalls at the ``hold_mail_from``-th MAIL FROM, before answering it (the
+    messages before it are delivered and answered, the next is not handed over yet).
     """
 
     def __init__(self) -> None:
@@ -68,6 +70,11 @@ class SMTPRecorder:
         self.accept_gate.set()
         self.stalled_at_ehlo = threading.Event()
         self.stalled_after_accept = threading.Event()
+        self.mail_gate = threading.Event()
+        self.mail_gate.set()
+        self.stalled_at_mail = threading.Event()
+        self.mail_commands = 0
+        self.hold_mail_from = 1
         self.data_commands = 0
         self.hold_from = 1
         self.delay = 0.0  # seconds the server takes over each message, to make concurrent senders overlap
@@ -79,6 +86,17 @@ class SMTPRecorder:
             self.stalled_at_ehlo.set()
             await asyncio.sleep(0.05)
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self._lock:
+            self.mail_commands += 1
+            held = self.mail_commands >= self.hold_mail_from
+        while held and not self.mail_gate.is_set():
+            self.stalled_at_mail.set()
+            await asyncio.sleep(0.05)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self._lock:
@@ -127,6 +145,7 @@ def smtp_server():
         finally:
             handler.ehlo_gate.set()
             handler.accept_gate.set()
+            handler.mail_gate.set()
 
 
 @pytest.fixture

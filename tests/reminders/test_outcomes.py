@@ -1,6 +1,7 @@
 """Each message's outcome is recorded as soon as the server gives it, before the next message is handed over, so a
 worker lost mid-group leaves at most the message in flight in doubt; the hand-off markers still go a group at a
-time."""
+time. The dispatcher runs outside any transaction here, as in a worker: on PostgreSQL each outcome is answered
+only when the next message is about to go."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from surveillance.models.reminders import DeliveryOutcome
 from surveillance.reminders import dispatch
 from tests.reminders.conftest import add_reminder
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 2, 14, tzinfo=UTC)
 
@@ -42,9 +43,12 @@ def test_it_records_each_outcome_before_the_next_message_is_handed_over(five_due
     seen = []
     send = dispatch.EmailTransport.send
 
-    def watched(transport, reminder, payload):
-        seen.append(_states(five_due))
-        return send(transport, reminder, payload)
+    def watched(transport, reminder, payload, settle):
+        def settled():  # the last moment before the message's data goes to the server
+            settle()
+            seen.append((smtp_settings.data_commands, _states(five_due)))
+
+        return send(transport, reminder, payload, settled)
 
     monkeypatch.setattr(dispatch.EmailTransport, "send", watched)
     result = dispatch.dispatch_run(NOW)
@@ -52,16 +56,17 @@ def test_it_records_each_outcome_before_the_next_message_is_handed_over(five_due
     assert (result.sent, result.retried) == (4, 1)
     sent, sending, pending = ReminderStatus.SENT, ReminderStatus.SENDING, ReminderStatus.PENDING
     handed, told, retry = DeliveryOutcome.SENDING, DeliveryOutcome.SENT, DeliveryOutcome.RETRY
-    assert seen[0] == [(sending, handed)] * 5  # the group's markers, all committed before its first message
-    assert seen[2] == [(sent, told), (pending, retry)] + [(sending, handed)] * 3
-    assert seen[4] == [(sent, told), (pending, retry), (sent, told), (sent, told), (sending, handed)]
+    # the server has had n messages' data, and the n outcomes are recorded, when the next message's data goes
+    assert seen[0] == (0, [(sending, handed)] * 5)  # the group's markers, all committed before its first message
+    assert seen[2] == (2, [(sent, told), (pending, retry)] + [(sending, handed)] * 3)
+    assert seen[4] == (4, [(sent, told), (pending, retry), (sent, told), (sent, told), (sending, handed)])
 
 
 def test_it_leaves_only_the_message_in_flight_in_doubt_when_the_worker_is_lost(five_due, smtp_settings, monkeypatch):
     send = dispatch.EmailTransport.send
 
-    def lost_on_the_third(transport, reminder, payload):
-        message_id = send(transport, reminder, payload)
+    def lost_on_the_third(transport, reminder, payload, settle):
+        message_id = send(transport, reminder, payload, settle)
         if len(smtp_settings.messages) == 3:
             raise WorkerLost  # the server has the third message; the worker never records it
         return message_id
@@ -91,3 +96,21 @@ def test_it_marks_a_message_sent_with_a_prepared_statement_that_does_not_wait_fo
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%%synchronous_commit%%'")
         [(statement,)] = cursor.fetchall()
     assert "set_config('synchronous_commit', 'off', true)" in statement
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no server-side statements")
+def test_it_marks_a_message_sent_after_the_sessions_statements_were_dropped(five_due, smtp_settings, monkeypatch):
+    send = dispatch.EmailTransport.send
+
+    def dropped_each_time(transport, reminder, payload, settle):
+        def settled():
+            settle()
+            connection.connection.execute("DEALLOCATE ALL")  # as psycopg does after a rollback goes by
+
+        return send(transport, reminder, payload, settled)
+
+    monkeypatch.setattr(dispatch.EmailTransport, "send", dropped_each_time)
+    assert dispatch.dispatch_run(NOW).sent == 5
+    assert set(Reminder.objects.values_list("status", flat=True)) == {ReminderStatus.SENT}
+    assert set(Delivery.objects.values_list("outcome", flat=True)) == {DeliveryOutcome.SENT}
+    assert len(smtp_settings.messages) == 5

@@ -44,6 +44,24 @@ def _per_reminder(smtp) -> dict[str, int]:
     return counts
 
 
+def _killed_while_stalled(processes, env: dict, gate, stalled, what: str) -> None:
+    """A worker starts a run and is killed once the server stalls it (``gate`` closed, ``stalled`` set); then the
+    server goes on."""
+    gate.clear()
+    doomed = processes.worker("doomed", **env)
+    processes.send()
+    wait_until(stalled.is_set, 30, message=what)
+    processes.kill(doomed)
+    gate.set()
+
+
+def _rescued(processes, env: dict, ids: list[int], what: str) -> None:
+    """Another worker and a beat take the dead worker's reminders back after their lease, and send them."""
+    processes.worker("rescuer", **env)
+    processes.beat(**FAST_BEAT)
+    wait_until(lambda: _all_sent(ids), 60, message=what)
+
+
 def test_it_plans_an_infusion_and_the_worker_sends_what_is_due(
     processes, smtp_server, centre_a, make_patient, make_infusion
 ):
@@ -112,18 +130,12 @@ def test_it_loses_nothing_when_a_worker_dies_before_handing_a_message_over(
 ):
     [reminder] = _due_reminders(open_visit, make_patient, centre_a, 1)
     env = _mail_env(smtp_server, CARTWATCH_REMINDER_LEASE_SECONDS="12")
-    smtp_server.ehlo_gate.clear()  # the server stalls before any message is handed over
-    doomed = processes.worker("doomed", **env)
-    processes.send()
-    wait_until(smtp_server.stalled_at_ehlo.is_set, 30, message="the worker to connect")
-    processes.kill(doomed)
+    # the server stalls before any message is handed over
+    _killed_while_stalled(processes, env, smtp_server.ehlo_gate, smtp_server.stalled_at_ehlo, "the worker to connect")
     reminder.refresh_from_db()
     assert reminder.status == ReminderStatus.SENDING  # claimed, and its worker is gone
 
-    smtp_server.ehlo_gate.set()
-    processes.worker("rescuer", **env)
-    processes.beat(**FAST_BEAT)
-    wait_until(lambda: _all_sent([reminder.pk]), 60, message="the reclaimed reminder")
+    _rescued(processes, env, [reminder.pk], "the reclaimed reminder")
     assert len(smtp_server.messages) == 1
     outcomes = list(reminder.deliveries.values_list("outcome", "possible_duplicate"))
     assert outcomes == [(DeliveryOutcome.RECLAIMED, False), (DeliveryOutcome.SENT, False)]
@@ -134,16 +146,11 @@ def test_it_flags_the_duplicate_when_a_worker_dies_after_the_server_accepted(
 ):
     [reminder] = _due_reminders(open_visit, make_patient, centre_a, 1)
     env = _mail_env(smtp_server, CARTWATCH_REMINDER_LEASE_SECONDS="12")
-    smtp_server.accept_gate.clear()  # the server keeps the message, then stalls before saying 250
-    doomed = processes.worker("doomed", **env)
-    processes.send()
-    wait_until(smtp_server.stalled_after_accept.is_set, 30, message="the server to accept")
-    processes.kill(doomed)
-    smtp_server.accept_gate.set()
-
-    processes.worker("rescuer", **env)
-    processes.beat(**FAST_BEAT)
-    wait_until(lambda: _all_sent([reminder.pk]), 60, message="the reclaimed reminder")
+    # the server keeps the message, then stalls before saying 250
+    _killed_while_stalled(
+        processes, env, smtp_server.accept_gate, smtp_server.stalled_after_accept, "the server to accept"
+    )
+    _rescued(processes, env, [reminder.pk], "the reclaimed reminder")
     first, second = smtp_server.messages
     assert first["Message-ID"] == second["Message-ID"] == reminder.deliveries.last().message_id
     outcomes = list(reminder.deliveries.values_list("outcome", "possible_duplicate"))
@@ -156,17 +163,11 @@ def test_it_doubles_only_the_message_in_flight_when_a_worker_dies_mid_group(
     reminders = _due_reminders(open_visit, make_patient, centre_a, 5)
     env = _mail_env(smtp_server, CARTWATCH_REMINDER_LEASE_SECONDS="12", CARTWATCH_REMINDER_COMMIT_EVERY="5")
     smtp_server.hold_from = 3  # two messages go through; the third is delivered, the worker never hears "250"
-    smtp_server.accept_gate.clear()
-    doomed = processes.worker("doomed", **env)
-    processes.send()
-    wait_until(smtp_server.stalled_after_accept.is_set, 30, message="the server to accept")
-    processes.kill(doomed)
-    smtp_server.accept_gate.set()
-
-    processes.worker("rescuer", **env)
-    processes.beat(**FAST_BEAT)
+    _killed_while_stalled(
+        processes, env, smtp_server.accept_gate, smtp_server.stalled_after_accept, "the server to accept"
+    )
     ids = [r.pk for r in reminders]
-    wait_until(lambda: _all_sent(ids), 60, message="the reclaimed group")
+    _rescued(processes, env, ids, "the reclaimed group")
     time.sleep(2)  # a few more beats: nothing else goes
     counts = _per_reminder(smtp_server)
     assert sorted(counts.values()) == [1, 1, 1, 1, 2]  # the two answered before were recorded sent at once
@@ -182,6 +183,24 @@ def test_it_doubles_only_the_message_in_flight_when_a_worker_dies_mid_group(
     # tells them apart); the two the server had answered were never re-sent
     assert sorted(flags.values()) == [False, False, True, True, True]
     assert flags[int(doubled["X-CARTWatch-Reminder"])] is True
+
+
+def test_it_keeps_an_outcome_whose_answer_the_dead_worker_never_read(
+    processes, smtp_server, centre_a, make_patient, open_visit
+):
+    reminders = _due_reminders(open_visit, make_patient, centre_a, 5)
+    env = _mail_env(smtp_server, CARTWATCH_REMINDER_LEASE_SECONDS="12", CARTWATCH_REMINDER_COMMIT_EVERY="5")
+    # two messages are accepted; the worker has sent the second's outcome to the database and stalls at the third's
+    # MAIL FROM, before it reads the database's answer (it does so only after the server's 354)
+    smtp_server.hold_mail_from = 3
+    _killed_while_stalled(processes, env, smtp_server.mail_gate, smtp_server.stalled_at_mail, "the third MAIL FROM")
+    _rescued(processes, env, [r.pk for r in reminders], "the reclaimed group")
+    time.sleep(2)  # a few more beats: nothing else goes
+    assert sorted(_per_reminder(smtp_server).values()) == [1, 1, 1, 1, 1]  # the second was not sent again
+    flags = [set(r.deliveries.values_list("outcome", "possible_duplicate")) for r in reminders]
+    assert flags[:2] == [{(DeliveryOutcome.SENT, False)}] * 2
+    # the group's three never handed over: re-sent once each, flagged (nothing durable says they were not)
+    assert flags[2:] == [{(DeliveryOutcome.RECLAIMED, True), (DeliveryOutcome.SENT, True)}] * 3
 
 
 def test_it_sends_every_due_reminder_once_after_the_broker_is_stopped_or_flushed(
