@@ -421,8 +421,11 @@ CARTWATCH = {
     "MISSED_GRACE_DAYS": env.int("CARTWATCH_MISSED_GRACE_DAYS", default=3),
     # The dispatcher: rows claimed per batch (one SMTP connection each), how long a claim holds before another
     # worker may take it back, attempts before a temporary failure becomes final, the first retry delay (doubling
-    # each time), and how long one run keeps draining before it hands back to beat.
-    "REMINDER_BATCH_SIZE": env.int("CARTWATCH_REMINDER_BATCH_SIZE", default=50),
+    # each time), and how long one run keeps draining before it hands back to beat. A batch costs a fixed few
+    # milliseconds whatever its size (the claim and its commit, the read, the SMTP greeting), many more on a busy
+    # machine: at 50 rows that was a fifth of the sending time. 200 rows go out in well under a second, far inside
+    # the lease, and a burst of more than that still brings the other dispatchers in.
+    "REMINDER_BATCH_SIZE": env.int("CARTWATCH_REMINDER_BATCH_SIZE", default=200),
     "REMINDER_LEASE_SECONDS": env.int("CARTWATCH_REMINDER_LEASE_SECONDS", default=300),
     "REMINDER_MAX_ATTEMPTS": env.int("CARTWATCH_REMINDER_MAX_ATTEMPTS", default=6),
     "REMINDER_RETRY_SECONDS": env.int("CARTWATCH_REMINDER_RETRY_SECONDS", default=60),
