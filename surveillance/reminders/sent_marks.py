@@ -12,7 +12,9 @@ server's socket, and the server runs it to its commit whatever becomes of its cl
 only when it next reads or writes). A crash of the database itself may lose the mark, as it may lose any commit
 that did not wait for the disk: the message is then re-sent, flagged by its durable marker.
 
-SQLite has neither such commits nor such sends: there the two updates commit as usual, answered at once.
+Inside a transaction (a patient on the lost-to-follow-up ladder also gets a contact attempt) the mark goes through
+psycopg's cursor, answered at once: a failed statement would spoil the transaction, so nothing is sent that might
+need sending again. SQLite has neither such commits nor such sends: there the two updates commit as usual.
 """
 
 from __future__ import annotations
