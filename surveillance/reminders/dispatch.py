@@ -53,7 +53,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-import psycopg
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
@@ -62,6 +61,7 @@ from django.db.models import Count, Exists, F, Max, Min, OuterRef
 from django.utils import timezone, translation
 
 from surveillance.db.outbox_loop import outbox_batches, worker_id
+from surveillance.db.prepared import prepared_cursor
 from surveillance.models import ContactAttempt, Delivery, Reminder, ReminderStatus, VisitStatus
 from surveillance.models.patients import CLOSED_STATUSES, ContactMethod, LadderStage
 from surveillance.models.reminders import Audience, Channel, DeliveryOutcome, DispatcherRun, Purpose
@@ -438,23 +438,12 @@ def _hand_over(reminders: list[Reminder], token: str, doubtful: set[int]) -> lis
         "message_ids": [marker.message_id for marker in markers],
         "doubtful": [marker.possible_duplicate for marker in markers],
     }
-    with _prepared(_hand_over_sql(), params) as cursor:
+    with prepared_cursor(_hand_over_sql(), params) as cursor:
         ids = dict(cursor.fetchall())
     for marker in markers:
         marker.pk = ids[marker.reminder_id]
         marker._state.adding = False
     return markers
-
-
-@contextlib.contextmanager
-def _prepared(statement: str, params: dict):
-    """The cursor that ran ``statement`` prepared on Django's PostgreSQL connection, in its current transaction:
-    the statements the dispatcher runs once a group or once a message, planned once per connection and without
-    the ORM's compilation or Django's cursor wrapper around them."""
-    db_connection.ensure_connection()
-    with db_connection.wrap_database_errors, psycopg.Cursor(db_connection.connection) as cursor:
-        cursor.execute(statement, params, prepare=True)
-        yield cursor
 
 
 @functools.cache

@@ -31,6 +31,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from psycopg import pq
 
+from surveillance.db.prepared import prepared_cursor
 from surveillance.models import Delivery, Reminder, ReminderStatus
 from surveillance.models.reminders import DeliveryOutcome
 
@@ -81,17 +82,15 @@ class SentMarks:
         if db_connection.vendor != "postgresql":
             then(_mark_now(values))
             return
-        db_connection.ensure_connection()
+        if not db_connection.get_autocommit():
+            # inside a transaction (a patient on the ladder): answered at once; an error would end the
+            # transaction, so nothing is sent that might need doing again
+            with prepared_cursor(_statement(), values) as cursor:
+                won = cursor.rowcount == 1
+            then(won)
+            return
         with db_connection.wrap_database_errors:
             connection = db_connection.connection
-            if not connection.autocommit:
-                # inside a transaction (a patient on the ladder): through psycopg's cursor, answered at once; an
-                # error would end the transaction, so nothing is sent that might need doing again
-                with psycopg.Cursor(connection) as cursor:
-                    cursor.execute(_statement(), values, prepare=True)
-                    won = cursor.rowcount == 1
-                then(won)
-                return
             parameters = [_text(values[name]) for name in PARAMETERS]
             _send(connection, parameters)
         self.in_flight = _InFlight(connection, parameters, then)
