@@ -181,7 +181,7 @@ class AuditMiddleware:
     It also makes the client address known to audit rows written anywhere while the request is served.
     """
 
-    UNAUDITED = ("/api/schema", "/api/docs")
+    UNAUDITED = (f"{api.PREFIX}schema", f"{api.PREFIX}docs")
 
     def __init__(self, get_response):
         self.get_response = get_response

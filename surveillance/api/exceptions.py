@@ -147,7 +147,7 @@ _DJANGO_ERRORS = {
     413: ("payload_too_large", "The payload is too large."),
     500: ("server_error", "The server failed to answer this request; it has been logged."),
 }
-FHIR_PATHS = ("/api/v1/import/fhir",)
+FHIR_PATHS = (f"{api.PREFIX}v1/import/fhir",)
 
 
 def problem_json_response(status_code: int) -> HttpResponse:
