@@ -167,10 +167,11 @@ class FollowUpVisit(models.Model):
                 condition=models.Q(status="scheduled"),
                 name="visit_missed_sweep_idx",
             ),
-            # worklists: due in the next 14 days / window open / overdue
-            models.Index(fields=["status", "due_date"], name="visit_worklist_due_idx"),
             # the overdue and coming-up lists, a page in due-date order: open visits only, so that the page does
-            # not walk years of settled visits before the first overdue one
+            # not walk years of settled visits before the first overdue one; and any other look-up of open visits
+            # by due date (the API's list of scheduled visits, the cohort's). Of other statuses, a look-up by due
+            # date reads the export's index: every index keyed on a date costs each new visit a write at a random
+            # place in it, which is what grows as the registry does (``bench/visit_growth.py``).
             models.Index(
                 fields=["due_date", "id"],
                 condition=models.Q(status="scheduled"),
