@@ -46,7 +46,7 @@ def _while(status: str, field: str) -> models.Case:
 # gives the database statistics of that date among those visits alone. From the columns apart it guessed a tenth of
 # the table for "open and due before today" (in truth the few overdue visits) and read the whole table to count
 # them, at registry scale.
-#: The due date of an open visit: the overdue and coming-up worklists.
+#: The due date of an open visit: the overdue and coming-up worklists, the daily missed-visit sweep.
 OPEN_DUE = _while(VisitStatus.SCHEDULED, "due_date")
 #: The window start of an open visit: the window-open worklist.
 OPEN_WINDOW_START = _while(VisitStatus.SCHEDULED, "window_start")
@@ -161,12 +161,6 @@ class FollowUpVisit(models.Model):
             ),
         ]
         indexes = [
-            # the daily missed-visit sweep: scheduled visits whose window has closed
-            models.Index(
-                fields=["window_end"],
-                condition=models.Q(status="scheduled"),
-                name="visit_missed_sweep_idx",
-            ),
             # the overdue and coming-up lists, a page in due-date order: open visits only, so that the page does
             # not walk years of settled visits before the first overdue one; and any other look-up of open visits
             # by due date (the API's list of scheduled visits, the cohort's). Of other statuses, a look-up by due
@@ -178,7 +172,7 @@ class FollowUpVisit(models.Model):
                 name="visit_open_due_order_idx",
             ),
             # the worklists' counts by the dates of open or missed visits (see OPEN_DUE): overdue and coming up,
-            # window open, recently missed
+            # window open, recently missed; and the daily sweep's overdue visits, among them those whose window closed
             models.Index(OPEN_DUE, name="visit_open_due_idx"),
             models.Index(OPEN_WINDOW_START, name="visit_open_window_idx"),
             models.Index(MISSED_WINDOW_END, name="visit_missed_window_idx"),

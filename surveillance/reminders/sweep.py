@@ -3,8 +3,9 @@
 Daily: visits whose window closed more than ``MISSED_GRACE_DAYS`` ago (in the centre's time zone) are marked
 missed, which plans a "missed visit" notice to the care team and moves the patient along the lost-to-follow-up
 ladder in the same transition (``care.ladder``; a recorded visit brings them back down when it is recorded, not at
-the next sweep); finally the reminder outbox is topped up for visits entering the look-ahead. The sweep reads only
-the visits whose window just closed: its cost follows what happened since the last run, not the cohort.
+the next sweep); finally the reminder outbox is topped up for visits entering the look-ahead. The sweep reads the
+overdue visits to find those whose window just closed, and writes only those: its cost follows the backlog of
+unrecorded visits and what happened since the last run, not the cohort's history or its years of planned visits.
 
 Weekly: one digest per centre for its care team (counts and admin links, patients by id only), at most once per
 centre and week however many times the task runs.
@@ -36,6 +37,7 @@ from surveillance.models import (
 )
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage
 from surveillance.models.reminders import CareTeamDigest
+from surveillance.models.visits import OPEN_DUE
 from surveillance.reminders import messages, outbox
 from surveillance.reminders.digests import DIGEST_LOCAL_HOUR, digest_claim
 from surveillance.signals.review import signal_reviews_escalate
@@ -64,10 +66,12 @@ def visits_mark_missed(now: dt.datetime | None = None) -> list[tuple[int, str]]:
     # The widest bound (the earliest time zone's "today"); each candidate is then checked in its centre's zone.
     bound = (now + dt.timedelta(days=1)).date() - grace
     patients: list[tuple[int, str]] = []
+    # Read through the index of open visits' due dates (``OPEN_DUE``): a visit whose window has closed is past its
+    # due date too, so the candidates are among the overdue visits, not among the years of visits planned ahead.
     candidates = (
-        FollowUpVisit.objects.filter(
-            status=VisitStatus.SCHEDULED, window_end__lt=bound, infusion__superseded_by__isnull=True
-        )
+        FollowUpVisit.objects.alias(open_due=OPEN_DUE)
+        .filter(open_due__lt=bound, status=VisitStatus.SCHEDULED, window_end__lt=bound)
+        .filter(infusion__superseded_by__isnull=True)
         .exclude(infusion__patient__status__in=CLOSED_STATUSES)
         .select_related("infusion__patient__centre", "rule")
         .order_by("window_end", "pk")
