@@ -1,6 +1,6 @@
 """List filters (django-filter). Filters narrow what the caller's queryset already allows; they never widen it.
 
-A filter on a related object takes its id as a plain number (``NumberFilter``), never a model choice: a choice
+A filter on a related object takes its id as a plain number (``IdFilter``), never a model choice: a choice
 would be checked against every row of the table, so a foreign id (200, empty) and one that does not exist (400)
 would answer differently, and the difference would tell a caller what other centres hold.
 """
@@ -8,12 +8,32 @@ would answer differently, and the difference would tell a caller what other cent
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 
 import django_filters as filters
 from django.http import QueryDict
 
 from surveillance.models import FollowUpVisit, Infusion, MalignancyEvent, Patient, Reminder, VisitStatus
 from surveillance.models.protocols import VisitKind
+
+#: The largest id a bigint holds.
+_BIGINT = 2**63 - 1
+
+
+def id_possible(value: int | Decimal) -> bool:
+    """Whether a row can have this number as its id: a whole number a bigint holds."""
+    return int(value) == value and -_BIGINT - 1 <= value <= _BIGINT
+
+
+class IdFilter(filters.NumberFilter):
+    """A related object's id. A number no row can have as its id (a fraction, or beyond a bigint) matches nothing,
+    as PostgreSQL's lookups treat an out-of-range number; it is never rounded to another id, nor handed to SQLite's
+    driver, which fails on an integer of more than 64 bits."""
+
+    def filter(self, qs, value):
+        if value is not None and not id_possible(value):
+            return qs.none()
+        return super().filter(qs, value)
 
 
 class StaticFilterSet(filters.FilterSet):
@@ -74,7 +94,7 @@ class PatientFilter(StaticFilterSet):
 
 
 class InfusionFilter(StaticFilterSet):
-    patient = filters.NumberFilter(field_name="patient_id")
+    patient = IdFilter(field_name="patient_id")
     centre = filters.CharFilter(field_name="patient__centre__code", help_text="Centre code.")
     product = filters.CharFilter(field_name="product__code", help_text="Product code, e.g. yescarta.")
     infused_after = filters.DateFilter(field_name="infusion_date", lookup_expr="gte")
@@ -93,8 +113,8 @@ class VisitFilter(StaticFilterSet):
     due_after = filters.DateFilter(field_name="due_date", lookup_expr="gte", help_text="Due on or after.")
     due_before = filters.DateFilter(field_name="due_date", lookup_expr="lte", help_text="Due on or before.")
     centre = filters.CharFilter(field_name="infusion__patient__centre__code", help_text="Centre code.")
-    patient = filters.NumberFilter(field_name="infusion__patient_id")
-    infusion = filters.NumberFilter(field_name="infusion_id")
+    patient = IdFilter(field_name="infusion__patient_id")
+    infusion = IdFilter(field_name="infusion_id")
 
     class Meta:
         model = FollowUpVisit
@@ -102,8 +122,8 @@ class VisitFilter(StaticFilterSet):
 
 
 class ReminderFilter(StaticFilterSet):
-    visit = filters.NumberFilter(field_name="visit_id")
-    patient = filters.NumberFilter(field_name="visit__infusion__patient_id")
+    visit = IdFilter(field_name="visit_id")
+    patient = IdFilter(field_name="visit__infusion__patient_id")
     send_after_from = filters.IsoDateTimeFilter(field_name="send_after", lookup_expr="gte")
     send_after_to = filters.IsoDateTimeFilter(field_name="send_after", lookup_expr="lte")
 
@@ -113,8 +133,8 @@ class ReminderFilter(StaticFilterSet):
 
 
 class MalignancyEventFilter(StaticFilterSet):
-    patient = filters.NumberFilter(field_name="infusion__patient_id")
-    infusion = filters.NumberFilter(field_name="infusion_id")
+    patient = IdFilter(field_name="infusion__patient_id")
+    infusion = IdFilter(field_name="infusion_id")
 
     class Meta:
         model = MalignancyEvent

@@ -18,12 +18,10 @@ from collections.abc import Sequence
 import psycopg
 from django.db import connection
 
+from surveillance.api.filters import id_possible
 from surveillance.api.pagination import keyset_after
 from surveillance.api.serializers import VisitSerializer, codes_of, stored_json
 from surveillance.models import FollowUpVisit, Infusion, Patient, TreatmentCentre
-
-#: The largest value a PostgreSQL bigint holds: a larger id matches nothing (the ORM treats it so too).
-_BIGINT = 2**63 - 1
 
 
 def _table(model) -> str:
@@ -91,10 +89,6 @@ class _Where:
         self.terms.append(f"{column} = {literals[0]}" if len(codes) == 1 else f"{column} IN ({', '.join(literals)})")
 
 
-def _ids_fit(*ids) -> bool:
-    return all(value is None or -_BIGINT - 1 <= value <= _BIGINT for value in ids)
-
-
 def visit_list_page(
     centre_ids: Sequence[int] | None,
     filters: dict,
@@ -109,10 +103,9 @@ def visit_list_page(
         if not centre_ids:
             return []
         where.any_of(f"p.{connection.ops.quote_name(Patient._meta.get_field('centre').column)}", list(centre_ids))
-    patient = None if filters.get("patient") is None else int(filters["patient"])
-    infusion = None if filters.get("infusion") is None else int(filters["infusion"])
-    if not _ids_fit(patient, infusion):
-        return []
+    patient, infusion = filters.get("patient"), filters.get("infusion")
+    if any(value is not None and not id_possible(value) for value in (patient, infusion)):
+        return []  # matches nothing, as ``IdFilter`` on the ORM's path
     if filters.get("status"):
         where.one_of_choices(_visit_column("status"), filters["status"])
     if filters.get("kind"):
@@ -126,9 +119,9 @@ def visit_list_page(
             f"c.{connection.ops.quote_name(TreatmentCentre._meta.get_field('code').column)} = %s", filters["centre"]
         )
     if patient is not None:
-        where.add(f"i.{connection.ops.quote_name(Infusion._meta.get_field('patient').column)} = %s", patient)
+        where.add(f"i.{connection.ops.quote_name(Infusion._meta.get_field('patient').column)} = %s", int(patient))
     if infusion is not None:
-        where.add(f"{_visit_column('infusion')} = %s", infusion)
+        where.add(f"{_visit_column('infusion')} = %s", int(infusion))
     if filters.get("rule_code"):
         where.add(f"{_visit_column('rule_code')} = %s", filters["rule_code"])
     columns = [_visit_column(field.lstrip("-")) for field in order]
