@@ -12,6 +12,7 @@ path with the ORM's over filters, orderings and cursors.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Sequence
 
@@ -159,8 +160,8 @@ def _fetch(sql: str, params: list) -> list[tuple]:
     which records it as None (``pg_prepared_statements`` has it)."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+            cursor.execute(sql, [_stored_if_time(value) for value in params])
+            return [tuple(map(_utc_if_naive, row)) for row in cursor.fetchall()]
     connection.ensure_connection()
     prepared = _PreparedCursor(connection.connection)
     with (
@@ -170,6 +171,19 @@ def _fetch(sql: str, params: list) -> list[tuple]:
     ):
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _utc_if_naive(value):
+    """SQLite hands a stored time back without its zone, which is UTC (the ORM's converters say so for its own
+    reads); left naive, the serializer would take it for a time in the request's zone."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _stored_if_time(value):
+    """A time compared with SQLite's stored text (a cursor's), written as the ORM stores it: UTC, no zone."""
+    return connection.ops.adapt_datetimefield_value(value) if isinstance(value, dt.datetime) else value
 
 
 def _add_after(where: _Where, columns: list[str], order: Sequence[str], after: Sequence) -> None:
