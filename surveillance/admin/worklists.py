@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import OrderBy, Q, QuerySet
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -92,7 +92,7 @@ class Worklist:
     help: str
     apply: Callable[[QuerySet, dt.date], QuerySet]
     escalated: Callable[[QuerySet, dt.date], QuerySet] | None = None  # the rows shown as escalated on the tile
-    ordering: tuple[str, ...] | None = None  # the list's order, where it is not its model admin's
+    ordering: tuple[str | OrderBy, ...] | None = None  # the list's order, where it is not its model admin's
 
     def queryset(self, user, today: dt.date) -> QuerySet:
         return self.apply(scope(self.model._default_manager.all(), user, self.centre_path), today)
@@ -103,6 +103,11 @@ class Worklist:
 
 
 VISIT_CENTRE = "infusion__patient__centre"
+#: Open visits by due date, as the index of open visits' due dates holds them (the same order as by due date and
+#: id, the visit list's own): a page of overdue visits is then the start of a range of that index. In due-date
+#: order PostgreSQL walked the export's (due date, id) index through years of settled visits to the first overdue
+#: one, taking it for a few thousand rows when it was millions (4 s a page at 100,000 patients).
+OPEN_DUE_ORDER = (OPEN_DUE.asc(), "pk")
 
 WORKLISTS: tuple[Worklist, ...] = (
     # The three lists of scheduled visits follow a visit through its life without overlap: coming up (window not
@@ -119,6 +124,7 @@ WORKLISTS: tuple[Worklist, ...] = (
             .filter(status=VisitStatus.SCHEDULED, open_due__range=(today, today + dt.timedelta(days=DUE_SOON_DAYS)))
             .filter(window_start__gt=today)
         ),
+        ordering=OPEN_DUE_ORDER,
     ),
     Worklist(
         "window_open",
@@ -141,6 +147,7 @@ WORKLISTS: tuple[Worklist, ...] = (
         lambda qs, today: (
             _followed(qs).alias(open_due=OPEN_DUE).filter(status=VisitStatus.SCHEDULED, open_due__lt=today)
         ),
+        ordering=OPEN_DUE_ORDER,
     ),
     Worklist(
         "missed",

@@ -5,7 +5,8 @@ share a value (hundreds of visits due on the same day in a large registry), each
 that day's earlier rows, so a page costs more the further it is into the day. Here the ordering always ends with
 the primary key, which makes it total, and the cursor names every field of the last row sent: the next page is the
 rows after it in that order, ``(due_date, id) > (d, i)``, which PostgreSQL reads from an index on those columns
-(the visit list's ``visit_open_due_order_idx``) without touching an earlier row.
+(the visit list's: the export's (due date, id), or for scheduled visits the index of open visits' due dates, see
+``api.visit_list``) without touching an earlier row.
 
 A cursor is opaque to clients: DRF's base64 query string of ``r`` (reversed, for ``previous`` links) and ``p``,
 here a JSON list of the fields' values as text.

@@ -22,7 +22,7 @@ from django.db import connection
 from surveillance.api.filters import id_possible
 from surveillance.api.pagination import keyset_after
 from surveillance.api.serializers import VisitSerializer, codes_of, stored_json
-from surveillance.models import FollowUpVisit, Infusion, Patient, TreatmentCentre
+from surveillance.models import FollowUpVisit, Infusion, Patient, TreatmentCentre, VisitStatus
 
 
 def _table(model) -> str:
@@ -90,6 +90,12 @@ class _Where:
         self.terms.append(f"{column} = {literals[0]}" if len(codes) == 1 else f"{column} IN ({', '.join(literals)})")
 
 
+@functools.cache
+def _open_due() -> str:
+    """The due date of an open visit, written as the index of open visits' due dates has it (``OPEN_DUE``)."""
+    return f"CASE WHEN {_visit_column('status')} = 'scheduled' THEN {_visit_column('due_date')} ELSE NULL END"
+
+
 def visit_list_page(
     centre_ids: Sequence[int] | None,
     filters: dict,
@@ -109,12 +115,15 @@ def visit_list_page(
         return []  # matches nothing, as ``IdFilter`` on the ORM's path
     if filters.get("status"):
         where.one_of_choices(_visit_column("status"), filters["status"])
+    # Scheduled visits alone (what an EHR polls): their due date is read, bounded and ordered as the index of open
+    # visits' due dates holds it, the same value for each of them, so that a page is a range of that index.
+    due = _open_due() if set(filters.get("status") or ()) == {VisitStatus.SCHEDULED} else _visit_column("due_date")
     if filters.get("kind"):
         where.one_of_choices(_visit_column("kind"), filters["kind"])
     if filters.get("due_after") is not None:
-        where.add(f"{_visit_column('due_date')} >= %s", filters["due_after"])
+        where.add(f"{due} >= %s", filters["due_after"])
     if filters.get("due_before") is not None:
-        where.add(f"{_visit_column('due_date')} <= %s", filters["due_before"])
+        where.add(f"{due} <= %s", filters["due_before"])
     if filters.get("centre"):
         where.add(
             f"c.{connection.ops.quote_name(TreatmentCentre._meta.get_field('code').column)} = %s", filters["centre"]
@@ -125,7 +134,7 @@ def visit_list_page(
         where.add(f"{_visit_column('infusion')} = %s", int(infusion))
     if filters.get("rule_code"):
         where.add(f"{_visit_column('rule_code')} = %s", filters["rule_code"])
-    columns = [_visit_column(field.lstrip("-")) for field in order]
+    columns = [due if field.lstrip("-") == "due_date" else _visit_column(field.lstrip("-")) for field in order]
     descending = [field.startswith("-") for field in order]
     if after is not None:
         _add_after(where, columns, order, after)
