@@ -18,11 +18,13 @@ from collections.abc import Sequence
 
 import psycopg
 from django.db import connection
+from django.db.models.sql import Query
 
 from surveillance.api.filters import id_possible
 from surveillance.api.pagination import keyset_after
 from surveillance.api.serializers import VisitSerializer, codes_of, stored_json
 from surveillance.models import FollowUpVisit, Infusion, Patient, TreatmentCentre, VisitStatus
+from surveillance.models.visits import OPEN_DUE
 
 
 def _table(model) -> str:
@@ -92,8 +94,14 @@ class _Where:
 
 @functools.cache
 def _open_due() -> str:
-    """The due date of an open visit, written as the index of open visits' due dates has it (``OPEN_DUE``)."""
-    return f"CASE WHEN {_visit_column('status')} = 'scheduled' THEN {_visit_column('due_date')} ELSE NULL END"
+    """The due date of an open visit, compiled from ``OPEN_DUE`` as the index of open visits' due dates holds it:
+    the visit table under the statement's alias, the status written in (as a migration writes it into the index),
+    since the planner matches an index expression only to the same expression."""
+    query = Query(FollowUpVisit)
+    expression = OPEN_DUE.resolve_expression(query).relabeled_clone({FollowUpVisit._meta.db_table: "v"})
+    sql, params = expression.as_sql(query.get_compiler(connection=connection), connection)
+    quote_value = connection.schema_editor().quote_value
+    return sql % tuple(quote_value(param) for param in params)
 
 
 def visit_list_page(
@@ -105,14 +113,34 @@ def visit_list_page(
 ) -> list[dict]:
     """Up to ``limit`` visit rows of these centres (None: all) matching ``VisitFilter``'s cleaned ``filters``, in
     ``order`` (field names, ``-`` for descending), after the row whose ordering values are ``after``."""
+    statement = visit_list_statement(centre_ids, filters, order, after, limit)
+    if statement is None:
+        return []
+    keys = [key for key, _sql in _COLUMNS]
+    rows = [dict(zip(keys, values, strict=True)) for values in _fetch(*statement)]
+    for row in rows:
+        row["results"] = stored_json(row["results"])
+        row["assessment_codes"] = codes_of(row["assessment_codes"])
+    return rows
+
+
+def visit_list_statement(
+    centre_ids: Sequence[int] | None,
+    filters: dict,
+    order: Sequence[str],
+    after: Sequence | None,
+    limit: int,
+) -> tuple[str, list] | None:
+    """The page's statement and its parameters (as ``visit_list_page`` takes them), or None where nothing can
+    match."""
     where = _Where()
     if centre_ids is not None:
         if not centre_ids:
-            return []
+            return None
         where.any_of(f"p.{connection.ops.quote_name(Patient._meta.get_field('centre').column)}", list(centre_ids))
     patient, infusion = filters.get("patient"), filters.get("infusion")
     if any(value is not None and not id_possible(value) for value in (patient, infusion)):
-        return []  # matches nothing, as ``IdFilter`` on the ORM's path
+        return None  # matches nothing, as ``IdFilter`` on the ORM's path
     if filters.get("status"):
         where.one_of_choices(_visit_column("status"), filters["status"])
     # Scheduled visits alone (what an EHR polls): their due date is read, bounded and ordered as the index of open
@@ -138,18 +166,13 @@ def visit_list_page(
     descending = [field.startswith("-") for field in order]
     if after is not None:
         _add_after(where, columns, order, after)
-    keys = [key for key, _sql in _COLUMNS]
     sql = (
         f"SELECT {', '.join(sql for _key, sql in _COLUMNS)} {_FROM}"
         f"{' WHERE ' + ' AND '.join(where.terms) if where.terms else ''}"
         f" ORDER BY {', '.join(f'{c} DESC' if down else c for c, down in zip(columns, descending, strict=True))}"
         f" LIMIT {int(limit)}"  # written in: see _fetch
     )
-    rows = [dict(zip(keys, values, strict=True)) for values in _fetch(sql, where.params)]
-    for row in rows:
-        row["results"] = stored_json(row["results"])
-        row["assessment_codes"] = codes_of(row["assessment_codes"])
-    return rows
+    return sql, where.params
 
 
 class _PreparedCursor(psycopg.Cursor):
