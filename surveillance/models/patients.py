@@ -45,9 +45,6 @@ class Sex(models.TextChoices):
 
 
 class PatientQuerySet(models.QuerySet):
-    def for_centres(self, centre_ids) -> PatientQuerySet:
-        return self.filter(centre_id__in=centre_ids)
-
     def under_follow_up(self) -> PatientQuerySet:
         """Patients who should still be on worklists (not deceased, withdrawn or transferred)."""
         return self.exclude(status__in=CLOSED_STATUSES)

@@ -55,9 +55,6 @@ MISSED_WINDOW_END = _while(VisitStatus.MISSED, "window_end")
 
 
 class FollowUpVisitQuerySet(models.QuerySet):
-    def for_centres(self, centre_ids) -> FollowUpVisitQuerySet:
-        return self.filter(infusion__patient__centre_id__in=centre_ids)
-
     def open(self) -> FollowUpVisitQuerySet:
         return self.filter(status=VisitStatus.SCHEDULED)
 
@@ -66,16 +63,9 @@ class FollowUpVisitQuerySet(models.QuerySet):
         # index, counted by its statistics
         return self.open().alias(open_due=OPEN_DUE).filter(open_due__range=(start, end))
 
-    def window_open_on(self, day: dt.date) -> FollowUpVisitQuerySet:
-        return self.open().filter(window_start__lte=day, window_end__gte=day)
-
     def overdue_on(self, day: dt.date) -> FollowUpVisitQuerySet:
         """Past the due date, window still open: the last chance to book it."""
         return self.open().alias(open_due=OPEN_DUE).filter(open_due__lt=day, window_end__gte=day)
-
-    def past_window_on(self, day: dt.date) -> FollowUpVisitQuerySet:
-        """Still scheduled but the window has closed: the daily sweep marks these missed."""
-        return self.open().filter(window_end__lt=day)
 
 
 class FollowUpVisit(models.Model):
