@@ -54,6 +54,10 @@ def machine() -> str:
             with connection._nodb_cursor() as cursor:  # works whichever database DATABASE_URL names
                 cursor.execute("SHOW server_version")
                 pg = cursor.fetchone()[0]
+                cursor.execute("SHOW shared_buffers")
+                pg += f" (shared_buffers {cursor.fetchone()[0]}"
+                cursor.execute("SHOW max_wal_size")
+                pg += f", max_wal_size {cursor.fetchone()[0]})"
             connection.close()
         else:
             pg = f"none ({connection.vendor})"

@@ -43,16 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import glob
 import itertools
 import logging
 import os
-import pwd
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +59,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench._postgres import Postgres, free_port
 from bench._twilio import TwilioDouble
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,12 +84,6 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -107,67 +99,8 @@ def _env_int(name: str, default: int) -> int:
 
 
 # --- the services of the drill's own ---------------------------------------------------------------------------
-class Postgres:
-    """A throwaway cluster: initdb into the drill's directory, trust auth, a free port, its own socket directory."""
-
-    def __init__(self, root: Path) -> None:
-        candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-        bindir = os.environ.get("BENCH_DRILL_PG_BIN") or (candidates[-1] if candidates else "")
-        if not bindir or not Path(bindir, "initdb").exists():
-            raise RuntimeError("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin")
-        self.bin = Path(bindir)
-        self.dir = root / "postgres"
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.dir.mkdir()
-        self.user: dict = {}
-        if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres account
-            account = pwd.getpwnam("postgres")
-            os.chown(self.dir, account.pw_uid, account.pw_gid)
-            self.user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        self.started = False
-
-    def url(self, name: str = "cartwatch") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
-
-    def _run(self, *args: str, timeout: float = 120) -> None:
-        log = (self.dir / "pg_ctl.log").open("ab") if self.dir.exists() else subprocess.DEVNULL
-        try:
-            subprocess.run(
-                [str(self.bin / args[0]), *args[1:]],
-                check=True,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                cwd=self.dir,
-                start_new_session=True,  # Ctrl-C in the terminal reaches the drill, which stops the server itself
-                **self.user,
-            )
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
-            "-c fsync=off -c full_page_writes=off -c max_connections=60"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options, "-w", "start")
-        self.started = True
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-        self.started = False
-
-    def create_database(self, name: str = "cartwatch") -> None:
-        import psycopg
-
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+#: The drills' server need not survive a crash of the machine (its data goes at the end): no waiting on the disk.
+DRILL_PG_SETTINGS = {"fsync": "off", "full_page_writes": "off", "max_connections": "60"}
 
 
 class Redis:
@@ -761,7 +694,7 @@ def run_drills() -> int:
         twilio = TwilioDouble().start()
 
         started = time.monotonic()
-        postgres = Postgres(root)
+        postgres = Postgres(root, DRILL_PG_SETTINGS)
         postgres.init()
         postgres.start()
         postgres.create_database()

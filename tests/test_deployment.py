@@ -100,6 +100,39 @@ def test_it_declares_every_production_role(compose_config):
     assert services["web"]["environment"]["DJANGO_SECRET_KEY_FILE"] == "/run/secrets/django_secret_key"
 
 
+def test_it_runs_postgres_with_the_registry_settings_the_benchmarks_use(compose_config):
+    from bench import _postgres
+
+    postgres = compose_config["services"]["postgres"]
+    config_file = next(arg.split("=", 1)[1] for arg in postgres["command"] if arg.startswith("config_file="))
+    mounts = {volume["target"]: volume for volume in postgres["volumes"]}
+    assert mounts[config_file]["source"] == str(_postgres.PRODUCTION_CONF) and mounts[config_file]["read_only"]
+    settings = _postgres.conf_settings(_postgres.PRODUCTION_CONF)
+    assert settings["listen_addresses"] == "*"  # else the other containers could not reach it
+    assert _postgres.production_settings() == {
+        name: value for name, value in settings.items() if name != "listen_addresses"
+    }
+
+
+@pytest.mark.services
+def test_it_starts_a_server_with_the_registry_settings():
+    """The settings file is one this PostgreSQL accepts (a misspelt setting or an unknown value stops the server
+    from starting, in production as here), and a server started with it has them in force."""
+    import glob
+
+    import psycopg
+
+    from bench import _postgres
+    from tests.conftest import missing_service
+
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        missing_service("PostgreSQL server binaries (initdb) for a private server")
+    with _postgres.production_server() as server, psycopg.connect(server.url()) as conn:
+        for name, value in _postgres.production_settings().items():
+            shown = conn.execute(f"SHOW {name}").fetchone()[0]
+            assert shown == value, name
+
+
 def test_it_runs_in_compose_the_commands_the_readme_documents(compose_config):
     readme = (REPO / "README.md").read_text()
     services = compose_config["services"]
