@@ -247,6 +247,20 @@ def children_max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def tree_peak_rss_mb(pid: int) -> float:
+    """The largest peak RSS (``VmHWM``) among a running process and its descendants: a Celery worker's pool
+    processes, which did the work, while they are still alive."""
+    peaks, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{current}/status").read_text()
+            peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return max(peaks, default=0.0)
+
+
 # --------------------------------------------------------------------------------------------- CPU from /proc
 def _stat_fields(proc: Path) -> list[str]:
     """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state, ppid, ..."""

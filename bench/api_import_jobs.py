@@ -15,7 +15,7 @@ and a 100,000-patient import slows as they grow.
 Reported: how long the uploads took to be answered (the slowest), the time until the last job finished, patients
 per second, and every answer that was not 202 then 200 (a 5xx is a failure, as is a job that did not finish, a
 patient or infusion count that is not every upload's, or an entry a job's report refused). The run fails on any
-of those.
+of those, and when a worker process (the Celery worker and its pool, read before it stops) peaked above 300 MB.
 """
 
 from __future__ import annotations
@@ -32,10 +32,20 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from bench._common import ROOT, autovacuum_stand_in, bench_centre, record, scratch_database, write_bulk_export
+from bench._common import (
+    ROOT,
+    autovacuum_stand_in,
+    bench_centre,
+    record,
+    scratch_database,
+    tree_peak_rss_mb,
+    write_bulk_export,
+)
 from bench.api_load import gunicorn, production_workers, shared_cache_url, stop, wait_ready
 
 NDJSON = "application/fhir+ndjson"
+#: The most memory a worker process may hold, however large the export: a job streams it, never holds the cohort.
+TARGET_RSS_MB = 300.0
 #: How long the jobs may take in all before the run is called failed.
 DEADLINE_SECONDS = float(os.environ.get("BENCH_JOB_DEADLINE_SECONDS", "3600"))
 
@@ -161,6 +171,7 @@ def main() -> int:
                 with concurrent.futures.ThreadPoolExecutor(uploads) as pool:
                     outcomes = list(pool.map(lambda parts: upload_parts(base, token, parts), payloads))
                 finished = max(o.get("done_at", started) for parts in outcomes for o in parts) - started
+                worker_rss = tree_peak_rss_mb(worker.pid)
             finally:
                 stop(server)
                 worker.terminate()
@@ -173,22 +184,22 @@ def main() -> int:
     failed = [a for a in answers if a != (202, 200)] + [None] * (sum(map(len, payloads)) - len(answers))
     slowest_post = max(o["post_seconds"] for parts in outcomes for o in parts)
     total = uploads * patients
-    ok = not failed and stored == planned == total and not refused
+    ok = not failed and stored == planned == total and not refused and worker_rss < TARGET_RSS_MB
     in_parts = f" in {len(payloads[0])} parts each" if len(payloads[0]) > 1 else ""
     print(
         f"{uploads} uploads{in_parts} of {patients:,} patients at once (load average {os.getloadavg()[0]:.2f}): "
         f"answered in at most {slowest_post:.2f} s; every job finished {finished:.1f} s after the first POST; "
         f"{total / finished:.0f} patients/s; answers {answers}; jobs {statuses}; patients stored {stored:,}, "
-        f"infusions {planned:,}, entries refused {refused:,}"
+        f"infusions {planned:,}, entries refused {refused:,}; worker peak RSS {worker_rss:.0f} MB"
     )
     record(
         f"API import as jobs, {uploads} x {patients:,} patients at once{in_parts}",
         f"{finished:.1f} s to the last job; {total / finished:.0f} patients/s; POSTs answered within "
         f"{slowest_post:.2f} s; {len(failed)} not 202 then 200; {planned:,} of {total:,} infusions planned, "
-        f"{refused:,} entries refused",
+        f"{refused:,} entries refused; worker peak RSS {worker_rss:.0f} MB",
         "-",
         "-",
-        "every upload 202, every job 200, no 5xx",
+        f"every upload 202, every job 200, no 5xx; worker under {TARGET_RSS_MB:.0f} MB",
         ok,
     )
     return 0 if ok else 1
