@@ -26,6 +26,10 @@ pytestmark = pytest.mark.skipif(
         ("admin_pages", {"BENCH_ADMIN_PATIENTS": "60"}),
         ("dispatch", {"BENCH_MESSAGES": "40", "BENCH_DISPATCH_RUNS": "1", "BENCH_PENDING_ROWS": "2000"}),
         ("api_import_jobs", {"BENCH_JOB_UPLOADS": "2", "BENCH_JOB_PATIENTS": "20", "BENCH_JOB_PART_BYTES": "9000"}),
+        (
+            "api_import_jobs",
+            {"BENCH_JOB_UPLOADS": "1", "BENCH_JOB_PATIENTS": "30", "BENCH_JOB_BASELINE_PATIENTS": "10"},
+        ),
         ("visit_growth", {"BENCH_GROWTH_PATIENTS": "20", "BENCH_GROWTH_CHUNKS": "2"}),
         (
             "dispatch_celery",
