@@ -39,6 +39,18 @@ def django_db_setup(django_db_setup, django_db_blocker):
         seeds_load(settings.CARTWATCH["SEEDS_DIR"])
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts and ends with an empty cache: what a test cached was read from rows that its transaction
+    rolls back, under ids the next test's rows may take again (SQLite reuses them), and the API's rate-limit
+    counters live there too, so each test starts with a full allowance."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 DB_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_reset_sequences"})
 
 

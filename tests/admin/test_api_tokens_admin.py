@@ -12,7 +12,7 @@ from django.utils import timezone
 from surveillance.api.auth import api_token_create
 from surveillance.models import ApiToken, AuditEntry
 from surveillance.models.integrations import api_key_digest
-from tests.api.conftest import _fresh_throttle, token_client  # noqa: F401
+from tests.api.conftest import token_client
 
 pytestmark = pytest.mark.django_db
 ADD = reverse("admin:surveillance_apitoken_add")

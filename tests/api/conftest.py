@@ -11,7 +11,6 @@ import uuid
 import pytest
 import redis
 from django.core import signals
-from django.core.cache import cache
 from django.db import close_old_connections
 from django.test import override_settings
 from rest_framework.test import APIClient, ForceAuthClientHandler
@@ -21,13 +20,6 @@ from surveillance.api.shared_cache import REDIS_CACHE
 from surveillance.api.token_requests import TokenChainMixin, carries_api_token
 from surveillance.care import planning
 from tests.conftest import missing_service
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()  # rate-limit counters live in the cache: each test starts with a full allowance
-    yield
-    cache.clear()
 
 
 class TokenChainClientHandler(TokenChainMixin, ForceAuthClientHandler):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from surveillance.models import ReminderStatus
 from surveillance.reminders import dispatch
-from tests.api.conftest import _fresh_throttle, api_a, planned_a, token_a  # noqa: F401
+from tests.api.conftest import api_a, planned_a, token_a  # noqa: F401
 from tests.reminders.conftest import (  # noqa: F401
     add_reminder,
     open_visit,

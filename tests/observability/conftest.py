@@ -1,4 +1,4 @@
 """Metrics are read after admin and API requests: their fixtures."""
 
 from tests.admin.conftest import login  # noqa: F401
-from tests.api.conftest import _fresh_throttle, planned_a  # noqa: F401
+from tests.api.conftest import planned_a  # noqa: F401
