@@ -170,6 +170,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+    # The tests' database is a file too, not the in-memory default: in memory, SQLite shares one cache between
+    # connections, whose table locks fail at once whatever the busy timeout, so the tests of two workers racing
+    # for a claim would test that mode rather than the file the embedded default runs on.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-cartwatch.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's cursors bind parameters client-side and never prepare; psycopg prepares the statements asked to be
     # (``prepare=True``: the dispatcher's after every message, the visit list's page) only when a threshold is set.
