@@ -27,6 +27,7 @@ from surveillance.models import FollowUpVisit, Infusion, Patient, ProtocolRule, 
 from surveillance.models.patients import CLOSED_STATUSES, LadderStage, PatientStatus
 from surveillance.models.reminders import ReminderStatus
 from surveillance.models.signals import SignalReviewStatus
+from surveillance.models.visits import OPEN_DUE
 
 DAYS_PER_MONTH = 365.25 / 12
 _UNIT_DAYS = {"day": 1.0, "month": DAYS_PER_MONTH, "year": 365.25}
@@ -102,13 +103,16 @@ def cohort_workload(visits: QuerySet, today: dt.date, weeks: int = 12) -> list[W
     start = today - dt.timedelta(days=today.weekday())
     end = start + dt.timedelta(weeks=weeks)
     counts = [0] * weeks
+    # counted by the open visit's due date (``OPEN_DUE``: set for scheduled visits alone), a range of its index, as
+    # the worklists read it
     rows = (
-        visits.filter(status=VisitStatus.SCHEDULED, due_date__gte=start, due_date__lt=end)
-        .values("due_date")
+        visits.annotate(open_due=OPEN_DUE)
+        .filter(open_due__gte=start, open_due__lt=end)
+        .values("open_due")
         .annotate(n=Count("id"))
     )
     for row in rows:
-        counts[(row["due_date"] - start).days // 7] += row["n"]
+        counts[(row["open_due"] - start).days // 7] += row["n"]
     return [WeekLoad(start + dt.timedelta(weeks=i), n) for i, n in enumerate(counts)]
 
 
