@@ -118,8 +118,11 @@ def patients_find(centre: TreatmentCentre, keys: Iterable[SourceKey], mrns: Iter
         by_source.setdefault(source, set()).add(source_id)
     by_key = Q()
     for source, source_ids in by_source.items():  # a query term per source system (one, mostly)
-        by_key |= Q(source_system=source, source_id__in=source_ids)
-    for patient in Patient.objects.filter(centre=centre).filter(by_key | Q(mrn__in=mrns)):
+        # "not empty" written out, as the source identities' unique index holds its rows: PostgreSQL proves an
+        # index's condition from an IN list of at most 100 values, and a batch names more, so without it every
+        # batch read the centre's whole patient table.
+        by_key |= Q(source_system=source, source_id__in=source_ids) & ~Q(source_id="")
+    for patient in Patient.objects.filter(centre=centre).filter(by_key | Q(mrn__in=mrns)).order_by():
         patient.centre = centre  # the one object of the import's centre, not one joined into every row
         if (patient.source_system, patient.source_id) in keys:
             found.by_source[(patient.source_system, patient.source_id)] = patient
