@@ -28,10 +28,12 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +61,8 @@ BASELINE_PATIENTS = int(os.environ.get("BENCH_JOB_BASELINE_PATIENTS", "10000"))
 BASELINE_RUNS = 3
 #: How much more time a patient may take in a registry-sized import than in the 10,000-patient one.
 TARGET_PER_PATIENT_RATIO = 1.2
+#: Set when the run is interrupted: every client stops following its job.
+STOP = threading.Event()
 #: How long the jobs may take in all before the run is called failed.
 DEADLINE_SECONDS = float(os.environ.get("BENCH_JOB_DEADLINE_SECONDS", "3600"))
 
@@ -86,7 +90,8 @@ def upload(base: str, token: str, payload: bytes) -> dict:
         return outcome
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
-        time.sleep(float(headers.get("Retry-After", "1")) if outcome["polls"] == 0 else 1.0)
+        if STOP.wait(float(headers.get("Retry-After", "1")) if outcome["polls"] == 0 else 1.0):
+            break
         status, _headers, _ = request(headers["Location"], token)
         outcome["polls"] += 1
         if status != 202:
@@ -197,25 +202,31 @@ def run_jobs(uploads: int, patients: int) -> JobsRun:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop_worker reaches the pool processes too
         )
-        wait_worker(f"{queue}@{socket.gethostname()}", worker)
-        with (
-            (Path(folder) / "access.log").open("wb") as access_log,
-            autovacuum_stand_in(db_url),  # as production's autovacuum, on a server that has it off
-        ):
-            server, port = gunicorn("config.wsgi:application", env, production_workers(), 1, access_log)
-            base = f"http://127.0.0.1:{port}"
-            try:
-                wait_ready(f"{base}/api/v1/", {"Authorization": f"Bearer {token}"}, server)
-                started = time.perf_counter()
-                with concurrent.futures.ThreadPoolExecutor(uploads) as pool:
-                    outcomes = list(pool.map(lambda parts: upload_parts(base, token, parts), payloads))
-                finished = max(o.get("done_at", started) for parts in outcomes for o in parts) - started
-                worker_rss = tree_peak_rss_mb(worker.pid)
-            finally:
-                stop(server)
-                worker.terminate()
-                worker.wait(timeout=60)
+        try:
+            wait_worker(f"{queue}@{socket.gethostname()}", worker)
+            with (
+                (Path(folder) / "access.log").open("wb") as access_log,
+                autovacuum_stand_in(db_url),  # as production's autovacuum, on a server that has it off
+            ):
+                server, port = gunicorn("config.wsgi:application", env, production_workers(), 1, access_log)
+                base = f"http://127.0.0.1:{port}"
+                try:
+                    wait_ready(f"{base}/api/v1/", {"Authorization": f"Bearer {token}"}, server)
+                    started = time.perf_counter()
+                    with concurrent.futures.ThreadPoolExecutor(uploads) as pool:
+                        try:
+                            outcomes = list(pool.map(lambda parts: upload_parts(base, token, parts), payloads))
+                        except BaseException:  # Ctrl-C: the clients stop polling, so the servers stop at once
+                            STOP.set()
+                            raise
+                    finished = max(o.get("done_at", started) for parts in outcomes for o in parts) - started
+                    worker_rss = tree_peak_rss_mb(worker.pid)
+                finally:
+                    stop(server)
+        finally:
+            stop_worker(worker)
         stored = Patient.objects.count()
         planned = Infusion.objects.count()
         refused = sum(len((job.result or {}).get("errors", [])) for job in ImportJob.objects.all())
@@ -251,6 +262,17 @@ def wait_worker(name: str, proc: subprocess.Popen, timeout: float = 120) -> None
         if app.control.ping([name], timeout=1.0):
             return
     raise RuntimeError(f"the Celery worker {name} did not answer a ping in {timeout:.0f} s")
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    """A warm shutdown, which an idle worker (a finished run) makes at once; one still in a job (an interrupted run)
+    would finish it first, so after a few seconds the whole process group is killed."""
+    worker.terminate()
+    try:
+        worker.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
 
 
 def report(run: JobsRun) -> None:
