@@ -10,6 +10,7 @@ import os
 import platform
 import random
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def print_table(rows: list[Row] | None = None) -> None:
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now, for a server of the benchmark's own."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------- scratch databases

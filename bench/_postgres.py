@@ -15,24 +15,17 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench._common import ROOT
+from bench._common import ROOT, free_port
 
 #: The server settings production runs with (docker-compose.yml mounts this file as the server's configuration).
 PRODUCTION_CONF = ROOT / "config" / "postgresql.conf"
 #: Settings of the production file that name the network rather than the database: a private server keeps its own.
 _NOT_COPIED = frozenset({"listen_addresses", "port", "unix_socket_directories"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def conf_settings(path: Path) -> dict[str, str]:

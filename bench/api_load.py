@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench._common import ROOT, backends_of, children_of, cpu_seconds, median, record, scratch_database
+from bench._common import (
+    ROOT,
+    backends_of,
+    children_of,
+    cpu_seconds,
+    free_port,
+    median,
+    record,
+    scratch_database,
+)
 
 TARGET_P99_MS = 100.0
 #: Threads per worker by default: production's web command runs gunicorn's sync workers, one thread each.
@@ -80,12 +88,6 @@ request = function()
   return wrk.format("GET", "/api/v1/patients/" .. ids[i] .. "/careplan")
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def production_web_options() -> list[str]:

@@ -19,7 +19,6 @@ import datetime as dt
 import multiprocessing
 import os
 import smtplib
-import socket
 import statistics
 import time
 
@@ -46,9 +45,9 @@ def _serve(port: int, ready, stop_event, accepted=None) -> None:
 def smtp_server(accepted=None) -> tuple[multiprocessing.Process, multiprocessing.Event, int]:
     """A loopback SMTP server in a process of its own that accepts everything; ``accepted``, a shared counter from
     ``spawn_context().Value``, counts the messages it took (read without asking the database what was sent)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from bench._common import free_port
+
+    port = free_port()
     ctx = spawn_context()
     ready, stop = ctx.Event(), ctx.Event()
     proc = ctx.Process(target=_serve, args=(port, ready, stop, accepted), daemon=True)

@@ -59,7 +59,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._postgres import Postgres, free_port
+from bench._common import free_port
+from bench._postgres import Postgres
 from bench._twilio import TwilioDouble
 
 REPO = Path(__file__).resolve().parents[1]
