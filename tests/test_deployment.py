@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -334,12 +333,6 @@ def compose_role(compose_config: dict, name: str, tmp_path) -> dict:
 def compose_web(compose_config, transactional_db, tmp_path):
     """The web role as compose configures it."""
     return compose_role(compose_config, "web", tmp_path)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _normal(name: str) -> str:

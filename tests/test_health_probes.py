@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import caches
 
 from tests.conftest import REPO
-from tests.reminders.conftest import free_port
+from tests.ports import free_port
 
 
 def test_it_answers_live_without_touching_the_database(client):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import pytest
 import requests
 
 from tests.conftest import REPO
+from tests.ports import free_port
 from tests.reminders.conftest import add_reminder, open_visit  # noqa: F401
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -34,7 +28,7 @@ def embedded_env(tmp_path):
     env = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
     }
-    env.update(CARTWATCH_VAR_DIR=str(tmp_path), CARTWATCH_PORT=str(_free_port()), PYTHONUNBUFFERED="1")
+    env.update(CARTWATCH_VAR_DIR=str(tmp_path), CARTWATCH_PORT=str(free_port()), PYTHONUNBUFFERED="1")
     return env
 
 

@@ -24,8 +24,8 @@ import uuid
 import pytest
 
 from tests.conftest import REPO, missing_service
+from tests.ports import free_port
 from tests.test_deployment import (  # noqa: F401
-    _free_port,
     compose_config,
     compose_role,
     compose_secret,
@@ -42,7 +42,7 @@ needs_postgres = pytest.mark.skipif(
 
 @needs_postgres
 def test_it_passes_the_web_health_check_with_the_compose_defaults(compose_web, tmp_path):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     with production_web(compose_web, port, tmp_path / "web.log"):
         kind, *check = compose_web["healthcheck"]
         assert kind == "CMD" and check[0] == "python"
@@ -161,7 +161,7 @@ def tls_front(caddy, compose_config, compose_web, tmp_path):  # noqa: F811
 
     Yields the HTTPS port and a TLS context that trusts only the root of Caddy's local authority.
     """
-    web_port, http_port, https_port = _free_port(), _free_port(), _free_port()
+    web_port, http_port, https_port = free_port(), free_port(), free_port()
     env = _caddy_env(
         tmp_path,
         **compose_config["services"]["proxy"]["environment"],

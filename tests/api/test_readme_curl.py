@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from tests.api.test_import_fhir import car_t_bundle
 from tests.conftest import REPO, missing_service
 from tests.imports.conftest import BULK
+from tests.ports import free_port
 
 SKIPPED_PREFIXES = ("python manage.py", "export TOKEN=")
 
@@ -35,12 +35,6 @@ def guide_token_command() -> list[str]:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     line = next(line for line in readme.splitlines() if line.startswith("python manage.py create_api_token"))
     return shlex.split(line.split("#", 1)[0])[2:]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def manage(env, *args) -> str:

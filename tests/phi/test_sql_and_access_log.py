@@ -13,7 +13,8 @@ import pytest
 
 from surveillance.models import Patient
 from tests.phi.sentinel import BIRTH, EMAIL, FAMILY, GIVEN, MRN, SENTINELS
-from tests.test_deployment import _free_port, compose_config, compose_secret, compose_web, production_web  # noqa: F401
+from tests.ports import free_port
+from tests.test_deployment import compose_config, compose_secret, compose_web, production_web  # noqa: F401
 
 
 @pytest.mark.django_db
@@ -38,7 +39,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 @pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL")
 def test_it_keeps_query_strings_and_referers_out_of_the_web_servers_access_log(compose_web, tmp_path):  # noqa: F811
     """The real gunicorn command of the compose file, on loopback: searches by name and MRN leave no trace."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "web.log"
     opener = urllib.request.build_opener(NoRedirect)  # production redirects to HTTPS: the 301 is logged all the same
     with production_web(compose_web, port, log):

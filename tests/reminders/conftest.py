@@ -11,7 +11,6 @@ import email.policy
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,15 +26,10 @@ from django.db import connection
 from surveillance.models import FollowUpVisit, Protocol, Reminder
 from surveillance.models.reminders import Audience, Purpose
 from tests.conftest import REPO, missing_service
+from tests.ports import free_port
 
 UTC = dt.UTC
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command (and addresses)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):

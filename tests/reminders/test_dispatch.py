@@ -13,6 +13,7 @@ from surveillance.care import lifecycle, planning
 from surveillance.models import Delivery, FollowUpVisit, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, DeliveryOutcome, Purpose
 from surveillance.reminders import dispatch
+from tests.ports import free_port
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db
@@ -113,8 +114,6 @@ def test_it_fails_after_the_last_temporary_refusal(settings, smtp_settings, cent
 def test_it_gives_the_batch_back_without_an_attempt_when_the_server_is_down(
     settings, centre_a, make_patient, open_visit
 ):
-    from tests.reminders.conftest import free_port
-
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
     now = dt.datetime(2026, 11, 2, 14, tzinfo=UTC)

@@ -11,7 +11,8 @@ from django.utils import timezone
 from surveillance import health
 from surveillance.models.reminders import DispatcherRun
 from surveillance.reminders import dispatch
-from tests.reminders.conftest import add_reminder, free_port
+from tests.ports import free_port
+from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db
 

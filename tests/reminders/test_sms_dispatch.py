@@ -11,6 +11,7 @@ import pytest
 from surveillance.models import LetterTask, Reminder, ReminderStatus
 from surveillance.models.reminders import Audience, Channel, DeliveryOutcome
 from surveillance.reminders import dispatch, outbox
+from tests.ports import free_port
 from tests.reminders.conftest import add_reminder
 
 pytestmark = pytest.mark.django_db
@@ -106,8 +107,6 @@ def test_it_falls_back_when_the_channel_stopped_reaching_the_patient(smtp_settin
 def test_it_sends_the_sms_of_a_batch_while_the_mail_server_is_down(
     settings, twilio_settings, centre_a, make_patient, open_visit
 ):
-    from tests.reminders.conftest import free_port
-
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
     email = add_reminder(open_visit(make_patient(centre_a), NOW.date(), occurrence=901), NOW)
