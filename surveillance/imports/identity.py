@@ -129,8 +129,8 @@ def patients_find(centre: TreatmentCentre, keys: Iterable[SourceKey], mrns: Iter
         if patient.mrn in mrns:
             found.by_mrn[patient.mrn] = patient
     if keys:
-        decided = [IdentityReviewStatus.LINKED, IdentityReviewStatus.CREATED]
-        links = IdentityReview.objects.filter(centre=centre, status__in=decided).filter(by_key)
+        aliases = [IdentityReviewStatus.LINKED, IdentityReviewStatus.CREATED]  # the alias index's condition
+        links = IdentityReview.objects.filter(centre=centre, status__in=aliases).filter(by_key).order_by()
         for review in links.select_related("resolved_patient__centre"):
             found.linked[(review.source_system, review.source_id)] = review.resolved_patient
     return found

@@ -57,11 +57,18 @@ class IdentityReview(models.Model):
         verbose_name_plural = _("identity reviews")
         ordering = ["created_at", "pk"]
         constraints = [
-            # One open review per record (a re-sent export refreshes it), and one link: the import's alias lookup.
+            # One open review per record: a re-sent export refreshes it.
             models.UniqueConstraint(
                 fields=["centre", "source_system", "source_id"],
-                condition=models.Q(status__in=["open", "linked"]),
-                name="identity_review_open_or_linked_unique",
+                condition=models.Q(status="open"),
+                name="identity_review_open_unique",
+            ),
+            # One decision that makes the record an alias of a patient (linked to a stored one, or created): the
+            # import's alias look-up, whose condition it states, reads this index.
+            models.UniqueConstraint(
+                fields=["centre", "source_system", "source_id"],
+                condition=models.Q(status__in=["linked", "created"]),
+                name="identity_review_alias_unique",
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=IdentityReviewStatus.values), name="identity_review_status_valid"

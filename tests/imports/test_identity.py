@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from surveillance.imports import ehr_import
 from surveillance.imports.fhir.records import FhirImportError, PatientRecord
@@ -114,6 +116,29 @@ def test_it_decides_identity_without_an_import(make_patient, centre_a):
     assert bare.conflict == "it has no identifier and its id is the MRN of another patient"
 
 
+def test_it_keeps_one_alias_per_record_in_the_database(centre_a, make_patient):
+    """A record is linked to a stored patient or made a new one, once: two aliases would send its imports to two
+    people. Rejections are history, as many as there were."""
+    stored, other = make_patient(centre_a), make_patient(centre_a)
+    review = {
+        "centre": centre_a,
+        "patient": stored,
+        "source_system": B,
+        "source_id": "1",
+        "record": {},
+        "reason": "its identifier matches a patient whose birth date differs",
+        "resolved_at": timezone.now(),
+    }
+    IdentityReview.objects.create(**review, status=IdentityReviewStatus.LINKED, resolved_patient=stored)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        IdentityReview.objects.create(**review, status=IdentityReviewStatus.CREATED, resolved_patient=other)
+    IdentityReview.objects.create(**review, status=IdentityReviewStatus.REJECTED)
+    IdentityReview.objects.create(**review, status=IdentityReviewStatus.REJECTED)
+
+    assert IdentityReview.objects.filter(source_id="1").count() == 3
+
+
 def _fields(record: PatientRecord) -> dict:
     return {name: getattr(record, name) for name in record.__slots__}
 
@@ -128,7 +153,7 @@ def test_it_keeps_one_open_review_per_record_even_when_a_concurrent_import_write
     other["entry"][0]["resource"]["name"][0]["family"] = "Jones-Ruiz"
 
     def raced(**kwargs):  # the other import's row is already there when this one inserts
-        raise IntegrityError("identity_review_open_or_linked_unique")
+        raise IntegrityError("identity_review_open_unique")
 
     monkeypatch.setattr(IdentityReview.objects, "update_or_create", raced)
     with pytest.raises(FhirImportError):

@@ -1,6 +1,7 @@
 """A batch's look-up of stored patients (``patients_find``) reads the indexes of source identities and MRNs, not
 the centre's whole patient table: the import would otherwise slow with every patient the registry holds. A batch
-names hundreds of patients, more than the 100 values from which PostgreSQL proves a partial index's condition."""
+names hundreds of patients, more than the 100 values from which PostgreSQL proves a partial index's condition.
+The same for the records a coordinator made aliases of a patient: their index, not every decided review."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from surveillance.imports.identity import patients_find
-from surveillance.models import Patient
+from surveillance.models import IdentityReview, IdentityReviewStatus, Patient
 
 pytestmark = [
     pytest.mark.django_db,
@@ -23,6 +25,10 @@ BATCH = 500
 #: Enough stored patients that the planner would rather read the indexes than the table, as at registry scale
 #: (seeded with 5,000, then doubled by SQL five times).
 SEEDED, DOUBLINGS = 5_000, 5
+#: Records coordinators have decided over the years, many more than a batch names.
+DECIDED = 40 * BATCH
+#: The patients a day's incremental export names, and so a batch of an hourly pull.
+DAILY = 12
 
 
 @pytest.fixture
@@ -67,3 +73,40 @@ def test_it_finds_a_batch_of_patients_through_the_indexes(centre_a, registry):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "patient_source_identity_unique" in plan and "patient_mrn_unique_per_centre" in plan, plan[:400]
     assert "Sort" not in plan  # in no order: the rows go into dictionaries
+
+
+def explain(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # as on a registry's table: through an index where one serves
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_it_finds_a_pulls_aliases_through_the_alias_index_not_every_decided_review(centre_a, make_patient):
+    stored, created = make_patient(centre_a), make_patient(centre_a)
+    IdentityReview.objects.bulk_create(
+        IdentityReview(
+            centre=centre_a,
+            patient=stored,
+            source_system=SOURCE,
+            source_id=f"p-{n}",
+            record={},
+            reason="its identifier matches a patient whose birth date differs",
+            status=IdentityReviewStatus.LINKED if n % 2 else IdentityReviewStatus.CREATED,
+            resolved_patient=stored if n % 2 else created,
+            resolved_at=timezone.now(),
+        )
+        for n in range(DECIDED)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(IdentityReview._meta.db_table)}")
+    keys = [(SOURCE, f"p-{n}") for n in range(0, 2 * DAILY, 2)]
+
+    with CaptureQueriesContext(connection) as queries:
+        found = patients_find(centre_a, keys, [])
+
+    assert len(found.linked) == DAILY and set(found.linked.values()) == {created}
+    (links,) = [q["sql"] for q in queries if q["sql"].startswith('SELECT "surveillance_identityreview"')]
+    plan = explain(links)
+    assert "identity_review_alias_unique" in plan, plan
+    assert "Sort" not in plan  # in no order: the rows go into a dictionary
