@@ -567,7 +567,6 @@ class ReminderAdmin(ContactActionsMixin, CentreScopedAdmin):
     list_filter = (wl.WorklistFilter, "status", "channel", "audience", "purpose")
     search_fields = _via("visit__infusion__patient")
     list_select_related = ("visit__infusion__patient",)
-    paginator = wl.BoundedPaginator  # every reminder ever sent: its lists count up to a cap ("1000+")
     actions = ["mark_contacted", "log_attempt"]
 
     @admin.display(description=_("Patient"))
