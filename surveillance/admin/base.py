@@ -4,8 +4,11 @@ records in the audit trail every page of patient data it shows and every change 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from surveillance.access.audit import audit_patients_viewed, audit_record
@@ -56,6 +59,16 @@ class CentreScopedAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return scope(super().get_queryset(request), request.user, self.centre_path)
+
+    def action_checkbox(self, obj):
+        """The row's selection box, written as Django's ``CheckboxInput`` renders it: rendered through the form
+        renderer's templates, the box of each of a page's 50 rows cost more than the rest of the list."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(_("Select this object for an action - {}"), str(obj)),
+        )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         # Choices in forms and autocompletes must not reveal another centre's rows.
