@@ -175,8 +175,19 @@ def visit_list_statement(
     return sql, where.params
 
 
+#: psycopg's own loader of ``timestamptz`` text, in C with psycopg's binary package. Django registers on each
+#: connection a Python subclass of the Python loader that then replaces the value's zone by the connection's; for a
+#: page's rows that cost about a quarter of a millisecond. The instant is the same (the serializer renders it in
+#: its own zone), so the page's cursor reads times with psycopg's.
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+
+
 class _PreparedCursor(psycopg.Cursor):
-    """A cursor whose statements are bound on the server and prepared."""
+    """A cursor whose statements are bound on the server and prepared, and whose times are read by psycopg."""
+
+    def __init__(self, connection, **kwargs):
+        super().__init__(connection, **kwargs)
+        self.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
         return super().execute(query, params, prepare=True, binary=binary)
