@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 from bench._common import (
     ROOT,
@@ -278,9 +279,9 @@ def main() -> int:
     from bench.admin_pages import build
 
     # This process serves the in-process figures of BENCH_API_PROFILE=1 as the server serves the load: the rate limit
-    # and the tokens in Redis, persistent connections, and an allowance no run reaches.
-    os.environ.update(server_settings())
-    with scratch_database("api") as db_url:
+    # and the tokens in Redis, persistent connections, and an allowance no run reaches; for this benchmark alone
+    # (``make bench`` starts the next ones' servers from this process's environment).
+    with mock.patch.dict(os.environ, server_settings()), scratch_database("api") as db_url:
         from django.db import connection
 
         from surveillance.api.auth import api_token_create
