@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from surveillance.models import FollowUpVisit
+from tests.db.plans import index_plan
 
 pytestmark = [
     pytest.mark.django_db,
@@ -15,25 +16,18 @@ pytestmark = [
 ]
 
 
-def plan(sql: str, params: list) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # as on a registry's table: through an index where one serves
-        cursor.execute(f"EXPLAIN {sql}", params)
-        return "\n".join(row[0] for row in cursor.fetchall())
-
-
 def test_it_reads_an_infusions_visits_through_the_identity_index():
     sql, params = FollowUpVisit.objects.filter(infusion_id__in=[1, 2]).query.sql_with_params()
 
-    assert "visit_identity_unique" in plan(sql, list(params))
+    assert "visit_identity_unique" in index_plan(sql, list(params))
 
 
 def test_it_clears_a_deleted_users_changes_through_the_index_of_changed_visits():
     """What Django runs when a user is deleted (the foreign key sets NULL), and what the database checks."""
     table, column = FollowUpVisit._meta.db_table, FollowUpVisit._meta.get_field("status_changed_by").column
 
-    assert "visit_changed_by_idx" in plan(f'UPDATE "{table}" SET "{column}" = NULL WHERE "{column}" IN (%s)', [7])
-    assert "visit_changed_by_idx" in plan(f'SELECT 1 FROM "{table}" WHERE "{column}" = %s', [7])
+    assert "visit_changed_by_idx" in index_plan(f'UPDATE "{table}" SET "{column}" = NULL WHERE "{column}" IN (%s)', [7])
+    assert "visit_changed_by_idx" in index_plan(f'SELECT 1 FROM "{table}" WHERE "{column}" = %s', [7])
 
 
 def test_it_plans_a_visit_without_an_entry_in_the_changed_visits_index():

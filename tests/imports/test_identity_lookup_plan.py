@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from surveillance.imports.identity import patients_find
 from surveillance.models import IdentityReview, IdentityReviewStatus, Patient
+from tests.db.plans import index_plan
 
 pytestmark = [
     pytest.mark.django_db,
@@ -75,13 +76,6 @@ def test_it_finds_a_batch_of_patients_through_the_indexes(centre_a, registry):
     assert "Sort" not in plan  # in no order: the rows go into dictionaries
 
 
-def explain(sql: str) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # as on a registry's table: through an index where one serves
-        cursor.execute(f"EXPLAIN {sql}")
-        return "\n".join(row[0] for row in cursor.fetchall())
-
-
 def test_it_finds_a_pulls_aliases_through_the_alias_index_not_every_decided_review(centre_a, make_patient):
     stored, created = make_patient(centre_a), make_patient(centre_a)
     IdentityReview.objects.bulk_create(
@@ -107,6 +101,6 @@ def test_it_finds_a_pulls_aliases_through_the_alias_index_not_every_decided_revi
 
     assert len(found.linked) == DAILY and set(found.linked.values()) == {created}
     (links,) = [q["sql"] for q in queries if q["sql"].startswith('SELECT "surveillance_identityreview"')]
-    plan = explain(links)
+    plan = index_plan(links)
     assert "identity_review_alias_unique" in plan, plan
     assert "Sort" not in plan  # in no order: the rows go into a dictionary
