@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 
 import orjson
 from django.utils import timezone
@@ -480,17 +481,23 @@ def codes_of(value):
     return stored_json(value) if codes is None else codes
 
 
+#: 19 digits in a row: where a number may be an integer that 64 bits do not hold.
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
 def stored_json(value):
     """A JSON column's text decoded as ``JSONField`` decodes it when read by the ORM.
 
-    orjson first (a page decodes one per row, and the standard module took a twentieth of the page); what it
-    refuses (an integer beyond 64 bits) goes to the standard module, which decodes what the ORM would."""
+    orjson first (a page decodes one per row, and the standard module took a twentieth of the page), but not for a
+    text with 19 digits in a row, which may be an integer beyond 64 bits: orjson reads such a number as a float,
+    the standard module (as the ORM) as the integer it is. What orjson refuses goes to the standard module too."""
     if not isinstance(value, str):
         return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        pass
+    if _LONG_NUMBER.search(value) is None:
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(value)
     except json.JSONDecodeError:

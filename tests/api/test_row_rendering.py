@@ -26,12 +26,14 @@ def page(infusion) -> list[dict]:
 def test_it_renders_a_row_as_the_serializer_renders_the_visit(planned_a, zone):
     visits = FollowUpVisit.objects.filter(infusion=planned_a[1]).order_by("due_date", "pk")
     done = visits.filter(status=VisitStatus.SCHEDULED).first()
-    lifecycle.visit_mark_completed(done, completed_on=dt.date.today(), results={"cbc": "normal", "ecog": 1.5})
+    lifecycle.visit_mark_completed(
+        done, completed_on=dt.date.today(), results={"cbc": "normal", "ecog": 1.5, "big": 2**70}
+    )
     with timezone.override(zone), translation.override("es"):
         rows = page(planned_a[1])
         one_by_one = [VisitSerializer(visit).data for visit in visits.select_related("infusion__patient__centre")]
     assert JSONRenderer().render(rows) == JSONRenderer().render(one_by_one)
-    assert any(row["results"] == {"cbc": "normal", "ecog": 1.5} for row in rows)
+    assert any(row["results"] == {"cbc": "normal", "ecog": 1.5, "big": 2**70} for row in rows)
 
 
 def test_it_leaves_to_the_field_what_it_renders_differently():
