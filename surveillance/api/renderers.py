@@ -12,9 +12,14 @@ characters, dict order, the shortest round-tripping digits of a float) but for:
   any pretty-printing asked for with ``indent``: DRF's renderer writes those as it always did;
 - a float that is not a number or is infinite: orjson writes ``null``, where DRF's strict encoder failed the whole
   response. The API accepts no such value and stores none.
+
+A document may hold JSON already written (``orjson.Fragment``: the visit list's rows, ``api.visit_rows``), which
+orjson copies in as it is; where DRF's renderer writes the document instead, each is decoded first.
 """
 
 from __future__ import annotations
+
+import json
 
 import orjson
 from rest_framework.renderers import JSONRenderer
@@ -33,13 +38,13 @@ class FastJSONRenderer(JSONRenderer):
             return b""
         standard = self.ensure_ascii or not self.compact or not self.strict
         if standard or self.get_indent(accepted_media_type, renderer_context or {}) is not None:
-            return super().render(data, accepted_media_type, renderer_context)
+            return super().render(fragments_decoded(data), accepted_media_type, renderer_context)
         try:
             out = orjson.dumps(data, default=self.encoder_class().default, option=_OPTIONS)
         except orjson.JSONEncodeError:
-            return super().render(data, accepted_media_type, renderer_context)
+            return super().render(fragments_decoded(data), accepted_media_type, renderer_context)
         if _may_hold_small_float(out):
-            return super().render(data, accepted_media_type, renderer_context)
+            return super().render(fragments_decoded(data), accepted_media_type, renderer_context)
         if _LINE_SEPARATOR in out or _PARAGRAPH_SEPARATOR in out:  # as DRF does: a strict subset of JavaScript
             out = out.replace(_LINE_SEPARATOR, b"\\u2028").replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
         return out
@@ -57,3 +62,16 @@ def _may_hold_small_float(out: bytes) -> bool:
             return True
         at = out.find(b"e-", at + 2)
     return False
+
+
+def fragments_decoded(data):
+    """``data`` with every ``orjson.Fragment`` in its lists and dicts decoded, for DRF's renderer (which knows none);
+    the rest as it is. A fragment's text is what orjson writes of it; the standard module decodes it, since it may
+    hold what orjson does not read (an integer beyond 64 bits)."""
+    if isinstance(data, orjson.Fragment):
+        return json.loads(orjson.dumps(data))
+    if isinstance(data, list):
+        return [fragments_decoded(item) for item in data]
+    if isinstance(data, dict):
+        return {key: fragments_decoded(value) for key, value in data.items()}
+    return data

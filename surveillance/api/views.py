@@ -512,7 +512,9 @@ class VisitViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
 
         ordering = self.paginator.get_ordering(request, nothing, self)
         page = self.page_audited(self.paginator.paginate_reader(read, FollowUpVisit, request, ordering))
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.get_paginated_response(
+            visit_list.page_data(page, lambda rows: self.get_serializer(rows, many=True).data)
+        )
 
     def _act(self, request, serializer_class, call):
         visit = self.get_object()

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 from django.db import connection
 from django.db.models.sql import Query
 
+from surveillance.api import visit_rows
 from surveillance.api.filters import id_possible
 from surveillance.api.pagination import keyset_after
 from surveillance.api.serializers import VisitSerializer, codes_of, stored_json
@@ -104,6 +105,22 @@ def _open_due() -> str:
     return sql % tuple(quote_value(param) for param in params)
 
 
+def page_data(rows: list[dict], render: Callable[[list[dict]], list]) -> list:
+    """The page's rows as the response carries them: those PostgreSQL wrote as they are, others ``render``ed."""
+    if rows and visit_rows.JSON in rows[0]:
+        return [row[visit_rows.JSON] for row in rows]
+    return render(rows)
+
+
+@functools.cache
+def _written(order: tuple[str, ...]) -> visit_rows.Written:
+    """The rows written by PostgreSQL, with their patient and the values of ``order``'s fields beside them."""
+    quote = connection.ops.quote_name
+    tail = [("patient", f"i.{quote(Infusion._meta.get_field('patient').column)}")]
+    tail += [(name, _visit_column(name)) for name in dict.fromkeys(field.lstrip("-") for field in order)]
+    return visit_rows.written(tuple(_COLUMNS), tuple(tail))
+
+
 def visit_list_page(
     centre_ids: Sequence[int] | None,
     filters: dict,
@@ -113,9 +130,12 @@ def visit_list_page(
 ) -> list[dict]:
     """Up to ``limit`` visit rows of these centres (None: all) matching ``VisitFilter``'s cleaned ``filters``, in
     ``order`` (field names, ``-`` for descending), after the row whose ordering values are ``after``."""
-    statement = visit_list_statement(centre_ids, filters, order, after, limit)
+    plan = _written(tuple(order)) if connection.vendor == "postgresql" and visit_rows.in_utc() else None
+    statement = visit_list_statement(centre_ids, filters, order, after, limit, None if plan is None else plan.select)
     if statement is None:
         return []
+    if plan is not None:
+        return visit_rows.written_rows(plan, _fetch(*statement))
     keys = [key for key, _sql in _COLUMNS]
     rows = [dict(zip(keys, values, strict=True)) for values in _fetch(*statement)]
     for row in rows:
@@ -130,9 +150,10 @@ def visit_list_statement(
     order: Sequence[str],
     after: Sequence | None,
     limit: int,
+    select: str | None = None,
 ) -> tuple[str, list] | None:
     """The page's statement and its parameters (as ``visit_list_page`` takes them), or None where nothing can
-    match."""
+    match; ``select``: its select list (the row columns by default)."""
     where = _Where()
     if centre_ids is not None:
         if not centre_ids:
@@ -167,7 +188,7 @@ def visit_list_statement(
     if after is not None:
         _add_after(where, columns, order, after)
     sql = (
-        f"SELECT {', '.join(sql for _key, sql in _COLUMNS)} {_FROM}"
+        f"SELECT {select or ', '.join(sql for _key, sql in _COLUMNS)} {_FROM}"
         f"{' WHERE ' + ' AND '.join(where.terms) if where.terms else ''}"
         f" ORDER BY {', '.join(f'{c} DESC' if down else c for c, down in zip(columns, descending, strict=True))}"
         f" LIMIT {int(limit)}"  # written in: see _fetch

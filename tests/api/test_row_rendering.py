@@ -1,5 +1,5 @@
-"""A list page renders the rows ``visit_list_page`` reads (``RowListSerializer``) exactly as the serializer renders
-a visit, whatever the active time zone and language."""
+"""A list page renders the rows ``visit_list_page`` reads (written by PostgreSQL in UTC, else by
+``RowListSerializer``) exactly as the serializer renders a visit, whatever the active time zone and language."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from django.utils import timezone, translation
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
+from surveillance.api.renderers import fragments_decoded
 from surveillance.api.serializers import VisitSerializer, column_renderer
-from surveillance.api.visit_list import visit_list_page
+from surveillance.api.visit_list import page_data, visit_list_page
 from surveillance.care import lifecycle
 from surveillance.models import FollowUpVisit, VisitStatus
 
 
-def page(infusion) -> list[dict]:
+def page(infusion) -> list:
     rows = visit_list_page(None, {"infusion": infusion.pk}, ("due_date", "pk"), None, 1000)
-    return VisitSerializer(rows, many=True).data
+    return fragments_decoded(page_data(rows, lambda rows: VisitSerializer(rows, many=True).data))
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
