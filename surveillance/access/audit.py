@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 from collections.abc import Iterable, Iterator
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from surveillance import api
 from surveillance.db import bulk_rows
+from surveillance.db.prepared import counted_prepared_cursor
 from surveillance.models import AuditEntry
 from surveillance.models import audit as audit_models
 from surveillance.models.audit import AuditActor
@@ -214,20 +216,34 @@ def audit_insert(entry: AuditEntry) -> None:
     """Append one built entry with a single INSERT.
 
     Every API request writes one, reads included, so this runs on every request; ``AuditEntry.save`` would add
-    its signals and guards for a row that is always new. What keeps the trail append-only is untouched: the
+    its signals and guards for a row that is always new. On PostgreSQL the INSERT is prepared once per connection
+    (``counted_prepared_cursor``): parsed and planned for each request, with its parameters written into its text
+    by the client, it cost both processes more than the row. What keeps the trail append-only is untouched: the
     queryset refuses bulk changes and, on PostgreSQL, a trigger refuses UPDATE and DELETE.
     """
-    values = {"at": timezone.now(), **{column: getattr(entry, column) for column in AUDIT_ROW_COLUMNS}}
-    meta = AuditEntry._meta
     connection = connections[router.db_for_write(AuditEntry)]
-    fields = [meta.get_field(name) for name in values]
-    quote = connection.ops.quote_name
+    sql, fields = _audit_insert_statement(connection.alias)
+    values = (timezone.now(), *(getattr(entry, column) for column in AUDIT_ROW_COLUMNS))
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
+    if connection.vendor == "postgresql":
+        with counted_prepared_cursor(connection) as cursor:
+            cursor.execute(sql, params)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@functools.cache
+def _audit_insert_statement(alias: str) -> tuple[str, list]:
+    """The INSERT of an audit row on this database, and its fields in the order of its values (``at``, then
+    ``AUDIT_ROW_COLUMNS``)."""
+    meta = AuditEntry._meta
+    fields = [meta.get_field(name) for name in ("at", *AUDIT_ROW_COLUMNS)]
+    quote = connections[alias].ops.quote_name
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
         quote(meta.db_table), ", ".join(quote(field.column) for field in fields), ", ".join(["%s"] * len(fields))
     )
-    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values(), strict=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, fields
 
 
 def _api_changes(request, response, path: str) -> dict:

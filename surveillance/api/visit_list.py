@@ -24,6 +24,7 @@ from surveillance.api import visit_rows
 from surveillance.api.filters import id_possible
 from surveillance.api.pagination import keyset_after
 from surveillance.api.serializers import VisitSerializer, codes_of, stored_json
+from surveillance.db.prepared import PreparingCursor, counted_prepared_cursor
 from surveillance.models import FollowUpVisit, Infusion, Patient, TreatmentCentre, VisitStatus
 from surveillance.models.visits import OPEN_DUE
 
@@ -203,15 +204,12 @@ def visit_list_statement(
 _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
 
 
-class _PreparedCursor(psycopg.Cursor):
+class _PreparedCursor(PreparingCursor):
     """A cursor whose statements are bound on the server and prepared, and whose times are read by psycopg."""
 
     def __init__(self, connection, **kwargs):
         super().__init__(connection, **kwargs)
         self.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
@@ -220,19 +218,12 @@ def _fetch(sql: str, params: list) -> list[tuple]:
     not a parameter: with an unknown LIMIT, PostgreSQL's generic plan is costed as if it read a tenth of the
     window, dearer than a custom plan, so the server planned every execution anew (a third of a millisecond each);
     with it written in, the generic plan wins after the fifth execution and is kept. Django's cursor wrapper still runs
-    it, so it is counted and wrapped as any other query; a prepared execution has no text for Django's query log,
-    which records it as None (``pg_prepared_statements`` has it)."""
+    it (``counted_prepared_cursor``), so it is counted and wrapped as any other query."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, [_stored_if_time(value) for value in params])
             return [tuple(map(_utc_if_naive, row)) for row in cursor.fetchall()]
-    connection.ensure_connection()
-    prepared = _PreparedCursor(connection.connection)
-    with (
-        connection.make_debug_cursor(prepared)
-        if connection.queries_logged
-        else connection.make_cursor(prepared) as cursor
-    ):
+    with counted_prepared_cursor(connection, _PreparedCursor) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 

@@ -1,9 +1,12 @@
-"""A statement run prepared on Django's PostgreSQL connection, for the few that run once a message or a group.
+"""A statement run prepared on Django's PostgreSQL connection, for the few that run once a message, a group or a
+request.
 
 The ORM compiles a query afresh each time and PostgreSQL plans it afresh; for the dispatcher's per-message and
-per-group writes that was a measurable share of each message. Run through psycopg's own cursor with
-``prepare=True``, such a statement is planned once per connection, in the connection's current transaction, with
-Django's error wrapper around it (a failure raises Django's database errors, as the ORM's would).
+per-group writes, and for the visit list's page and the audit row of every API request, that was a measurable share
+of the work. Run through psycopg's own cursor with ``prepare=True``, such a statement is planned once per
+connection, in the connection's current transaction, with Django's error wrapper around it (a failure raises
+Django's database errors, as the ORM's would). ``prepared_cursor`` runs it beside Django's cursor wrapper (not
+counted as a query); ``counted_prepared_cursor`` inside it, counted and logged as any other query.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterator, Mapping
 
 import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 
 @contextlib.contextmanager
@@ -21,4 +25,24 @@ def prepared_cursor(statement: str, params: Mapping) -> Iterator[psycopg.Cursor]
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(statement, params, prepare=True)
+        yield cursor
+
+
+class PreparingCursor(psycopg.Cursor):
+    """A psycopg cursor that binds every statement's parameters on the server and prepares the statement."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+@contextlib.contextmanager
+def counted_prepared_cursor(
+    database=connection, cursor_class: type[PreparingCursor] = PreparingCursor
+) -> Iterator[CursorWrapper]:
+    """Django's cursor wrapper (counted, logged where queries are, its errors Django's) around a ``cursor_class`` on
+    ``database``'s PostgreSQL connection. A prepared execution has no text for Django's query log, which records it
+    as None (``pg_prepared_statements`` has it)."""
+    database.ensure_connection()
+    raw = cursor_class(database.connection)
+    with database.make_debug_cursor(raw) if database.queries_logged else database.make_cursor(raw) as cursor:
         yield cursor

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -77,6 +78,20 @@ def test_it_records_authenticated_api_requests(login, coordinator_a):
     login(coordinator_a).get("/api/v1/patients/")
     entry = AuditEntry.objects.get(action="api_get")
     assert (entry.actor, entry.object_id, entry.remote_addr) == (coordinator_a, "/api/v1/patients/", "10.1.2.3")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no server-side statements")
+def test_it_writes_every_api_requests_row_with_one_prepared_insert(login, coordinator_a):
+    client = login(coordinator_a)
+    for path in ("/api/v1/patients", "/api/v1/visits", "/api/v1/patients"):
+        assert client.get(path).status_code == 200
+    assert AuditEntry.objects.filter(action="api_get").count() == 3
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            [f"INSERT INTO {connection.ops.quote_name(AuditEntry._meta.db_table)}%"],
+        )
+        assert len(cursor.fetchall()) == 1
 
 
 def _sign_in(client: Client, username: str, password: str):
