@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 
 import psycopg
 from django.db import connection
-from django.db.backends.utils import CursorWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
 @contextlib.contextmanager
@@ -35,14 +35,26 @@ class PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
+class _PreparedStatementLog(CursorDebugWrapper):
+    """Django's debug wrapper, logging a prepared statement with its parameters written in, as Django logs any
+    other: Django reads the text psycopg sent, and a prepared execution sends none (the log would say None)."""
+
+    def execute(self, sql, params=None):
+        try:
+            text = self.db.ops.compose_sql(sql, params)
+        except (TypeError, ValueError, psycopg.Error):
+            text = sql
+        with self.debug_sql(text, params):
+            return CursorWrapper.execute(self, sql, params)
+
+
 @contextlib.contextmanager
 def counted_prepared_cursor(
     database=connection, cursor_class: type[PreparingCursor] = PreparingCursor
 ) -> Iterator[CursorWrapper]:
     """Django's cursor wrapper (counted, logged where queries are, its errors Django's) around a ``cursor_class`` on
-    ``database``'s PostgreSQL connection. A prepared execution has no text for Django's query log, which records it
-    as None (``pg_prepared_statements`` has it)."""
+    ``database``'s PostgreSQL connection."""
     database.ensure_connection()
     raw = cursor_class(database.connection)
-    with database.make_debug_cursor(raw) if database.queries_logged else database.make_cursor(raw) as cursor:
+    with _PreparedStatementLog(raw, database) if database.queries_logged else database.make_cursor(raw) as cursor:
         yield cursor
