@@ -433,9 +433,9 @@ def column_renderer(field: serializers.Field):
     if _renders_as_stored(field):
         return None
     kind = type(field)
-    if kind is serializers.DateField and _iso_format(field, api_settings.DATE_FORMAT):
+    if kind is serializers.DateField and iso_format(field, api_settings.DATE_FORMAT):
         return dt.date.isoformat
-    if kind is serializers.DateTimeField and _iso_format(field, api_settings.DATETIME_FORMAT):
+    if kind is serializers.DateTimeField and iso_format(field, api_settings.DATETIME_FORMAT):
         zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
         if zone is not None:
             return functools.partial(_iso_datetime, zone=zone, field=field)
@@ -457,7 +457,7 @@ def _renders_as_stored(field: serializers.Field) -> bool:
     return kind in _RENDERED_AS_STORED
 
 
-def _iso_format(field: serializers.Field, default: str) -> bool:
+def iso_format(field: serializers.Field, default: str) -> bool:
     output_format = getattr(field, "format", default)
     return isinstance(output_format, str) and output_format.lower() == ISO_8601
 

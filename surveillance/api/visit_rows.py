@@ -23,10 +23,10 @@ import orjson
 from django.db import connection
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.settings import ISO_8601, api_settings
+from rest_framework.settings import api_settings
 
 from surveillance.api.renderers import FastJSONRenderer
-from surveillance.api.serializers import VisitSerializer, codes_of, column_renderer, stored_json
+from surveillance.api.serializers import VisitSerializer, codes_of, column_renderer, iso_format, stored_json
 
 #: The key of a written row's JSON.
 JSON = "json"
@@ -68,11 +68,9 @@ def _sql_kind(field: serializers.Field) -> str | None:
     if kind is serializers.DateTimeField:
         if hasattr(field, "timezone"):  # a zone of its own, not the request's
             return None
-        output = getattr(field, "format", api_settings.DATETIME_FORMAT)
-        return "utc time" if isinstance(output, str) and output.lower() == ISO_8601 else None
+        return "utc time" if iso_format(field, api_settings.DATETIME_FORMAT) else None
     if kind is serializers.DateField:
-        output = getattr(field, "format", api_settings.DATE_FORMAT)
-        return "as stored" if isinstance(output, str) and output.lower() == ISO_8601 else None
+        return "as stored" if iso_format(field, api_settings.DATE_FORMAT) else None
     return "as stored" if column_renderer(field) is None else None
 
 
